@@ -1,0 +1,1 @@
+//! Request body framing: Content-Length and chunked (trailers skipped).

@@ -1,0 +1,285 @@
+//! Sans-IO HTTP/1.1: bytes in, requests out; responses in, bytes out.
+//!
+//! Owns request parsing (on httparse, plus gunicorn 27's limits and
+//! request-smuggling rules), body framing (Content-Length, chunked), the
+//! PROXY protocol preamble, response encoding and the keep-alive/pipelining
+//! state of one connection. It imports nothing else of the crate: no sockets,
+//! no Python, no libc. Every error carries the status a server should answer.
+
+#![forbid(unsafe_code)]
+
+mod conn;
+mod date;
+mod decode;
+mod encode;
+mod error;
+mod parse;
+mod proxy;
+mod target;
+
+pub use conn::Conn;
+pub use date::DateCache;
+pub use conn::CONTINUE;
+pub use encode::{error_response, validate_response_header, validate_status, RequestInfo, ResponseFraming, ResponseWriter};
+pub use error::{HttpError, HttpErrorKind};
+pub use proxy::ProxyInfo;
+pub use target::percent_decode;
+
+use std::net::IpAddr;
+use std::ops::Range;
+
+/// Parser settings, gunicorn's names and meanings (see docs/settings.md).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Max bytes of the request line (0 = unlimited; values >= 8190 are capped at 8190). Over it: 414.
+    pub limit_request_line: usize,
+    /// Max number of header fields (0 or > 32768 means 32768). Over it: 431.
+    pub limit_request_fields: usize,
+    /// Max bytes of one header line including CRLF (0 means 8190, as in gunicorn). Over it: 431.
+    pub limit_request_field_size: usize,
+    pub permit_obsolete_folding: bool,
+    pub strip_header_spaces: bool,
+    pub permit_unconventional_http_method: bool,
+    pub permit_unconventional_http_version: bool,
+    pub casefold_http_method: bool,
+    pub header_map: HeaderMapPolicy,
+    /// Underscore header names a trusted forwarder may pass (gunicorn `forwarder_headers`), upper-case.
+    pub forwarder_headers: Vec<String>,
+    /// gunicorn `secure_scheme_headers`: (UPPER-CASE NAME, value meaning https).
+    pub secure_scheme_headers: Vec<(String, String)>,
+    pub proxy_protocol: ProxyProtocol,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            limit_request_line: 4094,
+            limit_request_fields: 100,
+            limit_request_field_size: 8190,
+            permit_obsolete_folding: false,
+            strip_header_spaces: false,
+            permit_unconventional_http_method: false,
+            permit_unconventional_http_version: false,
+            casefold_http_method: false,
+            header_map: HeaderMapPolicy::Drop,
+            forwarder_headers: vec!["SCRIPT_NAME".into(), "PATH_INFO".into()],
+            secure_scheme_headers: vec![
+                ("X-FORWARDED-PROTOCOL".into(), "ssl".into()),
+                ("X-FORWARDED-PROTO".into(), "https".into()),
+                ("X-FORWARDED-SSL".into(), "on".into()),
+            ],
+            proxy_protocol: ProxyProtocol::Off,
+        }
+    }
+}
+
+/// What to do with request header names that contain `_`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderMapPolicy {
+    Drop,
+    Refuse,
+    Dangerous,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProxyProtocol {
+    Off,
+    V1,
+    V2,
+    Auto,
+}
+
+/// What the worker knows about the peer when the connection is accepted.
+#[derive(Clone, Debug, Default)]
+pub struct PeerTrust {
+    /// Peer may set the scheme and pass `forwarder_headers` (in `forwarded_allow_ips`, or a unix socket).
+    pub forwarded: bool,
+    /// Peer may send a PROXY protocol header (in `proxy_allow_from`).
+    pub proxy: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Version {
+    Http10,
+    Http11,
+}
+
+impl Version {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Http10 => "HTTP/1.0",
+            Version::Http11 => "HTTP/1.1",
+        }
+    }
+}
+
+/// A byte range into `Head::buf`.
+pub type Span = Range<u32>;
+
+#[derive(Clone, Debug)]
+pub struct Header {
+    /// The name as sent (case preserved), after `--strip-header-spaces`.
+    pub name: Span,
+    /// The value with surrounding SP/HTAB trimmed; obs-fold lines already joined with one space.
+    pub value: Span,
+}
+
+/// A parsed request head. Strings are spans into `buf`, which holds the head
+/// bytes (possibly rewritten in place, e.g. a case-folded method).
+#[derive(Clone, Debug)]
+pub struct Head {
+    pub buf: Vec<u8>,
+    pub method: Span,
+    /// The request target exactly as sent (RAW_URI).
+    pub target: Span,
+    /// The path of the target as Python's `urlsplit` finds it, not yet percent-decoded.
+    pub path: Span,
+    /// The query without `?`, fragment dropped (empty span when none).
+    pub query: Span,
+    pub version: Version,
+    /// Kept headers in arrival order (dropped underscore names are gone).
+    pub headers: Vec<Header>,
+    /// `https` if a trusted peer said so through `secure_scheme_headers`.
+    pub https_forwarded: bool,
+}
+
+impl Head {
+    pub fn slice(&self, span: &Span) -> &[u8] {
+        &self.buf[span.start as usize..span.end as usize]
+    }
+    pub fn method(&self) -> &[u8] {
+        self.slice(&self.method)
+    }
+    pub fn target(&self) -> &[u8] {
+        self.slice(&self.target)
+    }
+    pub fn path(&self) -> &[u8] {
+        self.slice(&self.path)
+    }
+    pub fn query(&self) -> &[u8] {
+        self.slice(&self.query)
+    }
+    pub fn is_head(&self) -> bool {
+        self.method() == b"HEAD"
+    }
+    /// Header (name, value) pairs in arrival order.
+    pub fn header_pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+        self.headers
+            .iter()
+            .map(move |h| (self.slice(&h.name), self.slice(&h.value)))
+    }
+}
+
+/// A complete request: head plus the whole body (de-chunked).
+#[derive(Debug)]
+pub struct Request {
+    pub head: Head,
+    pub body: Vec<u8>,
+    /// The client wants the connection kept open after this response
+    /// (HTTP/1.1 without `Connection: close`, or HTTP/1.0 with `keep-alive`),
+    /// and the framing allows it.
+    pub keep_alive: bool,
+    /// PROXY protocol addresses of the connection, if a header was received.
+    pub proxy: Option<ProxyInfo>,
+}
+
+/// What `Conn::poll` found in the bytes fed so far.
+#[derive(Debug)]
+pub enum Event {
+    /// Nothing complete yet: feed more bytes.
+    NeedMore,
+    /// The head of a request that announced `Expect: 100-continue` was
+    /// parsed and its body has not all arrived: send `continue_bytes()` now.
+    /// Returned at most once per request.
+    SendContinue,
+    /// A whole request. The next `poll` looks at the bytes after it
+    /// (pipelining); answer requests in the order they are returned.
+    Request(Request),
+    /// The bytes are not acceptable HTTP. Answer with `error.status()`
+    /// (unless `None`: close without answering) and close the connection;
+    /// `poll` returns the same error again afterwards.
+    Error(HttpError),
+    /// The peer closed cleanly between requests: close the connection.
+    Closed,
+}
+
+/// An IP address test for trust lists ("*", addresses and CIDRs), shared by
+/// `forwarded_allow_ips` and `proxy_allow_from`.
+#[derive(Clone, Debug)]
+pub enum AllowList {
+    Any,
+    Nets(Vec<(IpAddr, u8)>),
+}
+
+impl AllowList {
+    /// Parse gunicorn's comma-separated form: `*`, `127.0.0.1`, `10.0.0.0/8`, `::1`.
+    pub fn parse(spec: &str) -> Result<AllowList, String> {
+        let mut nets = Vec::new();
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            if item == "*" {
+                return Ok(AllowList::Any);
+            }
+            let (addr, bits) = match item.split_once('/') {
+                Some((a, b)) => (a, Some(b)),
+                None => (item, None),
+            };
+            let ip: IpAddr = addr
+                .parse()
+                .map_err(|_| format!("{item:?} is not an IP address or CIDR network"))?;
+            let max = if ip.is_ipv4() { 32 } else { 128 };
+            let bits = match bits {
+                Some(b) => b
+                    .parse::<u8>()
+                    .ok()
+                    .filter(|b| *b <= max)
+                    .ok_or_else(|| format!("{item:?}: prefix length must be 0..={max}"))?,
+                None => max,
+            };
+            nets.push((ip, bits));
+        }
+        Ok(AllowList::Nets(nets))
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match self {
+            AllowList::Any => true,
+            AllowList::Nets(nets) => nets.iter().any(|(net, bits)| prefix_match(*net, ip, *bits)),
+        }
+    }
+}
+
+fn prefix_match(net: IpAddr, ip: IpAddr, bits: u8) -> bool {
+    match (net, ip) {
+        (IpAddr::V4(n), IpAddr::V4(i)) => {
+            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            u32::from(n) & mask == u32::from(i) & mask
+        }
+        (IpAddr::V6(n), IpAddr::V6(i)) => {
+            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            u128::from(n) & mask == u128::from(i) & mask
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_list_matches_addresses_and_networks() {
+        let l = AllowList::parse("127.0.0.1, 10.0.0.0/8,::1").unwrap();
+        assert!(l.contains("127.0.0.1".parse().unwrap()));
+        assert!(l.contains("10.2.3.4".parse().unwrap()));
+        assert!(l.contains("::1".parse().unwrap()));
+        assert!(l.contains("::ffff:10.9.9.9".parse().unwrap()));
+        assert!(!l.contains("127.0.0.2".parse().unwrap()));
+        assert!(AllowList::parse("*").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(AllowList::parse("nope").is_err());
+        assert!(AllowList::parse("10.0.0.0/33").is_err());
+    }
+}
