@@ -8,11 +8,65 @@
 #[macro_use]
 pub mod log;
 
+pub mod config;
 pub mod engine;
 pub mod http;
 pub mod sys;
 
 #[cfg(feature = "python")]
+pub mod arbiter;
+#[cfg(feature = "python")]
+pub mod worker;
+#[cfg(feature = "python")]
 pub mod wsgi;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[cfg(feature = "python")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(feature = "python")]
+mod entry {
+    use pyo3::prelude::*;
+
+    use crate::config::{self, Parsed};
+
+    /// Run the server with `argv` (as in `sys.argv`); returns the exit code.
+    #[pyfunction]
+    fn run(py: Python<'_>, argv: Vec<String>) -> i32 {
+        let cfg = match config::from_args(&argv) {
+            Parsed::Run(cfg) => *cfg,
+            Parsed::Exit(code) => return code,
+        };
+        crate::log::set_level(cfg.log_level);
+        if let Some(dir) = &cfg.chdir {
+            if let Err(e) = std::env::set_current_dir(dir) {
+                eprintln!("Error: --chdir {dir:?}: {e}");
+                return 1;
+            }
+        }
+        // Whatever the app prints reaches the terminal in order with our log lines.
+        let _ = py.run(
+            c"import sys\nsys.stdout.flush()\nsys.stderr.flush()",
+            None,
+            None,
+        );
+        crate::sys::signal::ignore(nix::sys::signal::Signal::SIGPIPE);
+        let mut arbiter = match crate::arbiter::Arbiter::new(cfg) {
+            Ok(a) => a,
+            Err(e) => {
+                crate::error!("{e}");
+                return 1;
+            }
+        };
+        arbiter.run(py)
+    }
+
+    #[pymodule]
+    fn _ferrocorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", crate::VERSION)?;
+        m.add_function(wrap_pyfunction!(run, m)?)?;
+        Ok(())
+    }
+}

@@ -45,7 +45,11 @@ pub type ListenerId = usize;
 #[derive(Debug)]
 pub enum Event<'a> {
     /// A new connection from `listener`. `peer` is `None` for unix sockets.
-    Accepted { listener: ListenerId, conn: ConnId, peer: Option<SocketAddr> },
+    Accepted {
+        listener: ListenerId,
+        conn: ConnId,
+        peer: Option<SocketAddr>,
+    },
     /// Bytes received on `conn` (valid only during the callback).
     Data { conn: ConnId, data: &'a [u8] },
     /// The peer closed its sending side (a read returned 0), or the
@@ -143,7 +147,11 @@ impl Engine {
 
     /// Submit queued work and wait up to `timeout` (forever if `None`) for
     /// at least one event; call `on_event` for each event ready.
-    pub fn wait(&mut self, timeout: Option<Duration>, on_event: &mut dyn FnMut(Event<'_>)) -> io::Result<()> {
+    pub fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> io::Result<()> {
         let _ = (timeout, on_event);
         todo!()
     }

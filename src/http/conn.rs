@@ -15,7 +15,11 @@ pub struct Conn {
 
 impl Conn {
     pub fn new(config: Arc<Config>, trust: PeerTrust) -> Conn {
-        Conn { config, trust, buf: Vec::new() }
+        Conn {
+            config,
+            trust,
+            buf: Vec::new(),
+        }
     }
 
     /// Append bytes received from the peer.

@@ -7,7 +7,10 @@ pub struct DateCache {
 
 impl DateCache {
     pub fn new() -> DateCache {
-        DateCache { secs: u64::MAX, value: [b' '; 29] }
+        DateCache {
+            secs: u64::MAX,
+            value: [b' '; 29],
+        }
     }
 
     /// `Sun, 06 Nov 1994 08:49:37 GMT` for now.

@@ -18,9 +18,12 @@ mod proxy;
 mod target;
 
 pub use conn::Conn;
-pub use date::DateCache;
 pub use conn::CONTINUE;
-pub use encode::{error_response, validate_response_header, validate_status, RequestInfo, ResponseFraming, ResponseWriter};
+pub use date::DateCache;
+pub use encode::{
+    error_response, validate_response_header, validate_status, RequestInfo, ResponseFraming,
+    ResponseWriter,
+};
 pub use error::{HttpError, HttpErrorKind};
 pub use proxy::ProxyInfo;
 pub use target::percent_decode;
@@ -255,11 +258,19 @@ impl AllowList {
 fn prefix_match(net: IpAddr, ip: IpAddr, bits: u8) -> bool {
     match (net, ip) {
         (IpAddr::V4(n), IpAddr::V4(i)) => {
-            let mask = if bits == 0 { 0 } else { u32::MAX << (32 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u32::MAX << (32 - bits)
+            };
             u32::from(n) & mask == u32::from(i) & mask
         }
         (IpAddr::V6(n), IpAddr::V6(i)) => {
-            let mask = if bits == 0 { 0 } else { u128::MAX << (128 - bits) };
+            let mask = if bits == 0 {
+                0
+            } else {
+                u128::MAX << (128 - bits)
+            };
             u128::from(n) & mask == u128::from(i) & mask
         }
         _ => false,
@@ -278,7 +289,9 @@ mod tests {
         assert!(l.contains("::1".parse().unwrap()));
         assert!(l.contains("::ffff:10.9.9.9".parse().unwrap()));
         assert!(!l.contains("127.0.0.2".parse().unwrap()));
-        assert!(AllowList::parse("*").unwrap().contains("8.8.8.8".parse().unwrap()));
+        assert!(AllowList::parse("*")
+            .unwrap()
+            .contains("8.8.8.8".parse().unwrap()));
         assert!(AllowList::parse("nope").is_err());
         assert!(AllowList::parse("10.0.0.0/33").is_err());
     }

@@ -1,4 +1,8 @@
 //! Thin wrappers over the operating system: the only place besides
 //! `engine/` where `unsafe` is allowed; every block says why it is sound.
 
+pub mod affinity;
+pub mod process;
+pub mod signal;
+pub mod socket;
 pub mod time;

@@ -4,7 +4,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// `2026-11-26 06:35:45 +0000` in the local time zone (gunicorn's error-log `datefmt`).
 pub fn local_timestamp() -> String {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as libc::time_t;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0) as libc::time_t;
     // SAFETY: `tm` is plain data that localtime_r fully initialises on success;
     // localtime_r is the thread-safe variant and only reads `now`.
     let tm = unsafe {

@@ -1,0 +1,150 @@
+//! The command line: gunicorn's flag names, defaults and environment variables.
+//!
+//! clap reports usage errors (unknown flags, bad values) with exit code 2.
+
+use clap::{ArgAction, Parser};
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "ferrocorn",
+    version = crate::VERSION,
+    about = "A pre-fork HTTP server for Python WSGI applications, with gunicorn's command line.",
+    after_help = "APP_MODULE is MODULE:NAME, MODULE (meaning MODULE:application) or MODULE:factory(ARGS).",
+    disable_version_flag = true
+)]
+pub struct Cli {
+    /// The WSGI application: `module:callable`, `module` or `module:factory()`.
+    #[arg(value_name = "APP_MODULE")]
+    pub app: Option<String>,
+
+    /// The socket to bind: HOST, HOST:PORT, [IPV6]:PORT or unix:PATH. Repeatable.
+    /// Default 127.0.0.1:8000, or 0.0.0.0:$PORT when PORT is set.
+    #[arg(short = 'b', long = "bind", value_name = "ADDRESS", action = ArgAction::Append)]
+    pub bind: Vec<String>,
+
+    /// The number of worker processes. Default $WEB_CONCURRENCY, else 1.
+    #[arg(short = 'w', long = "workers", value_name = "INT", env = "WEB_CONCURRENCY",
+          value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub workers: Option<u32>,
+
+    /// Change to this directory before loading the app (it is also put first on sys.path).
+    #[arg(long = "chdir", value_name = "DIR")]
+    pub chdir: Option<String>,
+
+    /// Comma-separated directories to add to the Python path.
+    #[arg(long = "pythonpath", value_name = "STRING")]
+    pub pythonpath: Option<String>,
+
+    /// Seconds to wait for the next request on a kept-alive connection (0 disables keep-alive).
+    #[arg(long = "keep-alive", value_name = "INT", default_value_t = 2)]
+    pub keep_alive: u32,
+
+    /// The listen() backlog: connections the kernel queues before accept.
+    #[arg(long = "backlog", value_name = "INT", default_value_t = 2048,
+          value_parser = clap::value_parser!(u32).range(1..=65535))]
+    pub backlog: u32,
+
+    /// One SO_REUSEPORT listening socket per worker (the default for TCP on Linux).
+    #[arg(long = "reuse-port", overrides_with = "no_reuse_port")]
+    pub reuse_port: bool,
+
+    /// One listening socket shared by all workers instead of one per worker.
+    #[arg(long = "no-reuse-port")]
+    pub no_reuse_port: bool,
+
+    /// The io engine of each worker: auto (io_uring when the kernel allows it, else epoll), uring or epoll.
+    #[arg(long = "io-engine", value_name = "ENGINE", env = "FERROCORN_IO_ENGINE",
+          default_value = "auto", value_parser = ["auto", "uring", "epoll"])]
+    pub io_engine: String,
+
+    /// Seconds workers get to finish in-flight requests after TERM before they are killed.
+    #[arg(long = "graceful-timeout", value_name = "INT", default_value_t = 30)]
+    pub graceful_timeout: u32,
+
+    /// The maximum number of open client connections per worker.
+    #[arg(long = "worker-connections", value_name = "INT", default_value_t = 1000,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub worker_connections: u32,
+
+    /// The error log level: debug, info, warning, error or critical.
+    #[arg(long = "log-level", value_name = "LEVEL", default_value = "info",
+          value_parser = ["debug", "info", "warning", "error", "critical"])]
+    pub log_level: String,
+
+    /// Max bytes in the request line (0 = unlimited, capped at 8190). Longer: 414.
+    #[arg(
+        long = "limit-request-line",
+        value_name = "INT",
+        default_value_t = 4094
+    )]
+    pub limit_request_line: usize,
+
+    /// Max number of request header fields (0 = 32768). More: 431.
+    #[arg(
+        long = "limit-request-fields",
+        value_name = "INT",
+        default_value_t = 100
+    )]
+    pub limit_request_fields: usize,
+
+    /// Max bytes of one request header line (0 = 8190). Longer: 431.
+    #[arg(
+        long = "limit-request-field_size",
+        alias = "limit-request-field-size",
+        value_name = "INT",
+        default_value_t = 8190
+    )]
+    pub limit_request_field_size: usize,
+
+    /// Accept obsolete line folding in request headers (joined with a space) instead of 400.
+    #[arg(long = "permit-obsolete-folding")]
+    pub permit_obsolete_folding: bool,
+
+    /// Strip spaces between a header name and the colon (dangerous: request smuggling).
+    #[arg(long = "strip-header-spaces")]
+    pub strip_header_spaces: bool,
+
+    /// Allow methods that are lower case, contain '#' or are not 3 to 20 characters long.
+    #[arg(long = "permit-unconventional-http-method")]
+    pub permit_unconventional_http_method: bool,
+
+    /// Allow HTTP versions other than 1.0 and 1.1.
+    #[arg(long = "permit-unconventional-http-version")]
+    pub permit_unconventional_http_version: bool,
+
+    /// Upper-case the request method.
+    #[arg(long = "casefold-http-method")]
+    pub casefold_http_method: bool,
+
+    /// Request header names containing '_': drop, refuse (400) or dangerous (pass on).
+    #[arg(long = "header-map", value_name = "MODE", default_value = "drop",
+          value_parser = ["drop", "refuse", "dangerous"])]
+    pub header_map: String,
+
+    /// Peers trusted to set the scheme and forwarder headers: IPs, CIDRs or '*'.
+    #[arg(
+        long = "forwarded-allow-ips",
+        value_name = "STRING",
+        env = "FORWARDED_ALLOW_IPS",
+        default_value = "127.0.0.1,::1"
+    )]
+    pub forwarded_allow_ips: String,
+
+    /// Accept a PROXY protocol header: off, v1, v2 or auto (the bare flag means auto).
+    #[arg(long = "proxy-protocol", value_name = "MODE", num_args = 0..=1,
+          default_missing_value = "auto", default_value = "off",
+          value_parser = ["off", "v1", "v2", "auto", "true", "false"])]
+    pub proxy_protocol: String,
+
+    /// Peers allowed to send a PROXY protocol header: IPs, CIDRs or '*'.
+    #[arg(
+        long = "proxy-allow-from",
+        value_name = "STRING",
+        default_value = "127.0.0.1,::1"
+    )]
+    pub proxy_allow_from: String,
+
+    /// Print the version and exit.
+    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
+    pub version: Option<bool>,
+}

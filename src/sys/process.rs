@@ -1,0 +1,81 @@
+//! Processes: fork with interpreter hooks, parent-death signal, exit, reaping.
+
+use std::io;
+
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+
+/// Functions run around `fork()`, such as the interpreter's
+/// `PyOS_BeforeFork` / `PyOS_AfterFork_Parent` / `PyOS_AfterFork_Child`.
+pub struct ForkHooks {
+    pub before: unsafe extern "C" fn(),
+    pub after_parent: unsafe extern "C" fn(),
+    pub after_child: unsafe extern "C" fn(),
+}
+
+pub enum Forked {
+    Parent(Pid),
+    Child,
+}
+
+/// Fork the process, running `hooks` the way `os.fork()` does.
+pub fn fork(hooks: &ForkHooks) -> io::Result<Forked> {
+    // SAFETY: the caller holds the interpreter lock and the process has a
+    // single thread (the arbiter never starts threads), which is what these
+    // hooks and fork() require; the child only runs the worker's code and
+    // leaves with `exit_now`, never returning into the parent's stack frames
+    // above the arbiter loop.
+    unsafe {
+        (hooks.before)();
+        match nix::unistd::fork() {
+            Ok(nix::unistd::ForkResult::Parent { child }) => {
+                (hooks.after_parent)();
+                Ok(Forked::Parent(child))
+            }
+            Ok(nix::unistd::ForkResult::Child) => {
+                (hooks.after_child)();
+                Ok(Forked::Child)
+            }
+            Err(e) => {
+                (hooks.after_parent)();
+                Err(io::Error::from(e))
+            }
+        }
+    }
+}
+
+/// Ask the kernel to send `sig` to this process when its parent dies.
+pub fn set_parent_death_signal(sig: Signal) -> io::Result<()> {
+    nix::sys::prctl::set_pdeathsig(sig).map_err(io::Error::from)
+}
+
+/// Leave the process at once with `code`, running no exit handlers (a
+/// forked worker must not run the parent's atexit work).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is async-signal-safe and takes no pointers.
+    unsafe { libc::_exit(code) }
+}
+
+/// How a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildExit {
+    Code(i32),
+    Signal(Signal),
+}
+
+/// Reap one exited child without blocking.
+pub fn reap_any() -> Option<(Pid, ChildExit)> {
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, code)) => return Some((pid, ChildExit::Code(code))),
+            Ok(WaitStatus::Signaled(pid, sig, _)) => return Some((pid, ChildExit::Signal(sig))),
+            Ok(WaitStatus::StillAlive) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+pub fn send_signal(pid: Pid, sig: Signal) {
+    let _ = nix::sys::signal::kill(pid, sig);
+}

@@ -1,0 +1,89 @@
+//! Listening sockets: TCP (optionally one SO_REUSEPORT socket per worker) and unix.
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
+
+use socket2::{Domain, Socket, Type};
+
+fn tcp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
+    let socket = Socket::new(
+        Domain::for_address(addr),
+        Type::STREAM.nonblocking().cloexec(),
+        None,
+    )?;
+    socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    Ok(socket)
+}
+
+/// Bind `count` listening sockets on `addr`: with `reuse_port`, `count`
+/// SO_REUSEPORT sockets sharing the port (the kernel spreads connections
+/// over them); otherwise one socket. A port already in use by anyone is an
+/// error, also for SO_REUSEPORT, which would otherwise silently share it.
+pub fn bind_tcp(
+    addr: SocketAddr,
+    backlog: i32,
+    reuse_port: bool,
+    count: usize,
+) -> io::Result<Vec<OwnedFd>> {
+    let mut addr = addr;
+    let probe = tcp_socket(addr, false)?;
+    probe.bind(&addr.into())?;
+    if addr.port() == 0 {
+        if let Some(local) = probe.local_addr()?.as_socket() {
+            addr = local;
+        }
+    }
+    if !reuse_port {
+        probe.listen(backlog)?;
+        return Ok(vec![probe.into()]);
+    }
+    drop(probe);
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count.max(1) {
+        let s = tcp_socket(addr, true)?;
+        s.bind(&addr.into())?;
+        s.listen(backlog)?;
+        out.push(s.into());
+    }
+    Ok(out)
+}
+
+/// One more SO_REUSEPORT socket on the address another listener has.
+pub fn bind_tcp_another(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
+    let s = tcp_socket(addr, true)?;
+    s.bind(&addr.into())?;
+    s.listen(backlog)?;
+    Ok(s.into())
+}
+
+/// Bind a unix socket at `path`, replacing a stale socket file left there.
+pub fn bind_unix(path: &str, backlog: i32) -> io::Result<OwnedFd> {
+    use std::os::unix::fs::FileTypeExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_socket() {
+            std::fs::remove_file(path)?;
+        } else {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("{path} exists and is not a socket"),
+            ));
+        }
+    }
+    let s = Socket::new(Domain::UNIX, Type::STREAM.nonblocking().cloexec(), None)?;
+    s.bind(&socket2::SockAddr::unix(path)?)?;
+    s.listen(backlog)?;
+    Ok(s.into())
+}
+
+/// The address a TCP socket is bound to.
+pub fn local_addr(fd: &OwnedFd) -> Option<SocketAddr> {
+    let s = socket2::SockRef::from(fd);
+    s.local_addr().ok()?.as_socket()
+}

@@ -1,0 +1,90 @@
+//! One client connection as the worker sees it: the HTTP state, the output
+//! being built, the response body being pulled, and where it is in its life.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use crate::http::{self, ResponseWriter};
+use crate::wsgi::Body;
+
+/// Where a connection is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    /// Reading requests and answering them.
+    Open,
+    /// The last response is queued: once it is written, shut down our side.
+    CloseAfterSend,
+    /// Our side is shut down; unread client bytes are drained (so the
+    /// kernel does not answer them with a reset that destroys the response
+    /// in flight) until EOF or the deadline.
+    Lingering { until: Instant },
+}
+
+/// A response whose body is still being pulled from the app.
+pub struct Stream {
+    pub writer: ResponseWriter,
+    pub body: Body,
+}
+
+pub struct Connection {
+    pub http: http::Conn,
+    pub listener: usize,
+    pub peer: Option<SocketAddr>,
+    /// Response bytes built but not yet handed to the engine.
+    pub out: Vec<u8>,
+    /// Bytes handed to the engine and not yet reported written.
+    pub queued: usize,
+    pub stream: Option<Stream>,
+    pub phase: Phase,
+    pub last_active: Instant,
+    pub requests: u64,
+    /// The peer closed its side (or the connection broke).
+    pub eof: bool,
+    /// A write failed: the connection is to be closed at once.
+    pub broken: bool,
+    pub recv_paused: bool,
+    /// Already in the worker's ready list.
+    pub ready: bool,
+}
+
+impl Connection {
+    pub fn new(
+        http: http::Conn,
+        listener: usize,
+        peer: Option<SocketAddr>,
+        now: Instant,
+    ) -> Connection {
+        Connection {
+            http,
+            listener,
+            peer,
+            out: Vec::new(),
+            queued: 0,
+            stream: None,
+            phase: Phase::Open,
+            last_active: now,
+            requests: 0,
+            eof: false,
+            broken: false,
+            recv_paused: false,
+            ready: false,
+        }
+    }
+
+    /// Nothing in flight: no partial request, no response being produced or written.
+    pub fn is_idle(&self) -> bool {
+        self.phase == Phase::Open
+            && self.stream.is_none()
+            && self.queued == 0
+            && self.out.is_empty()
+            && self.http.buffered() == 0
+    }
+
+    pub fn pending_output(&self) -> usize {
+        self.queued + self.out.len()
+    }
+
+    pub fn peer_ip(&self) -> String {
+        self.peer.map(|p| p.ip().to_string()).unwrap_or_default()
+    }
+}

@@ -1,0 +1,640 @@
+//! A worker process: the only place where the io engine, the HTTP layer and
+//! the WSGI bridge meet.
+//!
+//! One thread runs the loop: wait for engine events with the interpreter
+//! lock released (recording bytes and state changes only), then, holding
+//! the lock once for the whole batch, answer every connection that became
+//! ready and hand the output back to the engine.
+
+#![forbid(unsafe_code)]
+
+mod conn;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::Signal;
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+use crate::arbiter::{SlotListener, APP_LOAD_ERROR, SIGNALS, WORKER_BOOT_ERROR};
+use crate::config::Config;
+use crate::engine::{ConnId, Engine, EngineChoice, EngineConfig, EngineKind, Event};
+use crate::http::{self, DateCache, PeerTrust, RequestInfo, ResponseWriter};
+use crate::sys::signal::SignalPipe;
+use crate::sys::{affinity, process, signal};
+use crate::wsgi::{Chunk, ConnInfo, Reply, WorkerInfo, WsgiApp};
+
+use conn::{Connection, Phase, Stream};
+
+/// Stop pulling a response body or answering pipelined requests while this
+/// many output bytes wait to be written (backpressure).
+const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+/// How long a closing connection drains unread client bytes (gunicorn's close_graceful: 2 s).
+const LINGER: Duration = Duration::from_secs(2);
+/// How long kept-alive connections stay open after a graceful stop begins
+/// (a request arriving then is answered with `Connection: close`; gunicorn 27.0.1: 2 s).
+const STOP_KEEPALIVE_LINGER: Duration = Duration::from_secs(2);
+/// A connection that has not sent a complete first request, or stalls in
+/// the middle of one, is closed after this long without a byte.
+const REQUEST_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Timers (keep-alive, linger) are checked this often.
+const SWEEP_EVERY: Duration = Duration::from_millis(250);
+
+/// Signals a worker handles itself; the rest of the arbiter's go back to default.
+const WORKER_SIGNALS: &[Signal] = &[
+    Signal::SIGTERM,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+];
+
+/// Everything the event callback touches (kept apart from the engine so
+/// both can be borrowed at once).
+struct State {
+    conns: Vec<Option<Connection>>,
+    ready: Vec<ConnId>,
+    open: usize,
+    http: Arc<http::Config>,
+    trust_forwarded: http::AllowList,
+    trust_proxy: http::AllowList,
+    signal_fd: i32,
+    signalled: bool,
+}
+
+struct Worker {
+    engine: Engine,
+    state: State,
+    app: WsgiApp,
+    listeners: Vec<ConnInfo>,
+    date: DateCache,
+    keep_alive: Duration,
+    max_connections: usize,
+    accept_paused: bool,
+    stopping: Option<Instant>,
+    graceful_timeout: Duration,
+    signals: SignalPipe,
+}
+
+/// The worker process's main: returns its exit code.
+pub fn run(
+    py: Python<'_>,
+    cfg: &Config,
+    slot: usize,
+    cpu: usize,
+    listeners: Vec<SlotListener>,
+) -> i32 {
+    // Signals arrive blocked from the arbiter's fork: install ours, then unblock.
+    signal::reset_default(SIGNALS);
+    let signals = match SignalPipe::install(WORKER_SIGNALS) {
+        Ok(s) => s,
+        Err(e) => {
+            crate::error!("Worker failed to boot: cannot install signal handlers: {e}");
+            return WORKER_BOOT_ERROR;
+        }
+    };
+    unblock_all(SIGNALS);
+    let _ = process::set_parent_death_signal(Signal::SIGTERM);
+    let pinned = affinity::pin_current(cpu);
+
+    let kind = match choose_engine(cfg.io_engine) {
+        Ok(kind) => kind,
+        Err(msg) => {
+            crate::error!("Worker failed to boot: {msg}");
+            return WORKER_BOOT_ERROR;
+        }
+    };
+
+    if let Err(e) = extend_sys_path(py, cfg) {
+        crate::error!("Worker failed to boot: cannot set sys.path: {e}");
+        return WORKER_BOOT_ERROR;
+    }
+    let info = WorkerInfo {
+        multiprocess: cfg.workers > 1,
+        multithread: false,
+    };
+    let app = match WsgiApp::load(py, &cfg.app, info) {
+        Ok(app) => app,
+        Err(e) => {
+            crate::error!(
+                "Exception in worker process: cannot load the app {:?}:\n{}",
+                cfg.app,
+                e.0
+            );
+            return APP_LOAD_ERROR;
+        }
+    };
+
+    let fds: Vec<i32> = listeners.iter().map(|l| l.fd).collect();
+    let engine = match Engine::new(
+        kind,
+        &fds,
+        &EngineConfig {
+            max_connections: cfg.worker_connections,
+        },
+    ) {
+        Ok(e) => e,
+        Err(e) => {
+            crate::error!("Worker failed to boot: cannot start the {kind:?} io engine: {e}");
+            return WORKER_BOOT_ERROR;
+        }
+    };
+    let mut worker = Worker {
+        engine,
+        state: State {
+            conns: Vec::new(),
+            ready: Vec::new(),
+            open: 0,
+            http: cfg.http.clone(),
+            trust_forwarded: cfg.forwarded_allow_ips.clone(),
+            trust_proxy: cfg.proxy_allow_from.clone(),
+            signal_fd: signals.fd(),
+            signalled: false,
+        },
+        app,
+        listeners: listeners.iter().map(conn_info_template).collect(),
+        date: DateCache::new(),
+        keep_alive: Duration::from_secs(cfg.keep_alive as u64),
+        max_connections: cfg.worker_connections,
+        accept_paused: false,
+        stopping: None,
+        graceful_timeout: Duration::from_secs(cfg.graceful_timeout as u64),
+        signals,
+    };
+    if let Err(e) = worker.engine.watch(worker.state.signal_fd) {
+        crate::error!("Worker failed to boot: cannot watch signals: {e}");
+        return WORKER_BOOT_ERROR;
+    }
+    crate::info!(
+        "Worker ready (pid: {}, slot {slot}, cpu {}, io engine {})",
+        std::process::id(),
+        if pinned {
+            cpu.to_string()
+        } else {
+            format!("{cpu} (pinning refused)")
+        },
+        match kind {
+            EngineKind::Uring => "io_uring",
+            EngineKind::Epoll => "epoll",
+        }
+    );
+    let code = worker.serve(py);
+    run_exit_functions(py);
+    code
+}
+
+fn unblock_all(signals: &[Signal]) {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for &s in signals {
+        set.add(s);
+    }
+    let _ =
+        nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+}
+
+fn choose_engine(choice: EngineChoice) -> Result<EngineKind, String> {
+    match choice {
+        EngineChoice::Epoll => Ok(EngineKind::Epoll),
+        EngineChoice::Uring => Engine::probe_uring()
+            .map(|_| EngineKind::Uring)
+            .map_err(|u| format!("--io-engine uring was asked for, but {}", u.0)),
+        EngineChoice::Auto => Ok(match Engine::probe_uring() {
+            Ok(()) => EngineKind::Uring,
+            Err(u) => {
+                crate::warn!("{}, using epoll", u.0);
+                EngineKind::Epoll
+            }
+        }),
+    }
+}
+
+/// gunicorn puts the working directory (after --chdir) first on sys.path,
+/// then each --pythonpath entry.
+fn extend_sys_path(py: Python<'_>, cfg: &Config) -> PyResult<()> {
+    let sys_path = py.import("sys")?.getattr("path")?.cast_into::<PyList>()?;
+    let cwd = std::env::current_dir()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !sys_path.contains(&cwd)? {
+        sys_path.insert(0, &cwd)?;
+    }
+    for p in cfg.pythonpath.iter().rev() {
+        sys_path.insert(0, p)?;
+    }
+    Ok(())
+}
+
+fn run_exit_functions(py: Python<'_>) {
+    let _ = py.run(
+        c"import atexit, sys\natexit._run_exitfuncs()\nsys.stdout.flush()\nsys.stderr.flush()",
+        None,
+        None,
+    );
+}
+
+fn conn_info_template(l: &SlotListener) -> ConnInfo {
+    let (server_name, server_port) = match (l.local, &l.unix_path) {
+        (Some(addr), _) => (addr.ip().to_string(), addr.port().to_string()),
+        (None, Some(path)) => (path.clone(), String::new()),
+        (None, None) => (String::new(), String::new()),
+    };
+    ConnInfo {
+        peer: None,
+        server_name,
+        server_port,
+        tls: false,
+    }
+}
+
+impl State {
+    /// Record one engine event. Runs without the interpreter lock: it only
+    /// moves bytes and flags; all answering happens in `Worker::process`.
+    fn on_event(&mut self, ev: Event<'_>, now: Instant) {
+        match ev {
+            Event::Accepted {
+                listener,
+                conn,
+                peer,
+            } => {
+                let trust = self.trust_for(peer);
+                let http = http::Conn::new(self.http.clone(), trust);
+                let i = conn.index();
+                if self.conns.len() <= i {
+                    self.conns.resize_with(i + 1, || None);
+                }
+                self.conns[i] = Some(Connection::new(http, listener, peer, now));
+                self.open += 1;
+            }
+            Event::Data { conn, data } => {
+                if let Some(c) = self.get(conn) {
+                    c.last_active = now;
+                    if !matches!(c.phase, Phase::Lingering { .. }) {
+                        c.http.feed(data);
+                    }
+                    self.mark_ready(conn);
+                }
+            }
+            Event::Eof { conn } => {
+                if let Some(c) = self.get(conn) {
+                    c.eof = true;
+                    c.http.feed_eof();
+                    self.mark_ready(conn);
+                }
+            }
+            Event::Sent { conn } => {
+                if let Some(c) = self.get(conn) {
+                    c.queued = 0;
+                    c.last_active = now;
+                    self.mark_ready(conn);
+                }
+            }
+            Event::SendFailed { conn, .. } => {
+                if let Some(c) = self.get(conn) {
+                    c.broken = true;
+                    self.mark_ready(conn);
+                }
+            }
+            Event::Readable { fd } => {
+                if fd == self.signal_fd {
+                    self.signalled = true;
+                }
+            }
+        }
+    }
+
+    fn trust_for(&self, peer: Option<SocketAddr>) -> PeerTrust {
+        match peer {
+            // Unix-socket peers are local: trusted like gunicorn trusts them.
+            None => PeerTrust {
+                forwarded: true,
+                proxy: true,
+            },
+            Some(addr) => PeerTrust {
+                forwarded: self.trust_forwarded.contains(addr.ip()),
+                proxy: self.trust_proxy.contains(addr.ip()),
+            },
+        }
+    }
+
+    fn get(&mut self, id: ConnId) -> Option<&mut Connection> {
+        self.conns.get_mut(id.index()).and_then(Option::as_mut)
+    }
+
+    fn mark_ready(&mut self, id: ConnId) {
+        if let Some(Some(c)) = self.conns.get_mut(id.index()) {
+            if !c.ready {
+                c.ready = true;
+                self.ready.push(id);
+            }
+        }
+    }
+}
+
+impl Worker {
+    fn serve(&mut self, py: Python<'_>) -> i32 {
+        let mut next_sweep = Instant::now() + SWEEP_EVERY;
+        loop {
+            let now = Instant::now();
+            let timeout = next_sweep.saturating_duration_since(now);
+            let engine = &mut self.engine;
+            let state = &mut self.state;
+            let waited = py.detach(|| {
+                engine.wait(Some(timeout), &mut |ev| {
+                    let now = Instant::now();
+                    state.on_event(ev, now);
+                })
+            });
+            if let Err(e) = waited {
+                crate::error!("io engine failed: {e}");
+                return WORKER_BOOT_ERROR;
+            }
+            if std::mem::take(&mut self.state.signalled) {
+                for sig in self.signals.drain() {
+                    match sig {
+                        Signal::SIGTERM => self.begin_stop(),
+                        Signal::SIGINT | Signal::SIGQUIT => return 0,
+                        _ => {}
+                    }
+                }
+            }
+            let ready = std::mem::take(&mut self.state.ready);
+            for id in &ready {
+                if let Some(c) = self.state.get(*id) {
+                    c.ready = false;
+                    self.step(py, *id);
+                }
+            }
+            // Give the list's allocation back for the next round.
+            let mut ready = ready;
+            ready.clear();
+            if self.state.ready.is_empty() {
+                self.state.ready = ready;
+            }
+            let now = Instant::now();
+            if now >= next_sweep {
+                self.sweep(py, now);
+                next_sweep = now + SWEEP_EVERY;
+            }
+            self.manage_accept();
+            if let Some(since) = self.stopping {
+                if self.state.open == 0 {
+                    return 0;
+                }
+                if since.elapsed() >= self.graceful_timeout {
+                    crate::warn!(
+                        "Graceful timeout reached with {} connection(s) open",
+                        self.state.open
+                    );
+                    return 0;
+                }
+            }
+        }
+    }
+
+    fn begin_stop(&mut self) {
+        if self.stopping.is_none() {
+            self.stopping = Some(Instant::now());
+            self.engine.pause_accept();
+            self.accept_paused = true;
+        }
+    }
+
+    fn manage_accept(&mut self) {
+        if self.stopping.is_some() {
+            return;
+        }
+        let full = self.state.open >= self.max_connections;
+        if full && !self.accept_paused {
+            self.engine.pause_accept();
+            self.accept_paused = true;
+        } else if !full && self.accept_paused {
+            self.engine.resume_accept();
+            self.accept_paused = false;
+        }
+    }
+
+    /// Move one ready connection forward.
+    fn step(&mut self, py: Python<'_>, id: ConnId) {
+        let Some(c) = self.state.get(id) else { return };
+        if c.broken {
+            return self.close(py, id);
+        }
+        match c.phase {
+            Phase::Lingering { .. } => {
+                if c.eof {
+                    self.close(py, id);
+                }
+                return;
+            }
+            Phase::CloseAfterSend => {
+                if c.pending_output() == 0 {
+                    self.finish_close(py, id);
+                }
+                return;
+            }
+            Phase::Open => {}
+        }
+        self.process(py, id);
+        let Some(c) = self.state.get(id) else { return };
+        if c.phase == Phase::CloseAfterSend && c.pending_output() == 0 {
+            return self.finish_close(py, id);
+        }
+        // Reading more only makes sense while we keep up with writing.
+        let backed_up = c.stream.is_some() || c.pending_output() >= OUTPUT_HIGH_WATER;
+        if backed_up && !c.recv_paused {
+            c.recv_paused = true;
+            self.engine.pause_recv(id);
+        } else if !backed_up && c.recv_paused {
+            c.recv_paused = false;
+            self.engine.resume_recv(id);
+        }
+    }
+
+    /// Answer what the connection's bytes hold, in order, until it needs
+    /// more bytes or its output is backed up.
+    fn process(&mut self, py: Python<'_>, id: ConnId) {
+        loop {
+            let Some(c) = self.state.get(id) else { return };
+            if c.stream.is_some() {
+                self.pump(py, id);
+                let Some(c) = self.state.get(id) else { return };
+                if c.stream.is_some() {
+                    break;
+                }
+                continue;
+            }
+            if c.phase != Phase::Open || c.pending_output() >= OUTPUT_HIGH_WATER {
+                break;
+            }
+            match c.http.poll() {
+                http::Event::NeedMore => break,
+                http::Event::SendContinue => c.out.extend_from_slice(http::CONTINUE),
+                http::Event::Request(req) => self.respond(py, id, req),
+                http::Event::Error(e) => {
+                    let ip = c.peer_ip();
+                    match e.status() {
+                        Some(status) => {
+                            crate::warn!("Invalid request from ip={ip}: {e}");
+                            http::error_response(&mut c.out, status, &e.detail);
+                        }
+                        None => crate::debug!("Client ip={ip} went away mid-request: {e}"),
+                    }
+                    c.phase = Phase::CloseAfterSend;
+                    break;
+                }
+                http::Event::Closed => {
+                    c.phase = Phase::CloseAfterSend;
+                    break;
+                }
+            }
+        }
+        self.flush(id);
+    }
+
+    fn respond(&mut self, py: Python<'_>, id: ConnId, req: http::Request) {
+        let stopping = self.stopping.is_some();
+        let force_close = stopping || self.keep_alive.is_zero();
+        let Some(c) = self
+            .state
+            .conns
+            .get_mut(id.index())
+            .and_then(Option::as_mut)
+        else {
+            return;
+        };
+        c.requests += 1;
+        let mut info = self.listeners[c.listener].clone();
+        info.peer = c.peer;
+        let req_info = RequestInfo {
+            version: req.head.version,
+            is_head: req.head.is_head(),
+            keep_alive: req.keep_alive,
+        };
+        match self.app.call(py, &req, &info) {
+            Reply::Failed => {
+                http::error_response(&mut c.out, 500, "Internal Server Error");
+                c.phase = Phase::CloseAfterSend;
+            }
+            Reply::Response { head, body } => {
+                let writer = ResponseWriter::start(
+                    &mut c.out,
+                    &mut self.date,
+                    req_info,
+                    &head.status,
+                    &head.headers,
+                    body.known_len(),
+                    force_close,
+                );
+                c.stream = Some(Stream { writer, body });
+            }
+        }
+    }
+
+    /// Pull body chunks until the body ends or enough output is waiting.
+    fn pump(&mut self, py: Python<'_>, id: ConnId) {
+        let Some(c) = self.state.get(id) else { return };
+        let Some(mut stream) = c.stream.take() else {
+            return;
+        };
+        while c.pending_output() < OUTPUT_HIGH_WATER {
+            match stream.body.next_chunk(py) {
+                Chunk::Data(data) => stream.writer.body(&mut c.out, &data),
+                Chunk::End => {
+                    let keep = stream.writer.finish(&mut c.out);
+                    stream.body.close(py);
+                    if !keep {
+                        c.phase = Phase::CloseAfterSend;
+                    }
+                    return;
+                }
+                Chunk::Failed => {
+                    // The head is already out: all we can do is end the connection.
+                    stream.body.close(py);
+                    c.phase = Phase::CloseAfterSend;
+                    return;
+                }
+            }
+        }
+        c.stream = Some(stream);
+        self.flush(id);
+    }
+
+    fn flush(&mut self, id: ConnId) {
+        let Some(c) = self
+            .state
+            .conns
+            .get_mut(id.index())
+            .and_then(Option::as_mut)
+        else {
+            return;
+        };
+        if !c.out.is_empty() {
+            let out = std::mem::take(&mut c.out);
+            c.queued += out.len();
+            self.engine.send(id, out);
+        }
+    }
+
+    /// The last response is written: close, or shut down our side and linger.
+    fn finish_close(&mut self, py: Python<'_>, id: ConnId) {
+        let Some(c) = self.state.get(id) else { return };
+        if c.eof {
+            return self.close(py, id);
+        }
+        c.phase = Phase::Lingering {
+            until: Instant::now() + LINGER,
+        };
+        self.engine.shutdown_write(id);
+        if c.recv_paused {
+            c.recv_paused = false;
+            self.engine.resume_recv(id);
+        }
+    }
+
+    fn close(&mut self, py: Python<'_>, id: ConnId) {
+        let Some(slot) = self.state.conns.get_mut(id.index()) else {
+            return;
+        };
+        let Some(c) = slot.take() else { return };
+        if let Some(stream) = c.stream {
+            stream.body.close(py);
+        }
+        self.state.open -= 1;
+        self.engine.close(id);
+    }
+
+    /// Close connections whose time is up: lingering ones, idle kept-alive
+    /// ones, and ones stalled in the middle of a request.
+    fn sweep(&mut self, py: Python<'_>, now: Instant) {
+        let stop_linger_over = self
+            .stopping
+            .is_some_and(|s| now.duration_since(s) >= STOP_KEEPALIVE_LINGER);
+        let mut expired = Vec::new();
+        for (i, c) in self.state.conns.iter().enumerate() {
+            let Some(c) = c else { continue };
+            let idle_for = now.saturating_duration_since(c.last_active);
+            let done = match c.phase {
+                Phase::Lingering { until } => now >= until,
+                Phase::CloseAfterSend => false,
+                Phase::Open if c.is_idle() => {
+                    let limit = if c.requests == 0 {
+                        REQUEST_IDLE_TIMEOUT
+                    } else {
+                        self.keep_alive
+                    };
+                    stop_linger_over || idle_for >= limit
+                }
+                Phase::Open => {
+                    c.stream.is_none() && c.queued == 0 && idle_for >= REQUEST_IDLE_TIMEOUT
+                }
+            };
+            if done {
+                expired.push(ConnId(i as u32));
+            }
+        }
+        for id in expired {
+            self.close(py, id);
+        }
+    }
+}
