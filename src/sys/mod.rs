@@ -2,3 +2,5 @@
 //! `engine/` where `unsafe` is allowed; every block says why it is sound.
 
 pub mod time;
+pub mod transport;
+pub mod uring;
