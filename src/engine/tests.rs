@@ -536,6 +536,69 @@ both!(many_concurrent_connections_echo, |kind| {
     assert_eq!(accepted.len(), CLIENTS);
 });
 
+both!(receives_continue_after_the_buffer_ring_runs_dry, |kind| {
+    // 80 × 64 KiB = 5 MiB against 256 × 16 KiB = 4 MiB of receive buffers;
+    // 64 KiB fits in a fresh loopback socket's buffers, so the writes finish
+    // before the engine reads anything.
+    const CLIENTS: usize = 80;
+    const EACH: usize = 64 * 1024;
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let mut clients: Vec<TcpStream> = (0..CLIENTS).map(|_| client(&l)).collect();
+    let mut conns = Vec::new();
+    while conns.len() < CLIENTS {
+        conns.push(h.accept().0);
+    }
+    let writer = std::thread::spawn(move || {
+        for c in &mut clients {
+            c.write_all(&[7u8; EACH]).unwrap();
+            c.shutdown(Shutdown::Write).unwrap();
+        }
+        clients
+    });
+    let start = Instant::now();
+    while !writer.is_finished() && start.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut got = std::collections::HashMap::new();
+    let mut eofs = 0;
+    while eofs < CLIENTS {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out; {eofs} ends, {} bytes",
+            got.values().sum::<usize>()
+        );
+        h.turn(Duration::from_millis(20));
+        for ev in std::mem::take(&mut h.log) {
+            match ev {
+                Ev::Data(c, d) => {
+                    assert!(d.iter().all(|&b| b == 7));
+                    *got.entry(c).or_insert(0) += d.len();
+                }
+                Ev::Eof(_) => eofs += 1,
+                _ => {}
+            }
+        }
+    }
+    let _clients = writer.join().unwrap();
+    for c in &conns {
+        assert_eq!(got.get(c), Some(&EACH), "bytes for {c:?}");
+    }
+    if let Engine::Uring(e) = &h.engine {
+        assert!(
+            e.recv_out_of_buffers > 0,
+            "the ring never ran dry: the test did not test re-arming"
+        );
+    }
+});
+
+#[test]
+fn engine_can_be_sent_across_a_lock_release() {
+    // The worker waits inside `Python::detach`, which needs `Send`.
+    fn assert_send<T: Send>() {}
+    assert_send::<Engine>();
+}
+
 #[test]
 fn probe_answers_on_this_machine() {
     // Either answer is valid; a refusal must say why in one line.

@@ -84,6 +84,8 @@ pub struct EpollEngine {
     /// per-wakeup read limit): (id, gen).
     pub ready: Vec<(u32, u32)>,
     pub rbuf: Box<[u8]>,
+    /// The previous `wait` polled the kernel (see `wait`).
+    polled_last: bool,
 }
 
 impl EpollEngine {
@@ -107,6 +109,7 @@ impl EpollEngine {
             dirty: Vec::with_capacity(64),
             ready: Vec::with_capacity(64),
             rbuf: vec![0; READ_BUFFER_SIZE].into_boxed_slice(),
+            polled_last: false,
         };
         for l in 0..engine.listeners.len() {
             engine.register_listener(l)?;

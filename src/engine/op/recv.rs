@@ -77,6 +77,9 @@ impl UringEngine {
                 }
             }
         }
+        if res == -libc::ENOBUFS {
+            self.recv_out_of_buffers += 1;
+        }
         if !more {
             let c = &mut self.conns[id as usize];
             c.recv_armed = false;

@@ -168,26 +168,40 @@ pub struct UringEngine {
     cqes: Vec<cqueue::Entry>,
     /// Set while dropping: nothing is re-armed.
     stopping: bool,
+    /// Receives that ended because the buffer ring ran dry (and were
+    /// re-armed): a sign `RECV_BUFFERS` is small for the load.
+    pub recv_out_of_buffers: u64,
 }
+
+// SAFETY: the raw pointers inside (buffer ring memory, iovecs and msghdr in
+// the slots) point only at memory this engine owns, so moving the engine to
+// another thread moves their owner with them. The worker never does that
+// (it only needs `Send` to release the interpreter lock around `wait` on
+// the same thread); with SINGLE_ISSUER the kernel would refuse submissions
+// from another thread rather than misbehave.
+unsafe impl Send for UringEngine {}
 
 /// Build the ring with the cheapest task-running mode the kernel has.
 fn build_ring() -> io::Result<IoUring> {
-    let attempts: [fn(&mut io_uring::Builder); 3] = [
-        |b| {
+    let attempts: [(&str, fn(&mut io_uring::Builder)); 3] = [
+        ("single issuer, deferred task running", |b| {
             b.setup_single_issuer().setup_defer_taskrun();
-        },
-        |b| {
+        }),
+        ("cooperative task running", |b| {
             b.setup_coop_taskrun().setup_taskrun_flag();
-        },
-        |_| {},
+        }),
+        ("plain", |_| {}),
     ];
     let mut last = io::Error::from_raw_os_error(libc::EINVAL);
-    for flags in attempts {
+    for (mode, flags) in attempts {
         let mut builder = IoUring::builder();
         builder.setup_cqsize(CQ_ENTRIES).setup_submit_all();
         flags(&mut builder);
         match builder.build(SQ_ENTRIES) {
-            Ok(ring) => return Ok(ring),
+            Ok(ring) => {
+                debug!("io_uring ring: {mode}");
+                return Ok(ring);
+            }
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = e,
             Err(e) => return Err(e),
         }
@@ -227,6 +241,7 @@ impl UringEngine {
             pending: Vec::new(),
             cqes: Vec::with_capacity(CQ_ENTRIES as usize),
             stopping: false,
+            recv_out_of_buffers: 0,
         };
         for l in 0..engine.listeners.len() {
             engine.arm_accept(l);
