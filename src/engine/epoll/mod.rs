@@ -181,6 +181,15 @@ impl EpollEngine {
         delivered |= self.read_ready(on_event);
         let (timeout, retried) = self.retry_backed_off(timeout, on_event);
         delivered |= retried;
+        // Having delivered events already (usually `Sent` for what the last
+        // round queued), skip the zero-timeout poll, which would mostly find
+        // nothing: the next wait polls. Every other wait at least polls, so
+        // a worker that queues output on every `Sent` cannot starve reads.
+        if delivered && self.polled_last {
+            self.polled_last = false;
+            return Ok(());
+        }
+        self.polled_last = true;
         let timeout = if delivered || !self.ready.is_empty() {
             Some(Duration::ZERO)
         } else {

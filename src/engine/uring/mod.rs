@@ -181,9 +181,12 @@ pub struct UringEngine {
 // from another thread rather than misbehave.
 unsafe impl Send for UringEngine {}
 
+/// A named way to set up the ring.
+type RingMode = (&'static str, fn(&mut io_uring::Builder));
+
 /// Build the ring with the cheapest task-running mode the kernel has.
 fn build_ring() -> io::Result<IoUring> {
-    let attempts: [(&str, fn(&mut io_uring::Builder)); 3] = [
+    let attempts: [RingMode; 3] = [
         ("single issuer, deferred task running", |b| {
             b.setup_single_issuer().setup_defer_taskrun();
         }),
