@@ -5,6 +5,16 @@
 //! received bytes and reports when queued output has been written. Both
 //! engines implement the same op set; `Engine` is an enum matched at each
 //! call, not a trait object. Imports only `sys` and `log` of this crate.
+//!
+//! Layout: `uring/` and `epoll/` hold each engine's state and wait loop;
+//! `op/` holds one file per operation (accept, recv, send, close, watch)
+//! with both engines' code side by side; `queue.rs` is the output queue
+//! both use; `token.rs` the tag layout shared by io_uring `user_data` and
+//! mio tokens. `tests.rs` runs the contract against both engines.
+//!
+//! Output queued with `send` is written during the next `wait`, so all the
+//! responses queued for a connection between two waits leave in one
+//! vectored write.
 
 use std::io;
 use std::net::SocketAddr;

@@ -593,6 +593,24 @@ both!(receives_continue_after_the_buffer_ring_runs_dry, |kind| {
 });
 
 #[test]
+fn uring_stop_reclaims_a_send_stuck_on_a_silent_peer() {
+    if !available(EngineKind::Uring) {
+        return;
+    }
+    let l = tcp_listener();
+    let mut h = Harness::new(EngineKind::Uring, &[l.as_raw_fd()]);
+    let _silent = client(&l);
+    let (conn, _) = h.accept();
+    h.engine.send(conn, vec![0; 8 << 20]);
+    h.quiet();
+    let Engine::Uring(e) = &mut h.engine else {
+        unreachable!()
+    };
+    assert!(e.conns[conn.index()].sending, "the send should be stuck");
+    assert!(e.stop(), "every operation completed after the cancel");
+}
+
+#[test]
 fn engine_can_be_sent_across_a_lock_release() {
     // The worker waits inside `Python::detach`, which needs `Send`.
     fn assert_send<T: Send>() {}

@@ -423,8 +423,14 @@ impl UringEngine {
     }
 }
 
-impl Drop for UringEngine {
-    fn drop(&mut self) {
+impl UringEngine {
+    /// Close every connection, cancel every operation and wait (bounded)
+    /// for their completions; free the buffer ring if the kernel let go of
+    /// everything. Returns whether it did. Runs once; `Drop` calls it.
+    pub fn stop(&mut self) -> bool {
+        if self.stopping {
+            return self.outstanding() == 0;
+        }
         self.stopping = true;
         self.accept_paused = true;
         for (_, fd) in self.held_accepts.drain(..) {
@@ -435,19 +441,16 @@ impl Drop for UringEngine {
                 crate::sys::transport::close(fd);
             }
         }
-        for c in &mut self.conns {
+        for id in 0..self.conns.len() as u32 {
+            let c = &mut self.conns[id as usize];
             if c.state == ConnState::Open {
                 crate::sys::transport::close(c.fd);
                 c.state = ConnState::Closing;
-            }
-        }
-        // Free the slots that had nothing outstanding.
-        for id in 0..self.conns.len() as u32 {
-            if self.conns[id as usize].state == ConnState::Closing
-                && self.conns[id as usize].ops == 0
-            {
-                self.conns[id as usize].ops = 1;
-                self.op_done(id);
+                if c.ops == 0 {
+                    // Nothing outstanding: free it now (op_done frees at 0).
+                    c.ops = 1;
+                    self.op_done(id);
+                }
             }
         }
         let cancel_all = opcode::AsyncCancel2::new(types::CancelBuilder::any())
@@ -465,7 +468,13 @@ impl Drop for UringEngine {
             let _ = enter(self.ring_ref, queued, 1, Some(deadline - now));
             self.reap(&mut ignore);
         }
-        if self.outstanding() == 0 && self.ring.submitter().unregister_buf_ring(BGID).is_ok() {
+        self.outstanding() == 0
+    }
+}
+
+impl Drop for UringEngine {
+    fn drop(&mut self) {
+        if self.stop() && self.ring.submitter().unregister_buf_ring(BGID).is_ok() {
             // SAFETY: the kernel holds no receive and no longer knows the
             // buffer ring, so its memory can be freed.
             unsafe { std::mem::ManuallyDrop::drop(&mut self.bufs) };
