@@ -5,11 +5,30 @@
 //! received bytes and reports when queued output has been written. Both
 //! engines implement the same op set; `Engine` is an enum matched at each
 //! call, not a trait object. Imports only `sys` and `log` of this crate.
+//!
+//! Layout: `uring/` and `epoll/` hold each engine's state and wait loop;
+//! `op/` holds one file per operation (accept, recv, send, close, watch)
+//! with both engines' code side by side; `queue.rs` is the output queue
+//! both use; `token.rs` the tag layout shared by io_uring `user_data` and
+//! mio tokens. `tests.rs` runs the contract against both engines.
+//!
+//! Output queued with `send` is written during the next `wait`, so all the
+//! responses queued for a connection between two waits leave in one
+//! vectored write.
 
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::time::Duration;
+
+pub mod epoll;
+mod op;
+mod queue;
+mod token;
+pub mod uring;
+
+#[cfg(test)]
+mod tests;
 
 /// Which engine a worker runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -70,79 +89,96 @@ pub struct EngineConfig {
     pub max_connections: usize,
 }
 
+// One engine per worker, built once and never moved on the hot path, so
+// the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Engine {
-    #[doc(hidden)]
-    Placeholder,
+    Uring(uring::UringEngine),
+    Epoll(epoll::EpollEngine),
 }
 
 /// Why io_uring cannot be used here (for the start-up log).
 #[derive(Clone, Debug)]
 pub struct Unavailable(pub String);
 
+/// Call the same method on whichever engine this is.
+macro_rules! each {
+    ($self:expr, $e:ident => $body:expr) => {
+        match $self {
+            Engine::Uring($e) => $body,
+            Engine::Epoll($e) => $body,
+        }
+    };
+}
+
 impl Engine {
     /// Can io_uring be used in this process? `Err` says why not, e.g.
     /// "io_uring unavailable: EPERM (blocked by seccomp or kernel.io_uring_disabled)".
     pub fn probe_uring() -> Result<(), Unavailable> {
-        todo!()
+        uring::probe::probe()
     }
 
     /// Build an engine of `kind` serving `listeners` (non-blocking listening
     /// sockets the caller keeps open) and start accepting on all of them.
     pub fn new(kind: EngineKind, listeners: &[RawFd], config: &EngineConfig) -> io::Result<Engine> {
-        let _ = (kind, listeners, config);
-        todo!()
+        Ok(match kind {
+            EngineKind::Uring => Engine::Uring(uring::UringEngine::new(listeners, config)?),
+            EngineKind::Epoll => Engine::Epoll(epoll::EpollEngine::new(listeners, config)?),
+        })
     }
 
     pub fn kind(&self) -> EngineKind {
-        todo!()
+        match self {
+            Engine::Uring(_) => EngineKind::Uring,
+            Engine::Epoll(_) => EngineKind::Epoll,
+        }
     }
 
     /// Report `Readable { fd }` whenever `fd` (a pipe or eventfd the caller
     /// drains itself) has data.
     pub fn watch(&mut self, fd: RawFd) -> io::Result<()> {
-        let _ = fd;
-        todo!()
+        each!(self, e => e.watch(fd))
     }
 
     /// Stop accepting new connections (graceful stop, connection cap).
     pub fn pause_accept(&mut self) {
-        todo!()
+        each!(self, e => e.pause_accept())
     }
 
     pub fn resume_accept(&mut self) {
-        todo!()
+        each!(self, e => e.resume_accept())
     }
 
     /// Stop delivering `Data` for `conn` until `resume_recv` (backpressure).
+    /// Bytes (and an end of stream) that arrive meanwhile are kept and
+    /// delivered after `resume_recv`.
     pub fn pause_recv(&mut self, conn: ConnId) {
-        let _ = conn;
-        todo!()
+        each!(self, e => e.pause_recv(conn.0))
     }
 
     pub fn resume_recv(&mut self, conn: ConnId) {
-        let _ = conn;
-        todo!()
+        each!(self, e => e.resume_recv(conn.0))
     }
 
     /// Queue `data` to be written on `conn` after anything queued before.
-    /// `Sent` is reported once all queued data is written.
+    /// `Sent` is reported once all queued data is written. The write itself
+    /// happens in the next `wait`, together with everything else queued for
+    /// the connection. Ignored after `shutdown_write` or `SendFailed`.
     pub fn send(&mut self, conn: ConnId, data: Vec<u8>) {
-        let _ = (conn, data);
-        todo!()
+        each!(self, e => e.send(conn.0, data))
     }
 
     /// Shut down the sending side once queued data is written (FIN), and
     /// keep delivering `Data`/`Eof`, so a response is not lost to a reset
     /// when the peer still had unread bytes in flight (RFC 9112 §9.6).
     pub fn shutdown_write(&mut self, conn: ConnId) {
-        let _ = conn;
-        todo!()
+        each!(self, e => e.shutdown_write(conn.0))
     }
 
     /// Close `conn` now; no event for it is delivered after this call.
+    /// Output not yet written gets one best-effort attempt.
     pub fn close(&mut self, conn: ConnId) {
-        let _ = conn;
-        todo!()
+        each!(self, e => e.close(conn.0))
     }
 
     /// Submit queued work and wait up to `timeout` (forever if `None`) for
@@ -152,7 +188,6 @@ impl Engine {
         timeout: Option<Duration>,
         on_event: &mut dyn FnMut(Event<'_>),
     ) -> io::Result<()> {
-        let _ = (timeout, on_event);
-        todo!()
+        each!(self, e => e.wait(timeout, on_event))
     }
 }

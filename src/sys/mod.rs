@@ -6,3 +6,5 @@ pub mod process;
 pub mod signal;
 pub mod socket;
 pub mod time;
+pub mod transport;
+pub mod uring;

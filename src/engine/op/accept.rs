@@ -1,0 +1,248 @@
+//! Accepting connections, and pausing it — both engines.
+//!
+//! * io_uring: one multishot accept per listener. Pausing cancels it;
+//!   connections the kernel accepted before the cancel landed are held and
+//!   handed over on resume.
+//! * epoll: each listener registered edge-triggered for reading; on an edge,
+//!   `accept4` until EAGAIN. Pausing deregisters the listeners so a paused
+//!   worker is not woken; re-registering on resume reports connections that
+//!   queued meanwhile.
+//!
+//! Both: accepted sockets are non-blocking and close-on-exec; TCP ones get
+//! TCP_NODELAY. After a resource error (out of fds or memory) a listener
+//! rests for `ACCEPT_RETRY` instead of spinning on the error.
+
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+use io_uring::{cqueue, opcode, types};
+
+use crate::engine::epoll::EpollEngine;
+use crate::engine::token::{self, Kind};
+use crate::engine::uring::UringEngine;
+use crate::engine::{ConnId, Event, ListenerId};
+use crate::sys::transport;
+
+/// How long a listener rests after EMFILE/ENFILE/ENOBUFS/ENOMEM.
+pub const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// Errors that concern one aborted connection only: keep accepting.
+fn transient(errno: i32) -> bool {
+    matches!(
+        errno,
+        libc::ECONNABORTED | libc::EINTR | libc::EAGAIN | libc::EPROTO | libc::EPERM
+    )
+}
+
+/// Shorten `timeout` so a wait wakes when the first resting listener may
+/// try again.
+fn until_retry(timeout: Option<Duration>, retry_at: Instant, now: Instant) -> Option<Duration> {
+    let left = retry_at.saturating_duration_since(now);
+    Some(timeout.map_or(left, |t| t.min(left)))
+}
+
+// ---------------------------------------------------------------- io_uring
+
+impl UringEngine {
+    pub fn arm_accept(&mut self, l: usize) {
+        if self.accept_paused || self.is_stopping() || self.listeners[l].armed {
+            return;
+        }
+        let listener = &mut self.listeners[l];
+        listener.armed = true;
+        listener.retry_at = None;
+        let sqe = opcode::AcceptMulti::new(types::Fd(listener.fd))
+            .flags(libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(token::encode(Kind::Accept, 0, l as u32));
+        self.push(&sqe);
+    }
+
+    pub fn pause_accept(&mut self) {
+        if self.accept_paused {
+            return;
+        }
+        self.accept_paused = true;
+        for l in 0..self.listeners.len() {
+            if self.listeners[l].armed {
+                self.cancel(token::encode(Kind::Accept, 0, l as u32));
+            }
+        }
+    }
+
+    pub fn resume_accept(&mut self) {
+        if !self.accept_paused {
+            return;
+        }
+        self.accept_paused = false;
+        for (l, fd) in self.held_accepts.drain(..) {
+            self.pending
+                .push(crate::engine::uring::Pending::Accept(l, fd));
+        }
+        for l in 0..self.listeners.len() {
+            if self.listeners[l].retry_at.is_none() {
+                self.arm_accept(l);
+            }
+        }
+    }
+
+    pub fn on_accept(
+        &mut self,
+        l: usize,
+        res: i32,
+        flags: u32,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) {
+        let Some(listener) = self.listeners.get_mut(l) else {
+            return;
+        };
+        let more = cqueue::more(flags);
+        if !more {
+            listener.armed = false;
+        }
+        if res >= 0 {
+            if self.accept_paused || self.is_stopping() {
+                self.held_accepts.push((l, res));
+            } else {
+                self.admit(l, res, on_event);
+            }
+        } else if -res != libc::ECANCELED && !transient(-res) {
+            warn!(
+                "accept failed: {}; retrying in {:?}",
+                std::io::Error::from_raw_os_error(-res),
+                ACCEPT_RETRY
+            );
+            if !more {
+                listener.retry_at = Some(Instant::now() + ACCEPT_RETRY);
+            }
+        }
+        if !more && self.listeners[l].retry_at.is_none() {
+            self.arm_accept(l);
+        }
+    }
+
+    /// Set up an accepted `fd` as a connection and report it.
+    pub fn admit(&mut self, l: ListenerId, fd: RawFd, on_event: &mut dyn FnMut(Event<'_>)) {
+        let unix = self.listeners[l].unix;
+        let peer = if unix {
+            None
+        } else {
+            let _ = transport::set_nodelay(fd);
+            transport::peer_addr(fd)
+        };
+        let id = self.alloc_conn(fd);
+        self.arm_recv(id);
+        on_event(Event::Accepted {
+            listener: l,
+            conn: ConnId(id),
+            peer,
+        });
+    }
+
+    /// Re-arm listeners whose rest is over; returns the wait's timeout,
+    /// shortened to the next listener's retry time.
+    pub fn rearm_backed_off(&mut self, mut timeout: Option<Duration>) -> Option<Duration> {
+        let now = Instant::now();
+        for l in 0..self.listeners.len() {
+            if let Some(at) = self.listeners[l].retry_at {
+                if at <= now {
+                    self.listeners[l].retry_at = None;
+                    self.arm_accept(l);
+                } else {
+                    timeout = until_retry(timeout, at, now);
+                }
+            }
+        }
+        timeout
+    }
+}
+
+// ------------------------------------------------------------------ epoll
+
+impl EpollEngine {
+    pub fn pause_accept(&mut self) {
+        if self.accept_paused {
+            return;
+        }
+        self.accept_paused = true;
+        for listener in &mut self.listeners {
+            if listener.registered {
+                let _ = self
+                    .poll
+                    .registry()
+                    .deregister(&mut mio::unix::SourceFd(&listener.fd));
+                listener.registered = false;
+            }
+        }
+    }
+
+    pub fn resume_accept(&mut self) {
+        if !self.accept_paused {
+            return;
+        }
+        self.accept_paused = false;
+        for l in 0..self.listeners.len() {
+            if let Err(e) = self.register_listener(l) {
+                error!("cannot watch listener again: {e}");
+            }
+        }
+    }
+
+    /// A listener's readable edge: accept until EAGAIN.
+    pub fn on_acceptable(&mut self, l: usize, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
+        let mut delivered = false;
+        while !self.accept_paused
+            && l < self.listeners.len()
+            && self.listeners[l].retry_at.is_none()
+        {
+            match transport::accept(self.listeners[l].fd) {
+                Ok((fd, peer)) => {
+                    if peer.is_some() {
+                        let _ = transport::set_nodelay(fd);
+                    }
+                    match self.alloc_conn(fd) {
+                        Ok(id) => {
+                            on_event(Event::Accepted {
+                                listener: l,
+                                conn: ConnId(id),
+                                peer,
+                            });
+                            delivered = true;
+                        }
+                        Err(e) => error!("cannot watch an accepted connection: {e}"),
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.raw_os_error().is_some_and(transient) => continue,
+                Err(e) => {
+                    warn!("accept failed: {e}; retrying in {ACCEPT_RETRY:?}");
+                    self.listeners[l].retry_at = Some(Instant::now() + ACCEPT_RETRY);
+                }
+            }
+        }
+        delivered
+    }
+
+    /// Let listeners whose rest is over accept again; returns the wait's
+    /// timeout, shortened to the next retry time, and whether any event
+    /// was delivered.
+    pub fn retry_backed_off(
+        &mut self,
+        mut timeout: Option<Duration>,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> (Option<Duration>, bool) {
+        let now = Instant::now();
+        let mut delivered = false;
+        for l in 0..self.listeners.len() {
+            if let Some(at) = self.listeners[l].retry_at {
+                if at <= now {
+                    self.listeners[l].retry_at = None;
+                    delivered |= self.on_acceptable(l, on_event);
+                } else {
+                    timeout = until_retry(timeout, at, now);
+                }
+            }
+        }
+        (timeout, delivered)
+    }
+}

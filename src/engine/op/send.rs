@@ -1,0 +1,270 @@
+//! Sending and shutting down the write side — both engines.
+//!
+//! `send` only queues the buffer and marks the connection dirty; the next
+//! `wait` writes every dirty connection's whole queue at once, so several
+//! pipelined responses queued between two waits leave in one vectored call.
+//!
+//! * io_uring: one send in flight per connection (`Send` for one buffer,
+//!   `SendMsg` over up to `MAX_IOV` iovecs otherwise). Its buffers stay in
+//!   the queue, and the iovecs and `msghdr` in the slot, until it completes;
+//!   a partial send is resubmitted from where it stopped.
+//! * epoll: `sendmsg` until the queue is empty or a write comes up short
+//!   (the socket buffer is full); the writable edge resumes it.
+//!
+//! Both: `Sent` once the queue has drained; `SendFailed` with the errno on
+//! EPIPE, ECONNRESET and the like, after which the queue is dropped.
+//! MSG_NOSIGNAL keeps a gone peer from raising SIGPIPE. `shutdown_write`
+//! sends the FIN once the queue has drained.
+
+use std::io::IoSlice;
+
+use io_uring::opcode;
+
+use crate::engine::epoll::{self, EpollEngine};
+use crate::engine::queue::MAX_IOV;
+use crate::engine::token::Kind;
+use crate::engine::uring::{self, ConnState, UringEngine};
+use crate::engine::{ConnId, Event};
+use crate::sys::transport;
+
+// ---------------------------------------------------------------- io_uring
+
+impl UringEngine {
+    pub fn send(&mut self, id: u32, data: Vec<u8>) {
+        let Some(c) = self.conns.get_mut(id as usize) else {
+            return;
+        };
+        if c.state != ConnState::Open || c.failed || c.shut != uring::Shut::No {
+            return;
+        }
+        c.out.push(data);
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push((id, c.gen));
+        }
+    }
+
+    /// Start a send on every dirty connection that has none in flight, or
+    /// report `Sent` for one whose queue is already empty.
+    pub fn start_sends(&mut self, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
+        if self.dirty.is_empty() {
+            return false;
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut delivered = false;
+        for &(id, gen) in &dirty {
+            let c = &mut self.conns[id as usize];
+            if !c.is_open(gen) {
+                continue;
+            }
+            c.dirty = false;
+            if c.sending {
+                // The completion starts the next send with what was added.
+            } else if !c.out.is_empty() {
+                self.submit_send(id);
+            } else if !c.failed {
+                // Only empty buffers were queued: nothing to wait for.
+                on_event(Event::Sent { conn: ConnId(id) });
+                delivered = true;
+            }
+        }
+        self.dirty = dirty;
+        self.dirty.clear();
+        delivered
+    }
+
+    pub fn submit_send(&mut self, id: u32) {
+        let tag = self.conn_tag(Kind::Send, id);
+        let fd = self.fd_of(id);
+        let c = &mut self.conns[id as usize];
+        c.out.iovecs(&mut c.iovs);
+        c.sending = true;
+        c.ops += 1;
+        let sqe = if c.iovs.len() == 1 {
+            let iov = c.iovs[0];
+            opcode::Send::new(fd, iov.iov_base as *const u8, iov.iov_len as u32)
+                .flags(libc::MSG_NOSIGNAL)
+                .build()
+        } else {
+            c.msg.msg_iov = c.iovs.as_mut_ptr();
+            c.msg.msg_iovlen = c.iovs.len() as _;
+            opcode::SendMsg::new(fd, &*c.msg)
+                .flags(libc::MSG_NOSIGNAL as u32)
+                .build()
+        };
+        self.push(&sqe.user_data(tag));
+    }
+
+    pub fn on_send(&mut self, id: u32, gen: u32, res: i32, on_event: &mut dyn FnMut(Event<'_>)) {
+        let Some(c) = self.conns.get_mut(id as usize) else {
+            return;
+        };
+        c.sending = false;
+        if !c.is_open(gen) {
+            // Closing: the send was cancelled or finished; either way the
+            // buffers are the kernel's no more.
+            self.op_done(id);
+            return;
+        }
+        if res > 0 {
+            c.out.consume(res as usize);
+            if !c.out.is_empty() {
+                self.op_done(id);
+                self.submit_send(id);
+                return;
+            }
+            on_event(Event::Sent { conn: ConnId(id) });
+            if c.shut == uring::Shut::Requested {
+                self.submit_shutdown(id);
+            }
+        } else if res == -libc::EINTR || res == -libc::EAGAIN {
+            self.op_done(id);
+            self.submit_send(id);
+            return;
+        } else {
+            // 0 bytes for a non-empty send means the peer cannot take more.
+            let errno = if res == 0 { libc::EPIPE } else { -res };
+            c.failed = true;
+            c.out.clear();
+            on_event(Event::SendFailed {
+                conn: ConnId(id),
+                errno,
+            });
+        }
+        self.op_done(id);
+    }
+
+    pub fn shutdown_write(&mut self, id: u32) {
+        let Some(c) = self.conns.get_mut(id as usize) else {
+            return;
+        };
+        if c.state != ConnState::Open || c.shut != uring::Shut::No {
+            return;
+        }
+        if c.sending || !c.out.is_empty() {
+            c.shut = uring::Shut::Requested;
+        } else {
+            self.submit_shutdown(id);
+        }
+    }
+
+    fn submit_shutdown(&mut self, id: u32) {
+        let tag = self.conn_tag(Kind::Shutdown, id);
+        let fd = self.fd_of(id);
+        let c = &mut self.conns[id as usize];
+        c.shut = uring::Shut::Done;
+        c.ops += 1;
+        let sqe = opcode::Shutdown::new(fd, libc::SHUT_WR)
+            .build()
+            .user_data(tag);
+        self.push(&sqe);
+    }
+}
+
+// ------------------------------------------------------------------ epoll
+
+impl EpollEngine {
+    pub fn send(&mut self, id: u32, data: Vec<u8>) {
+        let Some(c) = self.conns.get_mut(id as usize) else {
+            return;
+        };
+        if !c.open || c.failed || c.shut != epoll::Shut::No {
+            return;
+        }
+        c.out.push(data);
+        if !c.dirty {
+            c.dirty = true;
+            self.dirty.push((id, c.gen));
+        }
+    }
+
+    /// Write every dirty connection's queue.
+    pub fn flush_dirty(&mut self, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
+        if self.dirty.is_empty() {
+            return false;
+        }
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut delivered = false;
+        for &(id, gen) in &dirty {
+            let c = &mut self.conns[id as usize];
+            if !c.is_open(gen) {
+                continue;
+            }
+            c.dirty = false;
+            if !c.blocked {
+                delivered |= self.flush(id, on_event);
+            }
+        }
+        self.dirty = dirty;
+        self.dirty.clear();
+        delivered
+    }
+
+    /// The writable edge after a short write.
+    pub fn on_writable(&mut self, id: u32, gen: u32, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
+        let c = &mut self.conns[id as usize];
+        if !c.is_open(gen) || !c.blocked {
+            return false;
+        }
+        c.blocked = false;
+        self.flush(id, on_event)
+    }
+
+    /// Write the queue until it is empty or the socket is full.
+    fn flush(&mut self, id: u32, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
+        let c = &mut self.conns[id as usize];
+        if c.failed {
+            return false;
+        }
+        while !c.out.is_empty() {
+            let mut slices = [IoSlice::new(&[]); MAX_IOV];
+            let n = c.out.slices(&mut slices);
+            let offered: usize = slices[..n].iter().map(|s| s.len()).sum();
+            match transport::send_vectored(c.fd, &slices[..n]) {
+                Ok(written) => {
+                    c.out.consume(written);
+                    if written < offered {
+                        c.blocked = true;
+                        return false;
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    c.blocked = true;
+                    return false;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    c.failed = true;
+                    c.out.clear();
+                    let errno = e.raw_os_error().unwrap_or(libc::EIO);
+                    on_event(Event::SendFailed {
+                        conn: ConnId(id),
+                        errno,
+                    });
+                    return true;
+                }
+            }
+        }
+        on_event(Event::Sent { conn: ConnId(id) });
+        if c.shut == epoll::Shut::Requested {
+            c.shut = epoll::Shut::Done;
+            let _ = transport::shutdown_write(c.fd);
+        }
+        true
+    }
+
+    pub fn shutdown_write(&mut self, id: u32) {
+        let Some(c) = self.conns.get_mut(id as usize) else {
+            return;
+        };
+        if !c.open || c.shut != epoll::Shut::No {
+            return;
+        }
+        if c.blocked || !c.out.is_empty() {
+            c.shut = epoll::Shut::Requested;
+        } else {
+            c.shut = epoll::Shut::Done;
+            let _ = transport::shutdown_write(c.fd);
+        }
+    }
+}

@@ -1,0 +1,627 @@
+//! The engine contract, checked against both engines with real sockets on
+//! 127.0.0.1 (and one unix socket). Every wait is bounded.
+//!
+//! The io_uring tests fail when io_uring is unusable here, unless
+//! FERROCORN_SKIP_URING=1 says this environment is known not to have it.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::time::{Duration, Instant};
+
+use super::*;
+
+/// Longest any single expectation may take.
+const DEADLINE: Duration = Duration::from_secs(10);
+/// How long "nothing happens" is watched for.
+const QUIET: Duration = Duration::from_millis(150);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Ev {
+    Accepted(ConnId, Option<SocketAddr>),
+    Data(ConnId, Vec<u8>),
+    Eof(ConnId),
+    Sent(ConnId),
+    SendFailed(ConnId, i32),
+    Readable(RawFd),
+}
+
+impl Ev {
+    fn conn(&self) -> Option<ConnId> {
+        match *self {
+            Ev::Accepted(c, _)
+            | Ev::Data(c, _)
+            | Ev::Eof(c)
+            | Ev::Sent(c)
+            | Ev::SendFailed(c, _) => Some(c),
+            Ev::Readable(_) => None,
+        }
+    }
+}
+
+/// Should this kind be tested here? Uring must work unless skipping is asked for.
+fn available(kind: EngineKind) -> bool {
+    if kind == EngineKind::Epoll {
+        return true;
+    }
+    match Engine::probe_uring() {
+        Ok(()) => true,
+        Err(why) if std::env::var("FERROCORN_SKIP_URING").as_deref() == Ok("1") => {
+            eprintln!("skipping io_uring test: {}", why.0);
+            false
+        }
+        Err(why) => panic!(
+            "{} (set FERROCORN_SKIP_URING=1 to skip the io_uring tests)",
+            why.0
+        ),
+    }
+}
+
+struct Harness {
+    engine: Engine,
+    /// Everything delivered so far, in order.
+    log: Vec<Ev>,
+    /// How much of `log` the expectations have looked at.
+    seen: usize,
+}
+
+impl Harness {
+    fn new(kind: EngineKind, listeners: &[RawFd]) -> Harness {
+        let engine = Engine::new(
+            kind,
+            listeners,
+            &EngineConfig {
+                max_connections: 1024,
+            },
+        )
+        .expect("engine");
+        assert_eq!(engine.kind(), kind);
+        Harness {
+            engine,
+            log: Vec::new(),
+            seen: 0,
+        }
+    }
+
+    fn turn(&mut self, timeout: Duration) {
+        let log = &mut self.log;
+        self.engine
+            .wait(Some(timeout), &mut |ev| {
+                log.push(match ev {
+                    Event::Accepted { conn, peer, .. } => Ev::Accepted(conn, peer),
+                    Event::Data { conn, data } => Ev::Data(conn, data.to_vec()),
+                    Event::Eof { conn } => Ev::Eof(conn),
+                    Event::Sent { conn } => Ev::Sent(conn),
+                    Event::SendFailed { conn, errno } => Ev::SendFailed(conn, errno),
+                    Event::Readable { fd } => Ev::Readable(fd),
+                })
+            })
+            .expect("wait");
+    }
+
+    /// Pump until an event not seen before matches; returns it.
+    fn expect(&mut self, what: &str, mut pred: impl FnMut(&Ev) -> bool) -> Ev {
+        let start = Instant::now();
+        loop {
+            while self.seen < self.log.len() {
+                let ev = self.log[self.seen].clone();
+                self.seen += 1;
+                if pred(&ev) {
+                    return ev;
+                }
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "timed out waiting for {what}; events: {:?}",
+                self.log
+            );
+            self.turn(Duration::from_millis(20));
+        }
+    }
+
+    fn accept(&mut self) -> (ConnId, Option<SocketAddr>) {
+        match self.expect("a connection", |e| matches!(e, Ev::Accepted(..))) {
+            Ev::Accepted(c, peer) => (c, peer),
+            _ => unreachable!(),
+        }
+    }
+
+    /// Pump until `len` bytes of Data for `conn` arrived (from now on).
+    fn read(&mut self, conn: ConnId, len: usize) -> Vec<u8> {
+        let mut got = Vec::new();
+        while got.len() < len {
+            if let Ev::Data(_, d) =
+                self.expect("data", |e| matches!(e, Ev::Data(c, _) if *c == conn))
+            {
+                got.extend_from_slice(&d);
+            }
+        }
+        got
+    }
+
+    /// Run `client` on a thread while pumping the engine; returns its result.
+    fn pump_while<T: Send + 'static>(&mut self, client: impl FnOnce() -> T + Send + 'static) -> T {
+        let start = Instant::now();
+        let thread = std::thread::spawn(client);
+        while !thread.is_finished() {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "client did not finish; events: {:?}",
+                self.log
+            );
+            self.turn(Duration::from_millis(20));
+        }
+        thread.join().expect("client thread")
+    }
+
+    /// Pump for `QUIET` and return what arrived.
+    fn quiet(&mut self) -> Vec<Ev> {
+        let start = Instant::now();
+        while start.elapsed() < QUIET {
+            self.turn(Duration::from_millis(20));
+        }
+        let new = self.log[self.seen..].to_vec();
+        self.seen = self.log.len();
+        new
+    }
+}
+
+fn tcp_listener() -> TcpListener {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.set_nonblocking(true).expect("nonblocking");
+    l
+}
+
+fn client(l: &TcpListener) -> TcpStream {
+    let s = TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+    s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+    s
+}
+
+/// Run a test body once per engine kind, as two named tests.
+macro_rules! both {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[test]
+            fn uring() {
+                if available(EngineKind::Uring) {
+                    ($body)(EngineKind::Uring);
+                }
+            }
+            #[test]
+            fn epoll() {
+                ($body)(EngineKind::Epoll);
+            }
+        }
+    };
+}
+
+both!(accept_reports_peer_and_data_arrives, |kind| {
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let mut c = client(&l);
+    let (conn, peer) = h.accept();
+    assert_eq!(peer, Some(c.local_addr().unwrap()));
+    c.write_all(b"hello").unwrap();
+    assert_eq!(h.read(conn, 5), b"hello");
+});
+
+both!(accepted_socket_is_nonblocking_cloexec_nodelay, |kind| {
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let _c = client(&l);
+    let (conn, _) = h.accept();
+    let fd = match &h.engine {
+        Engine::Uring(e) => e.conns[conn.index()].fd,
+        Engine::Epoll(e) => e.conns[conn.index()].fd,
+    };
+    // SAFETY: fcntl/getsockopt on a descriptor the engine keeps open, with
+    // a live c_int of the size given.
+    let (fl, fdfl, nodelay) = unsafe {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        libc::getsockopt(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&mut v as *mut libc::c_int).cast(),
+            &mut len,
+        );
+        (
+            libc::fcntl(fd, libc::F_GETFL),
+            libc::fcntl(fd, libc::F_GETFD),
+            v,
+        )
+    };
+    assert_ne!(fl & libc::O_NONBLOCK, 0, "non-blocking");
+    assert_ne!(fdfl & libc::FD_CLOEXEC, 0, "close-on-exec");
+    assert_ne!(nodelay, 0, "TCP_NODELAY");
+});
+
+both!(echo_round_trip, |kind| {
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let mut c = client(&l);
+    let (conn, _) = h.accept();
+    for round in 0..3 {
+        let msg = format!("ping {round}");
+        c.write_all(msg.as_bytes()).unwrap();
+        let got = h.read(conn, msg.len());
+        h.engine.send(conn, got);
+        h.expect("sent", |e| *e == Ev::Sent(conn));
+        let mut back = vec![0; msg.len()];
+        c.read_exact(&mut back).unwrap();
+        assert_eq!(back, msg.as_bytes());
+    }
+});
+
+both!(pipelined_sends_arrive_in_order_with_one_sent, |kind| {
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let mut c = client(&l);
+    let (conn, _) = h.accept();
+    h.engine.send(conn, b"one ".to_vec());
+    h.engine.send(conn, Vec::new());
+    h.engine.send(conn, b"two ".to_vec());
+    h.engine.send(conn, b"three".to_vec());
+    h.expect("sent", |e| *e == Ev::Sent(conn));
+    let mut back = vec![0; 13];
+    c.read_exact(&mut back).unwrap();
+    assert_eq!(back, b"one two three");
+    let sent = h.quiet().iter().filter(|e| **e == Ev::Sent(conn)).count();
+    assert_eq!(sent, 0, "one Sent per drained queue");
+});
+
+both!(empty_send_reports_sent, |kind| {
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let _c = client(&l);
+    let (conn, _) = h.accept();
+    h.engine.send(conn, Vec::new());
+    h.expect("sent", |e| *e == Ev::Sent(conn));
+});
+
+both!(large_send_to_slow_reader_completes_with_one_sent, |kind| {
+    const LEN: usize = 8 << 20;
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let mut c = client(&l);
+    let (conn, _) = h.accept();
+    let reader = std::thread::spawn(move || {
+        let mut buf = vec![0; 256 * 1024];
+        let mut total = 0;
+        let mut sum = 0u64;
+        while total < LEN {
+            std::thread::sleep(Duration::from_millis(2));
+            let n = c.read(&mut buf).unwrap();
+            assert!(n > 0, "early end of stream at {total}");
+            sum += buf[..n].iter().map(|&b| b as u64).sum::<u64>();
+            total += n;
+        }
+        (total, sum)
+    });
+    let data: Vec<u8> = (0..LEN).map(|i| (i % 251) as u8).collect();
+    let expected_sum: u64 = data.iter().map(|&b| b as u64).sum();
+    h.engine.send(conn, data);
+    h.expect("sent", |e| matches!(e, Ev::Sent(c) if *c == conn));
+    let (total, sum) = reader.join().unwrap();
+    assert_eq!((total, sum), (LEN, expected_sum));
+    assert_eq!(h.log.iter().filter(|e| matches!(e, Ev::Sent(_))).count(), 1);
+});
+
+both!(peer_close_reports_eof, |kind| {
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let mut c = client(&l);
+    let (conn, _) = h.accept();
+    c.write_all(b"last words").unwrap();
+    drop(c);
+    assert_eq!(h.read(conn, 10), b"last words");
+    h.expect("eof", |e| *e == Ev::Eof(conn));
+});
+
+both!(peer_reset_reports_eof_then_send_fails, |kind| {
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let c = client(&l);
+    let (conn, _) = h.accept();
+    // SO_LINGER 0: closing sends a reset instead of a FIN.
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt with a live linger struct of the size given.
+    unsafe {
+        libc::setsockopt(
+            c.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    drop(c);
+    h.expect("eof", |e| *e == Ev::Eof(conn));
+    h.engine.send(conn, b"anyone there?".to_vec());
+    match h.expect("send failure", |e| e.conn() == Some(conn)) {
+        Ev::SendFailed(_, errno) => assert!(
+            errno == libc::EPIPE || errno == libc::ECONNRESET,
+            "errno {errno}"
+        ),
+        other => panic!("expected SendFailed, got {other:?}"),
+    }
+});
+
+both!(close_stops_events_and_id_is_reused, |kind| {
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let mut a = client(&l);
+    let (conn, _) = h.accept();
+    a.write_all(b"unread").unwrap();
+    h.engine.send(conn, b"unsent?".to_vec());
+    h.engine.close(conn);
+    let after = h.quiet();
+    assert!(
+        after.iter().all(|e| e.conn() != Some(conn)),
+        "events after close: {after:?}"
+    );
+    // The client sees the connection end (FIN or reset).
+    let mut rest = Vec::new();
+    let _ = a.read_to_end(&mut rest);
+    let _b = client(&l);
+    let (again, _) = h.accept();
+    assert_eq!(again, conn, "the freed id is handed out again");
+});
+
+both!(
+    shutdown_write_sends_data_then_fin_and_keeps_reading,
+    |kind| {
+        let l = tcp_listener();
+        let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+        let mut c = client(&l);
+        let (conn, _) = h.accept();
+        h.engine.send(conn, b"bye".to_vec());
+        h.engine.shutdown_write(conn);
+        h.engine.send(conn, b"ignored after shutdown".to_vec());
+        let got = h.pump_while(|| {
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).unwrap();
+            (c, got)
+        });
+        let (mut c, got) = got;
+        assert_eq!(got, b"bye");
+        c.write_all(b"still talking").unwrap();
+        assert_eq!(h.read(conn, 13), b"still talking");
+        c.shutdown(Shutdown::Write).unwrap();
+        h.expect("eof", |e| *e == Ev::Eof(conn));
+    }
+);
+
+both!(pause_recv_holds_data_until_resume, |kind| {
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let mut c = client(&l);
+    let (conn, _) = h.accept();
+    c.write_all(b"first").unwrap();
+    assert_eq!(h.read(conn, 5), b"first");
+    // Bytes already on their way when pausing, and bytes sent after.
+    c.write_all(b"racing ").unwrap();
+    h.engine.pause_recv(conn);
+    h.quiet();
+    c.write_all(b"later").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    let during = h.quiet();
+    assert!(
+        during.iter().all(|e| e.conn() != Some(conn)),
+        "delivered while paused: {during:?}"
+    );
+    h.engine.resume_recv(conn);
+    assert_eq!(h.read(conn, 12), b"racing later");
+    h.expect("eof", |e| *e == Ev::Eof(conn));
+});
+
+both!(pause_accept_defers_connections_until_resume, |kind| {
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let _a = client(&l);
+    h.accept();
+    h.engine.pause_accept();
+    h.quiet();
+    let mut b = client(&l);
+    let during = h.quiet();
+    assert!(
+        during.iter().all(|e| !matches!(e, Ev::Accepted(..))),
+        "accepted while paused: {during:?}"
+    );
+    h.engine.resume_accept();
+    let (conn, peer) = h.accept();
+    assert_eq!(peer, Some(b.local_addr().unwrap()));
+    b.write_all(b"x").unwrap();
+    assert_eq!(h.read(conn, 1), b"x");
+});
+
+both!(watched_fd_reports_readable_each_time, |kind| {
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let (mut tx, mut rx) = UnixStream::pair().unwrap();
+    rx.set_nonblocking(true).unwrap();
+    let fd = rx.as_raw_fd();
+    h.engine.watch(fd).unwrap();
+    for _ in 0..3 {
+        tx.write_all(b"!").unwrap();
+        h.expect("readable", |e| *e == Ev::Readable(fd));
+        let mut buf = [0u8; 16];
+        assert_eq!(rx.read(&mut buf).unwrap(), 1);
+    }
+    let after = h.quiet();
+    assert!(
+        !after.contains(&Ev::Readable(fd)),
+        "readable with nothing written: {after:?}"
+    );
+});
+
+both!(unix_listener_has_no_peer_address, |kind| {
+    let path = std::env::temp_dir().join(format!(
+        "ferrocorn-engine-{}-{:?}.sock",
+        std::process::id(),
+        kind
+    ));
+    let _ = std::fs::remove_file(&path);
+    let l = UnixListener::bind(&path).unwrap();
+    l.set_nonblocking(true).unwrap();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let mut c = UnixStream::connect(&path).unwrap();
+    c.set_read_timeout(Some(DEADLINE)).unwrap();
+    let (conn, peer) = h.accept();
+    assert_eq!(peer, None);
+    c.write_all(b"over unix").unwrap();
+    let got = h.read(conn, 9);
+    h.engine.send(conn, got);
+    let back = h.pump_while(move || {
+        let mut back = [0u8; 9];
+        c.read_exact(&mut back).unwrap();
+        back
+    });
+    assert_eq!(&back, b"over unix");
+    let _ = std::fs::remove_file(&path);
+});
+
+both!(many_concurrent_connections_echo, |kind| {
+    const CLIENTS: usize = 200;
+    let l = tcp_listener();
+    let addr = l.local_addr().unwrap();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let clients = std::thread::spawn(move || {
+        let mut streams: Vec<TcpStream> = (0..CLIENTS)
+            .map(|_| TcpStream::connect(addr).unwrap())
+            .collect();
+        for (i, s) in streams.iter_mut().enumerate() {
+            s.set_read_timeout(Some(DEADLINE)).unwrap();
+            s.write_all(format!("client {i:04}").as_bytes()).unwrap();
+        }
+        for (i, s) in streams.iter_mut().enumerate() {
+            let mut back = [0u8; 11];
+            s.read_exact(&mut back).unwrap();
+            assert_eq!(back, format!("client {i:04}").as_bytes());
+        }
+    });
+    let start = Instant::now();
+    let mut echoed = 0;
+    let mut accepted = std::collections::HashSet::new();
+    while echoed < CLIENTS * 11 {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out: {echoed} bytes echoed"
+        );
+        h.turn(Duration::from_millis(20));
+        for ev in std::mem::take(&mut h.log) {
+            match ev {
+                Ev::Accepted(c, _) => assert!(accepted.insert(c), "id {c:?} given twice"),
+                Ev::Data(c, d) => {
+                    echoed += d.len();
+                    h.engine.send(c, d);
+                }
+                _ => {}
+            }
+        }
+    }
+    // Flush the last sends while the clients read.
+    while !clients.is_finished() {
+        assert!(start.elapsed() < DEADLINE, "clients did not finish");
+        h.turn(Duration::from_millis(20));
+    }
+    clients.join().unwrap();
+    assert_eq!(accepted.len(), CLIENTS);
+});
+
+both!(receives_continue_after_the_buffer_ring_runs_dry, |kind| {
+    // 80 × 64 KiB = 5 MiB against 256 × 16 KiB = 4 MiB of receive buffers;
+    // 64 KiB fits in a fresh loopback socket's buffers, so the writes finish
+    // before the engine reads anything.
+    const CLIENTS: usize = 80;
+    const EACH: usize = 64 * 1024;
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let mut clients: Vec<TcpStream> = (0..CLIENTS).map(|_| client(&l)).collect();
+    let mut conns = Vec::new();
+    while conns.len() < CLIENTS {
+        conns.push(h.accept().0);
+    }
+    let writer = std::thread::spawn(move || {
+        for c in &mut clients {
+            c.write_all(&[7u8; EACH]).unwrap();
+            c.shutdown(Shutdown::Write).unwrap();
+        }
+        clients
+    });
+    let start = Instant::now();
+    while !writer.is_finished() && start.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut got = std::collections::HashMap::new();
+    let mut eofs = 0;
+    while eofs < CLIENTS {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out; {eofs} ends, {} bytes",
+            got.values().sum::<usize>()
+        );
+        h.turn(Duration::from_millis(20));
+        for ev in std::mem::take(&mut h.log) {
+            match ev {
+                Ev::Data(c, d) => {
+                    assert!(d.iter().all(|&b| b == 7));
+                    *got.entry(c).or_insert(0) += d.len();
+                }
+                Ev::Eof(_) => eofs += 1,
+                _ => {}
+            }
+        }
+    }
+    let _clients = writer.join().unwrap();
+    for c in &conns {
+        assert_eq!(got.get(c), Some(&EACH), "bytes for {c:?}");
+    }
+    if let Engine::Uring(e) = &h.engine {
+        assert!(
+            e.recv_out_of_buffers > 0,
+            "the ring never ran dry: the test did not test re-arming"
+        );
+    }
+});
+
+#[test]
+fn uring_stop_reclaims_a_send_stuck_on_a_silent_peer() {
+    if !available(EngineKind::Uring) {
+        return;
+    }
+    let l = tcp_listener();
+    let mut h = Harness::new(EngineKind::Uring, &[l.as_raw_fd()]);
+    let _silent = client(&l);
+    let (conn, _) = h.accept();
+    h.engine.send(conn, vec![0; 8 << 20]);
+    h.quiet();
+    let Engine::Uring(e) = &mut h.engine else {
+        unreachable!()
+    };
+    assert!(e.conns[conn.index()].sending, "the send should be stuck");
+    assert!(e.stop(), "every operation completed after the cancel");
+}
+
+#[test]
+fn engine_can_be_sent_across_a_lock_release() {
+    // The worker waits inside `Python::detach`, which needs `Send`.
+    fn assert_send<T: Send>() {}
+    assert_send::<Engine>();
+}
+
+#[test]
+fn probe_answers_on_this_machine() {
+    // Either answer is valid; a refusal must say why in one line.
+    if let Err(why) = Engine::probe_uring() {
+        assert!(why.0.starts_with("io_uring unavailable: "), "{}", why.0);
+        assert!(!why.0.contains('\n'));
+    }
+}

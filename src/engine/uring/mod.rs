@@ -1,0 +1,486 @@
+//! The io_uring engine: one ring per worker, multishot accept on every
+//! listener, multishot receive into a provided-buffer ring, sends of owned
+//! buffers, and one `io_uring_enter` per `wait` that both submits
+//! everything queued since the last one and waits for completions.
+//!
+//! # Ownership rule
+//!
+//! **Memory handed to the kernel belongs to the operation until its
+//! completion arrives.** A send's buffers stay in the connection's
+//! `SendQueue` and its iovec array/`msghdr` stay in the slot until the send
+//! completes (cancelled or not); the receive buffers belong to the
+//! buffer ring, which outlives every receive. So:
+//! * a connection slot is freed — and its id handed out again — only when
+//!   every operation of that connection (receive, send, shutdown, close)
+//!   has posted its last completion (`Conn::ops` counts them);
+//! * `close` cancels the outstanding operations and queues a `Close`; it
+//!   never frees anything itself;
+//! * dropping the engine cancels everything and waits for the completions;
+//!   if the kernel does not answer in time, the memory is leaked rather
+//!   than freed under it.
+//!
+//! The per-operation code (accept, recv, send, close, watch) lives next to
+//! its epoll counterpart in `engine/op/`; this file holds the ring, the
+//! connection slots and the wait loop. Imports only `sys` and `log`.
+
+pub mod bufring;
+pub mod probe;
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::{Duration, Instant};
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+
+use self::bufring::BufRing;
+use crate::engine::queue::SendQueue;
+use crate::engine::token::{self, Kind};
+use crate::engine::{ConnId, EngineConfig, Event, ListenerId};
+use crate::sys::uring::{enter, register_ring_fd, RingRef};
+
+/// Submission queue size. Large enough that a wait's worth of re-arms and
+/// sends fits; when full, entries are submitted early (one extra enter).
+const SQ_ENTRIES: u32 = 2048;
+/// Completion queue size: completions of a busy batch never overflow.
+const CQ_ENTRIES: u32 = 8192;
+/// Receive buffers per worker, and their size: 256 × 16 KiB = 4 MiB.
+/// A buffer is returned right after its bytes are handed over, so the
+/// count bounds receives per batch, not open connections.
+pub const RECV_BUFFERS: u16 = 256;
+pub const RECV_BUFFER_SIZE: usize = 16 * 1024;
+/// The buffer group id of the receive buffer ring.
+const BGID: u16 = 0;
+/// How long dropping the engine waits for cancelled operations.
+const DRAIN_LIMIT: Duration = Duration::from_millis(500);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum ConnState {
+    #[default]
+    Free,
+    Open,
+    /// The worker called `close`; operations are still completing.
+    Closing,
+}
+
+/// Progress of `shutdown_write`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Shut {
+    #[default]
+    No,
+    /// Requested; issued once the queue drains.
+    Requested,
+    /// Issued.
+    Done,
+}
+
+pub struct Conn {
+    pub fd: RawFd,
+    pub gen: u32,
+    pub state: ConnState,
+    /// Operations issued and not yet finished (multishot receive counts
+    /// once until its last completion).
+    pub ops: u32,
+    pub recv_armed: bool,
+    /// A cancel of the receive is on its way (pause).
+    pub recv_cancelling: bool,
+    pub paused: bool,
+    pub eof: bool,
+    /// Bytes (and end of stream) that arrived between `pause_recv` and the
+    /// receive's cancellation; delivered on `resume_recv`.
+    pub held: Vec<u8>,
+    pub held_eof: bool,
+    pub out: SendQueue,
+    pub sending: bool,
+    pub iovs: Vec<libc::iovec>,
+    pub msg: Box<libc::msghdr>,
+    pub shut: Shut,
+    pub failed: bool,
+    /// In the dirty list (a send to start at the next wait).
+    pub dirty: bool,
+}
+
+impl Conn {
+    fn new() -> Conn {
+        Conn {
+            fd: -1,
+            gen: 0,
+            state: ConnState::Free,
+            ops: 0,
+            recv_armed: false,
+            recv_cancelling: false,
+            paused: false,
+            eof: false,
+            held: Vec::new(),
+            held_eof: false,
+            out: SendQueue::default(),
+            sending: false,
+            iovs: Vec::new(),
+            // SAFETY: msghdr is plain data; all-zero is a valid empty header.
+            msg: Box::new(unsafe { std::mem::zeroed() }),
+            shut: Shut::No,
+            failed: false,
+            dirty: false,
+        }
+    }
+
+    pub fn is_open(&self, gen: u32) -> bool {
+        self.state == ConnState::Open && self.gen == gen
+    }
+}
+
+pub struct Listener {
+    pub fd: RawFd,
+    pub unix: bool,
+    pub armed: bool,
+    /// After a resource error (EMFILE...): re-arm no sooner than this.
+    pub retry_at: Option<Instant>,
+}
+
+pub struct Watch {
+    pub fd: RawFd,
+    pub armed: bool,
+}
+
+/// Something to deliver at the start of the next `wait`.
+pub enum Pending {
+    /// Bytes held while paused, for (conn, gen).
+    Held(u32, u32),
+    /// A connection accepted while accepting was paused.
+    Accept(ListenerId, RawFd),
+}
+
+pub struct UringEngine {
+    pub ring: IoUring,
+    pub ring_ref: RingRef,
+    /// Dropped by hand in `Drop`, after the kernel let go of it.
+    pub bufs: std::mem::ManuallyDrop<BufRing>,
+    pub conns: Vec<Conn>,
+    pub free: Vec<u32>,
+    pub listeners: Vec<Listener>,
+    pub accept_paused: bool,
+    /// Connections accepted after `pause_accept`, before the cancel landed.
+    pub held_accepts: Vec<(ListenerId, RawFd)>,
+    pub watches: Vec<Watch>,
+    /// Connections whose send queue has work for the next wait: (id, gen).
+    pub dirty: Vec<(u32, u32)>,
+    pub pending: Vec<Pending>,
+    /// Completions copied out of the ring, so handlers can queue entries.
+    cqes: Vec<cqueue::Entry>,
+    /// Set while dropping: nothing is re-armed.
+    stopping: bool,
+    /// Receives that ended because the buffer ring ran dry (and were
+    /// re-armed): a sign `RECV_BUFFERS` is small for the load.
+    pub recv_out_of_buffers: u64,
+}
+
+// SAFETY: the raw pointers inside (buffer ring memory, iovecs and msghdr in
+// the slots) point only at memory this engine owns, so moving the engine to
+// another thread moves their owner with them. The worker never does that
+// (it only needs `Send` to release the interpreter lock around `wait` on
+// the same thread); with SINGLE_ISSUER the kernel would refuse submissions
+// from another thread rather than misbehave.
+unsafe impl Send for UringEngine {}
+
+/// A named way to set up the ring.
+type RingMode = (&'static str, fn(&mut io_uring::Builder));
+
+/// Build the ring with the cheapest task-running mode the kernel has.
+fn build_ring() -> io::Result<IoUring> {
+    let attempts: [RingMode; 3] = [
+        ("single issuer, deferred task running", |b| {
+            b.setup_single_issuer().setup_defer_taskrun();
+        }),
+        ("cooperative task running", |b| {
+            b.setup_coop_taskrun().setup_taskrun_flag();
+        }),
+        ("plain", |_| {}),
+    ];
+    let mut last = io::Error::from_raw_os_error(libc::EINVAL);
+    for (mode, flags) in attempts {
+        let mut builder = IoUring::builder();
+        builder.setup_cqsize(CQ_ENTRIES).setup_submit_all();
+        flags(&mut builder);
+        match builder.build(SQ_ENTRIES) {
+            Ok(ring) => {
+                debug!("io_uring ring: {mode}");
+                return Ok(ring);
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => last = e,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last)
+}
+
+impl UringEngine {
+    pub fn new(listeners: &[RawFd], config: &EngineConfig) -> io::Result<UringEngine> {
+        let ring = build_ring()?;
+        let ring_ref = match register_ring_fd(ring.as_raw_fd()) {
+            Ok(index) => RingRef::Registered(index),
+            Err(_) => RingRef::Fd(ring.as_raw_fd()),
+        };
+        let bufs = BufRing::new(&ring, BGID, RECV_BUFFERS, RECV_BUFFER_SIZE)?;
+        let mut listener_list = Vec::with_capacity(listeners.len());
+        for &fd in listeners {
+            listener_list.push(Listener {
+                fd,
+                unix: crate::sys::transport::is_unix(fd)?,
+                armed: false,
+                retry_at: None,
+            });
+        }
+        let slots = config.max_connections.min(1 << 16);
+        let mut engine = UringEngine {
+            ring,
+            ring_ref,
+            bufs: std::mem::ManuallyDrop::new(bufs),
+            conns: Vec::with_capacity(slots),
+            free: Vec::with_capacity(slots),
+            listeners: listener_list,
+            accept_paused: false,
+            held_accepts: Vec::new(),
+            watches: Vec::new(),
+            dirty: Vec::with_capacity(64),
+            pending: Vec::new(),
+            cqes: Vec::with_capacity(CQ_ENTRIES as usize),
+            stopping: false,
+            recv_out_of_buffers: 0,
+        };
+        for l in 0..engine.listeners.len() {
+            engine.arm_accept(l);
+        }
+        Ok(engine)
+    }
+
+    /// Queue one entry, submitting early if the queue is full.
+    pub fn push(&mut self, sqe: &squeue::Entry) {
+        for _ in 0..8 {
+            // SAFETY: every entry the engine builds points only at memory
+            // covered by the ownership rule above (slot-owned send buffers,
+            // iovecs and msghdr; the buffer ring), which stays valid until
+            // the entry's completion.
+            if unsafe { self.ring.submission().push(sqe) }.is_ok() {
+                return;
+            }
+            let queued = self.ring.submission().len() as u32;
+            if let Err(e) = enter(self.ring_ref, queued, 0, None) {
+                if !matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
+                ) {
+                    error!("io_uring submit failed: {e}");
+                }
+            }
+        }
+        error!("io_uring submission queue stuck full; an operation was dropped");
+    }
+
+    /// Take a free connection slot for `fd`.
+    pub fn alloc_conn(&mut self, fd: RawFd) -> u32 {
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.conns.push(Conn::new());
+                (self.conns.len() - 1) as u32
+            }
+        };
+        let c = &mut self.conns[id as usize];
+        c.fd = fd;
+        c.state = ConnState::Open;
+        c.ops = 0;
+        c.recv_armed = false;
+        c.recv_cancelling = false;
+        c.paused = false;
+        c.eof = false;
+        c.held_eof = false;
+        c.sending = false;
+        c.shut = Shut::No;
+        c.failed = false;
+        c.dirty = false;
+        id
+    }
+
+    /// One operation of `id` finished; free the slot once the worker closed
+    /// it and nothing is outstanding (the ownership rule).
+    pub fn op_done(&mut self, id: u32) {
+        let c = &mut self.conns[id as usize];
+        c.ops -= 1;
+        if c.state == ConnState::Closing && c.ops == 0 {
+            c.state = ConnState::Free;
+            c.gen = token::next_gen(c.gen);
+            c.fd = -1;
+            c.out.clear();
+            c.held = Vec::new();
+            self.free.push(id);
+        }
+    }
+
+    /// Ask the kernel to cancel the operation tagged `tag`.
+    pub fn cancel(&mut self, tag: u64) {
+        let sqe = opcode::AsyncCancel::new(tag)
+            .build()
+            .user_data(token::CANCEL);
+        self.push(&sqe);
+    }
+
+    pub fn wait(
+        &mut self,
+        timeout: Option<Duration>,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> io::Result<()> {
+        let mut delivered = self.deliver_pending(on_event);
+        delivered |= self.start_sends(on_event);
+        let timeout = self.rearm_backed_off(timeout);
+        let queued = self.ring.submission().len() as u32;
+        let result = if delivered {
+            enter(self.ring_ref, queued, 0, Some(Duration::ZERO))
+        } else {
+            enter(self.ring_ref, queued, 1, timeout)
+        };
+        if let Err(e) = result {
+            // ETIME: the timeout passed; EINTR: a signal (the worker's
+            // self-pipe reports it); EBUSY: completions to reap first.
+            if !matches!(
+                e.raw_os_error(),
+                Some(libc::ETIME | libc::EINTR | libc::EBUSY)
+            ) {
+                return Err(e);
+            }
+        }
+        self.reap(on_event);
+        Ok(())
+    }
+
+    fn reap(&mut self, on_event: &mut dyn FnMut(Event<'_>)) {
+        let mut cqes = std::mem::take(&mut self.cqes);
+        cqes.extend(self.ring.completion());
+        for cqe in &cqes {
+            self.complete(cqe.user_data(), cqe.result(), cqe.flags(), on_event);
+        }
+        cqes.clear();
+        self.cqes = cqes;
+    }
+
+    fn complete(&mut self, tag: u64, res: i32, flags: u32, on_event: &mut dyn FnMut(Event<'_>)) {
+        let Some((kind, gen, index)) = token::decode(tag) else {
+            return;
+        };
+        match kind {
+            Kind::Accept => self.on_accept(index as usize, res, flags, on_event),
+            Kind::Conn => self.on_recv(index, gen, res, flags, on_event),
+            Kind::Send => self.on_send(index, gen, res, on_event),
+            Kind::Shutdown | Kind::Close => self.op_done(index),
+            Kind::Watch => self.on_watch(index as usize, res, flags, on_event),
+            Kind::Cancel => {}
+        }
+    }
+
+    /// Deliver what `resume_recv`/`resume_accept` set aside.
+    fn deliver_pending(&mut self, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
+        if self.pending.is_empty() {
+            return false;
+        }
+        let mut pending = std::mem::take(&mut self.pending);
+        let mut delivered = false;
+        for p in pending.drain(..) {
+            match p {
+                Pending::Held(id, gen) => delivered |= self.deliver_held(id, gen, on_event),
+                Pending::Accept(l, fd) => {
+                    self.admit(l, fd, on_event);
+                    delivered = true;
+                }
+            }
+        }
+        if self.pending.is_empty() {
+            self.pending = pending;
+        }
+        delivered
+    }
+
+    /// Whether `id` (any generation) may be handed to the worker.
+    pub fn conn_tag(&self, kind: Kind, id: u32) -> u64 {
+        token::encode(kind, self.conns[id as usize].gen, id)
+    }
+
+    pub fn conn_id(id: u32) -> ConnId {
+        ConnId(id)
+    }
+
+    pub fn fd_of(&self, id: u32) -> types::Fd {
+        types::Fd(self.conns[id as usize].fd)
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping
+    }
+
+    /// Operations the kernel still owns.
+    fn outstanding(&self) -> u32 {
+        let conns: u32 = self.conns.iter().map(|c| c.ops).sum();
+        let listeners = self.listeners.iter().filter(|l| l.armed).count() as u32;
+        let watches = self.watches.iter().filter(|w| w.armed).count() as u32;
+        conns + listeners + watches
+    }
+}
+
+impl UringEngine {
+    /// Close every connection, cancel every operation and wait (bounded)
+    /// for their completions; free the buffer ring if the kernel let go of
+    /// everything. Returns whether it did. Runs once; `Drop` calls it.
+    pub fn stop(&mut self) -> bool {
+        if self.stopping {
+            return self.outstanding() == 0;
+        }
+        self.stopping = true;
+        self.accept_paused = true;
+        for (_, fd) in self.held_accepts.drain(..) {
+            crate::sys::transport::close(fd);
+        }
+        for p in self.pending.drain(..) {
+            if let Pending::Accept(_, fd) = p {
+                crate::sys::transport::close(fd);
+            }
+        }
+        for id in 0..self.conns.len() as u32 {
+            let c = &mut self.conns[id as usize];
+            if c.state == ConnState::Open {
+                crate::sys::transport::close(c.fd);
+                c.state = ConnState::Closing;
+                if c.ops == 0 {
+                    // Nothing outstanding: free it now (op_done frees at 0).
+                    c.ops = 1;
+                    self.op_done(id);
+                }
+            }
+        }
+        let cancel_all = opcode::AsyncCancel2::new(types::CancelBuilder::any())
+            .build()
+            .user_data(token::CANCEL);
+        self.push(&cancel_all);
+        let deadline = Instant::now() + DRAIN_LIMIT;
+        let mut ignore = |_: Event<'_>| {};
+        while self.outstanding() > 0 {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            let queued = self.ring.submission().len() as u32;
+            let _ = enter(self.ring_ref, queued, 1, Some(deadline - now));
+            self.reap(&mut ignore);
+        }
+        self.outstanding() == 0
+    }
+}
+
+impl Drop for UringEngine {
+    fn drop(&mut self) {
+        if self.stop() && self.ring.submitter().unregister_buf_ring(BGID).is_ok() {
+            // SAFETY: the kernel holds no receive and no longer knows the
+            // buffer ring, so its memory can be freed.
+            unsafe { std::mem::ManuallyDrop::drop(&mut self.bufs) };
+        } else {
+            warn!("io_uring operations still outstanding at shutdown; leaking their buffers");
+            std::mem::forget(std::mem::take(&mut self.conns));
+        }
+    }
+}
