@@ -33,7 +33,10 @@ pub struct HttpError {
 
 impl HttpError {
     pub fn new(kind: HttpErrorKind, detail: impl Into<String>) -> HttpError {
-        HttpError { kind, detail: detail.into() }
+        HttpError {
+            kind,
+            detail: detail.into(),
+        }
     }
 
     /// The status to answer with, or `None` to close without answering.
