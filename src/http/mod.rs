@@ -8,6 +8,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(test)]
+mod conformance;
 mod conn;
 mod date;
 mod decode;
