@@ -399,3 +399,130 @@ fn every_corpus_case_parses_as_gunicorn_does_however_it_is_split() {
     eprintln!("conformance: {passed} passed, {skipped} skipped");
     assert!(passed > 0);
 }
+
+/// xorshift64*: a small deterministic generator, so failures replay.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Bytes that sit on the parser's decision points.
+const INTERESTING: &[u8] = b"\r\n \t:;=\"\\,0129afAF_-/?#*%\x00\x7f\x80\xff";
+
+fn mutate(rng: &mut Rng, input: &mut Vec<u8>) {
+    for _ in 0..=rng.below(4) {
+        let at = rng.below(input.len() + 1);
+        let byte = if rng.below(2) == 0 {
+            INTERESTING[rng.below(INTERESTING.len())]
+        } else {
+            rng.next() as u8
+        };
+        match rng.below(5) {
+            0 if at < input.len() => input[at] = byte,
+            1 if at < input.len() => {
+                input.remove(at);
+            }
+            2 => {
+                let len = rng.below(16).min(input.len() - at);
+                let copy = input[at..at + len].to_vec();
+                input.splice(at..at, copy);
+            }
+            3 => input.truncate(at),
+            _ => input.insert(at, byte),
+        }
+    }
+}
+
+fn random_config(rng: &mut Rng) -> Config {
+    let mut cfg = Config::default();
+    let mut flag = || rng.below(4) == 0;
+    cfg.permit_obsolete_folding = flag();
+    cfg.strip_header_spaces = flag();
+    cfg.permit_unconventional_http_method = flag();
+    cfg.permit_unconventional_http_version = flag();
+    cfg.casefold_http_method = flag();
+    cfg.header_map = [
+        HeaderMapPolicy::Drop,
+        HeaderMapPolicy::Refuse,
+        HeaderMapPolicy::Dangerous,
+    ][rng.below(3)];
+    cfg.proxy_protocol = [
+        ProxyProtocol::Off,
+        ProxyProtocol::V1,
+        ProxyProtocol::V2,
+        ProxyProtocol::Auto,
+    ][rng.below(4)];
+    if rng.below(3) == 0 {
+        cfg.limit_request_line = rng.below(200);
+        cfg.limit_request_fields = rng.below(10);
+        cfg.limit_request_field_size = rng.below(200);
+    }
+    cfg
+}
+
+#[test]
+fn mutated_corpus_inputs_split_anywhere_never_panic_and_always_end() {
+    let dir = corpus_dir();
+    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading {}: {e}", dir.display()))
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .filter_map(|p| {
+            let case: Value = serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()?;
+            base64::engine::general_purpose::STANDARD
+                .decode(case["request_b64"].as_str()?)
+                .ok()
+        })
+        .filter(|bytes| bytes.len() <= 4096)
+        .collect();
+    seeds.sort();
+    assert!(!seeds.is_empty(), "no cases in {}", dir.display());
+
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    for round in 0..3000 {
+        let mut input = seeds[rng.below(seeds.len())].clone();
+        mutate(&mut rng, &mut input);
+        let cfg = Arc::new(random_config(&mut rng));
+        let trust = PeerTrust {
+            forwarded: rng.below(2) == 0,
+            proxy: rng.below(2) == 0,
+        };
+        let mut conn = Conn::new(cfg, trust);
+        let mut rest = &input[..];
+        let mut ended = false;
+        while !rest.is_empty() && !ended {
+            let (piece, tail) = rest.split_at(1 + rng.below(rest.len()));
+            rest = tail;
+            conn.feed(piece);
+            ended = poll_until_settled(&mut conn, round);
+        }
+        conn.feed_eof();
+        assert!(
+            ended || poll_until_settled(&mut conn, round),
+            "round {round}: still waiting after EOF"
+        );
+    }
+}
+
+/// Poll until the connection asks for bytes (false) or ends (true); a
+/// request can only come out as often as bytes allow.
+fn poll_until_settled(conn: &mut Conn, round: usize) -> bool {
+    for _ in 0..10_000 {
+        match conn.poll() {
+            Event::NeedMore => return false,
+            Event::SendContinue | Event::Request(_) => {}
+            Event::Error(_) | Event::Closed => return true,
+        }
+    }
+    panic!("round {round}: poll never settled");
+}

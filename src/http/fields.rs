@@ -385,20 +385,18 @@ fn apply_scheme_header(
 mod tests {
     use super::*;
 
+    type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
+
     /// Feed `input` whole and then growing one byte at a time; both must agree.
     /// Returns the end offset and the kept (name, value) pairs.
-    fn run(
-        input: &[u8],
-        cfg: &Config,
-        section: Section,
-    ) -> Result<(usize, Vec<(Vec<u8>, Vec<u8>)>), HttpErrorKind> {
+    fn run(input: &[u8], cfg: &Config, section: Section) -> Result<(usize, Pairs), HttpErrorKind> {
         let limits = Limits::from_config(cfg);
         let ctx = FieldCtx {
             cfg,
             limits: &limits,
             section,
         };
-        let collect = |s: &FieldSection| -> Vec<(Vec<u8>, Vec<u8>)> {
+        let collect = |s: &FieldSection| -> Pairs {
             let slice = |span: &std::ops::Range<u32>| {
                 if span.start >= FOLDED {
                     s.extra[(span.start - FOLDED) as usize..(span.end - FOLDED) as usize].to_vec()
@@ -439,7 +437,7 @@ mod tests {
         }
     }
 
-    fn pairs(list: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn pairs(list: &[(&str, &str)]) -> Pairs {
         list.iter()
             .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
             .collect()
