@@ -1,46 +1,588 @@
 //! One connection's request side: buffered bytes → `Event`s, in order.
+//!
+//! States: an optional PROXY preamble, then per request a head and a body.
+//! Every state remembers how far it has looked, so feeding bytes one at a
+//! time costs no rescans. Unconsumed bytes stay buffered for the next
+//! request (pipelining). Errors are sticky.
 
+use std::mem;
 use std::sync::Arc;
 
-use super::{Config, Event, PeerTrust};
+use super::decode::Decoder;
+use super::error::{HttpError, HttpErrorKind};
+use super::framing::{framing, BodyKind};
+use super::limits::Limits;
+use super::parse::HeadParser;
+use super::proxy::{read_preamble, Preamble, ProxyInfo};
+use super::{Config, Event, Head, PeerTrust, ProxyProtocol, Request};
 
 /// `HTTP/1.1 100 Continue`, sent when a request with `Expect: 100-continue` waits for its body.
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
+enum State {
+    /// The first bytes of the connection may be a PROXY header.
+    Preamble,
+    Head,
+    Body(Box<BodyState>),
+    /// The last request did not allow another one; nothing more is read.
+    Finished,
+    Failed(HttpError),
+}
+
+struct BodyState {
+    head: Head,
+    decoder: Decoder,
+    body: Vec<u8>,
+    keep_alive: bool,
+    /// `Expect: 100-continue` on HTTP/1.1, and no `SendContinue` returned yet.
+    wants_continue: bool,
+}
+
 pub struct Conn {
     config: Arc<Config>,
     trust: PeerTrust,
+    limits: Limits,
     buf: Vec<u8>,
+    /// Start of the bytes not yet consumed by a returned request.
+    pos: usize,
+    eof: bool,
+    state: State,
+    head: HeadParser,
+    proxy: Option<ProxyInfo>,
 }
 
 impl Conn {
     pub fn new(config: Arc<Config>, trust: PeerTrust) -> Conn {
+        let limits = Limits::from_config(&config);
+        let state = if config.proxy_protocol == ProxyProtocol::Off {
+            State::Head
+        } else {
+            State::Preamble
+        };
         Conn {
             config,
             trust,
+            limits,
             buf: Vec::new(),
+            pos: 0,
+            eof: false,
+            state,
+            head: HeadParser::new(),
+            proxy: None,
         }
     }
 
     /// Append bytes received from the peer.
     pub fn feed(&mut self, data: &[u8]) {
+        if self.eof || matches!(self.state, State::Failed(_) | State::Finished) {
+            return;
+        }
+        if self.pos > 0 {
+            // Positions inside the parsers are relative to `pos`.
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+        }
         self.buf.extend_from_slice(data);
     }
 
     /// The peer shut down its sending side (a read returned 0).
     pub fn feed_eof(&mut self) {
-        todo!()
+        self.eof = true;
     }
 
     /// Parse what has been fed so far.
     pub fn poll(&mut self) -> Event {
-        let _ = (&self.config, &self.trust);
-        todo!()
+        match self.step() {
+            Ok(event) => event,
+            Err(e) => {
+                self.state = State::Failed(e.clone());
+                Event::Error(e)
+            }
+        }
     }
 
     /// Bytes received and not yet consumed by a returned request; the
     /// worker stops reading while this is large (pipelining floods).
     pub fn buffered(&self) -> usize {
-        self.buf.len()
+        self.buf.len() - self.pos
+    }
+
+    fn step(&mut self) -> Result<Event, HttpError> {
+        loop {
+            let input = &self.buf[self.pos..];
+            match &mut self.state {
+                State::Failed(e) => return Ok(Event::Error(e.clone())),
+                State::Finished => return Ok(Event::Closed),
+                State::Preamble => {
+                    match read_preamble(input, self.config.proxy_protocol, self.trust.proxy)? {
+                        Preamble::NeedMore => return self.need_more(),
+                        Preamble::Absent => {}
+                        Preamble::Found { info, len } => {
+                            self.proxy = Some(info);
+                            self.pos += len;
+                        }
+                    }
+                    self.state = State::Head;
+                }
+                State::Head => {
+                    let Some(parsed) = self.head.advance(
+                        input,
+                        &self.config,
+                        &self.limits,
+                        self.trust.forwarded,
+                    )?
+                    else {
+                        return self.need_more();
+                    };
+                    self.pos += parsed.len;
+                    self.head.reset();
+                    let framing = framing(&parsed.head)?;
+                    let decoder = match framing.body {
+                        BodyKind::Empty => {
+                            return Ok(self.request(parsed.head, Vec::new(), framing.keep_alive))
+                        }
+                        BodyKind::Length(n) => Decoder::length(n),
+                        BodyKind::Chunked => Decoder::chunked(),
+                    };
+                    let body = Vec::with_capacity(decoder.size_hint());
+                    self.state = State::Body(Box::new(BodyState {
+                        head: parsed.head,
+                        decoder,
+                        body,
+                        keep_alive: framing.keep_alive,
+                        wants_continue: parsed.expect_continue,
+                    }));
+                }
+                State::Body(b) => {
+                    let progress =
+                        b.decoder
+                            .decode(input, &mut b.body, &self.config, &self.limits)?;
+                    self.pos += progress.consumed;
+                    if progress.done {
+                        let State::Body(b) = mem::replace(&mut self.state, State::Head) else {
+                            unreachable!("state checked above")
+                        };
+                        let BodyState {
+                            head,
+                            body,
+                            keep_alive,
+                            ..
+                        } = *b;
+                        return Ok(self.request(head, body, keep_alive));
+                    }
+                    if self.eof {
+                        return Err(b.decoder.eof_error());
+                    }
+                    if mem::take(&mut b.wants_continue) {
+                        return Ok(Event::SendContinue);
+                    }
+                    return Ok(Event::NeedMore);
+                }
+            }
+        }
+    }
+
+    /// The current state needs more bytes: wait, or end at EOF.
+    fn need_more(&mut self) -> Result<Event, HttpError> {
+        if !self.eof {
+            return Ok(Event::NeedMore);
+        }
+        if self.buf.len() == self.pos {
+            self.state = State::Finished;
+            return Ok(Event::Closed);
+        }
+        Err(HttpError::new(
+            HttpErrorKind::NoMoreData,
+            "connection closed inside a request head",
+        ))
+    }
+
+    fn request(&mut self, head: Head, body: Vec<u8>, keep_alive: bool) -> Event {
+        self.state = if keep_alive {
+            State::Head
+        } else {
+            State::Finished
+        };
+        Event::Request(Request {
+            head,
+            body,
+            keep_alive,
+            proxy: self.proxy.clone(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::HeaderMapPolicy;
+
+    /// A request reduced to what the tests compare.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Got {
+        method: String,
+        target: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        keep_alive: bool,
+        proxy: Option<ProxyInfo>,
+        https: bool,
+    }
+
+    #[derive(Debug, PartialEq, Eq)]
+    enum End {
+        /// Still waiting for bytes (no EOF fed).
+        NeedMore,
+        Closed,
+        Error(HttpErrorKind),
+    }
+
+    fn text(b: &[u8]) -> String {
+        String::from_utf8_lossy(b).into_owned()
+    }
+
+    fn got(r: Request) -> Got {
+        Got {
+            method: text(r.head.method()),
+            target: text(r.head.target()),
+            headers: r
+                .head
+                .header_pairs()
+                .map(|(n, v)| (text(n), text(v)))
+                .collect(),
+            body: r.body,
+            keep_alive: r.keep_alive,
+            proxy: r.proxy,
+            https: r.head.https_forwarded,
+        }
+    }
+
+    fn drain(conn: &mut Conn, out: &mut Vec<Got>) -> Option<End> {
+        loop {
+            match conn.poll() {
+                Event::NeedMore => return None,
+                Event::SendContinue => {}
+                Event::Request(r) => out.push(got(r)),
+                Event::Error(e) => return Some(End::Error(e.kind)),
+                Event::Closed => return Some(End::Closed),
+            }
+        }
+    }
+
+    fn run(cfg: &Arc<Config>, trust: &PeerTrust, pieces: &[&[u8]], eof: bool) -> (Vec<Got>, End) {
+        let mut conn = Conn::new(cfg.clone(), trust.clone());
+        let mut out = Vec::new();
+        for piece in pieces {
+            conn.feed(piece);
+            if let Some(end) = drain(&mut conn, &mut out) {
+                return (out, end);
+            }
+        }
+        if !eof {
+            return (out, End::NeedMore);
+        }
+        conn.feed_eof();
+        let end = drain(&mut conn, &mut out).unwrap_or(End::NeedMore);
+        (out, end)
+    }
+
+    /// Feed `input` whole, one byte at a time and split in two at every
+    /// boundary; all must agree. Returns the requests and how it ended.
+    fn feed_everywhere(cfg: Config, trust: PeerTrust, input: &[u8], eof: bool) -> (Vec<Got>, End) {
+        let cfg = Arc::new(cfg);
+        let whole = run(&cfg, &trust, &[input], eof);
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        assert_eq!(
+            run(&cfg, &trust, &bytes, eof),
+            whole,
+            "fed one byte at a time"
+        );
+        for k in 0..=input.len() {
+            let (a, b) = input.split_at(k);
+            assert_eq!(run(&cfg, &trust, &[a, b], eof), whole, "split at {k}");
+        }
+        whole
+    }
+
+    fn trusted() -> PeerTrust {
+        PeerTrust {
+            forwarded: true,
+            proxy: true,
+        }
+    }
+
+    fn parse(input: &[u8]) -> (Vec<Got>, End) {
+        feed_everywhere(Config::default(), trusted(), input, true)
+    }
+
+    fn error_of(input: &[u8]) -> HttpErrorKind {
+        match parse(input) {
+            (reqs, End::Error(kind)) if reqs.is_empty() => kind,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn pipelined_requests_come_out_in_order() {
+        let (reqs, end) = parse(b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyzGET /c HTTP/1.1\r\n\r\n");
+        assert_eq!(end, End::Closed);
+        let targets: Vec<_> = reqs.iter().map(|r| r.target.as_str()).collect();
+        assert_eq!(targets, ["/a", "/b", "/c"]);
+        assert_eq!(reqs[1].body, b"xyz");
+        assert!(reqs.iter().all(|r| r.keep_alive));
+    }
+
+    #[test]
+    fn bytes_after_a_request_stay_buffered_for_the_next_poll() {
+        let mut conn = Conn::new(Arc::new(Config::default()), trusted());
+        let second = b"GET /b HTTP/1.1\r\n";
+        conn.feed(b"GET /a HTTP/1.1\r\n\r\n");
+        conn.feed(second);
+        assert!(matches!(conn.poll(), Event::Request(r) if r.head.target() == b"/a"));
+        assert_eq!(conn.buffered(), second.len());
+        assert!(matches!(conn.poll(), Event::NeedMore));
+        conn.feed(b"\r\n");
+        assert!(matches!(conn.poll(), Event::Request(r) if r.head.target() == b"/b"));
+        assert_eq!(conn.buffered(), 0);
+    }
+
+    #[test]
+    fn chunked_body_is_dechunked_before_the_request_is_returned() {
+        let (reqs, end) = parse(b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x=y\r\nhello\r\n6\r\n world\r\n0\r\nVary: *\r\n\r\n");
+        assert_eq!(end, End::Closed);
+        assert_eq!(reqs[0].body, b"hello world");
+        assert!(reqs[0].keep_alive);
+    }
+
+    #[test]
+    fn request_without_length_has_an_empty_body() {
+        let (reqs, _) = parse(b"POST /x HTTP/1.1\r\n\r\nGET /y HTTP/1.1\r\n\r\n");
+        assert_eq!(reqs.len(), 2);
+        assert!(reqs[0].body.is_empty());
+    }
+
+    #[test]
+    fn expect_continue_is_signalled_once_while_the_body_is_missing() {
+        let cfg = Arc::new(Config::default());
+        let mut conn = Conn::new(cfg.clone(), trusted());
+        conn.feed(b"POST /e HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhe");
+        assert!(matches!(conn.poll(), Event::SendContinue));
+        assert!(matches!(conn.poll(), Event::NeedMore));
+        conn.feed(b"llo");
+        assert!(matches!(conn.poll(), Event::Request(r) if r.body == b"hello"));
+
+        // Body already there: no interim response needed.
+        let mut conn = Conn::new(cfg.clone(), trusted());
+        conn.feed(b"POST /e HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello");
+        assert!(matches!(conn.poll(), Event::Request(_)));
+
+        // Ignored on HTTP/1.0.
+        let mut conn = Conn::new(cfg, trusted());
+        conn.feed(b"POST /e HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+        assert!(matches!(conn.poll(), Event::NeedMore));
+    }
+
+    #[test]
+    fn unknown_expectation_is_417() {
+        assert_eq!(
+            error_of(b"POST / HTTP/1.1\r\nExpect: later\r\n\r\n"),
+            HttpErrorKind::ExpectationFailed
+        );
+    }
+
+    #[test]
+    fn clean_eof_between_requests_is_closed() {
+        assert_eq!(parse(b""), (vec![], End::Closed));
+        let (reqs, end) = parse(b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!((reqs.len(), end), (1, End::Closed));
+    }
+
+    #[test]
+    fn eof_inside_a_head_or_body_is_no_more_data_without_an_answer() {
+        assert_eq!(
+            error_of(b"GET /foo/bar HTTP/1.0\r\nbaz"),
+            HttpErrorKind::NoMoreData
+        );
+        assert_eq!(error_of(b"\r\n"), HttpErrorKind::NoMoreData);
+        assert_eq!(
+            error_of(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhel"),
+            HttpErrorKind::NoMoreData
+        );
+        assert_eq!(HttpError::new(HttpErrorKind::NoMoreData, "").status(), None);
+    }
+
+    #[test]
+    fn errors_are_sticky_and_later_bytes_ignored() {
+        let mut conn = Conn::new(Arc::new(Config::default()), trusted());
+        conn.feed(b"GET / HTTP/9.9\r\n\r\n");
+        let Event::Error(first) = conn.poll() else {
+            panic!("expected an error")
+        };
+        assert_eq!(first.status(), Some(400));
+        conn.feed(b"GET / HTTP/1.1\r\n\r\n");
+        assert!(matches!(conn.poll(), Event::Error(e) if e == first));
+        assert!(matches!(conn.poll(), Event::Error(e) if e == first));
+    }
+
+    #[test]
+    fn request_that_ends_keep_alive_ends_the_connection() {
+        for input in [
+            &b"GET /first HTTP/1.0\r\n\r\nGET /second HTTP/1.1\r\n\r\n"[..],
+            b"GET /first HTTP/1.1\r\nConnection: close\r\n\r\nGET /second HTTP/1.1\r\n\r\n",
+            b"CONNECT h:443 HTTP/1.1\r\n\r\nGET /second HTTP/1.1\r\n\r\n",
+            b"POST /first HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\nGET /second HTTP/1.1\r\n\r\n",
+        ] {
+            let (reqs, end) = parse(input);
+            assert_eq!(end, End::Closed);
+            assert_eq!(reqs.len(), 1, "{}", text(input));
+            assert!(!reqs[0].keep_alive);
+        }
+        let (reqs, _) = parse(
+            b"GET /first HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /second HTTP/1.1\r\n\r\n",
+        );
+        assert_eq!(reqs.len(), 2);
+    }
+
+    #[test]
+    fn bare_lf_anywhere_in_the_head_is_400() {
+        for input in [
+            &b"GET / HTTP/1.1\n\r\n"[..],
+            b"GET / HTTP/1.1\r\nA: b\n\r\n",
+            b"GET / HTTP/1.1\r\nA: b\r\n\n",
+        ] {
+            let kind = error_of(input);
+            assert_eq!(
+                HttpError::new(kind.clone(), "").status(),
+                Some(400),
+                "{kind:?} for {}",
+                text(input)
+            );
+        }
+    }
+
+    #[test]
+    fn smuggling_framings_are_refused() {
+        let invalid = HttpErrorKind::InvalidHeader;
+        assert_eq!(
+            error_of(b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc"),
+            invalid
+        );
+        assert_eq!(
+            error_of(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n"),
+            invalid
+        );
+        assert_eq!(
+            error_of(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"),
+            invalid
+        );
+        assert_eq!(
+            error_of(b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            invalid
+        );
+        assert_eq!(
+            error_of(b"POST / HTTP/1.1\r\nContent-Length: 1, 1\r\n\r\na"),
+            invalid
+        );
+        assert_eq!(
+            error_of(b"POST / HTTP/1.1\r\nTransfer-Encoding: br, chunked\r\n\r\n"),
+            HttpErrorKind::UnsupportedTransferCoding
+        );
+    }
+
+    #[test]
+    fn underscore_header_names_are_dropped_by_default() {
+        let (reqs, _) = parse(b"GET / HTTP/1.0\r\nTransfer_Encoding: tricked\r\nContent-Length: 7\r\nContent_Length: -1E23\r\n\r\ntricked\r\n");
+        assert_eq!(
+            reqs[0].headers,
+            [("Content-Length".to_string(), "7".to_string())]
+        );
+        assert_eq!(reqs[0].body, b"tricked");
+        let refuse = Config {
+            header_map: HeaderMapPolicy::Refuse,
+            ..Config::default()
+        };
+        let (_, end) =
+            feed_everywhere(refuse, trusted(), b"GET / HTTP/1.0\r\nX_Y: 1\r\n\r\n", true);
+        assert_eq!(end, End::Error(HttpErrorKind::InvalidHeaderName));
+    }
+
+    #[test]
+    fn scheme_headers_count_only_from_trusted_peers() {
+        let input = b"GET / HTTP/1.1\r\nX-Forwarded-Proto: https\r\n\r\n";
+        assert!(parse(input).0[0].https);
+        let untrusted = PeerTrust {
+            forwarded: false,
+            proxy: false,
+        };
+        assert!(!feed_everywhere(Config::default(), untrusted, input, true).0[0].https);
+    }
+
+    #[test]
+    fn incomplete_head_over_the_limits_is_refused_early() {
+        let cfg = Config {
+            limit_request_fields: 3,
+            limit_request_field_size: 50,
+            ..Config::default()
+        };
+        let mut input = b"GET / HTTP/1.1\r\n".to_vec();
+        input.extend_from_slice(&[b'x'; 60]);
+        let (_, end) = feed_everywhere(cfg.clone(), trusted(), &input, false);
+        assert_eq!(end, End::Error(HttpErrorKind::LimitRequestHeaders));
+        let (_, end) = feed_everywhere(
+            cfg,
+            trusted(),
+            b"GET / HTTP/1.1\r\nA: 1\r\nB: 2\r\nC: 3\r\nD",
+            false,
+        );
+        assert_eq!(end, End::Error(HttpErrorKind::LimitRequestHeaders));
+        let mut line = b"GET /".to_vec();
+        line.extend_from_slice(&[b'a'; 5000]);
+        let (_, end) = feed_everywhere(Config::default(), trusted(), &line, false);
+        assert_eq!(end, End::Error(HttpErrorKind::LimitRequestLine));
+    }
+
+    fn proxy_cfg() -> Config {
+        Config {
+            proxy_protocol: ProxyProtocol::Auto,
+            ..Config::default()
+        }
+    }
+
+    #[test]
+    fn proxy_info_is_carried_on_every_request_of_the_connection() {
+        let input = b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\nGET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
+        let (reqs, end) = feed_everywhere(proxy_cfg(), trusted(), input, true);
+        assert_eq!(end, End::Closed);
+        let want = ProxyInfo {
+            protocol: "TCP4",
+            source: Some("192.168.0.1:56324".parse().unwrap()),
+            dest: Some("192.168.0.11:443".parse().unwrap()),
+        };
+        assert_eq!(reqs.len(), 2);
+        assert!(reqs.iter().all(|r| r.proxy.as_ref() == Some(&want)));
+    }
+
+    #[test]
+    fn proxy_header_only_at_the_start_and_only_from_allowed_peers() {
+        let untrusted = PeerTrust {
+            forwarded: false,
+            proxy: false,
+        };
+        let input = b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\nGET / HTTP/1.1\r\n\r\n";
+        let (_, end) = feed_everywhere(proxy_cfg(), untrusted.clone(), input, true);
+        assert_eq!(end, End::Error(HttpErrorKind::ForbiddenProxyRequest));
+        // Without a header an untrusted peer is served normally.
+        let (reqs, _) = feed_everywhere(proxy_cfg(), untrusted, b"GET / HTTP/1.1\r\n\r\n", true);
+        assert!(reqs[0].proxy.is_none());
+        // A second PROXY line is a bad request line.
+        let second = b"GET / HTTP/1.1\r\n\r\nPROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n\r\n";
+        let (reqs, end) = feed_everywhere(proxy_cfg(), trusted(), second, true);
+        assert_eq!(
+            (reqs.len(), end),
+            (1, End::Error(HttpErrorKind::InvalidRequestLine))
+        );
+        // With the protocol off, a PROXY line is not HTTP.
+        let (_, end) = feed_everywhere(Config::default(), trusted(), input, true);
+        assert_eq!(end, End::Error(HttpErrorKind::InvalidRequestLine));
     }
 }

@@ -1,6 +1,31 @@
 //! Response side: status line and headers, body framing, error pages.
+//!
+//! Header order and framing follow gunicorn's `Response`: status line,
+//! `Server`, `Date`, `Connection`, `Transfer-Encoding: chunked` when chunked,
+//! then the app's headers minus hop-by-hop and server-owned ones.
 
+use std::io::Write;
+
+use super::scan::trim_ows;
+use super::status::{reason_phrase, status_code};
 use super::{DateCache, Version};
+
+/// The `Server` header value.
+const SERVER: &[u8] = b"ferrocorn";
+
+/// App headers the server drops: hop-by-hop (RFC 9110 §7.6.1) or its own.
+const DROPPED: [&[u8]; 10] = [
+    b"connection",
+    b"keep-alive",
+    b"proxy-authenticate",
+    b"proxy-authorization",
+    b"te",
+    b"trailers",
+    b"transfer-encoding",
+    b"upgrade",
+    b"server",
+    b"date",
+];
 
 /// How the body of a response is delimited on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,6 +53,26 @@ pub struct RequestInfo {
 pub struct ResponseWriter {
     framing: ResponseFraming,
     keep_alive: bool,
+    /// Body bytes still owed under `Length`.
+    remaining: u64,
+}
+
+fn put_u64(out: &mut Vec<u8>, n: u64) {
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, "{n}");
+}
+
+/// The app's Content-Length, when it is a plain number.
+fn parse_length(value: &[u8]) -> Option<u64> {
+    let value = trim_ows(value);
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        value
+            .iter()
+            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')),
+    )
 }
 
 impl ResponseWriter {
@@ -39,6 +84,9 @@ impl ResponseWriter {
     /// the server's. `body_len` is the body size when the server knows it
     /// (a list body) and the app gave no Content-Length. `force_close`
     /// makes this the last response on the connection.
+    ///
+    /// An app Content-Length that is not a number is dropped (the body is
+    /// then framed as if none was given), and only the first one counts.
     pub fn start(
         out: &mut Vec<u8>,
         date: &mut DateCache,
@@ -48,22 +96,123 @@ impl ResponseWriter {
         body_len: Option<u64>,
         force_close: bool,
     ) -> ResponseWriter {
-        let _ = (out, date, req, status, headers, body_len, force_close);
-        todo!()
+        let code = status_code(status);
+        let no_body = req.is_head || (100..200).contains(&code) || code == 204 || code == 304;
+        // RFC 9110 §8.6: no Content-Length on 1xx and 204; HEAD and 304 keep it.
+        let strip_length = (100..200).contains(&code) || code == 204;
+
+        let mut app_length = None;
+        let mut length_index = None;
+        for (i, (name, value)) in headers.iter().enumerate() {
+            if name.eq_ignore_ascii_case(b"content-length") {
+                if let Some(n) = parse_length(value) {
+                    app_length = Some(n);
+                    length_index = Some(i);
+                    break;
+                }
+            }
+        }
+
+        let mut add_length = None;
+        let framing = if no_body {
+            ResponseFraming::NoBody
+        } else if let Some(n) = app_length {
+            ResponseFraming::Length(n)
+        } else if let Some(n) = body_len {
+            add_length = Some(n);
+            ResponseFraming::Length(n)
+        } else if req.version.at_least_11() {
+            ResponseFraming::Chunked
+        } else {
+            ResponseFraming::CloseDelimited
+        };
+        let keep_alive =
+            req.keep_alive && !force_close && framing != ResponseFraming::CloseDelimited;
+
+        out.reserve(
+            160 + headers
+                .iter()
+                .map(|(n, v)| n.len() + v.len() + 4)
+                .sum::<usize>(),
+        );
+        out.extend_from_slice(req.version.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(status);
+        out.extend_from_slice(b"\r\nServer: ");
+        out.extend_from_slice(SERVER);
+        out.extend_from_slice(b"\r\nDate: ");
+        out.extend_from_slice(date.get());
+        out.extend_from_slice(if keep_alive {
+            &b"\r\nConnection: keep-alive\r\n"[..]
+        } else {
+            b"\r\nConnection: close\r\n"
+        });
+        if framing == ResponseFraming::Chunked {
+            out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        }
+        for (i, (name, value)) in headers.iter().enumerate() {
+            if DROPPED.iter().any(|d| name.eq_ignore_ascii_case(d)) {
+                continue;
+            }
+            if name.eq_ignore_ascii_case(b"content-length")
+                && (strip_length || Some(i) != length_index)
+            {
+                continue;
+            }
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(trim_ows(value));
+            out.extend_from_slice(b"\r\n");
+        }
+        if let Some(n) = add_length {
+            out.extend_from_slice(b"Content-Length: ");
+            put_u64(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+
+        let remaining = match framing {
+            ResponseFraming::Length(n) => n,
+            _ => 0,
+        };
+        ResponseWriter {
+            framing,
+            keep_alive,
+            remaining,
+        }
     }
 
     /// Frame a body chunk into `out` (empty chunks write nothing).
     pub fn body(&mut self, out: &mut Vec<u8>, chunk: &[u8]) {
-        let _ = (out, chunk);
-        todo!()
+        if chunk.is_empty() {
+            return;
+        }
+        match self.framing {
+            ResponseFraming::Length(_) => {
+                let n = self.remaining.min(chunk.len() as u64) as usize;
+                out.extend_from_slice(&chunk[..n]);
+                self.remaining -= n as u64;
+            }
+            ResponseFraming::Chunked => {
+                let _ = write!(out, "{:x}\r\n", chunk.len());
+                out.extend_from_slice(chunk);
+                out.extend_from_slice(b"\r\n");
+            }
+            ResponseFraming::CloseDelimited => out.extend_from_slice(chunk),
+            ResponseFraming::NoBody => {}
+        }
     }
 
     /// End the body (`0\r\n\r\n` when chunked). Returns whether the
     /// connection may carry another request: false when the framing needs a
     /// close or a Content-Length body came up short.
     pub fn finish(&mut self, out: &mut Vec<u8>) -> bool {
-        let _ = out;
-        todo!()
+        match self.framing {
+            ResponseFraming::Chunked => out.extend_from_slice(b"0\r\n\r\n"),
+            ResponseFraming::Length(_) if self.remaining > 0 => self.keep_alive = false,
+            _ => {}
+        }
+        self.keep_alive
     }
 
     pub fn framing(&self) -> ResponseFraming {
@@ -75,21 +224,277 @@ impl ResponseWriter {
     }
 }
 
-/// A status string must be three digits, optionally followed by a space and a reason.
-pub fn validate_status(status: &[u8]) -> bool {
-    let _ = status;
-    todo!()
-}
-
-/// RFC 9110 token name; value of SP, HTAB, VCHAR and obs-text only.
-pub fn validate_response_header(name: &[u8], value: &[u8]) -> bool {
-    let _ = (name, value);
-    todo!()
-}
-
 /// A complete error response (gunicorn's page: `Connection: close`,
 /// `Content-Type: text/html`, Content-Length) for `status` with `message`.
 pub fn error_response(out: &mut Vec<u8>, status: u16, message: &str) {
-    let _ = (out, status, message);
-    todo!()
+    let reason = reason_phrase(status);
+    let mut page = Vec::with_capacity(160 + message.len());
+    let _ = write!(page, "<html>\n  <head>\n    <title>{reason}</title>\n  </head>\n  <body>\n    <h1><p>{reason}</p></h1>\n    ");
+    html_escape(&mut page, message);
+    page.extend_from_slice(b"\n  </body>\n</html>\n");
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n",
+        page.len()
+    );
+    out.extend_from_slice(&page);
+}
+
+/// Python's `html.escape(s, quote=True)`.
+fn html_escape(out: &mut Vec<u8>, s: &str) {
+    for b in s.bytes() {
+        match b {
+            b'&' => out.extend_from_slice(b"&amp;"),
+            b'<' => out.extend_from_slice(b"&lt;"),
+            b'>' => out.extend_from_slice(b"&gt;"),
+            b'"' => out.extend_from_slice(b"&quot;"),
+            b'\'' => out.extend_from_slice(b"&#x27;"),
+            _ => out.push(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info(version: Version, is_head: bool, keep_alive: bool) -> RequestInfo {
+        RequestInfo {
+            version,
+            is_head,
+            keep_alive,
+        }
+    }
+
+    fn h(list: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+        list.iter()
+            .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
+            .collect()
+    }
+
+    /// The head as text with the Date value blanked.
+    fn start(
+        req: RequestInfo,
+        status: &str,
+        headers: &[(&str, &str)],
+        body_len: Option<u64>,
+        force_close: bool,
+    ) -> (String, ResponseWriter) {
+        let mut out = Vec::new();
+        let mut date = DateCache::new();
+        let w = ResponseWriter::start(
+            &mut out,
+            &mut date,
+            req,
+            status.as_bytes(),
+            &h(headers),
+            body_len,
+            force_close,
+        );
+        let text = String::from_utf8(out).unwrap();
+        let date_start = text.find("Date: ").unwrap() + 6;
+        let text = format!("{}DATE{}", &text[..date_start], &text[date_start + 29..]);
+        (text, w)
+    }
+
+    #[test]
+    fn headers_come_in_gunicorn_order_with_hop_by_hop_dropped() {
+        let (text, w) = start(
+            info(Version::Http11, false, true),
+            "200 OK",
+            &[
+                ("Content-Type", "text/plain"),
+                ("Connection", "close"),
+                ("Server", "x"),
+                ("Date", "y"),
+                ("Upgrade", "h2"),
+                ("Keep-Alive", "5"),
+                ("Transfer-Encoding", "gzip"),
+                ("X-A", " v "),
+            ],
+            None,
+            false,
+        );
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nServer: ferrocorn\r\nDate: DATE\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\nX-A: v\r\n\r\n"
+        );
+        assert_eq!(w.framing(), ResponseFraming::Chunked);
+    }
+
+    #[test]
+    fn status_line_uses_the_request_version() {
+        let (text, w) = start(info(Version::Http10, false, false), "200", &[], None, false);
+        assert!(text.starts_with("HTTP/1.0 200\r\n"), "{text}");
+        assert_eq!(w.framing(), ResponseFraming::CloseDelimited);
+        assert!(text.contains("Connection: close\r\n"));
+        let (text, _) = start(
+            info(Version::Other(1, 2), false, true),
+            "204 No Content",
+            &[],
+            None,
+            false,
+        );
+        assert!(text.starts_with("HTTP/1.2 204 No Content\r\n"), "{text}");
+    }
+
+    #[test]
+    fn app_content_length_frames_and_truncates() {
+        let (text, mut w) = start(
+            info(Version::Http11, false, true),
+            "200 OK",
+            &[("Content-Length", "5")],
+            None,
+            false,
+        );
+        assert!(
+            text.ends_with("Connection: keep-alive\r\nContent-Length: 5\r\n\r\n"),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        w.body(&mut out, b"hel");
+        w.body(&mut out, b"lo world");
+        assert_eq!(out, b"hello");
+        assert!(w.finish(&mut out));
+        assert_eq!(out, b"hello");
+    }
+
+    #[test]
+    fn short_content_length_body_ends_keep_alive() {
+        let (_, mut w) = start(
+            info(Version::Http11, false, true),
+            "200 OK",
+            &[("content-length", "10")],
+            None,
+            false,
+        );
+        let mut out = Vec::new();
+        w.body(&mut out, b"12345");
+        assert!(!w.finish(&mut out));
+        assert!(!w.keep_alive());
+    }
+
+    #[test]
+    fn known_body_length_adds_content_length() {
+        let (text, w) = start(
+            info(Version::Http11, false, true),
+            "200 OK",
+            &[("X", "1")],
+            Some(12),
+            false,
+        );
+        assert!(
+            text.ends_with("X: 1\r\nContent-Length: 12\r\n\r\n"),
+            "{text}"
+        );
+        assert_eq!(w.framing(), ResponseFraming::Length(12));
+    }
+
+    #[test]
+    fn chunked_body_frames_each_write_and_ends_with_zero_chunk() {
+        let (_, mut w) = start(
+            info(Version::Http11, false, true),
+            "200 OK",
+            &[],
+            None,
+            false,
+        );
+        let mut out = Vec::new();
+        w.body(&mut out, b"hello");
+        w.body(&mut out, b"");
+        w.body(&mut out, &[b'x'; 26]);
+        assert!(w.finish(&mut out));
+        let mut want = b"5\r\nhello\r\n1a\r\n".to_vec();
+        want.extend_from_slice(&[b'x'; 26]);
+        want.extend_from_slice(b"\r\n0\r\n\r\n");
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn bodiless_statuses_drop_the_body_and_strip_length_on_1xx_and_204() {
+        for (status, is_head, keeps_length) in [
+            ("204 No Content", false, false),
+            ("101 Switching", false, false),
+            ("304 Not Modified", false, true),
+            ("200 OK", true, true),
+        ] {
+            let (text, mut w) = start(
+                info(Version::Http11, is_head, true),
+                status,
+                &[("Content-Length", "3")],
+                Some(3),
+                false,
+            );
+            assert_eq!(w.framing(), ResponseFraming::NoBody, "{status}");
+            assert_eq!(
+                text.contains("Content-Length: 3"),
+                keeps_length,
+                "{status}: {text}"
+            );
+            assert!(text.contains("Connection: keep-alive"), "{status}");
+            let mut out = Vec::new();
+            w.body(&mut out, b"abc");
+            assert!(w.finish(&mut out));
+            assert!(out.is_empty());
+        }
+    }
+
+    #[test]
+    fn force_close_and_request_close_answer_connection_close() {
+        let (text, mut w) = start(
+            info(Version::Http11, false, true),
+            "200 OK",
+            &[("Content-Length", "0")],
+            None,
+            true,
+        );
+        assert!(text.contains("Connection: close\r\n"));
+        assert!(!w.finish(&mut Vec::new()));
+        let (text, _) = start(
+            info(Version::Http11, false, false),
+            "200 OK",
+            &[("Content-Length", "0")],
+            None,
+            false,
+        );
+        assert!(text.contains("Connection: close\r\n"));
+    }
+
+    #[test]
+    fn invalid_or_repeated_app_content_length_is_dropped() {
+        let (text, w) = start(
+            info(Version::Http11, false, true),
+            "200 OK",
+            &[
+                ("Content-Length", "x"),
+                ("Content-Length", "4"),
+                ("Content-Length", "9"),
+            ],
+            None,
+            false,
+        );
+        assert_eq!(w.framing(), ResponseFraming::Length(4));
+        assert_eq!(text.matches("Content-Length").count(), 1, "{text}");
+        assert!(text.contains("Content-Length: 4\r\n"));
+    }
+
+    #[test]
+    fn error_page_matches_gunicorn_format() {
+        let mut out = Vec::new();
+        error_response(&mut out, 400, "Invalid Request Line '<x>'");
+        let page = "<html>\n  <head>\n    <title>Bad Request</title>\n  </head>\n  <body>\n    <h1><p>Bad Request</p></h1>\n    Invalid Request Line &#x27;&lt;x&gt;&#x27;\n  </body>\n</html>\n";
+        let want = format!(
+            "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n{page}",
+            page.len()
+        );
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+        let mut out = Vec::new();
+        error_response(&mut out, 501, "x");
+        assert!(out.starts_with(b"HTTP/1.1 501 Not Implemented\r\n"));
+    }
+
+    #[test]
+    fn continue_constant_is_an_interim_response() {
+        assert_eq!(crate::http::CONTINUE, b"HTTP/1.1 100 Continue\r\n\r\n");
+    }
 }

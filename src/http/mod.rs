@@ -8,24 +8,29 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(test)]
+mod conformance;
 mod conn;
 mod date;
 mod decode;
 mod encode;
 mod error;
+mod fields;
+mod framing;
+mod limits;
 mod parse;
 mod proxy;
+mod scan;
+mod status;
 mod target;
 
 pub use conn::Conn;
 pub use conn::CONTINUE;
 pub use date::DateCache;
-pub use encode::{
-    error_response, validate_response_header, validate_status, RequestInfo, ResponseFraming,
-    ResponseWriter,
-};
+pub use encode::{error_response, RequestInfo, ResponseFraming, ResponseWriter};
 pub use error::{HttpError, HttpErrorKind};
 pub use proxy::ProxyInfo;
+pub use status::{reason_phrase, validate_response_header, validate_status};
 pub use target::percent_decode;
 
 use std::net::IpAddr;
@@ -105,15 +110,54 @@ pub struct PeerTrust {
 pub enum Version {
     Http10,
     Http11,
+    /// Any other `HTTP/d.d`: a higher 1.x minor (accepted by default, as
+    /// gunicorn does) or, with `permit_unconventional_http_version`, any
+    /// other single-digit version. Holds (major, minor).
+    Other(u8, u8),
 }
 
 impl Version {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Version::Http10 => "HTTP/1.0",
-            Version::Http11 => "HTTP/1.1",
+    pub fn from_digits(major: u8, minor: u8) -> Version {
+        match (major, minor) {
+            (1, 0) => Version::Http10,
+            (1, 1) => Version::Http11,
+            (major, minor) => Version::Other(major.min(9), minor.min(9)),
         }
     }
+
+    pub fn major_minor(self) -> (u8, u8) {
+        match self {
+            Version::Http10 => (1, 0),
+            Version::Http11 => (1, 1),
+            Version::Other(major, minor) => (major, minor),
+        }
+    }
+
+    /// HTTP/1.1 or later: keep-alive by default, chunked allowed, 100-continue honoured.
+    pub fn at_least_11(self) -> bool {
+        self.major_minor() >= (1, 1)
+    }
+
+    /// `HTTP/1.1`, for SERVER_PROTOCOL and the status line.
+    pub fn as_str(self) -> &'static str {
+        let (major, minor) = self.major_minor();
+        let i = usize::from(major.min(9)) * 10 + usize::from(minor.min(9));
+        std::str::from_utf8(&VERSION_NAMES[i]).unwrap_or("HTTP/1.1")
+    }
+}
+
+/// `HTTP/0.0` ... `HTTP/9.9`, so `Version::as_str` can hand out `&'static str`.
+static VERSION_NAMES: [[u8; 8]; 100] = version_names();
+
+const fn version_names() -> [[u8; 8]; 100] {
+    let mut names = [*b"HTTP/0.0"; 100];
+    let mut i = 0;
+    while i < 100 {
+        names[i][5] = b'0' + (i / 10) as u8;
+        names[i][7] = b'0' + (i % 10) as u8;
+        i += 1;
+    }
+    names
 }
 
 /// A byte range into `Head::buf`.

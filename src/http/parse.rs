@@ -1,1 +1,620 @@
-//! Request line and header fields, on httparse, with gunicorn 27's rules.
+//! The request head: request line, then the header section, into one owned
+//! `Head` with spans.
+//!
+//! Read incrementally: the parser remembers how far it has looked, so bytes
+//! arriving one at a time cost O(n) in total, and the request-line limit is
+//! enforced before the line ends. Rules are gunicorn 27's
+//! (`Request._parse_python`, `parse_request_line`), error kinds included.
+
+use std::mem;
+
+use super::error::{HttpError, HttpErrorKind};
+use super::fields::{FieldCtx, FieldSection, Section, FOLDED};
+use super::limits::Limits;
+use super::scan::{find_lf, is_token};
+use super::target::split_target;
+use super::{Config, Head, Span, Version};
+
+/// A complete head and what the body reader needs from the header section.
+#[derive(Debug)]
+pub(super) struct ParsedHead {
+    pub head: Head,
+    /// HTTP/1.1+ request with `Expect: 100-continue`.
+    pub expect_continue: bool,
+    /// Bytes of input the head took, leading empty line included.
+    pub len: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Nothing examined: an empty line may still be skipped.
+    Start,
+    RequestLine,
+    Fields,
+}
+
+#[derive(Clone, Debug)]
+struct RequestLine {
+    method: Span,
+    target: Span,
+    path: Span,
+    query: Span,
+    version: Version,
+}
+
+#[derive(Debug)]
+pub(super) struct HeadParser {
+    phase: Phase,
+    /// Where the request line starts (after one ignored CRLF).
+    line_start: usize,
+    /// Where the search for the request line's LF resumes.
+    scanned: usize,
+    line: Option<RequestLine>,
+    fields: FieldSection,
+}
+
+fn err(kind: HttpErrorKind, detail: &str) -> HttpError {
+    HttpError::new(kind, detail)
+}
+
+fn span(start: usize, end: usize) -> Span {
+    start as u32..end as u32
+}
+
+impl HeadParser {
+    pub fn new() -> HeadParser {
+        HeadParser {
+            phase: Phase::Start,
+            line_start: 0,
+            scanned: 0,
+            line: None,
+            fields: FieldSection::default(),
+        }
+    }
+
+    /// Get ready for the next request, keeping allocations.
+    pub fn reset(&mut self) {
+        self.phase = Phase::Start;
+        self.line_start = 0;
+        self.scanned = 0;
+        self.line = None;
+        self.fields.reset(0);
+    }
+
+    /// Parse what `buf` (the bytes from the start of this request) holds.
+    pub fn advance(
+        &mut self,
+        buf: &[u8],
+        cfg: &Config,
+        limits: &Limits,
+        trusted: bool,
+    ) -> Result<Option<ParsedHead>, HttpError> {
+        if self.phase == Phase::Start {
+            match buf {
+                [] | [b'\r'] => return Ok(None),
+                // RFC 9112 §2.2: one empty line before the request line is ignored.
+                [b'\r', b'\n', ..] => self.line_start = 2,
+                _ => self.line_start = 0,
+            }
+            self.scanned = self.line_start;
+            self.phase = Phase::RequestLine;
+        }
+        if self.phase == Phase::RequestLine {
+            let start = self.line_start;
+            // The line may hold `request_line` bytes plus its CRLF.
+            let window_end = start + limits.request_line + 2;
+            let search_end = buf.len().min(window_end);
+            let from = self.scanned;
+            let Some(lf) = buf
+                .get(from..search_end)
+                .and_then(find_lf)
+                .map(|i| from + i)
+            else {
+                if buf.len() >= window_end {
+                    return Err(err(
+                        HttpErrorKind::LimitRequestLine,
+                        "request line too long",
+                    ));
+                }
+                self.scanned = search_end;
+                return Ok(None);
+            };
+            if lf == start || buf[lf - 1] != b'\r' {
+                return Err(err(
+                    HttpErrorKind::InvalidRequestLine,
+                    "bare LF as line terminator",
+                ));
+            }
+            self.line = Some(parse_request_line(buf, start, lf - 1, cfg)?);
+            self.fields.reset(lf + 1);
+            self.phase = Phase::Fields;
+        }
+        let Some(line) = self.line.as_ref() else {
+            return Err(err(HttpErrorKind::InvalidRequestLine, "no request line"));
+        };
+        let section = Section::Head {
+            at_least_11: line.version.at_least_11(),
+            trusted,
+        };
+        let ctx = FieldCtx {
+            cfg,
+            limits,
+            section,
+        };
+        let Some(end) = self.fields.advance(buf, &ctx)? else {
+            return Ok(None);
+        };
+        Ok(Some(self.assemble(buf, end, cfg)))
+    }
+
+    /// Copy the head into its own buffer; folded values go after it.
+    fn assemble(&mut self, buf: &[u8], end: usize, cfg: &Config) -> ParsedHead {
+        let line = self.line.take().unwrap_or(RequestLine {
+            method: 0..0,
+            target: 0..0,
+            path: 0..0,
+            query: 0..0,
+            version: Version::Http11,
+        });
+        let mut head_buf = Vec::with_capacity(end + self.fields.extra.len());
+        head_buf.extend_from_slice(&buf[..end]);
+        head_buf.extend_from_slice(&self.fields.extra);
+        if cfg.casefold_http_method {
+            head_buf[line.method.start as usize..line.method.end as usize].make_ascii_uppercase();
+        }
+        let mut headers = mem::take(&mut self.fields.headers);
+        for h in headers.iter_mut() {
+            if h.value.start >= FOLDED {
+                let base = end as u32;
+                h.value = h.value.start - FOLDED + base..h.value.end - FOLDED + base;
+            }
+        }
+        let head = Head {
+            buf: head_buf,
+            method: line.method,
+            target: line.target,
+            path: line.path,
+            query: line.query,
+            version: line.version,
+            headers,
+            https_forwarded: self.fields.https_forwarded(),
+        };
+        ParsedHead {
+            head,
+            expect_continue: self.fields.expect_continue,
+            len: end,
+        }
+    }
+}
+
+/// `method SP target SP version`, checked in gunicorn's order.
+fn parse_request_line(
+    buf: &[u8],
+    start: usize,
+    end: usize,
+    cfg: &Config,
+) -> Result<RequestLine, HttpError> {
+    let line = &buf[start..end];
+    // Python's `line.split(b" ", 2)`: the version part may hold more spaces.
+    let bad_line = || {
+        err(
+            HttpErrorKind::InvalidRequestLine,
+            "request line is not three parts",
+        )
+    };
+    let sp1 = line.iter().position(|&b| b == b' ').ok_or_else(bad_line)?;
+    let sp2 = line[sp1 + 1..]
+        .iter()
+        .position(|&b| b == b' ')
+        .map(|i| sp1 + 1 + i)
+        .ok_or_else(bad_line)?;
+    let method = &line[..sp1];
+    let target = &line[sp1 + 1..sp2];
+    let version = &line[sp2 + 1..];
+
+    if !cfg.permit_unconventional_http_method
+        && (method.iter().any(|&b| b.is_ascii_lowercase() || b == b'#')
+            || !(3..=20).contains(&method.len()))
+    {
+        return Err(err(
+            HttpErrorKind::InvalidRequestMethod,
+            "unconventional method",
+        ));
+    }
+    if !is_token(method) {
+        return Err(err(
+            HttpErrorKind::InvalidRequestMethod,
+            "method is not a token",
+        ));
+    }
+    let method_is = |name: &[u8]| {
+        if cfg.casefold_http_method {
+            method.eq_ignore_ascii_case(name)
+        } else {
+            method == name
+        }
+    };
+
+    // RFC 9112 §3.2: printable ASCII only; the rest must be percent-encoded.
+    if target.is_empty() || target.iter().any(|&b| !(0x21..=0x7e).contains(&b)) {
+        return Err(err(
+            HttpErrorKind::InvalidRequestLine,
+            "target is empty or not printable ASCII",
+        ));
+    }
+    if target == b"*" && !method_is(b"OPTIONS") {
+        return Err(err(
+            HttpErrorKind::InvalidRequestLine,
+            "asterisk-form without OPTIONS",
+        ));
+    }
+    if !method_is(b"CONNECT")
+        && target != b"*"
+        && target[0] != b'/'
+        && !target.windows(3).any(|w| w == b"://")
+    {
+        return Err(err(
+            HttpErrorKind::InvalidRequestLine,
+            "authority-form without CONNECT",
+        ));
+    }
+    let parts = split_target(target)
+        .map_err(|()| err(HttpErrorKind::InvalidRequestLine, "target does not split"))?;
+
+    let version = match version {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor]
+            if major.is_ascii_digit() && minor.is_ascii_digit() =>
+        {
+            (major - b'0', minor - b'0')
+        }
+        _ => {
+            return Err(err(
+                HttpErrorKind::InvalidHttpVersion,
+                "version is not HTTP/d.d",
+            ))
+        }
+    };
+    if version.0 != 1 && !cfg.permit_unconventional_http_version {
+        return Err(err(
+            HttpErrorKind::InvalidHttpVersion,
+            "unsupported HTTP version",
+        ));
+    }
+
+    let target_start = start + sp1 + 1;
+    Ok(RequestLine {
+        method: span(start, start + sp1),
+        target: span(target_start, start + sp2),
+        path: span(
+            target_start + parts.path.start,
+            target_start + parts.path.end,
+        ),
+        query: span(
+            target_start + parts.query.start,
+            target_start + parts.query.end,
+        ),
+        version: Version::from_digits(version.0, version.1),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parse `input` fed whole and fed one more byte at a time; both must agree.
+    fn parse_with(input: &[u8], cfg: &Config) -> Result<Option<ParsedHead>, HttpErrorKind> {
+        let limits = Limits::from_config(cfg);
+        let mut whole = HeadParser::new();
+        let whole_result = whole.advance(input, cfg, &limits, true).map_err(|e| e.kind);
+        let mut split = HeadParser::new();
+        let mut split_result = Ok(None);
+        for n in 0..=input.len() {
+            split_result = split
+                .advance(&input[..n], cfg, &limits, true)
+                .map_err(|e| e.kind);
+            if !matches!(split_result, Ok(None)) {
+                break;
+            }
+        }
+        fn summary(
+            r: &Result<Option<ParsedHead>, HttpErrorKind>,
+        ) -> Result<Option<(usize, Vec<u8>, usize)>, HttpErrorKind> {
+            r.as_ref()
+                .map(|p| {
+                    p.as_ref()
+                        .map(|p| (p.len, p.head.buf.clone(), p.head.headers.len()))
+                })
+                .map_err(Clone::clone)
+        }
+        assert_eq!(
+            summary(&whole_result),
+            summary(&split_result),
+            "split feeding changed the result"
+        );
+        whole_result
+    }
+
+    fn parse(input: &[u8]) -> Result<Head, HttpErrorKind> {
+        parse_with(input, &Config::default()).map(|p| p.expect("head is complete").head)
+    }
+
+    fn kind(input: &[u8]) -> HttpErrorKind {
+        parse(input).expect_err("head is refused")
+    }
+
+    #[test]
+    fn request_line_parts_are_spans_into_the_head() {
+        let head = parse(b"GET /a%20b?x=1#frag HTTP/1.1\r\nHost: h\r\n\r\n").unwrap();
+        assert_eq!(head.method(), b"GET");
+        assert_eq!(head.target(), b"/a%20b?x=1#frag");
+        assert_eq!(head.path(), b"/a%20b");
+        assert_eq!(head.query(), b"x=1");
+        assert_eq!(head.version, Version::Http11);
+        assert_eq!(
+            head.header_pairs().collect::<Vec<_>>(),
+            vec![(&b"Host"[..], &b"h"[..])]
+        );
+    }
+
+    #[test]
+    fn one_leading_empty_line_is_ignored_two_are_refused() {
+        assert_eq!(
+            parse(b"\r\nGET / HTTP/1.1\r\n\r\n").unwrap().method(),
+            b"GET"
+        );
+        assert_eq!(
+            kind(b"\r\n\r\nGET / HTTP/1.1\r\n\r\n"),
+            HttpErrorKind::InvalidRequestLine
+        );
+        assert_eq!(
+            kind(b"\nGET / HTTP/1.1\r\n\r\n"),
+            HttpErrorKind::InvalidRequestLine
+        );
+    }
+
+    #[test]
+    fn bare_lf_in_request_line_is_refused() {
+        assert_eq!(
+            kind(b"GET / HTTP/1.1\n\r\n"),
+            HttpErrorKind::InvalidRequestLine
+        );
+        assert_eq!(
+            kind(b"GET /\n HTTP/1.1\r\n\r\n"),
+            HttpErrorKind::InvalidRequestLine
+        );
+    }
+
+    #[test]
+    fn request_line_needs_exactly_single_space_separators() {
+        assert_eq!(
+            kind(b"GET HTTP/1.1\r\n\r\n"),
+            HttpErrorKind::InvalidRequestLine
+        );
+        assert_eq!(
+            kind(b"GET  / HTTP/1.1\r\n\r\n"),
+            HttpErrorKind::InvalidRequestLine
+        );
+        assert_eq!(
+            kind(b"GET / HTTP/1.1 x\r\n\r\n"),
+            HttpErrorKind::InvalidHttpVersion
+        );
+    }
+
+    #[test]
+    fn method_must_be_a_conventional_token() {
+        for bad in [
+            &b"get"[..],
+            b"GE",
+            b"ABCDEFGHIJKLMNOPQRSTU",
+            b"GET#",
+            b"bla:rgh",
+            b"-bl",
+            b"GET\xc3\x9f",
+            b"GET\x00X",
+        ] {
+            let mut req = bad.to_vec();
+            req.extend_from_slice(b" / HTTP/1.1\r\n\r\n");
+            assert_eq!(
+                kind(&req),
+                HttpErrorKind::InvalidRequestMethod,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(
+            parse(b"-BLARGH /foo HTTP/1.1\r\n\r\n").unwrap().method(),
+            b"-BLARGH"
+        );
+        assert_eq!(
+            parse(b"ABCDEFGHIJKLMNOPQRST / HTTP/1.1\r\n\r\n")
+                .unwrap()
+                .method()
+                .len(),
+            20
+        );
+    }
+
+    #[test]
+    fn unconventional_methods_pass_when_permitted_and_casefold_uppercases() {
+        let permit = Config {
+            permit_unconventional_http_method: true,
+            ..Config::default()
+        };
+        let head = parse_with(b"-blargh /foo HTTP/1.1\r\n\r\n", &permit)
+            .unwrap()
+            .unwrap()
+            .head;
+        assert_eq!(head.method(), b"-blargh");
+        let fold = Config {
+            casefold_http_method: true,
+            ..permit.clone()
+        };
+        let head = parse_with(b"-blargh /foo HTTP/1.1\r\n\r\n", &fold)
+            .unwrap()
+            .unwrap()
+            .head;
+        assert_eq!(head.method(), b"-BLARGH");
+        // Still a token.
+        assert_eq!(
+            parse_with(b"a:b / HTTP/1.1\r\n\r\n", &permit).map(|p| p.is_some()),
+            Err(HttpErrorKind::InvalidRequestMethod)
+        );
+    }
+
+    #[test]
+    fn target_must_be_printable_ascii_in_a_valid_form() {
+        assert_eq!(
+            kind(b"GET /\xe9 HTTP/1.1\r\n\r\n"),
+            HttpErrorKind::InvalidRequestLine
+        );
+        assert_eq!(
+            kind(b"GET /a\x00b HTTP/1.1\r\n\r\n"),
+            HttpErrorKind::InvalidRequestLine
+        );
+        assert_eq!(
+            kind(b"GET foo/bar HTTP/1.1\r\n\r\n"),
+            HttpErrorKind::InvalidRequestLine
+        );
+        assert_eq!(
+            kind(b"GET * HTTP/1.1\r\n\r\n"),
+            HttpErrorKind::InvalidRequestLine
+        );
+        assert_eq!(
+            kind(b"GET example.com:443 HTTP/1.1\r\n\r\n"),
+            HttpErrorKind::InvalidRequestLine
+        );
+        assert_eq!(
+            kind(b"GET http://[::1/x HTTP/1.1\r\n\r\n"),
+            HttpErrorKind::InvalidRequestLine
+        );
+        assert_eq!(parse(b"OPTIONS * HTTP/1.1\r\n\r\n").unwrap().path(), b"*");
+        let connect = parse(b"CONNECT example.com:443 HTTP/1.1\r\n\r\n").unwrap();
+        assert_eq!(
+            (connect.target(), connect.path()),
+            (&b"example.com:443"[..], &b"443"[..])
+        );
+        assert_eq!(
+            parse(b"CONNECT [::1]:443 HTTP/1.1\r\n\r\n").unwrap().path(),
+            b"[::1]:443"
+        );
+        assert_eq!(
+            parse(b"GET http://h/p?q HTTP/1.1\r\n\r\n").unwrap().path(),
+            b"/p"
+        );
+    }
+
+    #[test]
+    fn versions_are_http_1_x_unless_permitted() {
+        assert_eq!(
+            parse(b"GET / HTTP/1.0\r\n\r\n").unwrap().version,
+            Version::Http10
+        );
+        let v12 = parse(b"GET / HTTP/1.2\r\n\r\n").unwrap().version;
+        assert_eq!((v12, v12.as_str()), (Version::Other(1, 2), "HTTP/1.2"));
+        for bad in [
+            &b"HTTP/0.99"[..],
+            b"HTTP/2.0",
+            b"HTTP/111",
+            b"FTP/1.1",
+            b"HTTP/1.1 ",
+            b"http/1.1",
+            b"HTTP/0.9",
+        ] {
+            let mut req = b"GET / ".to_vec();
+            req.extend_from_slice(bad);
+            req.extend_from_slice(b"\r\n\r\n");
+            assert_eq!(
+                kind(&req),
+                HttpErrorKind::InvalidHttpVersion,
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        let permit = Config {
+            permit_unconventional_http_version: true,
+            ..Config::default()
+        };
+        let head = parse_with(b"GET / HTTP/2.0\r\n\r\n", &permit)
+            .unwrap()
+            .unwrap()
+            .head;
+        assert_eq!(head.version.as_str(), "HTTP/2.0");
+    }
+
+    #[test]
+    fn request_line_limit_is_414_and_enforced_before_the_line_ends() {
+        let cfg = Config {
+            limit_request_line: 20,
+            ..Config::default()
+        };
+        let limits = Limits::from_config(&cfg);
+        let at_limit = b"GET /aaaaaaaaaaaaaa HTTP/1.1\r\n\r\n";
+        assert_eq!(at_limit.iter().position(|&b| b == b'\r'), Some(28));
+        let cfg28 = Config {
+            limit_request_line: 28,
+            ..Config::default()
+        };
+        assert!(parse_with(at_limit, &cfg28).unwrap().is_some());
+        let cfg27 = Config {
+            limit_request_line: 27,
+            ..Config::default()
+        };
+        assert_eq!(
+            parse_with(at_limit, &cfg27).map(|_| ()),
+            Err(HttpErrorKind::LimitRequestLine)
+        );
+        // An endless line is refused once it cannot fit any more.
+        let mut p = HeadParser::new();
+        assert!(matches!(
+            p.advance(&[b'a'; 21], &cfg, &limits, true),
+            Ok(None)
+        ));
+        assert_eq!(
+            p.advance(&[b'a'; 22], &cfg, &limits, true)
+                .map(|_| ())
+                .map_err(|e| e.kind),
+            Err(HttpErrorKind::LimitRequestLine)
+        );
+    }
+
+    #[test]
+    fn reset_parser_reads_the_next_head() {
+        let cfg = Config::default();
+        let limits = Limits::from_config(&cfg);
+        let mut p = HeadParser::new();
+        let first = p
+            .advance(b"GET /a HTTP/1.1\r\nX: 1\r\n\r\n", &cfg, &limits, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.head.path(), b"/a");
+        p.reset();
+        let second = p
+            .advance(b"GET /b HTTP/1.1\r\n\r\n", &cfg, &limits, true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (second.head.path(), second.head.headers.len()),
+            (&b"/b"[..], 0)
+        );
+    }
+
+    #[test]
+    fn folded_values_are_readable_through_the_head() {
+        let cfg = Config {
+            permit_obsolete_folding: true,
+            ..Config::default()
+        };
+        let head = parse_with(
+            b"GET / HTTP/1.1\r\nLong: one\r\n two\r\nHost: h\r\n\r\n",
+            &cfg,
+        )
+        .unwrap()
+        .unwrap()
+        .head;
+        let pairs: Vec<_> = head.header_pairs().collect();
+        assert_eq!(
+            pairs,
+            vec![(&b"Long"[..], &b"one two"[..]), (&b"Host"[..], &b"h"[..])]
+        );
+    }
+}

@@ -1,0 +1,136 @@
+//! Byte classes and searches shared by the request and response sides.
+
+/// RFC 9110 §5.6.2 `tchar`: `!#$%&'*+-.^_`|~`, digits and letters.
+static TOKEN: [bool; 256] = {
+    let mut t = [false; 256];
+    let specials = b"!#$%&'*+-.^_`|~";
+    let mut i = 0;
+    while i < specials.len() {
+        t[specials[i] as usize] = true;
+        i += 1;
+    }
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        if b.is_ascii_alphanumeric() {
+            t[c] = true;
+        }
+        c += 1;
+    }
+    t
+};
+
+pub(super) fn is_token_byte(b: u8) -> bool {
+    TOKEN[b as usize]
+}
+
+/// A non-empty RFC 9110 token.
+pub(super) fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| is_token_byte(b))
+}
+
+/// Bytes a request field value must not hold (RFC 9110 §5.5): controls
+/// other than HTAB, and DEL. obs-text (0x80-0xFF) is allowed.
+pub(super) fn is_value_ctl(b: u8) -> bool {
+    (b < 0x20 && b != b'\t') || b == 0x7f
+}
+
+/// SP, HTAB, VCHAR and obs-text: what a response header value or a status
+/// reason may hold.
+pub(super) fn is_field_vchar(b: u8) -> bool {
+    b == b' ' || b == b'\t' || (0x21..=0x7e).contains(&b) || b >= 0x80
+}
+
+pub(super) fn is_ows(b: u8) -> bool {
+    b == b' ' || b == b'\t'
+}
+
+/// `s` without leading and trailing SP/HTAB.
+pub(super) fn trim_ows(s: &[u8]) -> &[u8] {
+    let (start, end) = trim_ows_range(s);
+    &s[start..end]
+}
+
+/// The bounds of `s` without leading and trailing SP/HTAB.
+pub(super) fn trim_ows_range(s: &[u8]) -> (usize, usize) {
+    let start = s.iter().position(|&b| !is_ows(b)).unwrap_or(s.len());
+    let end = s.iter().rposition(|&b| !is_ows(b)).map_or(start, |i| i + 1);
+    (start, end)
+}
+
+/// Index of the first `\n` in `s`, a word at a time: header lines are
+/// long runs of ordinary bytes.
+pub(super) fn find_lf(s: &[u8]) -> Option<usize> {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    const LF: u64 = LO * b'\n' as u64;
+    let mut chunks = s.chunks_exact(8);
+    let mut base = 0;
+    for chunk in &mut chunks {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let x = u64::from_le_bytes(word) ^ LF;
+        // A zero byte in x is an LF in the chunk.
+        if (x.wrapping_sub(LO) & !x & HI) != 0 {
+            return chunk.iter().position(|&b| b == b'\n').map(|i| base + i);
+        }
+        base += 8;
+    }
+    chunks
+        .remainder()
+        .iter()
+        .position(|&b| b == b'\n')
+        .map(|i| base + i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn find_lf_finds_the_first_line_feed_at_any_offset() {
+        for len in 0..40 {
+            for at in 0..len {
+                let mut s = vec![b'a'; len];
+                s[at] = b'\n';
+                if at + 3 < len {
+                    s[at + 3] = b'\n';
+                }
+                assert_eq!(find_lf(&s), Some(at), "len {len} at {at}");
+            }
+            assert_eq!(find_lf(&vec![b'x'; len]), None);
+        }
+        // Bytes that differ from LF by one bit or borrow must not match.
+        assert_eq!(find_lf(b"\x0b\x09\x8a\x0a"), Some(3));
+        assert_eq!(find_lf(&[0x8a; 16]), None);
+    }
+
+    #[test]
+    fn token_bytes_follow_rfc9110() {
+        assert!(is_token(b"Content-Length"));
+        assert!(is_token(b"!#$%&'*+-.^_`|~09azAZ"));
+        assert!(!is_token(b""));
+        assert!(!is_token(b"a b"));
+        assert!(!is_token(b"a:b"));
+        assert!(!is_token(b"caf\xc3\xa9"));
+        assert!(!is_token(b"a\"b"));
+    }
+
+    #[test]
+    fn trim_ows_strips_only_space_and_tab() {
+        assert_eq!(trim_ows(b" \t a b \t"), b"a b");
+        assert_eq!(trim_ows(b"\x0ba\x0b"), b"\x0ba\x0b");
+        assert_eq!(trim_ows(b"   "), b"");
+        assert_eq!(trim_ows(b""), b"");
+    }
+
+    #[test]
+    fn value_ctl_allows_htab_and_obs_text() {
+        assert!(!is_value_ctl(b'\t'));
+        assert!(!is_value_ctl(0x80));
+        assert!(!is_value_ctl(b' '));
+        assert!(is_value_ctl(0));
+        assert!(is_value_ctl(b'\r'));
+        assert!(is_value_ctl(0x7f));
+    }
+}
