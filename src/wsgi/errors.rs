@@ -37,3 +37,34 @@ impl ErrorStream {
     /// stderr is unbuffered.
     fn flush(&self) {}
 }
+
+#[cfg(test)]
+mod tests {
+    use pyo3::types::PyDict;
+
+    use super::super::testing::with_py;
+    use super::*;
+
+    #[test]
+    fn accepts_text_and_refuses_bytes() {
+        with_py(|py| {
+            let globals = PyDict::new(py);
+            globals.set_item("err", Py::new(py, ErrorStream).unwrap()).unwrap();
+            let code = c"
+assert err.write('') == 0
+err.writelines([])
+err.flush()
+for call in (lambda: err.write(b'x'), lambda: err.writelines([b'x']), lambda: err.write(None)):
+    try:
+        call()
+    except TypeError:
+        pass
+    else:
+        raise AssertionError('accepted non-text')
+";
+            if let Err(e) = py.run(code, Some(&globals), None) {
+                panic!("{}", super::super::report::format_exception(py, &e));
+            }
+        });
+    }
+}

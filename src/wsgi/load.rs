@@ -212,3 +212,200 @@ pub(crate) fn import_app(py: Python<'_>, spec: &str) -> Result<Py<PyAny>, AppLoa
     }
     Ok(app.unbind())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{module, with_py, worker};
+    use super::super::WsgiApp;
+    use super::*;
+
+    const MODULE: &str = r#"
+calls = []
+
+def application(environ, start_response):
+    start_response("200 OK", [])
+    return [b"default"]
+
+def named(environ, start_response):
+    start_response("200 OK", [])
+    return [b"named"]
+
+def factory(*args, **kwargs):
+    calls.append((args, kwargs))
+    return named
+
+def none_factory():
+    return None
+
+def strict_factory(a):
+    return named
+
+def broken_factory():
+    raise TypeError("raised inside the factory")
+
+not_callable = 42
+
+class Holder:
+    app = named
+    @staticmethod
+    def make():
+        return named
+holder = Holder()
+"#;
+
+    fn load_err(py: Python<'_>, spec: &str) -> String {
+        match WsgiApp::load(py, spec, worker()) {
+            Ok(_) => panic!("{spec} should not load"),
+            Err(e) => e.0,
+        }
+    }
+
+    #[test]
+    fn loads_application_by_default_or_by_name() {
+        with_py(|py| {
+            let (name, m) = module(py, MODULE);
+            let default = import_app(py, &name).unwrap();
+            assert!(default.bind(py).is(&m.getattr("application").unwrap()));
+            let named = import_app(py, &format!("{name}:named")).unwrap();
+            assert!(named.bind(py).is(&m.getattr("named").unwrap()));
+        });
+    }
+
+    #[test]
+    fn factory_is_called_with_literal_arguments() {
+        with_py(|py| {
+            let (name, m) = module(py, MODULE);
+            let app = import_app(py, &format!("{name}:factory()")).unwrap();
+            assert!(app.bind(py).is(&m.getattr("named").unwrap()));
+            import_app(py, &format!("{name}:factory('a', 1, debug=True, n=None, t=(1, [2]))"))
+                .unwrap();
+            let calls = m.getattr("calls").unwrap();
+            assert_eq!(calls.repr().unwrap().to_string(), "[((), {}), (('a', 1), {'debug': True, 'n': None, 't': (1, [2])})]");
+        });
+    }
+
+    #[test]
+    fn attribute_paths_and_non_literal_arguments_are_refused() {
+        with_py(|py| {
+            let (name, _m) = module(py, MODULE);
+            assert_eq!(
+                load_err(py, &format!("{name}:holder.app")),
+                "Failed to parse 'holder.app' as an attribute name or function call."
+            );
+            assert_eq!(
+                load_err(py, &format!("{name}:holder.make()")),
+                "Function reference must be a simple name: 'holder.make()'"
+            );
+            assert_eq!(
+                load_err(py, &format!("{name}:factory(named)")),
+                "Failed to parse arguments as literal values: 'factory(named)'"
+            );
+            assert_eq!(
+                load_err(py, &format!("{name}:1 +")),
+                "Failed to parse '1 +' as an attribute name or function call."
+            );
+        });
+    }
+
+    #[test]
+    fn none_or_non_callable_app_is_an_error() {
+        with_py(|py| {
+            let (name, _m) = module(py, MODULE);
+            assert_eq!(
+                load_err(py, &format!("{name}:none_factory()")),
+                "Failed to find application object: 'none_factory()'"
+            );
+            assert_eq!(
+                load_err(py, &format!("{name}:not_callable")),
+                "Application object must be callable."
+            );
+        });
+    }
+
+    #[test]
+    fn missing_attribute_is_named() {
+        with_py(|py| {
+            let (name, _m) = module(py, MODULE);
+            assert_eq!(
+                load_err(py, &format!("{name}:nope")),
+                format!("Failed to find attribute 'nope' in '{name}'.")
+            );
+            assert_eq!(
+                load_err(py, &format!("{name}:nope()")),
+                format!("Failed to find attribute 'nope' in '{name}'.")
+            );
+        });
+    }
+
+    #[test]
+    fn factory_argument_mismatch_gives_the_type_error_alone() {
+        with_py(|py| {
+            let (name, _m) = module(py, MODULE);
+            let msg = load_err(py, &format!("{name}:strict_factory(1, 2)"));
+            assert!(msg.starts_with("TypeError: strict_factory() takes 1 positional argument"), "{msg}");
+            assert!(!msg.contains("Traceback"));
+            let msg = load_err(py, &format!("{name}:broken_factory()"));
+            assert!(msg.starts_with("Traceback (most recent call last):"), "{msg}");
+            assert!(msg.ends_with("TypeError: raised inside the factory"), "{msg}");
+        });
+    }
+
+    #[test]
+    fn missing_module_error_carries_the_traceback() {
+        with_py(|py| {
+            let msg = load_err(py, "no_such_module_for_ferrocorn_tests:app");
+            assert!(msg.starts_with("Traceback (most recent call last):"), "{msg}");
+            assert!(msg.ends_with("ModuleNotFoundError: No module named 'no_such_module_for_ferrocorn_tests'"), "{msg}");
+        });
+    }
+
+    #[test]
+    fn import_error_inside_the_module_carries_its_traceback() {
+        with_py(|py| {
+            let dir = std::env::temp_dir().join(format!("ferrocorn_mods_{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(
+                dir.join("ferrocorn_bad_import.py"),
+                "import os\nimport no_such_dependency_for_ferrocorn_tests\n",
+            )
+            .unwrap();
+            let sys_path = py.import("sys").unwrap().getattr("path").unwrap();
+            sys_path
+                .call_method1("insert", (0, dir.to_string_lossy().into_owned()))
+                .unwrap();
+            let msg = load_err(py, "ferrocorn_bad_import:app");
+            let _ = std::fs::remove_dir_all(&dir);
+            assert!(msg.starts_with("Traceback (most recent call last):"), "{msg}");
+            assert!(msg.contains("ferrocorn_bad_import.py\", line 2"), "{msg}");
+            assert!(msg.ends_with("No module named 'no_such_dependency_for_ferrocorn_tests'"), "{msg}");
+        });
+    }
+
+    #[test]
+    fn a_python_file_name_gets_a_hint() {
+        with_py(|py| {
+            let dir = std::env::temp_dir();
+            let path = dir.join(format!("ferrocorn_hint_{}.py", std::process::id()));
+            std::fs::write(&path, "application = None\n").unwrap();
+            let spec = path.to_string_lossy().into_owned();
+            let msg = load_err(py, &spec);
+            let _ = std::fs::remove_file(&path);
+            let stem = spec.strip_suffix(".py").unwrap();
+            assert_eq!(
+                msg,
+                format!("Failed to find application, did you mean '{stem}:application'?")
+            );
+        });
+    }
+
+    #[test]
+    fn current_directory_is_put_on_sys_path() {
+        with_py(|py| {
+            let (name, _m) = module(py, MODULE);
+            import_app(py, &name).unwrap();
+            let cwd = py.import("os").unwrap().call_method0("getcwd").unwrap();
+            let path = py.import("sys").unwrap().getattr("path").unwrap();
+            assert!(path.contains(cwd).unwrap());
+        });
+    }
+}
