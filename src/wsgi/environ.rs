@@ -156,10 +156,11 @@ impl Template {
             None => None,
         }
         .ok_or_else(|| {
+            let text = |b: &[u8]| b.iter().map(|&c| char::from(c)).collect::<String>();
             EnvironError::ScriptName(format!(
-                "Request path {:?} does not start with SCRIPT_NAME {:?}",
-                String::from_utf8_lossy(path),
-                script_name.map(String::from_utf8_lossy).unwrap_or_default()
+                "Request path '{}' does not start with SCRIPT_NAME '{}'",
+                text(path),
+                script_name.map(text).unwrap_or_default()
             ))
         })?;
         env.set_item(intern!(py, "PATH_INFO"), decoded_path(py, path_info))?;

@@ -49,7 +49,9 @@ mod tests {
     fn accepts_text_and_refuses_bytes() {
         with_py(|py| {
             let globals = PyDict::new(py);
-            globals.set_item("err", Py::new(py, ErrorStream).unwrap()).unwrap();
+            globals
+                .set_item("err", Py::new(py, ErrorStream).unwrap())
+                .unwrap();
             let code = c"
 assert err.write('') == 0
 err.writelines([])

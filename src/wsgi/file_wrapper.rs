@@ -46,3 +46,84 @@ impl FileWrapper {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use pyo3::types::PyDict;
+
+    use super::super::testing::with_py;
+    use super::*;
+
+    fn check(code: &std::ffi::CStr) {
+        with_py(|py| {
+            let globals = PyDict::new(py);
+            globals
+                .set_item("FileWrapper", py.get_type::<FileWrapper>())
+                .unwrap();
+            if let Err(e) = py.run(code, Some(&globals), None) {
+                panic!("{}", super::super::report::format_exception(py, &e));
+            }
+        });
+    }
+
+    #[test]
+    fn iterates_reads_of_blksize_until_empty() {
+        check(
+            c"
+import io
+w = FileWrapper(io.BytesIO(b'abcdefg'), 3)
+assert iter(w) is w
+assert list(w) == [b'abc', b'def', b'g']
+assert list(w) == []
+assert w.blksize == 3
+assert list(FileWrapper(io.BytesIO(b'x' * 9000))) == [b'x' * 8192, b'x' * 808]
+",
+        );
+    }
+
+    #[test]
+    fn close_is_forwarded_when_the_file_has_one() {
+        check(
+            c"
+import io
+f = io.BytesIO(b'abc')
+w = FileWrapper(f)
+assert w.filelike is f
+w.close()
+assert f.closed
+
+class Reader:
+    def __init__(self):
+        self.left = [b'a', b'']
+    def read(self, n):
+        return self.left.pop(0)
+w = FileWrapper(Reader(), blksize=1)
+assert list(w) == [b'a']
+w.close()
+",
+        );
+    }
+
+    #[test]
+    fn read_errors_propagate() {
+        check(
+            c"
+class Broken:
+    def read(self, n):
+        raise OSError('disk gone')
+try:
+    next(iter(FileWrapper(Broken())))
+except OSError as e:
+    assert str(e) == 'disk gone'
+else:
+    raise AssertionError('no error')
+try:
+    FileWrapper(None, -1)
+except OverflowError:
+    pass
+else:
+    raise AssertionError('negative blksize accepted')
+",
+        );
+    }
+}

@@ -121,27 +121,41 @@ mod tests {
 
     #[test]
     fn read_without_size_returns_the_rest() {
-        check(BODY, c"
+        check(
+            BODY,
+            c"
 assert inp.read() == b'line1\\nline2\\n\\nlast'
 assert inp.read() == b''
 assert inp.read(5) == b''
-");
-        check(BODY, c"
+",
+        );
+        check(
+            BODY,
+            c"
 assert inp.read(3) == b'lin'
 assert inp.read(None) == b'e1\\nline2\\n\\nlast'
-");
-        check(BODY, c"
+",
+        );
+        check(
+            BODY,
+            c"
 assert inp.read(0) == b''
 assert inp.read(-1) == b'line1\\nline2\\n\\nlast'
-");
-        check(BODY, c"
+",
+        );
+        check(
+            BODY,
+            c"
 assert inp.read(1000) == b'line1\\nline2\\n\\nlast'
-");
+",
+        );
     }
 
     #[test]
     fn readline_stops_after_newline_or_size() {
-        check(BODY, c"
+        check(
+            BODY,
+            c"
 assert inp.readline() == b'line1\\n'
 assert inp.readline(3) == b'lin'
 assert inp.readline(-1) == b'e2\\n'
@@ -149,42 +163,60 @@ assert inp.readline() == b'\\n'
 assert inp.readline(0) == b''
 assert inp.readline() == b'last'
 assert inp.readline() == b''
-");
+",
+        );
     }
 
     #[test]
     fn readlines_honours_the_hint() {
-        check(BODY, c"
+        check(
+            BODY,
+            c"
 assert inp.readlines() == [b'line1\\n', b'line2\\n', b'\\n', b'last']
 assert inp.readlines() == []
-");
-        check(BODY, c"
+",
+        );
+        check(
+            BODY,
+            c"
 assert inp.readlines(7) == [b'line1\\n', b'line2\\n']
 assert inp.readlines(-1) == [b'\\n', b'last']
-");
-        check(BODY, c"
+",
+        );
+        check(
+            BODY,
+            c"
 assert inp.readlines(6) == [b'line1\\n']
 assert inp.readlines(None) == [b'line2\\n', b'\\n', b'last']
-");
+",
+        );
     }
 
     #[test]
     fn iteration_yields_lines() {
-        check(BODY, c"
+        check(
+            BODY,
+            c"
 assert iter(inp) is inp
 assert list(inp) == [b'line1\\n', b'line2\\n', b'\\n', b'last']
 assert list(inp) == []
-");
-        check(b"", c"
+",
+        );
+        check(
+            b"",
+            c"
 assert list(inp) == []
 assert inp.read() == b''
 assert inp.readline() == b''
-");
+",
+        );
     }
 
     #[test]
     fn bad_sizes_raise_instead_of_crashing() {
-        check(BODY, c"
+        check(
+            BODY,
+            c"
 for bad in ('3', 1.5, 10**30):
     try:
         inp.read(bad)
@@ -193,6 +225,7 @@ for bad in ('3', 1.5, 10**30):
     else:
         raise AssertionError(bad)
 assert inp.read() == b'line1\\nline2\\n\\nlast'
-");
+",
+        );
     }
 }

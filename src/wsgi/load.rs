@@ -277,10 +277,16 @@ holder = Holder()
             let (name, m) = module(py, MODULE);
             let app = import_app(py, &format!("{name}:factory()")).unwrap();
             assert!(app.bind(py).is(&m.getattr("named").unwrap()));
-            import_app(py, &format!("{name}:factory('a', 1, debug=True, n=None, t=(1, [2]))"))
-                .unwrap();
+            import_app(
+                py,
+                &format!("{name}:factory('a', 1, debug=True, n=None, t=(1, [2]))"),
+            )
+            .unwrap();
             let calls = m.getattr("calls").unwrap();
-            assert_eq!(calls.repr().unwrap().to_string(), "[((), {}), (('a', 1), {'debug': True, 'n': None, 't': (1, [2])})]");
+            assert_eq!(
+                calls.repr().unwrap().to_string(),
+                "[((), {}), (('a', 1), {'debug': True, 'n': None, 't': (1, [2])})]"
+            );
         });
     }
 
@@ -342,11 +348,20 @@ holder = Holder()
         with_py(|py| {
             let (name, _m) = module(py, MODULE);
             let msg = load_err(py, &format!("{name}:strict_factory(1, 2)"));
-            assert!(msg.starts_with("TypeError: strict_factory() takes 1 positional argument"), "{msg}");
+            assert!(
+                msg.starts_with("TypeError: strict_factory() takes 1 positional argument"),
+                "{msg}"
+            );
             assert!(!msg.contains("Traceback"));
             let msg = load_err(py, &format!("{name}:broken_factory()"));
-            assert!(msg.starts_with("Traceback (most recent call last):"), "{msg}");
-            assert!(msg.ends_with("TypeError: raised inside the factory"), "{msg}");
+            assert!(
+                msg.starts_with("Traceback (most recent call last):"),
+                "{msg}"
+            );
+            assert!(
+                msg.ends_with("TypeError: raised inside the factory"),
+                "{msg}"
+            );
         });
     }
 
@@ -354,8 +369,16 @@ holder = Holder()
     fn missing_module_error_carries_the_traceback() {
         with_py(|py| {
             let msg = load_err(py, "no_such_module_for_ferrocorn_tests:app");
-            assert!(msg.starts_with("Traceback (most recent call last):"), "{msg}");
-            assert!(msg.ends_with("ModuleNotFoundError: No module named 'no_such_module_for_ferrocorn_tests'"), "{msg}");
+            assert!(
+                msg.starts_with("Traceback (most recent call last):"),
+                "{msg}"
+            );
+            assert!(
+                msg.ends_with(
+                    "ModuleNotFoundError: No module named 'no_such_module_for_ferrocorn_tests'"
+                ),
+                "{msg}"
+            );
         });
     }
 
@@ -375,9 +398,15 @@ holder = Holder()
                 .unwrap();
             let msg = load_err(py, "ferrocorn_bad_import:app");
             let _ = std::fs::remove_dir_all(&dir);
-            assert!(msg.starts_with("Traceback (most recent call last):"), "{msg}");
+            assert!(
+                msg.starts_with("Traceback (most recent call last):"),
+                "{msg}"
+            );
             assert!(msg.contains("ferrocorn_bad_import.py\", line 2"), "{msg}");
-            assert!(msg.ends_with("No module named 'no_such_dependency_for_ferrocorn_tests'"), "{msg}");
+            assert!(
+                msg.ends_with("No module named 'no_such_dependency_for_ferrocorn_tests'"),
+                "{msg}"
+            );
         });
     }
 

@@ -145,7 +145,9 @@ impl WsgiApp {
         let environ = match self.template.build(py, req, conn) {
             Ok(env) => env,
             Err(EnvironError::ScriptName(message)) => {
-                report::error(&message);
+                // gunicorn's ConfigurationProblem: a 500, logged as a bad request.
+                let ip = conn.peer.map(|p| p.ip().to_string()).unwrap_or_default();
+                report::warning(&format!("Invalid request from ip={ip}: {message}"));
                 self.pool.give(py, responder);
                 return Reply::Failed;
             }
@@ -682,7 +684,10 @@ def input_app(environ, start_response):
             let (app, m) = app_with_script_name(py, "/app");
             captured::take();
             assert!(matches!(run(py, &app, &get("/other")), Outcome::Failed));
-            assert!(captured::take()[0].contains("does not start with SCRIPT_NAME"));
+            assert_eq!(
+                captured::take(),
+                vec!["Invalid request from ip=10.1.2.3: Request path '/other' does not start with SCRIPT_NAME '/app'"]
+            );
             assert_eq!(m.getattr("seen").unwrap().len().unwrap(), 0);
         });
     }

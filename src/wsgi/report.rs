@@ -25,6 +25,13 @@ pub(crate) fn exception(py: Python<'_>, context: &str, err: &PyErr) {
     error(&format!("{context}\n{}", format_exception(py, err)));
 }
 
+pub(crate) fn warning(message: &str) {
+    #[cfg(not(test))]
+    crate::warn!("{message}");
+    #[cfg(test)]
+    captured::push(message);
+}
+
 pub(crate) fn error(message: &str) {
     #[cfg(not(test))]
     crate::error!("{message}");
