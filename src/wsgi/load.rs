@@ -265,9 +265,9 @@ holder = Holder()
         with_py(|py| {
             let (name, m) = module(py, MODULE);
             let default = import_app(py, &name).unwrap();
-            assert!(default.bind(py).is(&m.getattr("application").unwrap()));
+            assert!(default.bind(py).is(m.getattr("application").unwrap()));
             let named = import_app(py, &format!("{name}:named")).unwrap();
-            assert!(named.bind(py).is(&m.getattr("named").unwrap()));
+            assert!(named.bind(py).is(m.getattr("named").unwrap()));
         });
     }
 
@@ -276,7 +276,7 @@ holder = Holder()
         with_py(|py| {
             let (name, m) = module(py, MODULE);
             let app = import_app(py, &format!("{name}:factory()")).unwrap();
-            assert!(app.bind(py).is(&m.getattr("named").unwrap()));
+            assert!(app.bind(py).is(m.getattr("named").unwrap()));
             import_app(
                 py,
                 &format!("{name}:factory('a', 1, debug=True, n=None, t=(1, [2]))"),
