@@ -1,0 +1,356 @@
+//! The WSGI environ of a request, as gunicorn 27 builds it.
+//!
+//! The keys every request shares (wsgi.*, SERVER_SOFTWARE, SCRIPT_NAME from
+//! the process environment) live in a template dict built once per worker;
+//! each request copies it (a memcpy of the key table in CPython) and sets
+//! its own entries. The template also holds a placeholder for every entry a
+//! request always sets, so the copy is already the right size.
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
+
+use super::errors::ErrorStream;
+use super::file_wrapper::FileWrapper;
+use super::input::Input;
+use super::{ConnInfo, WorkerInfo};
+use crate::http::{Request, Version};
+
+/// Why no environ could be built.
+pub(crate) enum EnvironError {
+    /// The request path does not start with SCRIPT_NAME (gunicorn's
+    /// ConfigurationProblem): answer 500.
+    ScriptName(String),
+    Python(PyErr),
+}
+
+impl From<PyErr> for EnvironError {
+    fn from(e: PyErr) -> Self {
+        EnvironError::Python(e)
+    }
+}
+
+pub(crate) struct Template {
+    base: Py<PyDict>,
+    /// SCRIPT_NAME from the process environment as latin-1 bytes, to match
+    /// against the raw path; `None` when it has characters above U+00FF
+    /// (no path can start with it).
+    script_name: Option<Vec<u8>>,
+}
+
+impl Template {
+    /// SCRIPT_NAME comes from the process environment (default empty).
+    pub fn new(py: Python<'_>, worker: &WorkerInfo) -> PyResult<Template> {
+        let script_name = py
+            .import("os")?
+            .getattr("environ")?
+            .call_method1("get", ("SCRIPT_NAME", ""))?
+            .cast_into::<PyString>()?;
+        Template::with_script_name(py, worker, script_name)
+    }
+
+    pub fn with_script_name(
+        py: Python<'_>,
+        worker: &WorkerInfo,
+        script_name: Bound<'_, PyString>,
+    ) -> PyResult<Template> {
+        let script_name_bytes = latin1_bytes(&script_name.to_cow()?);
+        let empty_input = Py::new(py, Input::new(PyBytes::new(py, b"").unbind()))?;
+
+        let base = PyDict::new(py);
+        base.set_item("wsgi.version", PyTuple::new(py, [1, 0])?)?;
+        base.set_item("wsgi.errors", Py::new(py, ErrorStream)?)?;
+        base.set_item("wsgi.multithread", worker.multithread)?;
+        base.set_item("wsgi.multiprocess", worker.multiprocess)?;
+        base.set_item("wsgi.run_once", false)?;
+        base.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
+        base.set_item("wsgi.input_terminated", true)?;
+        base.set_item("SERVER_SOFTWARE", format!("ferrocorn/{}", crate::VERSION))?;
+        base.set_item(intern!(py, "SCRIPT_NAME"), &script_name)?;
+        // Placeholders, overwritten by every request.
+        // One `wsgi.input` shared by every request without a body.
+        base.set_item(intern!(py, "wsgi.input"), empty_input)?;
+        for key in [
+            intern!(py, "wsgi.url_scheme"),
+            intern!(py, "REQUEST_METHOD"),
+            intern!(py, "RAW_URI"),
+            intern!(py, "PATH_INFO"),
+            intern!(py, "QUERY_STRING"),
+            intern!(py, "SERVER_PROTOCOL"),
+            intern!(py, "SERVER_NAME"),
+            intern!(py, "SERVER_PORT"),
+            intern!(py, "REMOTE_ADDR"),
+        ] {
+            base.set_item(key, intern!(py, ""))?;
+        }
+        Ok(Template {
+            base: base.unbind(),
+            script_name: script_name_bytes,
+        })
+    }
+
+    pub fn build<'py>(
+        &self,
+        py: Python<'py>,
+        req: &Request,
+        conn: &ConnInfo,
+    ) -> Result<Bound<'py, PyDict>, EnvironError> {
+        let head = &req.head;
+        let env = self.base.bind(py).copy()?;
+
+        env.set_item(intern!(py, "REQUEST_METHOD"), method(py, head.method()))?;
+        env.set_item(intern!(py, "RAW_URI"), latin1(py, head.target()))?;
+        let query = head.query();
+        if !query.is_empty() {
+            env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query))?;
+        }
+        env.set_item(
+            intern!(py, "SERVER_PROTOCOL"),
+            match head.version {
+                Version::Http10 => intern!(py, "HTTP/1.0"),
+                Version::Http11 => intern!(py, "HTTP/1.1"),
+            },
+        )?;
+        env.set_item(
+            intern!(py, "wsgi.url_scheme"),
+            if conn.tls || head.https_forwarded {
+                intern!(py, "https")
+            } else {
+                intern!(py, "http")
+            },
+        )?;
+
+        let mut script_name_header = None;
+        for (i, (name, value)) in head.header_pairs().enumerate() {
+            if name.eq_ignore_ascii_case(b"content-type") {
+                env.set_item(intern!(py, "CONTENT_TYPE"), latin1(py, value))?;
+                continue;
+            }
+            if name.eq_ignore_ascii_case(b"content-length") {
+                env.set_item(intern!(py, "CONTENT_LENGTH"), latin1(py, value))?;
+                continue;
+            }
+            if name.eq_ignore_ascii_case(b"script_name") {
+                script_name_header = Some(value);
+            }
+            let key = header_key(py, name);
+            let before = env.len();
+            env.set_item(&key, latin1(py, value))?;
+            if env.len() == before {
+                // A repeated field: its values joined with ',' in order.
+                let joined = join_repeats(req, i, name);
+                env.set_item(&key, latin1(py, &joined))?;
+            }
+        }
+
+        let script_name = match script_name_header {
+            Some(value) => {
+                env.set_item(intern!(py, "SCRIPT_NAME"), latin1(py, value))?;
+                Some(value)
+            }
+            None => self.script_name.as_deref(),
+        };
+        let path = head.path();
+        let path_info = match script_name {
+            Some(s) => path.strip_prefix(s),
+            None => None,
+        }
+        .ok_or_else(|| {
+            let text = |b: &[u8]| b.iter().map(|&c| char::from(c)).collect::<String>();
+            EnvironError::ScriptName(format!(
+                "Request path '{}' does not start with SCRIPT_NAME '{}'",
+                text(path),
+                script_name.map(text).unwrap_or_default()
+            ))
+        })?;
+        env.set_item(intern!(py, "PATH_INFO"), decoded_path(py, path_info))?;
+
+        env.set_item(
+            intern!(py, "SERVER_NAME"),
+            PyString::new(py, &conn.server_name),
+        )?;
+        env.set_item(
+            intern!(py, "SERVER_PORT"),
+            PyString::new(py, &conn.server_port),
+        )?;
+        if let Some(peer) = conn.peer {
+            env.set_item(intern!(py, "REMOTE_ADDR"), peer.ip().to_string())?;
+            env.set_item(intern!(py, "REMOTE_PORT"), peer.port().to_string())?;
+        }
+        if let Some(proxy) = &req.proxy {
+            env.set_item(intern!(py, "PROXY_PROTOCOL"), proxy.protocol)?;
+            if let Some(src) = proxy.source {
+                env.set_item(intern!(py, "REMOTE_ADDR"), src.ip().to_string())?;
+                env.set_item(intern!(py, "REMOTE_PORT"), src.port().to_string())?;
+            }
+            if let Some(dst) = proxy.dest {
+                env.set_item(intern!(py, "PROXY_ADDR"), dst.ip().to_string())?;
+                env.set_item(intern!(py, "PROXY_PORT"), dst.port().to_string())?;
+            }
+        }
+
+        if !req.body.is_empty() {
+            let input = Input::new(PyBytes::new(py, &req.body).unbind());
+            env.set_item(intern!(py, "wsgi.input"), Py::new(py, input)?)?;
+        }
+        // Otherwise the template's shared empty input stays.
+        Ok(env)
+    }
+}
+
+/// Bytes as a WSGI native string: each byte is the code point of the same value.
+pub(crate) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
+    if bytes.is_ascii() {
+        if let Ok(s) = std::str::from_utf8(bytes) {
+            return PyString::new(py, s);
+        }
+    }
+    let s: String = bytes.iter().map(|&b| char::from(b)).collect();
+    PyString::new(py, &s)
+}
+
+/// A str as latin-1 bytes, `None` when it has code points above U+00FF.
+pub(crate) fn latin1_bytes(s: &str) -> Option<Vec<u8>> {
+    s.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect()
+}
+
+fn method<'py>(py: Python<'py>, m: &[u8]) -> Bound<'py, PyString> {
+    match m {
+        b"GET" => intern!(py, "GET").clone(),
+        b"POST" => intern!(py, "POST").clone(),
+        b"HEAD" => intern!(py, "HEAD").clone(),
+        b"PUT" => intern!(py, "PUT").clone(),
+        b"DELETE" => intern!(py, "DELETE").clone(),
+        b"PATCH" => intern!(py, "PATCH").clone(),
+        b"OPTIONS" => intern!(py, "OPTIONS").clone(),
+        other => latin1(py, other),
+    }
+}
+
+/// PATH_INFO: percent-decoded to a latin-1 str, like Python's
+/// `unquote_to_bytes(path).decode('latin-1')`.
+fn decoded_path<'py>(py: Python<'py>, path: &[u8]) -> Bound<'py, PyString> {
+    if path == b"/" {
+        return intern!(py, "/").clone();
+    }
+    if !path.contains(&b'%') {
+        return latin1(py, path);
+    }
+    latin1(py, &percent_decode(path))
+}
+
+/// `%XX` (two hex digits) becomes the byte XX; anything else is kept as is.
+pub(crate) fn percent_decode(input: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'%' && i + 2 < input.len() {
+            if let (Some(h), Some(l)) = (hex(input[i + 1]), hex(input[i + 2])) {
+                out.push(h << 4 | l);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(input[i]);
+        i += 1;
+    }
+    out
+}
+
+fn hex(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Two header names give the same environ key.
+fn same_key(a: &[u8], b: &[u8]) -> bool {
+    let norm = |c: u8| {
+        if c == b'-' {
+            b'_'
+        } else {
+            c.to_ascii_uppercase()
+        }
+    };
+    a.len() == b.len() && a.iter().zip(b).all(|(&x, &y)| norm(x) == norm(y))
+}
+
+/// The values of every field up to index `upto` whose key is `name`'s, joined with ','.
+fn join_repeats(req: &Request, upto: usize, name: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut first = true;
+    for (n, v) in req.head.header_pairs().take(upto + 1) {
+        if same_key(n, name) {
+            if !first {
+                out.push(b',');
+            }
+            first = false;
+            out.extend_from_slice(v);
+        }
+    }
+    out
+}
+
+/// `HTTP_` + the name upper-cased with `-` as `_`; common names interned.
+fn header_key<'py>(py: Python<'py>, name: &[u8]) -> Bound<'py, PyString> {
+    macro_rules! known {
+        ($($lower:literal => $key:literal),* $(,)?) => {
+            $( if name.eq_ignore_ascii_case($lower) { return intern!(py, $key).clone(); } )*
+        };
+    }
+    known!(
+        b"host" => "HTTP_HOST",
+        b"user-agent" => "HTTP_USER_AGENT",
+        b"accept" => "HTTP_ACCEPT",
+        b"accept-encoding" => "HTTP_ACCEPT_ENCODING",
+        b"accept-language" => "HTTP_ACCEPT_LANGUAGE",
+        b"connection" => "HTTP_CONNECTION",
+        b"cookie" => "HTTP_COOKIE",
+        b"referer" => "HTTP_REFERER",
+        b"cache-control" => "HTTP_CACHE_CONTROL",
+        b"authorization" => "HTTP_AUTHORIZATION",
+        b"origin" => "HTTP_ORIGIN",
+        b"x-forwarded-for" => "HTTP_X_FORWARDED_FOR",
+        b"x-forwarded-proto" => "HTTP_X_FORWARDED_PROTO",
+        b"x-real-ip" => "HTTP_X_REAL_IP",
+        b"x-request-id" => "HTTP_X_REQUEST_ID",
+        b"if-none-match" => "HTTP_IF_NONE_MATCH",
+        b"if-modified-since" => "HTTP_IF_MODIFIED_SINCE",
+        b"upgrade-insecure-requests" => "HTTP_UPGRADE_INSECURE_REQUESTS",
+        b"transfer-encoding" => "HTTP_TRANSFER_ENCODING",
+        b"expect" => "HTTP_EXPECT",
+    );
+    let mut key = String::with_capacity(5 + name.len());
+    key.push_str("HTTP_");
+    key.extend(name.iter().map(|&c| match c {
+        b'-' => '_',
+        c => char::from(c.to_ascii_uppercase()),
+    }));
+    PyString::new(py, &key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_decoding_keeps_malformed_escapes() {
+        assert_eq!(percent_decode(b"/a%20b"), b"/a b");
+        assert_eq!(percent_decode(b"/%e9%E9"), b"/\xe9\xe9");
+        assert_eq!(percent_decode(b"/%zz%4"), b"/%zz%4");
+        assert_eq!(percent_decode(b"%"), b"%");
+        assert_eq!(percent_decode(b"%4"), b"%4");
+        assert_eq!(percent_decode(b"%41"), b"A");
+        assert_eq!(percent_decode(b"%2F%252F"), b"/%2F");
+    }
+
+    #[test]
+    fn dashes_and_underscores_make_the_same_key() {
+        assert!(same_key(b"X-Foo", b"x_foo"));
+        assert!(!same_key(b"X-Foo", b"X-Fo"));
+        assert!(!same_key(b"X-Foo", b"X-Fob"));
+    }
+}

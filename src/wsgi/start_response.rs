@@ -1,0 +1,358 @@
+//! `start_response(status, headers, exc_info=None)` and the `write(data)`
+//! callable it returns (PEP 3333), with gunicorn 27's status and header
+//! checks.
+//!
+//! One `Responder` (the two callables and their shared state) is reused by
+//! the requests of a worker as long as the app keeps no reference to it; the
+//! state is reset between requests on every path.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
+
+use super::ResponseHead;
+
+/// What the app told `start_response` and `write` during one request.
+#[derive(Default)]
+pub(crate) struct State {
+    /// `start_response` succeeded once (a second call needs `exc_info`).
+    pub started: bool,
+    /// The head to send; taken by the bridge when the response starts.
+    pub head: Option<ResponseHead>,
+    /// The head counts as sent: `write()` was called or the body produced
+    /// its first non-empty chunk. `start_response(.., exc_info)` re-raises.
+    pub committed: bool,
+    /// Data given to `write()`, sent before the iterable's data.
+    pub written: Vec<Vec<u8>>,
+}
+
+impl State {
+    fn reset(&mut self) {
+        self.started = false;
+        self.head = None;
+        self.committed = false;
+        self.written.clear();
+    }
+}
+
+pub(crate) type Shared = Arc<Mutex<State>>;
+
+/// Lock the state. Nothing panics while holding it, but a poisoned lock is
+/// still usable: the state is reset between requests anyway.
+pub(crate) fn lock(state: &Shared) -> MutexGuard<'_, State> {
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The `start_response` callable given to the app.
+#[pyclass(frozen, module = "ferrocorn", name = "StartResponse")]
+pub(crate) struct StartResponse {
+    state: Shared,
+    writer: Py<Writer>,
+}
+
+/// The `write(data)` callable returned by `start_response`.
+#[pyclass(frozen, module = "ferrocorn", name = "Write")]
+pub(crate) struct Writer {
+    state: Shared,
+}
+
+#[pymethods]
+impl StartResponse {
+    #[pyo3(signature = (status, headers, exc_info = None))]
+    fn __call__(
+        &self,
+        py: Python<'_>,
+        status: &Bound<'_, PyAny>,
+        headers: &Bound<'_, PyAny>,
+        exc_info: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<Writer>> {
+        let exc_info = match exc_info {
+            Some(e) if e.is_truthy()? => Some(e),
+            _ => None,
+        };
+        let (started, committed) = {
+            let st = lock(&self.state);
+            (st.started, st.committed)
+        };
+        match exc_info {
+            Some(exc_info) if started && committed => return Err(reraise(exc_info)),
+            Some(_) => {}
+            None if started => {
+                return Err(PyAssertionError::new_err("Response headers already set!"))
+            }
+            None => {}
+        }
+        let status = parse_status(status)?;
+        let headers = parse_headers(headers)?;
+        let mut st = lock(&self.state);
+        st.started = true;
+        st.head = Some(ResponseHead { status, headers });
+        Ok(self.writer.clone_ref(py))
+    }
+}
+
+#[pymethods]
+impl Writer {
+    fn __call__(&self, data: &Bound<'_, PyAny>) -> PyResult<()> {
+        let data = data
+            .cast::<PyBytes>()
+            .map_err(|_| PyTypeError::new_err(format!("{} is not a byte", repr(data))))?;
+        let mut st = lock(&self.state);
+        if !st.started {
+            return Err(PyAssertionError::new_err(
+                "write() called before start_response()",
+            ));
+        }
+        st.committed = true;
+        let bytes = data.as_bytes();
+        if !bytes.is_empty() {
+            st.written.push(bytes.to_vec());
+        }
+        Ok(())
+    }
+}
+
+/// The pair of callables handed to one request, and their state.
+pub(crate) struct Responder {
+    pub callable: Py<StartResponse>,
+    writer: Py<Writer>,
+    pub state: Shared,
+}
+
+impl Responder {
+    pub fn new(py: Python<'_>) -> PyResult<Responder> {
+        let state = Shared::default();
+        let writer = Py::new(
+            py,
+            Writer {
+                state: state.clone(),
+            },
+        )?;
+        let callable = Py::new(
+            py,
+            StartResponse {
+                state: state.clone(),
+                writer: writer.clone_ref(py),
+            },
+        )?;
+        Ok(Responder {
+            callable,
+            writer,
+            state,
+        })
+    }
+
+    /// The app kept no reference to either callable, so the next request
+    /// can get the same objects without seeing this request's calls.
+    /// References: ours to `callable`; ours and `callable`'s to `writer`.
+    /// (`get_refcnt` is deprecated only for being approximate on
+    /// free-threaded builds, where a wrong answer costs a fresh pair.)
+    #[allow(deprecated)]
+    pub fn reusable(&self, py: Python<'_>) -> bool {
+        self.callable.get_refcnt(py) == 1 && self.writer.get_refcnt(py) == 2
+    }
+
+    pub fn reset(&self) {
+        lock(&self.state).reset();
+    }
+}
+
+/// Re-raise the exception of an `exc_info` tuple, with its traceback.
+fn reraise(exc_info: &Bound<'_, PyAny>) -> PyErr {
+    let raise = || -> PyResult<PyErr> {
+        let mut value = exc_info.get_item(1)?;
+        if value.is_none() {
+            value = exc_info.get_item(0)?.call0()?;
+        }
+        let tb = exc_info.get_item(2)?;
+        let value = value.call_method1("with_traceback", (tb,))?;
+        Ok(PyErr::from_value(value))
+    };
+    raise().unwrap_or_else(|e| e)
+}
+
+fn repr(obj: &Bound<'_, PyAny>) -> String {
+    match obj.repr() {
+        Ok(r) => r.to_string(),
+        Err(_) => "<object>".to_string(),
+    }
+}
+
+/// A str of code points up to U+00FF, as latin-1 bytes.
+fn latin1(s: &Bound<'_, PyString>) -> Option<Vec<u8>> {
+    let text = s.to_cow().ok()?;
+    text.chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect()
+}
+
+/// `[0-9]{3}( reason)?`, the reason of SP, HTAB, VCHAR and obs-text.
+pub(crate) fn valid_status(status: &[u8]) -> bool {
+    match status {
+        [a, b, c, rest @ ..] if [a, b, c].iter().all(|d| d.is_ascii_digit()) => match rest {
+            [] => true,
+            [b' ', reason @ ..] => reason.iter().all(|&c| is_field_char(c)),
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// RFC 9110 `tchar`.
+fn is_tchar(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
+}
+
+/// SP, HTAB, VCHAR, obs-text: what a field value (or a reason) may hold.
+fn is_field_char(c: u8) -> bool {
+    c == b' ' || c == b'\t' || (0x21..=0x7e).contains(&c) || c >= 0x80
+}
+
+pub(crate) fn valid_header_name(name: &[u8]) -> bool {
+    !name.is_empty() && name.iter().all(|&c| is_tchar(c))
+}
+
+pub(crate) fn valid_header_value(value: &[u8]) -> bool {
+    value.iter().all(|&c| is_field_char(c))
+}
+
+fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    let s = status
+        .cast::<PyString>()
+        .map_err(|_| PyTypeError::new_err(format!("{} is not a string", repr(status))))?;
+    match latin1(s) {
+        Some(bytes) if valid_status(&bytes) => Ok(bytes),
+        _ => Err(PyValueError::new_err(format!(
+            "Invalid response status {}",
+            repr(status)
+        ))),
+    }
+}
+
+fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
+    if headers.is_instance_of::<PyString>() || headers.is_instance_of::<PyBytes>() {
+        return Err(PyTypeError::new_err(
+            "headers must be a list of (name, value) tuples",
+        ));
+    }
+    let mut out = Vec::new();
+    if let Ok(list) = headers.cast::<PyList>() {
+        out.reserve(list.len());
+        for item in list.iter() {
+            out.push(parse_header(&item)?);
+        }
+    } else {
+        for item in headers.try_iter()? {
+            out.push(parse_header(&item?)?);
+        }
+    }
+    Ok(out)
+}
+
+fn parse_header(item: &Bound<'_, PyAny>) -> PyResult<(Vec<u8>, Vec<u8>)> {
+    let (name, value) = if let Ok(t) = item.cast::<PyTuple>() {
+        if t.len() != 2 {
+            return Err(not_a_pair(item));
+        }
+        (t.get_item(0)?, t.get_item(1)?)
+    } else if let Ok(l) = item.cast::<PyList>() {
+        if l.len() != 2 {
+            return Err(not_a_pair(item));
+        }
+        (l.get_item(0)?, l.get_item(1)?)
+    } else {
+        return Err(not_a_pair(item));
+    };
+    let name_str = name
+        .cast::<PyString>()
+        .map_err(|_| PyTypeError::new_err(format!("{} is not a string", repr(&name))))?;
+    let name_bytes = match latin1(name_str) {
+        Some(b) if valid_header_name(&b) => b,
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "Invalid response header name {}",
+                repr(&name)
+            )))
+        }
+    };
+    let value_str = value
+        .cast::<PyString>()
+        .map_err(|_| PyTypeError::new_err(format!("{} is not a string", repr(&value))))?;
+    // The value is left out of the message: it may hold what an attacker
+    // tried to inject, or a secret.
+    let value_bytes = match latin1(value_str) {
+        Some(b) if valid_header_value(&b) => b,
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "Invalid response header value for {}",
+                repr(&name)
+            )))
+        }
+    };
+    Ok((name_bytes, trim_sp_htab(value_bytes)))
+}
+
+fn not_a_pair(item: &Bound<'_, PyAny>) -> PyErr {
+    PyTypeError::new_err(format!(
+        "response header {} is not a (name, value) tuple",
+        repr(item)
+    ))
+}
+
+fn trim_sp_htab(mut v: Vec<u8>) -> Vec<u8> {
+    let end = v
+        .iter()
+        .rposition(|&c| c != b' ' && c != b'\t')
+        .map_or(0, |i| i + 1);
+    v.truncate(end);
+    let start = v
+        .iter()
+        .position(|&c| c != b' ' && c != b'\t')
+        .unwrap_or(v.len());
+    v.drain(..start);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_needs_three_digits_and_an_optional_reason() {
+        assert!(valid_status(b"200 OK"));
+        assert!(valid_status(b"200"));
+        assert!(valid_status(b"404 Not \tFound \xe9"));
+        assert!(valid_status(b"200 "));
+        assert!(!valid_status(b"20"));
+        assert!(!valid_status(b"2000"));
+        assert!(!valid_status(b"20x OK"));
+        assert!(!valid_status(b"200OK"));
+        assert!(!valid_status(b"200 OK\r\nX: y"));
+        assert!(!valid_status(b" 200 OK"));
+    }
+
+    #[test]
+    fn header_names_are_tokens_and_values_have_no_controls() {
+        assert!(valid_header_name(b"X-Thing_1!"));
+        assert!(!valid_header_name(b""));
+        assert!(!valid_header_name(b"X Thing"));
+        assert!(!valid_header_name(b"X:Thing"));
+        assert!(!valid_header_name(b"X\xe9"));
+        assert!(valid_header_value(b""));
+        assert!(valid_header_value(b"a b\tc\xff"));
+        assert!(!valid_header_value(b"a\r\nb"));
+        assert!(!valid_header_value(b"a\0"));
+        assert!(!valid_header_value(b"\x7f"));
+    }
+
+    #[test]
+    fn trims_only_spaces_and_tabs() {
+        assert_eq!(trim_sp_htab(b" \tab c\t ".to_vec()), b"ab c");
+        assert_eq!(trim_sp_htab(b"   ".to_vec()), b"");
+        assert_eq!(trim_sp_htab(b"x".to_vec()), b"x");
+    }
+}
