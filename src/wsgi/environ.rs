@@ -107,8 +107,9 @@ impl Template {
         env.set_item(
             intern!(py, "SERVER_PROTOCOL"),
             match head.version {
-                Version::Http10 => intern!(py, "HTTP/1.0"),
-                Version::Http11 => intern!(py, "HTTP/1.1"),
+                Version::Http10 => intern!(py, "HTTP/1.0").clone(),
+                Version::Http11 => intern!(py, "HTTP/1.1").clone(),
+                Version::Other(major, minor) => PyString::new(py, &format!("HTTP/{major}.{minor}")),
             },
         )?;
         env.set_item(
