@@ -211,16 +211,19 @@ def engine(request):
 
 @pytest.fixture
 def serve(engine, tmp_path):
-    """serve(app, *args, workers=1, bind="tcp", chdir=APPS, env=None, cwd=None, wait=True)
+    """serve(app, *args, workers=1, bind="tcp", chdir=APPS, env=None, cwd=None,
+             port=None, wait=True, io_engine=<the engine parameter>)
 
     Starts the server with APP spec `app` and extra CLI `args`. `bind` is
-    "tcp" (a free 127.0.0.1 port), None (no -b at all) or a full bind string
-    such as "unix:/path". Returns the Server; it is stopped after the test.
+    "tcp" (a free 127.0.0.1 port), None (no -b at all; then say which `port`
+    to probe) or a full bind string such as "unix:/path". `workers=None` and
+    `io_engine=None` leave out -w and --io-engine. Returns the Server; it is
+    stopped after the test.
     """
     servers = []
 
     def start(app, *args, workers=1, bind="tcp", chdir=APPS, env=None, cwd=None,
-              port=None, wait=True):
+              port=None, wait=True, io_engine=engine):
         argv = []
         host, unix_path = "127.0.0.1", None
         if bind == "tcp":
@@ -234,8 +237,8 @@ def serve(engine, tmp_path):
                 host = bind[1:bind.index("]")]
         if workers is not None:
             argv += ["-w", str(workers)]
-        if engine != "reference":
-            argv += ["--io-engine", engine]
+        if io_engine not in (None, "reference"):
+            argv += ["--io-engine", io_engine]
         if chdir is not None:
             argv += ["--chdir", str(chdir)]
         argv += list(args) + [app]

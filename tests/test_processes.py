@@ -42,18 +42,46 @@ def test_each_worker_is_pinned_to_one_cpu_round_robin(serve):
 def test_startup_log_names_cpu_and_io_engine_of_each_worker(serve, engine):
     server = serve("basic:app", workers=2)
     workers = server.wait_workers(2)
-    log = wait_until(lambda: (lambda text: text if all(
-        "Booting worker with pid: %d" % pid in text for pid in workers) else None)(server.log()),
-        10, what="a boot line for each worker")
-    for pid in workers:
-        m = re.search(r"Booting worker with pid: %d \(cpu (\d+), io engine (\w+)\)" % pid, log)
-        assert m, "no boot line for worker %d in:\n%s" % (pid, log)
-        if engine == "epoll":
-            assert m.group(2) == "epoll"
-        elif m.group(2) != "io_uring":
-            # Asked for io_uring where the kernel refuses it: said so, then epoll.
-            assert m.group(2) == "epoll"
-            assert "io_uring unavailable: " in log
+
+    def engine_lines():
+        text = server.log()
+        found = {}
+        for pid in workers:
+            m = re.search(r"pid: %d\b[^\n]*cpu (\d+)[^\n]*io engine (\w+)" % pid, text)
+            if not m:
+                return None
+            found[pid] = m.group(2)
+        return found
+
+    engines = wait_until(engine_lines, 10, what="a line naming each worker's io engine")
+    want = {"uring": "io_uring", "epoll": "epoll"}[engine]
+    assert set(engines.values()) == {want}, server.log()
+
+
+def engine_of_only_worker(server):
+    (pid,) = server.wait_workers(1)
+    pattern = r"pid: %d\b[^\n]*io engine (\w+)" % pid
+    text = wait_until(lambda: (lambda t: t if re.search(pattern, t) else None)(server.log()),
+                      10, what="the worker's io engine line")
+    return re.search(pattern, text).group(1), text
+
+
+@pytest.mark.ferrocorn_only
+@pytest.mark.parametrize("engine", ["auto"])
+def test_auto_io_engine_uses_io_uring_or_says_why_not(serve):
+    server = serve("basic:app")
+    kind, text = engine_of_only_worker(server)
+    if kind == "epoll":
+        assert "io_uring unavailable" in text, text
+    else:
+        assert kind == "io_uring"
+
+
+@pytest.mark.ferrocorn_only
+@pytest.mark.parametrize("engine", ["env"])
+def test_io_engine_env_variable_chooses_the_engine(serve):
+    server = serve("basic:app", io_engine=None, env={"FERROCORN_IO_ENGINE": "epoll"})
+    assert engine_of_only_worker(server)[0] == "epoll"
 
 
 def test_killed_worker_is_replaced(serve):
