@@ -1,0 +1,131 @@
+# Shared set-up for scripts/test and scripts/demo. Source it; do not run it.
+#
+# Gives: ROOT (the repository), VENV, PY (the venv's python), and functions
+# that make the machine ready: a virtualenv with the dev requirements, the
+# libpython the embedded-interpreter tests link against, and the ferrocorn
+# wheel built by maturin and installed into the venv.
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PY="$VENV/bin/python"
+DEV_REQUIREMENTS="$ROOT/requirements-dev.txt"
+WHEEL_DIR="$ROOT/target/wheels-local"
+
+export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+export PYTHONDONTWRITEBYTECODE=1
+
+# Colours only on a terminal, never in CI or with NO_COLOR.
+if [[ -t 1 && "${CI:-}" != "true" && -z "${NO_COLOR:-}" ]]; then
+    C_BOLD=$'\e[1m' C_RED=$'\e[31m' C_GREEN=$'\e[32m' C_YELLOW=$'\e[33m' C_OFF=$'\e[0m'
+else
+    C_BOLD='' C_RED='' C_GREEN='' C_YELLOW='' C_OFF=''
+    export CARGO_TERM_COLOR=never NO_COLOR=1
+fi
+
+say() { printf '%s==> %s%s\n' "$C_BOLD" "$*" "$C_OFF"; }
+warn() { printf '%swarning: %s%s\n' "$C_YELLOW" "$*" "$C_OFF" >&2; }
+die() { printf '%serror: %s%s\n' "$C_RED" "$*" "$C_OFF" >&2; exit 1; }
+
+_APT_UPDATED=0
+# apt_install PACKAGE...: install Debian packages, running `apt-get update`
+# once, and only when something has to be installed.
+apt_install() {
+    command -v apt-get >/dev/null || die "need the Debian packages: $* (no apt-get here; install them by hand)"
+    [[ "$(id -u)" == 0 ]] || die "need the Debian packages: $* (run as root, or install them by hand)"
+    if [[ $_APT_UPDATED == 0 ]]; then
+        say "apt-get update"
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq
+        _APT_UPDATED=1
+    fi
+    say "apt-get install $*"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
+}
+
+require_tools() {
+    command -v python3 >/dev/null || die "python3 not found: install Python 3.10 or newer"
+    command -v cargo >/dev/null || die "cargo not found: install Rust (rustup) first"
+    python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' \
+        || die "python3 is $(python3 -V 2>&1); ferrocorn needs 3.10 or newer"
+}
+
+# The .venv, made with the venv module (Debian ships it separately).
+ensure_venv() {
+    if [[ -x "$PY" ]] && "$PY" -c 'import pip' 2>/dev/null; then
+        return
+    fi
+    if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+        local minor
+        minor="$(python3 -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+        apt_install python3-venv "python${minor}-venv"
+    fi
+    say "creating $VENV"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+}
+
+# ensure_requirements NAME FILE...: pip install -r FILE... when the files
+# (or the interpreter) changed since the last install, judged by a hash
+# kept in a stamp file inside the venv.
+ensure_requirements() {
+    local name="$1"
+    shift
+    local stamp="$VENV/.requirements-$name.sha256" hash
+    hash="$( { "$PY" -VV; cat "$@"; } | sha256sum | cut -d' ' -f1)"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$hash" ]]; then
+        return
+    fi
+    say "installing $name requirements"
+    local args=()
+    local f
+    for f in "$@"; do args+=(-r "$f"); done
+    "$PY" -m pip install -q "${args[@]}"
+    echo "$hash" >"$stamp"
+}
+
+# The interpreter's shared library directory: `cargo test --features python`
+# links the test binary against libpython and needs it at run time.
+python_libdir() {
+    "$PY" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))'
+}
+
+ensure_libpython() {
+    PY_LIBDIR="$(python_libdir)"
+    local ldlib
+    ldlib="$("$PY" -c 'import sysconfig; print(sysconfig.get_config_var("LDLIBRARY") or "")')"
+    if [[ -z "$ldlib" || ! -e "$PY_LIBDIR/$ldlib" ]]; then
+        local minor
+        minor="$("$PY" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+        apt_install "libpython${minor}-dev" python3-dev
+    fi
+    export PY_LIBDIR
+}
+
+# Build the wheel with maturin (release) and install it into the venv, so
+# the package that is tested is the one a user installs. The install is
+# skipped when the wheel is byte-for-byte the one installed last time.
+build_and_install_wheel() {
+    say "maturin build --release"
+    rm -rf "$WHEEL_DIR"
+    (cd "$ROOT" && "$VENV/bin/maturin" build --release --interpreter "$PY" --out "$WHEEL_DIR")
+    local wheels=("$WHEEL_DIR"/*.whl)
+    [[ ${#wheels[@]} == 1 && -f "${wheels[0]}" ]] || die "expected one wheel in $WHEEL_DIR, found: ${wheels[*]}"
+    WHEEL="${wheels[0]}"
+    local stamp="$VENV/.wheel.sha256" hash
+    hash="$(sha256sum "$WHEEL" | cut -d' ' -f1)"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$hash" && -x "$VENV/bin/ferrocorn" ]]; then
+        say "wheel unchanged, already installed: $(basename "$WHEEL")"
+        return
+    fi
+    say "installing $(basename "$WHEEL")"
+    "$PY" -m pip install -q --force-reinstall --no-deps "$WHEEL"
+    echo "$hash" >"$stamp"
+}
+
+# setup: everything scripts/test and scripts/demo need before they start.
+setup() {
+    require_tools
+    ensure_venv
+    ensure_requirements dev "$DEV_REQUIREMENTS" "$ROOT/examples/school/requirements.txt"
+    export PYO3_PYTHON="$PY"
+}
