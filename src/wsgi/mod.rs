@@ -1185,3 +1185,66 @@ def input_app(environ, start_response):
         });
     }
 }
+
+/// Timing, not correctness: `cargo test --release --features python --lib
+/// wsgi::bench -- --ignored --nocapture`.
+#[cfg(test)]
+mod bench {
+    use std::time::Instant;
+
+    use super::testing::*;
+    use super::*;
+
+    const HELLO: &str = r#"
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"Hello, World!"]
+"#;
+
+    #[test]
+    #[ignore]
+    fn per_request_cost_of_a_hello_world_call() {
+        with_py(|py| {
+            let (app, _m) = app(py, HELLO, "app");
+            let req = request(
+                "GET",
+                "/plaintext",
+                &[
+                    ("Host", "localhost:8080"),
+                    ("User-Agent", "wrk"),
+                    ("Accept", "*/*"),
+                    ("Connection", "keep-alive"),
+                ],
+                b"",
+            );
+            let conn = conn();
+            let n = 200_000;
+            // On-CPU time of this thread: robust to a busy machine.
+            let cpu_ns = || -> u64 {
+                std::fs::read_to_string("/proc/thread-self/schedstat")
+                    .ok()
+                    .and_then(|s| s.split_whitespace().next()?.parse().ok())
+                    .unwrap_or(0)
+            };
+            for round in 0..5 {
+                let start = Instant::now();
+                let cpu_start = cpu_ns();
+                for _ in 0..n {
+                    match app.call(py, &req, &conn) {
+                        Reply::Response { head, mut body } => {
+                            std::hint::black_box(&head);
+                            while let Chunk::Data(d) = body.next_chunk(py) {
+                                std::hint::black_box(d);
+                            }
+                            body.close(py);
+                        }
+                        Reply::Failed => panic!("failed"),
+                    }
+                }
+                let per = start.elapsed().as_nanos() as f64 / n as f64;
+                let cpu = (cpu_ns() - cpu_start) as f64 / n as f64;
+                println!("round {round}: {per:.0} ns per request, {cpu:.0} ns on CPU");
+            }
+        });
+    }
+}
