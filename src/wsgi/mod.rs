@@ -380,6 +380,14 @@ def gen_app(environ, start_response):
         progress.append(i)
         yield b"chunk%d" % i
 
+def finally_gen_app(environ, start_response):
+    start_response("200 OK", [])
+    try:
+        yield b"one"
+        yield b"two"
+    finally:
+        closed.append("generator")
+
 def lazy_start_app(environ, start_response):
     yield b""
     start_response("201 Created", [("X-A", "1")])
@@ -472,6 +480,8 @@ bad_header_value_type = make("200 OK", [("X", 1)])
 bad_header_name_type = make("200 OK", [(b"X", "v")])
 bad_header_shape = make("200 OK", [("X",)])
 bad_headers_str = make("200 OK", "X: y")
+bad_content_length = make("200 OK", [("Content-Length", "12abc")])
+ok_content_length = make("200 OK", [("content-length", " 1 ")])
 
 def twice_app(environ, start_response):
     start_response("200 OK", [])
@@ -899,6 +909,20 @@ def input_app(environ, start_response):
     }
 
     #[test]
+    fn client_gone_mid_generator_runs_its_finally() {
+        with_py(|py| {
+            let (app, m) = app(py, APPS, "finally_gen_app");
+            let Reply::Response { mut body, .. } = app.call(py, &get("/"), &conn()) else {
+                panic!("failed");
+            };
+            assert!(matches!(body.next_chunk(py), Chunk::Data(d) if d == b"one"));
+            assert_eq!(closed_count(&m), 0);
+            body.close(py);
+            assert_eq!(closed_count(&m), 1);
+        });
+    }
+
+    #[test]
     fn exception_mid_body_fails_the_body_logs_and_closes_once() {
         with_py(|py| {
             let (app, m) = app(py, APPS, "closing_fail_late_app");
@@ -1011,6 +1035,8 @@ def input_app(environ, start_response):
         with_py(|py| {
             let (app, _m) = app(py, APPS, "ok_code_only");
             assert_eq!(run(py, &app, &get("/")).status(), "200");
+            let (app, _m) = super::testing::app(py, APPS, "ok_content_length");
+            assert_eq!(run(py, &app, &get("/")).body(), b"x");
             let (app, _m) = super::testing::app(py, APPS, "ok_trimmed");
             match run(py, &app, &get("/")) {
                 Outcome::Sent { headers, .. } => {
@@ -1037,6 +1063,10 @@ def input_app(environ, start_response):
                 ("bad_header_name_type", "TypeError: b'X' is not a string"),
                 ("bad_header_shape", "is not a (name, value) tuple"),
                 ("bad_headers_str", "TypeError: headers must be a list"),
+                (
+                    "bad_content_length",
+                    "Invalid response header value for 'Content-Length': not a number",
+                ),
             ] {
                 let (app, _m) = app(py, APPS, name);
                 captured::take();

@@ -311,7 +311,17 @@ fn parse_header(item: &Bound<'_, PyAny>) -> PyResult<(Vec<u8>, Vec<u8>)> {
             )))
         }
     };
-    Ok((name_bytes, trim_sp_htab(value_bytes)))
+    let value_bytes = trim_sp_htab(value_bytes);
+    // gunicorn reads it with int(): anything but a number fails the response.
+    if name_bytes.eq_ignore_ascii_case(b"content-length")
+        && (value_bytes.is_empty() || !value_bytes.iter().all(u8::is_ascii_digit))
+    {
+        return Err(PyValueError::new_err(format!(
+            "Invalid response header value for {}: not a number",
+            repr(&name)
+        )));
+    }
+    Ok((name_bytes, value_bytes))
 }
 
 fn not_a_pair(item: &Bound<'_, PyAny>) -> PyErr {
