@@ -3,7 +3,14 @@
 //! and always call the iterable's `close()`.
 //!
 //! Imports `http` (request and response types) and `log`; never `engine`.
-//! No Rust panic crosses into Python: callables exposed to Python catch them.
+//! No Rust panic crosses into Python: the methods exposed to Python have no
+//! panicking paths (no unwrap, no unchecked indexing), and PyO3 would turn
+//! one into a `PanicException` anyway.
+//!
+//! Layout: `load` finds the app, `environ` builds the environ, `input`,
+//! `errors` and `file_wrapper` are the objects the environ hands out,
+//! `start_response` holds what the app said about the head, `body` pulls
+//! the iterable, `report` logs failures with their tracebacks.
 
 #![forbid(unsafe_code)]
 
@@ -122,6 +129,11 @@ impl WsgiApp {
             template,
             pool: Arc::default(),
         })
+    }
+
+    /// The application object.
+    pub fn app(&self) -> &Py<PyAny> {
+        &self.app
     }
 
     /// Call the app for `req`. Runs until the app has produced its first
