@@ -137,13 +137,22 @@ impl Body {
     fn take_sequence(&mut self, seq: &Bound<'_, PyAny>) -> PyResult<()> {
         self.take_written();
         let mut total: u64 = self.queued.iter().map(|c| c.len() as u64).sum();
-        for item in seq.try_iter()? {
-            let item = item?;
+        let mut take = |item: Bound<'_, PyAny>| -> PyResult<()> {
             let bytes = item.cast::<PyBytes>().map_err(|_| not_bytes(&item))?;
             let data = bytes.as_bytes();
             total += data.len() as u64;
             if !data.is_empty() {
                 self.queued.push_back(data.to_vec());
+            }
+            Ok(())
+        };
+        if let Ok(list) = seq.cast::<PyList>() {
+            for item in list.iter() {
+                take(item)?;
+            }
+        } else if let Ok(tuple) = seq.cast::<PyTuple>() {
+            for item in tuple.iter() {
+                take(item)?;
             }
         }
         self.known_len = Some(total);

@@ -6,6 +6,9 @@
 //! its own entries. The template also holds a placeholder for every entry a
 //! request always sets, so the copy is already the right size.
 
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
+
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
@@ -36,6 +39,87 @@ pub(crate) struct Template {
     /// against the raw path; `None` when it has characters above U+00FF
     /// (no path can start with it).
     script_name: Option<Vec<u8>>,
+    conn_cache: Mutex<ConnCache>,
+}
+
+/// The strings of the last listener and peer seen: consecutive requests
+/// mostly share the listener, and keep-alive requests the peer.
+#[derive(Default)]
+struct ConnCache {
+    server: Option<(String, String, Py<PyString>, Py<PyString>)>,
+    peer: Option<(SocketAddr, Py<PyString>, Py<PyString>)>,
+}
+
+impl ConnCache {
+    fn server<'py>(
+        &mut self,
+        py: Python<'py>,
+        conn: &ConnInfo,
+    ) -> (Bound<'py, PyString>, Bound<'py, PyString>) {
+        match &self.server {
+            Some((n, p, name, port)) if *n == conn.server_name && *p == conn.server_port => {
+                (name.bind(py).clone(), port.bind(py).clone())
+            }
+            _ => {
+                let name = PyString::new(py, &conn.server_name);
+                let port = PyString::new(py, &conn.server_port);
+                self.server = Some((
+                    conn.server_name.clone(),
+                    conn.server_port.clone(),
+                    name.clone().unbind(),
+                    port.clone().unbind(),
+                ));
+                (name, port)
+            }
+        }
+    }
+
+    fn peer<'py>(
+        &mut self,
+        py: Python<'py>,
+        peer: SocketAddr,
+    ) -> (Bound<'py, PyString>, Bound<'py, PyString>) {
+        match &self.peer {
+            Some((a, addr, port)) if *a == peer => (addr.bind(py).clone(), port.bind(py).clone()),
+            _ => {
+                let addr = PyString::new(py, &ip_text(peer.ip()));
+                let port = PyString::new(py, &decimal(peer.port()));
+                self.peer = Some((peer, addr.clone().unbind(), port.clone().unbind()));
+                (addr, port)
+            }
+        }
+    }
+}
+
+/// An address as Python prints it (no brackets), without `fmt` for IPv4.
+fn ip_text(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => {
+            let mut s = String::with_capacity(15);
+            for (i, octet) in v4.octets().iter().enumerate() {
+                if i > 0 {
+                    s.push('.');
+                }
+                s.push_str(&decimal(u16::from(*octet)));
+            }
+            s
+        }
+        IpAddr::V6(v6) => v6.to_string(),
+    }
+}
+
+fn decimal(mut n: u16) -> String {
+    let mut digits = [0u8; 5];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    digits[i..].iter().map(|&d| char::from(d)).collect()
 }
 
 impl Template {
@@ -86,6 +170,7 @@ impl Template {
         Ok(Template {
             base: base.unbind(),
             script_name: script_name_bytes,
+            conn_cache: Mutex::default(),
         })
     }
 
@@ -99,7 +184,8 @@ impl Template {
         let env = self.base.bind(py).copy()?;
 
         env.set_item(intern!(py, "REQUEST_METHOD"), method(py, head.method()))?;
-        env.set_item(intern!(py, "RAW_URI"), latin1(py, head.target()))?;
+        let raw_uri = latin1(py, head.target());
+        env.set_item(intern!(py, "RAW_URI"), &raw_uri)?;
         let query = head.query();
         if !query.is_empty() {
             env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query))?;
@@ -164,19 +250,25 @@ impl Template {
                 script_name.map(text).unwrap_or_default()
             ))
         })?;
-        env.set_item(intern!(py, "PATH_INFO"), decoded_path(py, path_info))?;
+        // The common origin-form target without query or escapes is its
+        // own PATH_INFO: share the string.
+        let path_info = if path_info == head.target() && !path_info.contains(&b'%') {
+            raw_uri
+        } else {
+            decoded_path(py, path_info)
+        };
+        env.set_item(intern!(py, "PATH_INFO"), path_info)?;
 
-        env.set_item(
-            intern!(py, "SERVER_NAME"),
-            PyString::new(py, &conn.server_name),
-        )?;
-        env.set_item(
-            intern!(py, "SERVER_PORT"),
-            PyString::new(py, &conn.server_port),
-        )?;
-        if let Some(peer) = conn.peer {
-            env.set_item(intern!(py, "REMOTE_ADDR"), peer.ip().to_string())?;
-            env.set_item(intern!(py, "REMOTE_PORT"), peer.port().to_string())?;
+        {
+            let mut cache = self.conn_cache.lock().unwrap_or_else(|p| p.into_inner());
+            let (name, port) = cache.server(py, conn);
+            env.set_item(intern!(py, "SERVER_NAME"), name)?;
+            env.set_item(intern!(py, "SERVER_PORT"), port)?;
+            if let Some(peer) = conn.peer {
+                let (addr, port) = cache.peer(py, peer);
+                env.set_item(intern!(py, "REMOTE_ADDR"), addr)?;
+                env.set_item(intern!(py, "REMOTE_PORT"), port)?;
+            }
         }
         if let Some(proxy) = &req.proxy {
             env.set_item(intern!(py, "PROXY_PROTOCOL"), proxy.protocol)?;
@@ -346,6 +438,17 @@ mod tests {
         assert_eq!(percent_decode(b"%4"), b"%4");
         assert_eq!(percent_decode(b"%41"), b"A");
         assert_eq!(percent_decode(b"%2F%252F"), b"/%2F");
+    }
+
+    #[test]
+    fn addresses_print_like_python() {
+        assert_eq!(ip_text("10.0.255.1".parse().unwrap()), "10.0.255.1");
+        assert_eq!(ip_text("0.0.0.0".parse().unwrap()), "0.0.0.0");
+        assert_eq!(ip_text("::1".parse().unwrap()), "::1");
+        assert_eq!(ip_text("::ffff:1.2.3.4".parse().unwrap()), "::ffff:1.2.3.4");
+        assert_eq!(decimal(0), "0");
+        assert_eq!(decimal(65535), "65535");
+        assert_eq!(decimal(80), "80");
     }
 
     #[test]

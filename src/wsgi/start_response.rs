@@ -47,15 +47,18 @@ pub(crate) fn lock(state: &Shared) -> MutexGuard<'_, State> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The `start_response` callable given to the app.
+/// Holds the state behind `start_response`. The app gets the bound method
+/// `start_response` (a builtin method, so calls use vectorcall and build no
+/// argument tuple).
 #[pyclass(frozen, module = "ferrocorn", name = "StartResponse")]
 pub(crate) struct StartResponse {
     state: Shared,
-    writer: Py<Writer>,
+    /// The bound `Writer.write` handed back by every call.
+    write: Py<PyAny>,
 }
 
-/// The `write(data)` callable returned by `start_response`.
-#[pyclass(frozen, module = "ferrocorn", name = "Write")]
+/// Holds the state behind the `write(data)` callable.
+#[pyclass(frozen, module = "ferrocorn", name = "Writer")]
 pub(crate) struct Writer {
     state: Shared,
 }
@@ -63,13 +66,13 @@ pub(crate) struct Writer {
 #[pymethods]
 impl StartResponse {
     #[pyo3(signature = (status, headers, exc_info = None))]
-    fn __call__(
+    fn start_response(
         &self,
         py: Python<'_>,
         status: &Bound<'_, PyAny>,
         headers: &Bound<'_, PyAny>,
         exc_info: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Py<Writer>> {
+    ) -> PyResult<Py<PyAny>> {
         let exc_info = match exc_info {
             Some(e) if e.is_truthy()? => Some(e),
             _ => None,
@@ -91,13 +94,13 @@ impl StartResponse {
         let mut st = lock(&self.state);
         st.started = true;
         st.head = Some(ResponseHead { status, headers });
-        Ok(self.writer.clone_ref(py))
+        Ok(self.write.clone_ref(py))
     }
 }
 
 #[pymethods]
 impl Writer {
-    fn __call__(&self, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn write(&self, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let data = data
             .cast::<PyBytes>()
             .map_err(|_| PyTypeError::new_err(format!("{} is not a byte", repr(data))))?;
@@ -116,9 +119,13 @@ impl Writer {
     }
 }
 
-/// The pair of callables handed to one request, and their state.
+/// The `start_response` and `write` callables of one request, and their
+/// state.
 pub(crate) struct Responder {
-    pub callable: Py<StartResponse>,
+    /// The bound `start_response` method given to the app.
+    pub callable: Py<PyAny>,
+    holder: Py<StartResponse>,
+    write: Py<PyAny>,
     writer: Py<Writer>,
     pub state: Shared,
 }
@@ -132,28 +139,36 @@ impl Responder {
                 state: state.clone(),
             },
         )?;
-        let callable = Py::new(
+        let write = writer.bind(py).getattr("write")?.unbind();
+        let holder = Py::new(
             py,
             StartResponse {
                 state: state.clone(),
-                writer: writer.clone_ref(py),
+                write: write.clone_ref(py),
             },
         )?;
+        let callable = holder.bind(py).getattr("start_response")?.unbind();
         Ok(Responder {
             callable,
+            holder,
+            write,
             writer,
             state,
         })
     }
 
-    /// The app kept no reference to either callable, so the next request
-    /// can get the same objects without seeing this request's calls.
-    /// References: ours to `callable`; ours and `callable`'s to `writer`.
-    /// (`get_refcnt` is deprecated only for being approximate on
-    /// free-threaded builds, where a wrong answer costs a fresh pair.)
+    /// The app kept no reference to the callables (or to the objects
+    /// behind them, via `__self__`), so the next request can get the same
+    /// ones without seeing this request's calls. The references counted
+    /// are ours plus the bound methods' own.
+    /// (`get_refcnt` is deprecated for being approximate on free-threaded
+    /// builds.)
     #[allow(deprecated)]
     pub fn reusable(&self, py: Python<'_>) -> bool {
-        self.callable.get_refcnt(py) == 1 && self.writer.get_refcnt(py) == 2
+        self.callable.get_refcnt(py) == 1
+            && self.holder.get_refcnt(py) == 2
+            && self.write.get_refcnt(py) == 2
+            && self.writer.get_refcnt(py) == 2
     }
 
     pub fn reset(&self) {
@@ -185,6 +200,9 @@ fn repr(obj: &Bound<'_, PyAny>) -> String {
 /// A str of code points up to U+00FF, as latin-1 bytes.
 fn latin1(s: &Bound<'_, PyString>) -> Option<Vec<u8>> {
     let text = s.to_cow().ok()?;
+    if text.is_ascii() {
+        return Some(text.as_bytes().to_vec());
+    }
     text.chars()
         .map(|c| u8::try_from(u32::from(c)).ok())
         .collect()
@@ -293,7 +311,17 @@ fn parse_header(item: &Bound<'_, PyAny>) -> PyResult<(Vec<u8>, Vec<u8>)> {
             )))
         }
     };
-    Ok((name_bytes, trim_sp_htab(value_bytes)))
+    let value_bytes = trim_sp_htab(value_bytes);
+    // gunicorn reads it with int(): anything but a number fails the response.
+    if name_bytes.eq_ignore_ascii_case(b"content-length")
+        && (value_bytes.is_empty() || !value_bytes.iter().all(u8::is_ascii_digit))
+    {
+        return Err(PyValueError::new_err(format!(
+            "Invalid response header value for {}: not a number",
+            repr(&name)
+        )));
+    }
+    Ok((name_bytes, value_bytes))
 }
 
 fn not_a_pair(item: &Bound<'_, PyAny>) -> PyErr {
