@@ -43,6 +43,19 @@ fn parse(c: &mut Criterion) {
         group.throughput(Throughput::Bytes(bytes.len() as u64));
         group.bench_function(name, |b| b.iter(|| parse_one(&cfg, black_box(bytes))));
     }
+    // httparse alone on the same bytes, with none of gunicorn's rules: the
+    // floor the parser is measured against.
+    group.throughput(Throughput::Bytes(BROWSER_GET.len() as u64));
+    group.bench_function("httparse_floor_browser_get", |b| {
+        b.iter(|| {
+            let mut headers = [httparse::EMPTY_HEADER; 32];
+            let mut req = httparse::Request::new(&mut headers);
+            match req.parse(black_box(BROWSER_GET)) {
+                Ok(httparse::Status::Complete(n)) => n + req.headers.len(),
+                other => panic!("httparse: {other:?}"),
+            }
+        })
+    });
     // 64 pipelined requests on one connection.
     let pipelined: Vec<u8> = BROWSER_GET.repeat(64);
     group.throughput(Throughput::Bytes(pipelined.len() as u64));
