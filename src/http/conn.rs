@@ -90,7 +90,10 @@ impl Conn {
         self.eof = true;
     }
 
-    /// Parse what has been fed so far.
+    /// Parse what has been fed so far. After a request whose `keep_alive`
+    /// is false (HTTP/1.0 without keep-alive, `Connection: close`, CONNECT,
+    /// a gzip-like coding before chunked) nothing more is parsed: the next
+    /// poll returns `Closed`.
     pub fn poll(&mut self) -> Event {
         match self.step() {
             Ok(event) => event,
