@@ -90,7 +90,10 @@ impl Conn {
         self.eof = true;
     }
 
-    /// Parse what has been fed so far.
+    /// Parse what has been fed so far. After a request whose `keep_alive`
+    /// is false (HTTP/1.0 without keep-alive, `Connection: close`, CONNECT,
+    /// a gzip-like coding before chunked) nothing more is parsed: the next
+    /// poll returns `Closed`.
     pub fn poll(&mut self) -> Event {
         match self.step() {
             Ok(event) => event,
@@ -123,6 +126,7 @@ impl Conn {
                         }
                     }
                     self.state = State::Head;
+                    continue;
                 }
                 State::Head => {
                     let Some(parsed) = self.head.advance(
@@ -152,6 +156,7 @@ impl Conn {
                         keep_alive: framing.keep_alive,
                         wants_continue: parsed.expect_continue,
                     }));
+                    continue;
                 }
                 State::Body(b) => {
                     let progress =
@@ -159,16 +164,7 @@ impl Conn {
                             .decode(input, &mut b.body, &self.config, &self.limits)?;
                     self.pos += progress.consumed;
                     if progress.done {
-                        let State::Body(b) = mem::replace(&mut self.state, State::Head) else {
-                            unreachable!("state checked above")
-                        };
-                        let BodyState {
-                            head,
-                            body,
-                            keep_alive,
-                            ..
-                        } = *b;
-                        return Ok(self.request(head, body, keep_alive));
+                        break;
                     }
                     if self.eof {
                         return Err(b.decoder.eof_error());
@@ -178,6 +174,22 @@ impl Conn {
                     }
                     return Ok(Event::NeedMore);
                 }
+            }
+        }
+        // A body is complete.
+        match mem::replace(&mut self.state, State::Head) {
+            State::Body(b) => {
+                let BodyState {
+                    head,
+                    body,
+                    keep_alive,
+                    ..
+                } = *b;
+                Ok(self.request(head, body, keep_alive))
+            }
+            other => {
+                self.state = other;
+                Ok(Event::NeedMore)
             }
         }
     }

@@ -8,7 +8,7 @@
 
 use super::error::{HttpError, HttpErrorKind};
 use super::limits::Limits;
-use super::scan::{find_lf, is_ows, is_token, is_value_ctl, trim_ows_range};
+use super::scan::{find_lf, has_value_ctl, is_ows, is_token_byte, trim_ows_range};
 use super::{Config, Header, HeaderMapPolicy};
 
 /// Spans of values joined from obs-fold lines point into `FieldSection::extra`
@@ -206,28 +206,32 @@ impl FieldSection {
         ctx: &FieldCtx<'_>,
     ) -> Result<(), HttpError> {
         let line = &buf[start..end];
-        let colon = match line.iter().position(|&b| b == b':') {
-            Some(c) if c > 0 => c,
-            _ => {
-                return Err(err(
-                    HttpErrorKind::InvalidHeader,
-                    "field line without a name and colon",
-                ))
-            }
+        // One pass finds the colon and how far the bytes before it are tchar.
+        let token_run = line.iter().take_while(|&&b| is_token_byte(b)).count();
+        let colon = if line.get(token_run) == Some(&b':') {
+            token_run
+        } else {
+            line.iter().position(|&b| b == b':').unwrap_or(0)
         };
+        if colon == 0 {
+            return Err(err(
+                HttpErrorKind::InvalidHeader,
+                "field line without a name and colon",
+            ));
+        }
         let mut name_end = colon;
         if ctx.cfg.strip_header_spaces {
             while name_end > 0 && is_ows(line[name_end - 1]) {
                 name_end -= 1;
             }
         }
-        let name = &line[..name_end];
-        if !is_token(name) {
+        if name_end == 0 || token_run < name_end {
             return Err(err(
                 HttpErrorKind::InvalidHeaderName,
                 "field name is not a token",
             ));
         }
+        let name = &line[..name_end];
         if ctx.section == Section::Trailer
             && FORBIDDEN_TRAILERS
                 .iter()
@@ -279,7 +283,7 @@ impl FieldSection {
         } else {
             &buf[p.value.0..p.value.1]
         };
-        if value.iter().any(|&b| is_value_ctl(b)) {
+        if has_value_ctl(value) {
             return Err(err(
                 HttpErrorKind::InvalidHeader,
                 "control character in field value",

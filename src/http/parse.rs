@@ -6,8 +6,6 @@
 //! enforced before the line ends. Rules are gunicorn 27's
 //! (`Request._parse_python`, `parse_request_line`), error kinds included.
 
-use std::mem;
-
 use super::error::{HttpError, HttpErrorKind};
 use super::fields::{FieldCtx, FieldSection, Section, FOLDED};
 use super::limits::Limits;
@@ -162,7 +160,9 @@ impl HeadParser {
         if cfg.casefold_http_method {
             head_buf[line.method.start as usize..line.method.end as usize].make_ascii_uppercase();
         }
-        let mut headers = mem::take(&mut self.fields.headers);
+        // An exact-size copy: the scratch list keeps its capacity for the next head.
+        let mut headers = self.fields.headers.clone();
+        self.fields.headers.clear();
         for h in headers.iter_mut() {
             if h.value.start >= FOLDED {
                 let base = end as u32;

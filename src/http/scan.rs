@@ -58,20 +58,49 @@ pub(super) fn trim_ows_range(s: &[u8]) -> (usize, usize) {
     (start, end)
 }
 
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+fn word(chunk: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(chunk);
+    u64::from_le_bytes(w)
+}
+
+/// Whether some byte of `x` is below `n` (`n <= 128`; exact for existence).
+fn has_less(x: u64, n: u8) -> bool {
+    x.wrapping_sub(LO * u64::from(n)) & !x & HI != 0
+}
+
+fn has_zero(x: u64) -> bool {
+    has_less(x, 1)
+}
+
+/// Whether `s` holds a byte a request field value must not: a control other
+/// than HTAB, or DEL. A word at a time; values are the bulk of a head.
+pub(super) fn has_value_ctl(s: &[u8]) -> bool {
+    let mut chunks = s.chunks_exact(8);
+    for chunk in &mut chunks {
+        let x = word(chunk);
+        // HTAB is below 0x20 too: confirm byte by byte.
+        if (has_less(x, 0x20) || has_zero(x ^ (LO * 0x7f)))
+            && chunk.iter().any(|&b| is_value_ctl(b))
+        {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| is_value_ctl(b))
+}
+
 /// Index of the first `\n` in `s`, a word at a time: header lines are
 /// long runs of ordinary bytes.
 pub(super) fn find_lf(s: &[u8]) -> Option<usize> {
-    const LO: u64 = 0x0101_0101_0101_0101;
-    const HI: u64 = 0x8080_8080_8080_8080;
     const LF: u64 = LO * b'\n' as u64;
     let mut chunks = s.chunks_exact(8);
     let mut base = 0;
     for chunk in &mut chunks {
-        let mut word = [0u8; 8];
-        word.copy_from_slice(chunk);
-        let x = u64::from_le_bytes(word) ^ LF;
         // A zero byte in x is an LF in the chunk.
-        if (x.wrapping_sub(LO) & !x & HI) != 0 {
+        if has_zero(word(chunk) ^ LF) {
             return chunk.iter().position(|&b| b == b'\n').map(|i| base + i);
         }
         base += 8;
@@ -122,6 +151,23 @@ mod tests {
         assert_eq!(trim_ows(b"\x0ba\x0b"), b"\x0ba\x0b");
         assert_eq!(trim_ows(b"   "), b"");
         assert_eq!(trim_ows(b""), b"");
+    }
+
+    #[test]
+    fn has_value_ctl_finds_controls_at_any_offset_and_ignores_htab() {
+        for len in 0..24 {
+            let clean: Vec<u8> = (0..len)
+                .map(|i| [b'a', b'\t', 0x80, 0xff, b' ', b'~'][i % 6])
+                .collect();
+            assert!(!has_value_ctl(&clean), "len {len}");
+            for at in 0..len {
+                for bad in [0u8, 0x01, 0x0a, 0x0d, 0x1f, 0x7f] {
+                    let mut s = clean.clone();
+                    s[at] = bad;
+                    assert!(has_value_ctl(&s), "len {len} at {at} byte {bad:#x}");
+                }
+            }
+        }
     }
 
     #[test]
