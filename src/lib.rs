@@ -40,6 +40,7 @@ mod entry {
             Parsed::Exit(code) => return code,
         };
         crate::log::set_level(cfg.log_level);
+        let start_cwd = std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from("/"));
         if let Some(dir) = &cfg.chdir {
             if let Err(e) = std::env::set_current_dir(dir) {
                 eprintln!("Error: --chdir {dir:?}: {e}");
@@ -53,7 +54,10 @@ mod entry {
             None,
         );
         crate::sys::signal::ignore(nix::sys::signal::Signal::SIGPIPE);
-        let mut arbiter = match crate::arbiter::Arbiter::new(cfg) {
+        if cfg.daemon {
+            crate::arbiter::daemonize(py);
+        }
+        let mut arbiter = match crate::arbiter::Arbiter::new(py, argv, start_cwd, cfg) {
             Ok(a) => a,
             Err(e) => {
                 crate::error!("{e}");

@@ -1,25 +1,31 @@
-//! The arbiter (master process): binds the listeners, forks one pinned
-//! worker per slot, reaps and replaces them, and turns signals into actions.
-//! It never touches a client socket. Its loop reads like a checklist:
-//! wait for a signal (at most a second) → dispatch signals → reap → fix the
-//! worker count.
+//! The arbiter (master process): owns the listeners, forks one pinned
+//! worker per slot, reaps and replaces them, kills the silent, and turns
+//! signals into actions. It never touches a client socket. Its loop reads
+//! like a checklist: wait (at most a second) → dispatch signals → reap →
+//! kill the silent → fix the workers.
 
 #![forbid(unsafe_code)]
 
 mod listeners;
+mod upgrade;
 
 pub use listeners::{Listener, SlotListener};
 
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
 use nix::unistd::Pid;
 use pyo3::prelude::*;
 
-use crate::config::Config;
-use crate::sys::affinity;
+use crate::config::{self, Config};
+use crate::sys::notify::sd_notify;
 use crate::sys::process::{self, ChildExit, ForkHooks, Forked};
+use crate::sys::shm::{self, StatusTable};
 use crate::sys::signal::SignalPipe;
+use crate::sys::{affinity, proctitle};
+
+use upgrade::{Pidfile, Upgrade};
 
 /// A worker could not start (exit code; the arbiter stops instead of restarting it forever).
 pub const WORKER_BOOT_ERROR: i32 = 3;
@@ -45,13 +51,24 @@ const LOOP_WAIT_MS: u16 = 1000;
 /// A worker that dies sooner than this after its start is restarted with a growing delay.
 const QUICK_DEATH: Duration = Duration::from_secs(1);
 const MAX_RESPAWN_DELAY: Duration = Duration::from_secs(5);
+/// After SIGABRT (timeout), a worker gets this long to write its traceback before SIGKILL.
+const ABORT_GRACE: Duration = Duration::from_secs(2);
+/// Status entries in the shared table: workers plus overlapping generations.
+const STATUS_ENTRIES: usize = 4096;
 
 struct Child {
     pid: Pid,
     slot: usize,
+    /// Index in the shared status table.
+    entry: usize,
     started: Instant,
-    /// Sent TERM (retired by TTOU or a reload): not counted for its slot.
+    /// A newer worker is to take this one's slot (reload, --max-requests);
+    /// it is retired once that one is ready.
+    replaced: bool,
+    /// Sent TERM: no longer counted for its slot.
     retiring: bool,
+    /// When the timeout abort was sent.
+    aborted: Option<Instant>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -60,12 +77,15 @@ struct SlotState {
     not_before: Option<Instant>,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Stop {
     Graceful,
     Quick,
 }
 
 pub struct Arbiter {
+    /// The command line, re-read on HUP.
+    argv: Vec<String>,
     cfg: Config,
     listeners: Vec<Listener>,
     children: Vec<Child>,
@@ -73,6 +93,14 @@ pub struct Arbiter {
     num_workers: usize,
     cpus: Vec<usize>,
     signals: SignalPipe,
+    /// Workers write a byte here when their status changed (ready, wants a replacement).
+    wake_read: OwnedFd,
+    wake_write: OwnedFd,
+    table: StatusTable,
+    upgrade: Upgrade,
+    pidfile: Option<Pidfile>,
+    /// Waiting to tell systemd and the log that all workers are ready.
+    announce_ready: bool,
 }
 
 fn python_fork_hooks() -> ForkHooks {
@@ -83,7 +111,7 @@ fn python_fork_hooks() -> ForkHooks {
     }
 }
 
-fn block_signals(how: SigmaskHow) {
+fn mask_signals(how: SigmaskHow) {
     let mut set = SigSet::empty();
     for &s in SIGNALS {
         set.add(s);
@@ -92,17 +120,40 @@ fn block_signals(how: SigmaskHow) {
 }
 
 impl Arbiter {
-    /// Bind every listener; errors here stop the server before any fork.
-    pub fn new(cfg: Config) -> Result<Arbiter, String> {
-        let listeners = Listener::bind_all(&cfg).map_err(|e| e.to_string())?;
+    /// Open every listener and write the pidfile; errors here stop the
+    /// server before any worker is forked.
+    pub fn new(
+        py: Python<'_>,
+        argv: Vec<String>,
+        start_cwd: std::path::PathBuf,
+        cfg: Config,
+    ) -> Result<Arbiter, String> {
+        // A new arbiter exec'd by USR2 inherits the old one's blocked mask.
+        mask_signals(SigmaskHow::SIG_UNBLOCK);
+        let upgrade = Upgrade::detect(py, start_cwd)
+            .map_err(|e| format!("cannot read the interpreter's command line: {e}"))?;
+        let listeners = Listener::open_all(&cfg).map_err(|e| e.to_string())?;
         let signals = SignalPipe::install(SIGNALS)
             .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+        let (wake_read, wake_write) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| format!("cannot create the wake-up pipe: {e}"))?;
+        let table = StatusTable::new(STATUS_ENTRIES)
+            .map_err(|e| format!("cannot map the status table: {e}"))?;
+        let pidfile = match &cfg.pidfile {
+            Some(path) => Some(
+                Pidfile::create(path, upgrade.is_new_master())
+                    .map_err(|e| format!("--pid {path:?}: {e}"))?,
+            ),
+            None => None,
+        };
         let mut cpus = affinity::allowed_cpus();
         if cpus.is_empty() {
             cpus.push(0);
         }
         let num_workers = cfg.workers;
         Ok(Arbiter {
+            argv,
             cfg,
             listeners,
             children: Vec::new(),
@@ -110,11 +161,27 @@ impl Arbiter {
             num_workers,
             cpus,
             signals,
+            wake_read,
+            wake_write,
+            table,
+            upgrade,
+            pidfile,
+            announce_ready: true,
         })
+    }
+
+    fn title(&self) -> String {
+        let suffix = if self.upgrade.is_new_master() {
+            ".2"
+        } else {
+            ""
+        };
+        format!("ferrocorn: master [{}{suffix}]", self.cfg.proc_name)
     }
 
     /// Run until stopped; returns the process exit code.
     pub fn run(&mut self, py: Python<'_>) -> i32 {
+        proctitle::set(&self.title());
         crate::info!("Starting ferrocorn {}", crate::VERSION);
         for l in &self.listeners {
             crate::info!("Listening at: {} ({})", l.display(), std::process::id());
@@ -129,9 +196,11 @@ impl Arbiter {
             self.num_workers
         );
         let code = loop {
+            if self.upgrade.maybe_promote(self.pidfile.as_mut()) {
+                proctitle::set(&self.title());
+            }
             self.manage_workers(py);
-            let signals = &self.signals;
-            py.detach(|| signals.wait(LOOP_WAIT_MS));
+            self.wait(py);
             let mut stop = None;
             for sig in self.signals.drain() {
                 if sig != Signal::SIGCHLD {
@@ -140,14 +209,18 @@ impl Arbiter {
                 match sig {
                     Signal::SIGTERM => stop = Some(Stop::Graceful),
                     Signal::SIGINT | Signal::SIGQUIT => stop = Some(Stop::Quick),
-                    Signal::SIGTTIN => self.num_workers += 1,
-                    Signal::SIGTTOU => self.decrease_workers(),
+                    Signal::SIGTTIN => self.set_workers(self.num_workers + 1),
+                    Signal::SIGTTOU => self.set_workers(self.num_workers.saturating_sub(1).max(1)),
                     Signal::SIGHUP => self.reload(),
                     Signal::SIGUSR1 => self.signal_workers(Signal::SIGUSR1),
-                    Signal::SIGCHLD => {}
-                    other => {
-                        crate::info!("Ignoring signal {} (not supported yet)", signal_name(other))
+                    Signal::SIGUSR2 => self.reexec(py),
+                    Signal::SIGWINCH => {
+                        crate::info!(
+                            "Stopping all workers; the master keeps the listeners (WINCH)"
+                        );
+                        self.num_workers = 0;
                     }
+                    _ => {}
                 }
             }
             if let Some(how) = stop {
@@ -163,39 +236,101 @@ impl Arbiter {
                 crate::error!("Reason: {reason}");
                 break self.stop(py, Stop::Graceful, code);
             }
+            self.murder_silent();
         };
-        for l in &self.listeners {
-            l.unlink();
+        if self.upgrade.child().is_none() {
+            for l in &self.listeners {
+                l.unlink();
+            }
+        }
+        if let Some(p) = &self.pidfile {
+            p.remove();
         }
         code
     }
 
-    fn live(&self) -> impl Iterator<Item = &Child> {
-        self.children.iter().filter(|c| !c.retiring)
+    /// Sleep until a signal, a worker's wake-up byte, or the next housekeeping round.
+    fn wait(&mut self, py: Python<'_>) {
+        let waiting_for_ready =
+            self.children.iter().any(|c| c.replaced && !c.retiring) || self.announce_ready;
+        let ms = if waiting_for_ready { 100 } else { LOOP_WAIT_MS };
+        let signals = &self.signals;
+        let wake = self.wake_read.as_raw_fd();
+        py.detach(|| signals.wait_with(wake, ms));
+        let mut buf = [0u8; 64];
+        while matches!(nix::unistd::read(&self.wake_read, &mut buf), Ok(n) if n > 0) {}
     }
 
-    /// Start workers for empty slots (respecting the crash back-off).
+    fn status(&self, child: &Child) -> Option<&shm::Status> {
+        self.table.get(child.entry)
+    }
+
+    fn set_workers(&mut self, n: usize) {
+        if n != self.num_workers {
+            crate::info!("Number of workers: {} -> {n}", self.num_workers);
+            self.num_workers = n;
+        }
+    }
+
+    /// Start workers for empty slots (respecting the crash back-off), and
+    /// retire workers that are replaced (once their successor is ready) or
+    /// whose slot is gone.
     fn manage_workers(&mut self, py: Python<'_>) {
         if self.slots.len() < self.num_workers {
             self.slots.resize(self.num_workers, SlotState::default());
         }
+        for i in 0..self.children.len() {
+            let c = &self.children[i];
+            if !c.replaced && !c.retiring && self.status(c).is_some_and(|s| s.wants_replacement()) {
+                crate::info!(
+                    "Worker (pid:{}) reached --max-requests: starting its replacement",
+                    c.pid
+                );
+                self.children[i].replaced = true;
+            }
+        }
         let now = Instant::now();
         for slot in 0..self.num_workers {
-            if self.live().any(|c| c.slot == slot) {
-                continue;
+            let occupied = self
+                .children
+                .iter()
+                .any(|c| c.slot == slot && !c.replaced && !c.retiring);
+            if !occupied && self.slots[slot].not_before.is_none_or(|t| t <= now) {
+                self.spawn(py, slot);
             }
-            if self.slots[slot].not_before.is_some_and(|t| t > now) {
-                continue;
-            }
-            self.spawn(py, slot);
         }
-        // Too many (after TTOU): retire the oldest first.
-        let mut live: Vec<(Instant, Pid, usize)> =
-            self.live().map(|c| (c.started, c.pid, c.slot)).collect();
-        live.sort();
-        let excess = live.len().saturating_sub(self.num_workers);
-        for (_, pid, _) in live.into_iter().take(excess) {
+        let mut retire = Vec::new();
+        for c in self.children.iter().filter(|c| !c.retiring) {
+            let successor_ready = || {
+                self.children.iter().any(|d| {
+                    d.slot == c.slot
+                        && !d.replaced
+                        && !d.retiring
+                        && self.status(d).is_some_and(|s| s.is_ready())
+                })
+            };
+            if c.slot >= self.num_workers || (c.replaced && successor_ready()) {
+                retire.push(c.pid);
+            }
+        }
+        for pid in retire {
             self.retire(pid);
+        }
+        if self.announce_ready && self.num_workers > 0 {
+            let ready = (0..self.num_workers).all(|slot| {
+                self.children.iter().any(|c| {
+                    c.slot == slot
+                        && !c.replaced
+                        && !c.retiring
+                        && self.status(c).is_some_and(|s| s.is_ready())
+                })
+            });
+            let reloading = self.children.iter().any(|c| c.replaced && !c.retiring);
+            if ready && !reloading {
+                self.announce_ready = false;
+                crate::info!("Server is ready: {} worker(s)", self.num_workers);
+                sd_notify("READY=1\nSTATUS=ferrocorn is ready");
+            }
         }
     }
 
@@ -206,26 +341,51 @@ impl Arbiter {
         }
     }
 
-    fn decrease_workers(&mut self) {
-        if self.num_workers > 1 {
-            self.num_workers -= 1;
-            // The highest slot goes; its worker is retired by manage_workers.
-            let gone: Vec<Pid> = self
-                .live()
-                .filter(|c| c.slot >= self.num_workers)
-                .map(|c| c.pid)
-                .collect();
-            for pid in gone {
-                self.retire(pid);
+    /// HUP: read the command line again, start a new generation of
+    /// workers, and retire each old worker once its successor is ready.
+    fn reload(&mut self) {
+        sd_notify("RELOADING=1");
+        match config::from_args_quiet(&self.argv) {
+            Ok(cfg) => {
+                if cfg.binds != self.cfg.binds && self.upgrade.inherited_listeners() == 0 {
+                    match Listener::open_all(&cfg) {
+                        Ok(listeners) => {
+                            for l in &listeners {
+                                crate::info!(
+                                    "Listening at: {} ({})",
+                                    l.display(),
+                                    std::process::id()
+                                );
+                            }
+                            self.listeners = listeners;
+                        }
+                        Err(e) => {
+                            crate::error!("Reload aborted, keeping the running configuration: {e}");
+                            return;
+                        }
+                    }
+                }
+                crate::log::set_level(cfg.log_level);
+                self.num_workers = cfg.workers;
+                self.cfg = cfg;
+            }
+            Err(e) => {
+                crate::error!("Reload: the configuration is invalid, keeping the running one: {e}");
             }
         }
+        for c in self.children.iter_mut().filter(|c| !c.retiring) {
+            c.replaced = true;
+        }
+        self.announce_ready = true;
     }
 
-    /// HUP: start a fresh generation of workers, then retire the old one.
-    fn reload(&mut self) {
-        let old: Vec<Pid> = self.live().map(|c| c.pid).collect();
-        for pid in old {
-            self.retire(pid);
+    /// USR2: start a new arbiter from the same command line, handing it the listeners.
+    fn reexec(&mut self, py: Python<'_>) {
+        if let Err(e) = self
+            .upgrade
+            .reexec(py, &self.listeners, &python_fork_hooks())
+        {
+            crate::error!("Cannot start a new master: {e}");
         }
     }
 
@@ -236,6 +396,10 @@ impl Arbiter {
     }
 
     fn spawn(&mut self, py: Python<'_>, slot: usize) {
+        let Some(entry) = self.table.free_entry() else {
+            crate::error!("No free worker status entry: too many workers");
+            return;
+        };
         let mut slot_listeners = Vec::with_capacity(self.listeners.len());
         for l in &mut self.listeners {
             match l.for_slot(slot) {
@@ -248,26 +412,44 @@ impl Arbiter {
             }
         }
         let cpu = self.cpus[slot % self.cpus.len()];
+        let now_ms = shm::monotonic_ms();
         // Signals stay blocked across fork so a signal meant for the new
         // worker cannot run the arbiter's handler in it.
-        block_signals(SigmaskHow::SIG_BLOCK);
+        mask_signals(SigmaskHow::SIG_BLOCK);
         match process::fork(&python_fork_hooks()) {
             Ok(Forked::Child) => {
-                let code = crate::worker::run(py, &self.cfg, slot, cpu, slot_listeners);
+                let status = self.table.get(entry);
+                if let Some(s) = status {
+                    s.reset(std::process::id() as i32, now_ms);
+                }
+                let ctx = crate::worker::WorkerContext {
+                    slot,
+                    cpu,
+                    listeners: slot_listeners,
+                    status,
+                    wake_fd: self.wake_write.as_raw_fd(),
+                };
+                let code = crate::worker::run(py, &self.cfg, ctx);
                 process::exit_now(code);
             }
             Ok(Forked::Parent(pid)) => {
-                block_signals(SigmaskHow::SIG_UNBLOCK);
+                if let Some(s) = self.table.get(entry) {
+                    s.reset(pid.as_raw(), now_ms);
+                }
+                mask_signals(SigmaskHow::SIG_UNBLOCK);
                 crate::info!("Booting worker with pid: {pid} (slot {slot}, cpu {cpu})");
                 self.children.push(Child {
                     pid,
                     slot,
+                    entry,
                     started: Instant::now(),
+                    replaced: false,
                     retiring: false,
+                    aborted: None,
                 });
             }
             Err(e) => {
-                block_signals(SigmaskHow::SIG_UNBLOCK);
+                mask_signals(SigmaskHow::SIG_UNBLOCK);
                 crate::error!("Cannot fork a worker: {e}");
                 self.slots[slot].not_before = Some(Instant::now() + MAX_RESPAWN_DELAY);
             }
@@ -275,32 +457,69 @@ impl Arbiter {
     }
 
     /// Reap exited workers. Returns an exit code when a worker failed to
-    /// boot or load the app, which stops the server.
+    /// boot or load the app and no older worker can keep serving, which
+    /// stops the server.
     fn reap(&mut self) -> Option<i32> {
         let mut halt = None;
         while let Some((pid, how)) = process::reap_any() {
+            if self.upgrade.reaped(pid) {
+                continue;
+            }
             let Some(i) = self.children.iter().position(|c| c.pid == pid) else {
                 continue; // not one of ours (e.g. running as PID 1)
             };
             let child = self.children.swap_remove(i);
+            if let Some(s) = self.table.get(child.entry) {
+                s.pid.store(0, std::sync::atomic::Ordering::Release);
+            }
             match how {
                 ChildExit::Code(0) => crate::info!("Worker exiting (pid: {pid})"),
                 ChildExit::Code(code @ (WORKER_BOOT_ERROR | APP_LOAD_ERROR)) => {
                     crate::error!("Worker (pid:{pid}) exited with code {code}");
-                    halt = Some(code);
+                    let old: Vec<usize> = (0..self.children.len())
+                        .filter(|&j| self.children[j].replaced && !self.children[j].retiring)
+                        .collect();
+                    if old.is_empty() {
+                        halt = Some(code);
+                    } else {
+                        // A reload whose new code cannot start: keep the workers we have.
+                        crate::error!(
+                            "Reload failed: the new workers cannot start; keeping the running ones"
+                        );
+                        for j in old {
+                            self.children[j].replaced = false;
+                        }
+                        self.announce_ready = false;
+                        for s in &mut self.slots {
+                            s.not_before = Some(Instant::now() + MAX_RESPAWN_DELAY);
+                        }
+                    }
+                }
+                ChildExit::Code(code) if child.aborted.is_some() => {
+                    crate::error!(
+                        "Worker (pid:{pid}) was aborted after the timeout (exit code {code})"
+                    )
                 }
                 ChildExit::Code(code) => {
                     crate::error!("Worker (pid:{pid}) exited with code {code}")
                 }
+                ChildExit::Signal(sig) if child.aborted.is_some() => {
+                    crate::error!(
+                        "Worker (pid:{pid}) was aborted after the timeout ({})",
+                        signal_name(sig)
+                    )
+                }
                 ChildExit::Signal(Signal::SIGKILL) => {
                     crate::error!("Worker (pid:{pid}) was sent SIGKILL! Perhaps out of memory?")
                 }
-                ChildExit::Signal(Signal::SIGTERM) if child.retiring => {}
+                ChildExit::Signal(Signal::SIGTERM) => {
+                    crate::info!("Worker (pid:{pid}) was sent SIGTERM!")
+                }
                 ChildExit::Signal(sig) => {
                     crate::warn!("Worker (pid:{pid}) was sent {}!", signal_name(sig))
                 }
             }
-            if !child.retiring && child.slot < self.slots.len() {
+            if !child.retiring && !child.replaced && child.slot < self.slots.len() {
                 let state = &mut self.slots[child.slot];
                 if child.started.elapsed() < QUICK_DEATH {
                     state.quick_deaths += 1;
@@ -315,9 +534,61 @@ impl Arbiter {
         halt
     }
 
+    /// `--timeout`: a worker whose loop stopped turning, or whose app call
+    /// has run too long, gets SIGABRT (it writes the Python traceback of
+    /// the stuck call to the error log), then SIGKILL.
+    fn murder_silent(&mut self) {
+        if self.cfg.timeout == 0 {
+            return;
+        }
+        let limit_ms = self.cfg.timeout as u64 * 1000;
+        let now_ms = shm::monotonic_ms();
+        for c in &mut self.children {
+            let Some(s) = self.table.get(c.entry) else {
+                continue;
+            };
+            use std::sync::atomic::Ordering::Acquire;
+            let call = s.call_ms.load(Acquire);
+            let since = if call != 0 {
+                call
+            } else {
+                s.loop_ms.load(Acquire)
+            };
+            let age = now_ms.saturating_sub(since);
+            if age <= limit_ms {
+                continue;
+            }
+            match c.aborted {
+                None => {
+                    if call != 0 {
+                        crate::critical!(
+                            "WORKER TIMEOUT (pid:{}): {} has been running for {:.1} s",
+                            c.pid,
+                            s.request_line(),
+                            age as f64 / 1000.0
+                        );
+                    } else {
+                        crate::critical!(
+                            "WORKER TIMEOUT (pid:{}): silent for {:.1} s",
+                            c.pid,
+                            age as f64 / 1000.0
+                        );
+                    }
+                    c.aborted = Some(Instant::now());
+                    process::send_signal(c.pid, Signal::SIGABRT);
+                }
+                Some(t) if t.elapsed() >= ABORT_GRACE => {
+                    process::send_signal(c.pid, Signal::SIGKILL)
+                }
+                Some(_) => {}
+            }
+        }
+    }
+
     /// Stop every worker (TERM for graceful, QUIT for quick), wait up to
     /// the graceful timeout, then kill what is left.
     fn stop(&mut self, py: Python<'_>, how: Stop, code: i32) -> i32 {
+        sd_notify("STOPPING=1");
         let mut sig = match how {
             Stop::Graceful => Signal::SIGTERM,
             Stop::Quick => Signal::SIGQUIT,
@@ -361,4 +632,30 @@ impl Arbiter {
 
 pub fn signal_name(sig: Signal) -> String {
     sig.as_str().trim_start_matches("SIG").to_ascii_lowercase()
+}
+
+/// `-D/--daemon`: detach from the terminal (fork, setsid, fork) before
+/// anything is bound, with stdio on /dev/null.
+pub fn daemonize(py: Python<'_>) {
+    let _ = py.run(
+        c"import sys\nsys.stdout.flush()\nsys.stderr.flush()",
+        None,
+        None,
+    );
+    for step in 0..2 {
+        match process::fork(&python_fork_hooks()) {
+            Ok(Forked::Parent(_)) => process::exit_now(0),
+            Ok(Forked::Child) => {}
+            Err(e) => {
+                crate::error!("Cannot daemonize: {e}");
+                process::exit_now(1);
+            }
+        }
+        if step == 0 {
+            let _ = nix::unistd::setsid();
+        }
+    }
+    if let Err(e) = process::redirect_stdio_to_null() {
+        crate::error!("Cannot detach from the terminal: {e}");
+    }
 }

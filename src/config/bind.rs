@@ -10,6 +10,8 @@ const DEFAULT_PORT: u16 = 8000;
 pub enum BindAddr {
     Tcp(SocketAddr),
     Unix(String),
+    /// An already open listening socket (`fd://N`).
+    Fd(i32),
 }
 
 impl BindAddr {
@@ -22,8 +24,11 @@ impl BindAddr {
             }
             return Ok(BindAddr::Unix(path.to_string()));
         }
-        if spec.starts_with("fd://") {
-            return Err("fd:// listeners are not supported yet".into());
+        if let Some(n) = spec.strip_prefix("fd://") {
+            return match n.parse::<i32>() {
+                Ok(fd) if fd >= 0 => Ok(BindAddr::Fd(fd)),
+                _ => Err(format!("fd://{n}: expected a file descriptor number")),
+            };
         }
         let spec = spec.strip_prefix("tcp://").unwrap_or(spec);
         if spec.is_empty() {
@@ -78,6 +83,7 @@ impl fmt::Display for BindAddr {
         match self {
             BindAddr::Tcp(addr) => write!(f, "http://{addr}"),
             BindAddr::Unix(path) => write!(f, "unix:{path}"),
+            BindAddr::Fd(fd) => write!(f, "fd://{fd}"),
         }
     }
 }
@@ -128,6 +134,7 @@ mod tests {
         assert!(BindAddr::parse("[::1").is_err());
         assert!(BindAddr::parse("unix:").is_err());
         assert!(BindAddr::parse("").is_err());
-        assert!(BindAddr::parse("fd://3").is_err());
+        assert_eq!(BindAddr::parse("fd://3").unwrap(), BindAddr::Fd(3));
+        assert!(BindAddr::parse("fd://x").is_err());
     }
 }

@@ -61,6 +61,52 @@ pub struct Cli {
     #[arg(long = "graceful-timeout", value_name = "INT", default_value_t = 30)]
     pub graceful_timeout: u32,
 
+    /// Workers silent (or stuck in one app call) for more than this many seconds are
+    /// killed and replaced, with the stuck request's traceback logged. 0 disables.
+    #[arg(
+        short = 't',
+        long = "timeout",
+        value_name = "INT",
+        default_value_t = 30
+    )]
+    pub timeout: u32,
+
+    /// Restart a worker after it has handled this many requests (0 = never).
+    #[arg(long = "max-requests", value_name = "INT", default_value_t = 0)]
+    pub max_requests: u64,
+
+    /// Add a random 0..=N to each worker's --max-requests, so workers do not restart together.
+    #[arg(long = "max-requests-jitter", value_name = "INT", default_value_t = 0)]
+    pub max_requests_jitter: u64,
+
+    /// Write the arbiter's PID to this file.
+    #[arg(short = 'p', long = "pid", value_name = "FILE")]
+    pub pidfile: Option<String>,
+
+    /// Detach from the terminal and run in the background.
+    #[arg(short = 'D', long = "daemon")]
+    pub daemon: bool,
+
+    /// Run workers as this user (name or uid).
+    #[arg(short = 'u', long = "user", value_name = "USER")]
+    pub user: Option<String>,
+
+    /// Run workers as this group (name or gid).
+    #[arg(short = 'g', long = "group", value_name = "GROUP")]
+    pub group: Option<String>,
+
+    /// Give workers the supplementary groups of --user.
+    #[arg(long = "initgroups")]
+    pub initgroups: bool,
+
+    /// The umask for unix sockets the server creates (octal, e.g. 0o007 or 007).
+    #[arg(short = 'm', long = "umask", value_name = "INT", default_value = "0")]
+    pub umask: String,
+
+    /// The process title base: `ferrocorn: master [NAME]` (default: the app module).
+    #[arg(short = 'n', long = "name", value_name = "STRING")]
+    pub name: Option<String>,
+
     /// The maximum number of open client connections per worker.
     #[arg(long = "worker-connections", value_name = "INT", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]

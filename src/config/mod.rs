@@ -32,6 +32,16 @@ pub struct Config {
     pub reuse_port: bool,
     pub io_engine: EngineChoice,
     pub graceful_timeout: u32,
+    pub timeout: u32,
+    pub max_requests: u64,
+    pub max_requests_jitter: u64,
+    pub pidfile: Option<String>,
+    pub daemon: bool,
+    pub user: Option<(u32, String)>,
+    pub group: Option<u32>,
+    pub initgroups: bool,
+    pub umask: u32,
+    pub proc_name: String,
     pub worker_connections: usize,
     pub log_level: Level,
     pub forwarded_allow_ips: AllowList,
@@ -62,6 +72,12 @@ pub fn from_args(argv: &[String]) -> Parsed {
             Parsed::Exit(1)
         }
     }
+}
+
+/// Parse `argv` again (HUP), returning the error text instead of printing it.
+pub fn from_args_quiet(argv: &[String]) -> Result<Config, String> {
+    let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+    resolve(cli, |name| std::env::var(name).ok())
 }
 
 /// Turn parsed flags (and the environment, through `env`) into a `Config`.
@@ -120,7 +136,33 @@ pub fn resolve(cli: Cli, env: impl Fn(&str) -> Option<String>) -> Result<Config,
         ..http::Config::default()
     };
 
+    let umask = parse_umask(&cli.umask).ok_or_else(|| {
+        format!(
+            "--umask {:?}: expected an octal number such as 0o022 or 022",
+            cli.umask
+        )
+    })?;
+    let user = match &cli.user {
+        Some(u) => Some(lookup_user(u).map_err(|e| format!("--user {u:?}: {e}"))?),
+        None => None,
+    };
+    let group = match &cli.group {
+        Some(g) => Some(lookup_group(g).map_err(|e| format!("--group {g:?}: {e}"))?),
+        None => None,
+    };
+    let proc_name = cli.name.clone().unwrap_or_else(|| app.clone());
+
     Ok(Config {
+        proc_name,
+        timeout: cli.timeout,
+        max_requests: cli.max_requests,
+        max_requests_jitter: cli.max_requests_jitter,
+        pidfile: cli.pidfile.clone(),
+        daemon: cli.daemon,
+        user,
+        group,
+        initgroups: cli.initgroups,
+        umask,
         app,
         binds,
         workers: cli.workers.unwrap_or(1) as usize,
@@ -146,6 +188,49 @@ pub fn resolve(cli: Cli, env: impl Fn(&str) -> Option<String>) -> Result<Config,
         proxy_allow_from,
         http: Arc::new(http),
     })
+}
+
+/// gunicorn reads the umask as an int in any base: `0o007`, `007`, `0x1f`, `7`.
+fn parse_umask(s: &str) -> Option<u32> {
+    let s = s.trim();
+    let v = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        u32::from_str_radix(h, 16).ok()?
+    } else if let Some(o) = s.strip_prefix("0o").or_else(|| s.strip_prefix("0O")) {
+        u32::from_str_radix(o, 8).ok()?
+    } else if s.len() > 1 && s.starts_with('0') {
+        u32::from_str_radix(&s[1..], 8).ok()?
+    } else {
+        s.parse().ok()?
+    };
+    (v <= 0o777).then_some(v)
+}
+
+/// A user name or uid → (uid, name).
+fn lookup_user(spec: &str) -> Result<(u32, String), String> {
+    let found = match spec.parse::<u32>() {
+        Ok(uid) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)),
+        Err(_) => nix::unistd::User::from_name(spec),
+    };
+    match found {
+        Ok(Some(u)) => Ok((u.uid.as_raw(), u.name)),
+        Ok(None) => match spec.parse::<u32>() {
+            Ok(uid) => Ok((uid, spec.to_string())),
+            Err(_) => Err("no such user".into()),
+        },
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A group name or gid → gid.
+fn lookup_group(spec: &str) -> Result<u32, String> {
+    if let Ok(gid) = spec.parse::<u32>() {
+        return Ok(gid);
+    }
+    match nix::unistd::Group::from_name(spec) {
+        Ok(Some(g)) => Ok(g.gid.as_raw()),
+        Ok(None) => Err("no such group".into()),
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -220,6 +305,33 @@ mod tests {
         assert_eq!(c.http.limit_request_field_size, 98);
         assert_eq!(c.http.proxy_protocol, ProxyProtocol::Auto);
         assert_eq!(c.http.header_map, HeaderMapPolicy::Refuse);
+    }
+
+    #[test]
+    fn umask_and_identity_settings() {
+        assert_eq!(
+            parse(&["-m", "0o007", "app:app"], &[]).unwrap().umask,
+            0o007
+        );
+        assert_eq!(
+            parse(&["--umask", "022", "app:app"], &[]).unwrap().umask,
+            0o022
+        );
+        assert!(parse(&["--umask", "nope", "app:app"], &[])
+            .unwrap_err()
+            .contains("--umask"));
+        assert_eq!(
+            parse(&["-u", "0", "-g", "0", "app:app"], &[]).unwrap().user,
+            Some((0, "root".into()))
+        );
+        assert!(parse(&["-u", "no-such-user-here", "app:app"], &[])
+            .unwrap_err()
+            .contains("--user"));
+        assert_eq!(
+            parse(&["-n", "shop", "app:app"], &[]).unwrap().proc_name,
+            "shop"
+        );
+        assert_eq!(parse(&["app:app"], &[]).unwrap().proc_name, "app:app");
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! `engine/` where `unsafe` is allowed; every block says why it is sound.
 
 pub mod affinity;
+pub mod notify;
 pub mod process;
+pub mod proctitle;
+pub mod shm;
 pub mod signal;
 pub mod socket;
 pub mod time;

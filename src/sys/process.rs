@@ -79,3 +79,20 @@ pub fn reap_any() -> Option<(Pid, ChildExit)> {
 pub fn send_signal(pid: Pid, sig: Signal) {
     let _ = nix::sys::signal::kill(pid, sig);
 }
+
+/// Point stdin, stdout and stderr at /dev/null (a daemon has no terminal).
+pub fn redirect_stdio_to_null() -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    for target in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors, which stay open; `null`
+        // is a live descriptor for the duration of the call.
+        if unsafe { libc::dup2(null.as_raw_fd(), target) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}

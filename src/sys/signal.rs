@@ -78,6 +78,31 @@ impl SignalPipe {
         let mut fds = [PollFd::new(self.read.as_fd(), PollFlags::POLLIN)];
         let _ = poll(&mut fds, PollTimeout::from(timeout_ms));
     }
+
+    /// Like `wait`, also waking when `other` is readable.
+    pub fn wait_with(&self, other: RawFd, timeout_ms: u16) {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        use std::os::fd::{AsFd, BorrowedFd};
+        // SAFETY: `other` is a descriptor the caller keeps open for the
+        // duration of this call; poll only reads its readiness.
+        let other = unsafe { BorrowedFd::borrow_raw(other) };
+        let mut fds = [
+            PollFd::new(self.read.as_fd(), PollFlags::POLLIN),
+            PollFd::new(other, PollFlags::POLLIN),
+        ];
+        let _ = poll(&mut fds, PollTimeout::from(timeout_ms));
+    }
+}
+
+/// Write one byte to a pipe to wake whoever polls its other end (a full
+/// pipe already means a wake-up is pending).
+pub fn poke(fd: RawFd) {
+    let byte = 1u8;
+    // SAFETY: writing one byte from a live stack variable to a descriptor
+    // the caller owns; errors (EAGAIN on a full pipe) are harmless.
+    unsafe {
+        libc::write(fd, (&byte as *const u8).cast(), 1);
+    }
 }
 
 /// Put `signals` back to their default action (in a new worker).

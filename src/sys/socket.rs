@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::OwnedFd;
+use std::os::fd::{OwnedFd, RawFd};
 
 use socket2::{Domain, Socket, Type};
 
@@ -86,4 +86,52 @@ pub fn bind_unix(path: &str, backlog: i32) -> io::Result<OwnedFd> {
 pub fn local_addr(fd: &OwnedFd) -> Option<SocketAddr> {
     let s = socket2::SockRef::from(fd);
     s.local_addr().ok()?.as_socket()
+}
+
+/// Take ownership of an inherited descriptor (`fd://N`, systemd, an
+/// upgrading arbiter) that must be a stream socket; listen on it if it is
+/// not listening yet, and make it non-blocking and close-on-exec.
+pub fn adopt_listener(fd: RawFd, backlog: i32) -> io::Result<OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // Check the descriptor is open before taking ownership of it.
+    nix::fcntl::fcntl(unsafe_borrow(fd), nix::fcntl::FcntlArg::F_GETFD)?;
+    // SAFETY: the descriptor is open (checked above) and was handed to this
+    // process to own (fd://N, LISTEN_FDS, FERROCORN_FDS): nothing else in
+    // the process uses or closes it.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let s = socket2::SockRef::from(&owned);
+    if s.r#type()? != Type::STREAM {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a stream socket",
+        ));
+    }
+    if !s.is_listener()? {
+        s.listen(backlog)?;
+    }
+    s.set_nonblocking(true)?;
+    s.set_cloexec(true)?;
+    Ok(owned)
+}
+
+fn unsafe_borrow(fd: RawFd) -> std::os::fd::BorrowedFd<'static> {
+    // SAFETY: used only for one fcntl(F_GETFD) probe, which reports EBADF
+    // for a closed descriptor instead of touching anything.
+    unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) }
+}
+
+/// The path a unix listening socket is bound to.
+pub fn unix_path(fd: &OwnedFd) -> Option<String> {
+    let s = socket2::SockRef::from(fd);
+    let addr = s.local_addr().ok()?;
+    addr.as_pathname().map(|p| p.to_string_lossy().into_owned())
+}
+
+/// Let `fd` survive exec (for the listeners handed to a new arbiter).
+pub fn set_inheritable(fd: RawFd) -> io::Result<()> {
+    let flags = nix::fcntl::fcntl(unsafe_borrow(fd), nix::fcntl::FcntlArg::F_GETFD)?;
+    let mut flags = nix::fcntl::FdFlag::from_bits_truncate(flags);
+    flags.remove(nix::fcntl::FdFlag::FD_CLOEXEC);
+    nix::fcntl::fcntl(unsafe_borrow(fd), nix::fcntl::FcntlArg::F_SETFD(flags))?;
+    Ok(())
 }

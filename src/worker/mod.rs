@@ -22,8 +22,9 @@ use crate::arbiter::{SlotListener, APP_LOAD_ERROR, SIGNALS, WORKER_BOOT_ERROR};
 use crate::config::Config;
 use crate::engine::{ConnId, Engine, EngineChoice, EngineConfig, EngineKind, Event};
 use crate::http::{self, DateCache, PeerTrust, RequestInfo, ResponseWriter};
+use crate::sys::shm::{self, Status};
 use crate::sys::signal::SignalPipe;
-use crate::sys::{affinity, process, signal};
+use crate::sys::{affinity, process, proctitle, signal};
 use crate::wsgi::{Chunk, ConnInfo, Reply, WorkerInfo, WsgiApp};
 
 use conn::{Connection, Phase, Stream};
@@ -63,7 +64,23 @@ struct State {
     signalled: bool,
 }
 
-struct Worker {
+/// What the arbiter hands a new worker.
+pub struct WorkerContext<'a> {
+    pub slot: usize,
+    pub cpu: usize,
+    pub listeners: Vec<SlotListener>,
+    /// This worker's entry in the shared status table (heartbeat, readiness).
+    pub status: Option<&'a Status>,
+    /// Write a byte here to wake the arbiter after a status change.
+    pub wake_fd: i32,
+}
+
+struct Worker<'a> {
+    status: Option<&'a Status>,
+    wake_fd: i32,
+    /// Ask for a replacement after this many requests (`--max-requests` plus jitter).
+    max_requests: Option<u64>,
+    requests: u64,
     engine: Engine,
     state: State,
     app: WsgiApp,
@@ -78,13 +95,15 @@ struct Worker {
 }
 
 /// The worker process's main: returns its exit code.
-pub fn run(
-    py: Python<'_>,
-    cfg: &Config,
-    slot: usize,
-    cpu: usize,
-    listeners: Vec<SlotListener>,
-) -> i32 {
+pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
+    let WorkerContext {
+        slot,
+        cpu,
+        listeners,
+        status,
+        wake_fd,
+    } = ctx;
+    proctitle::set(&format!("ferrocorn: worker [{}]", cfg.proc_name));
     // Signals arrive blocked from the arbiter's fork: install ours, then unblock.
     signal::reset_default(SIGNALS);
     let signals = match SignalPipe::install(WORKER_SIGNALS) {
@@ -97,6 +116,13 @@ pub fn run(
     unblock_all(SIGNALS);
     let _ = process::set_parent_death_signal(Signal::SIGTERM);
     let pinned = affinity::pin_current(cpu);
+    if let Err(e) = arm_timeout_report(py) {
+        crate::warn!("Timeout tracebacks unavailable: {e}");
+    }
+    if let Err(e) = drop_privileges(cfg) {
+        crate::error!("Worker failed to boot: {e}");
+        return WORKER_BOOT_ERROR;
+    }
 
     let kind = match choose_engine(cfg.io_engine) {
         Ok(kind) => kind,
@@ -141,6 +167,11 @@ pub fn run(
         }
     };
     let mut worker = Worker {
+        status,
+        wake_fd,
+        max_requests: (cfg.max_requests > 0)
+            .then(|| cfg.max_requests + jitter(cfg.max_requests_jitter)),
+        requests: 0,
         engine,
         state: State {
             conns: Vec::new(),
@@ -179,6 +210,11 @@ pub fn run(
             EngineKind::Epoll => "epoll",
         }
     );
+    if let Some(s) = status {
+        s.state
+            .fetch_or(shm::READY, std::sync::atomic::Ordering::AcqRel);
+        signal::poke(wake_fd);
+    }
     let code = worker.serve(py);
     run_exit_functions(py);
     code
@@ -191,6 +227,47 @@ fn unblock_all(signals: &[Signal]) {
     }
     let _ =
         nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+}
+
+/// On SIGABRT (sent by the arbiter when `--timeout` expires), Python's
+/// faulthandler writes every thread's traceback to stderr and the process
+/// ends. It also reports a crash in the app's native code the same way.
+fn arm_timeout_report(py: Python<'_>) -> PyResult<()> {
+    py.run(
+        c"import faulthandler, sys\nfaulthandler.enable(file=sys.stderr, all_threads=True)",
+        None,
+        None,
+    )
+}
+
+/// `--group`, `--initgroups`, `--user`, in that order (setuid last).
+fn drop_privileges(cfg: &Config) -> Result<(), String> {
+    use nix::unistd::{setgid, setuid, Gid, Uid};
+    if let Some(gid) = cfg.group {
+        setgid(Gid::from_raw(gid)).map_err(|e| format!("cannot switch to group {gid}: {e}"))?;
+    }
+    if let Some((uid, name)) = &cfg.user {
+        if cfg.initgroups {
+            let gid = Gid::from_raw(cfg.group.unwrap_or_else(|| nix::unistd::getgid().as_raw()));
+            let cname = std::ffi::CString::new(name.as_str())
+                .map_err(|_| format!("bad user name {name:?}"))?;
+            nix::unistd::initgroups(&cname, gid)
+                .map_err(|e| format!("cannot set the groups of {name}: {e}"))?;
+        }
+        setuid(Uid::from_raw(*uid)).map_err(|e| format!("cannot switch to user {name}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// A random 0..=max, so workers started together do not all recycle together.
+fn jitter(max: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    if max == 0 {
+        return 0;
+    }
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish() % (max + 1)
 }
 
 fn choose_engine(choice: EngineChoice) -> Result<EngineKind, String> {
@@ -244,6 +321,17 @@ fn conn_info_template(l: &SlotListener) -> ConnInfo {
         server_name,
         server_port,
         tls: false,
+    }
+}
+
+/// Marks the end of an app call when dropped (whatever path leaves the pump).
+struct CallGuard<'a>(Option<&'a Status>);
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if let Some(s) = self.0 {
+            s.end_call();
+        }
     }
 }
 
@@ -331,10 +419,14 @@ impl State {
     }
 }
 
-impl Worker {
+impl Worker<'_> {
     fn serve(&mut self, py: Python<'_>) -> i32 {
         let mut next_sweep = Instant::now() + SWEEP_EVERY;
         loop {
+            if let Some(s) = self.status {
+                s.loop_ms
+                    .store(shm::monotonic_ms(), std::sync::atomic::Ordering::Release);
+            }
             let now = Instant::now();
             let timeout = next_sweep.saturating_duration_since(now);
             let engine = &mut self.engine;
@@ -511,7 +603,28 @@ impl Worker {
             is_head: req.head.is_head(),
             keep_alive: req.keep_alive,
         };
-        match self.app.call(py, &req, &info) {
+        if let Some(s) = self.status {
+            s.begin_call(shm::monotonic_ms(), req.head.method(), req.head.target());
+        }
+        let reply = self.app.call(py, &req, &info);
+        if let Some(s) = self.status {
+            s.end_call();
+            s.requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.requests += 1;
+        if self.max_requests == Some(self.requests) {
+            crate::info!(
+                "Autorestarting worker after current request ({} requests).",
+                self.requests
+            );
+            if let Some(s) = self.status {
+                s.state
+                    .fetch_or(shm::REPLACE, std::sync::atomic::Ordering::AcqRel);
+                signal::poke(self.wake_fd);
+            }
+        }
+        match reply {
             Reply::Failed => {
                 http::error_response(&mut c.out, 500, "Internal Server Error");
                 c.phase = Phase::CloseAfterSend;
@@ -537,6 +650,12 @@ impl Worker {
         let Some(mut stream) = c.stream.take() else {
             return;
         };
+        if let Some(s) = self.status {
+            // The body is app code too: a generator stuck here is a stuck call.
+            s.call_ms
+                .store(shm::monotonic_ms(), std::sync::atomic::Ordering::Release);
+        }
+        let _call = CallGuard(self.status);
         while c.pending_output() < OUTPUT_HIGH_WATER {
             match stream.body.next_chunk(py) {
                 Chunk::Data(data) => stream.writer.body(&mut c.out, &data),
