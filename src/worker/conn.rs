@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::http::{self, ResponseWriter};
-use crate::wsgi::Body;
+use crate::wsgi::{Body, ConnInfo};
 
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,7 +28,8 @@ pub struct Stream {
 
 pub struct Connection {
     pub http: http::Conn,
-    pub listener: usize,
+    /// The environ's view of the connection (listener address, peer), built once at accept.
+    pub info: ConnInfo,
     pub peer: Option<SocketAddr>,
     /// Response bytes built but not yet handed to the engine.
     pub out: Vec<u8>,
@@ -48,15 +49,11 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn new(
-        http: http::Conn,
-        listener: usize,
-        peer: Option<SocketAddr>,
-        now: Instant,
-    ) -> Connection {
+    pub fn new(http: http::Conn, info: ConnInfo, now: Instant) -> Connection {
+        let peer = info.peer;
         Connection {
             http,
-            listener,
+            info,
             peer,
             out: Vec::new(),
             queued: 0,

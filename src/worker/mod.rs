@@ -55,6 +55,8 @@ const WORKER_SIGNALS: &[Signal] = &[
 /// both can be borrowed at once).
 struct State {
     conns: Vec<Option<Connection>>,
+    /// Per listener: the environ's SERVER_NAME/SERVER_PORT (peer filled per connection).
+    listeners: Vec<ConnInfo>,
     ready: Vec<ConnId>,
     open: usize,
     http: Arc<http::Config>,
@@ -84,7 +86,6 @@ struct Worker<'a> {
     engine: Engine,
     state: State,
     app: WsgiApp,
-    listeners: Vec<ConnInfo>,
     date: DateCache,
     keep_alive: Duration,
     max_connections: usize,
@@ -175,6 +176,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
         engine,
         state: State {
             conns: Vec::new(),
+            listeners: listeners.iter().map(conn_info_template).collect(),
             ready: Vec::new(),
             open: 0,
             http: cfg.http.clone(),
@@ -184,7 +186,6 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
             signalled: false,
         },
         app,
-        listeners: listeners.iter().map(conn_info_template).collect(),
         date: DateCache::new(),
         keep_alive: Duration::from_secs(cfg.keep_alive as u64),
         max_connections: cfg.worker_connections,
@@ -351,7 +352,18 @@ impl State {
                 if self.conns.len() <= i {
                     self.conns.resize_with(i + 1, || None);
                 }
-                self.conns[i] = Some(Connection::new(http, listener, peer, now));
+                let mut info = self
+                    .listeners
+                    .get(listener)
+                    .cloned()
+                    .unwrap_or_else(|| ConnInfo {
+                        peer: None,
+                        server_name: String::new(),
+                        server_port: String::new(),
+                        tls: false,
+                    });
+                info.peer = peer;
+                self.conns[i] = Some(Connection::new(http, info, now));
                 self.open += 1;
             }
             Event::Data { conn, data } => {
@@ -596,8 +608,6 @@ impl Worker<'_> {
             return;
         };
         c.requests += 1;
-        let mut info = self.listeners[c.listener].clone();
-        info.peer = c.peer;
         let req_info = RequestInfo {
             version: req.head.version,
             is_head: req.head.is_head(),
@@ -606,7 +616,7 @@ impl Worker<'_> {
         if let Some(s) = self.status {
             s.begin_call(shm::monotonic_ms(), req.head.method(), req.head.target());
         }
-        let reply = self.app.call(py, &req, &info);
+        let reply = self.app.call(py, &req, &c.info);
         if let Some(s) = self.status {
             s.end_call();
             s.requests
