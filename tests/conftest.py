@@ -42,6 +42,12 @@ ENGINES = ["reference"] if REFERENCE else ["uring", "epoll"]
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 
+# After this many servers in a row failed to answer, the rest of the run
+# fails at once instead of waiting START_TIMEOUT for each test: a server
+# that cannot serve at all must not turn the suite into an hour of waiting.
+MAX_START_FAILURES_IN_A_ROW = 3
+_start_failures = {"in_a_row": 0, "last": ""}
+
 # Variables that change what the server does; the tests set them explicitly.
 SCRUB_ENV = ("PORT", "WEB_CONCURRENCY", "FERROCORN_CMD_ARGS", "GUNICORN_CMD_ARGS",
              "FERROCORN_IO_ENGINE", "SCRIPT_NAME", "FORWARDED_ALLOW_IPS")
@@ -98,6 +104,9 @@ class Server:
 
     # ------------------------------------------------------------ lifecycle
     def start(self, wait=True):
+        if wait and _start_failures["in_a_row"] >= MAX_START_FAILURES_IN_A_ROW:
+            pytest.fail("not started: the last %d servers never answered; the last one:\n%s"
+                        % (_start_failures["in_a_row"], _start_failures["last"]))
         self.log_file = open(self.log_path, "wb")
         self.proc = subprocess.Popen(server_command() + self.args, stdin=subprocess.DEVNULL,
                                      stdout=self.log_file, stderr=subprocess.STDOUT,
@@ -118,9 +127,13 @@ class Server:
                 pytest.fail("server exited with status %s before answering\n%s"
                             % (self.proc.returncode, self.log_tail()))
             if self._probe():
+                _start_failures["in_a_row"] = 0
                 return
             time.sleep(0.1)
-        pytest.fail("server did not answer within %gs\n%s" % (timeout, self.log_tail()))
+        _start_failures["in_a_row"] += 1
+        _start_failures["last"] = "server did not answer within %gs\n%s" % (
+            timeout, self.log_tail())
+        pytest.fail(_start_failures["last"])
 
     def _probe(self):
         try:
@@ -251,6 +264,8 @@ def serve(engine, tmp_path):
 
     failures = []
     for server in servers:
+        if server.proc is None:
+            continue  # never started
         # Shown by pytest only when the test fails.
         print("==== server %s\n%s" % (" ".join(server.args), server.log()))
         if server.proc.poll() is None:
