@@ -1,0 +1,247 @@
+//! Starting a worker: signals, pinning, privileges, the io engine choice,
+//! the app import; then the loop runs until the worker stops.
+
+use nix::sys::signal::Signal;
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+use super::{State, Worker, WorkerContext, WORKER_SIGNALS};
+use crate::arbiter::{SlotListener, APP_LOAD_ERROR, SIGNALS, WORKER_BOOT_ERROR};
+use crate::config::Config;
+use crate::engine::{Engine, EngineChoice, EngineConfig, EngineKind};
+use crate::http::DateCache;
+use crate::sys::shm;
+use crate::sys::signal::SignalPipe;
+use crate::sys::{affinity, process, proctitle, signal};
+use crate::wsgi::{ConnInfo, WorkerInfo, WsgiApp};
+use std::time::Duration;
+
+/// The worker process's main: returns its exit code.
+pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
+    let WorkerContext {
+        slot,
+        cpu,
+        listeners,
+        status,
+        wake_fd,
+    } = ctx;
+    proctitle::set(&format!("ferrocorn: worker [{}]", cfg.proc_name));
+    // Signals arrive blocked from the arbiter's fork: install ours, then unblock.
+    signal::reset_default(SIGNALS);
+    let signals = match SignalPipe::install(WORKER_SIGNALS) {
+        Ok(s) => s,
+        Err(e) => {
+            crate::error!("Worker failed to boot: cannot install signal handlers: {e}");
+            return WORKER_BOOT_ERROR;
+        }
+    };
+    unblock_all(SIGNALS);
+    let _ = process::set_parent_death_signal(Signal::SIGTERM);
+    let pinned = affinity::pin_current(cpu);
+    if let Err(e) = arm_timeout_report(py) {
+        crate::warn!("Timeout tracebacks unavailable: {e}");
+    }
+    if let Err(e) = drop_privileges(cfg) {
+        crate::error!("Worker failed to boot: {e}");
+        return WORKER_BOOT_ERROR;
+    }
+
+    let kind = match choose_engine(cfg.io_engine) {
+        Ok(kind) => kind,
+        Err(msg) => {
+            crate::error!("Worker failed to boot: {msg}");
+            return WORKER_BOOT_ERROR;
+        }
+    };
+
+    if let Err(e) = extend_sys_path(py, cfg) {
+        crate::error!("Worker failed to boot: cannot set sys.path: {e}");
+        return WORKER_BOOT_ERROR;
+    }
+    let info = WorkerInfo {
+        multiprocess: cfg.workers > 1,
+        multithread: false,
+    };
+    let app = match WsgiApp::load(py, &cfg.app, info) {
+        Ok(app) => app,
+        Err(e) => {
+            crate::error!(
+                "Exception in worker process: cannot load the app {:?}:\n{}",
+                cfg.app,
+                e.0
+            );
+            return APP_LOAD_ERROR;
+        }
+    };
+
+    let fds: Vec<i32> = listeners.iter().map(|l| l.fd).collect();
+    let engine = match Engine::new(
+        kind,
+        &fds,
+        &EngineConfig {
+            max_connections: cfg.worker_connections,
+        },
+    ) {
+        Ok(e) => e,
+        Err(e) => {
+            crate::error!("Worker failed to boot: cannot start the {kind:?} io engine: {e}");
+            return WORKER_BOOT_ERROR;
+        }
+    };
+    let mut worker = Worker {
+        status,
+        wake_fd,
+        max_requests: (cfg.max_requests > 0)
+            .then(|| cfg.max_requests + jitter(cfg.max_requests_jitter)),
+        requests: 0,
+        engine,
+        state: State {
+            conns: Vec::new(),
+            listeners: listeners.iter().map(conn_info_template).collect(),
+            ready: Vec::new(),
+            open: 0,
+            http: cfg.http.clone(),
+            trust_forwarded: cfg.forwarded_allow_ips.clone(),
+            trust_proxy: cfg.proxy_allow_from.clone(),
+            signal_fd: signals.fd(),
+            signalled: false,
+        },
+        app,
+        date: DateCache::new(),
+        keep_alive: Duration::from_secs(cfg.keep_alive as u64),
+        max_connections: cfg.worker_connections,
+        accept_paused: false,
+        stopping: None,
+        graceful_timeout: Duration::from_secs(cfg.graceful_timeout as u64),
+        signals,
+    };
+    if let Err(e) = worker.engine.watch(worker.state.signal_fd) {
+        crate::error!("Worker failed to boot: cannot watch signals: {e}");
+        return WORKER_BOOT_ERROR;
+    }
+    crate::info!(
+        "Worker ready (pid: {}, slot {slot}, cpu {}, io engine {})",
+        std::process::id(),
+        if pinned {
+            cpu.to_string()
+        } else {
+            format!("{cpu} (pinning refused)")
+        },
+        match kind {
+            EngineKind::Uring => "io_uring",
+            EngineKind::Epoll => "epoll",
+        }
+    );
+    if let Some(s) = status {
+        s.state
+            .fetch_or(shm::READY, std::sync::atomic::Ordering::AcqRel);
+        signal::poke(wake_fd);
+    }
+    let code = worker.serve(py);
+    run_exit_functions(py);
+    code
+}
+
+fn unblock_all(signals: &[Signal]) {
+    let mut set = nix::sys::signal::SigSet::empty();
+    for &s in signals {
+        set.add(s);
+    }
+    let _ =
+        nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_UNBLOCK, Some(&set), None);
+}
+
+/// On SIGABRT (sent by the arbiter when `--timeout` expires), Python's
+/// faulthandler writes every thread's traceback to stderr and the process
+/// ends. It also reports a crash in the app's native code the same way.
+fn arm_timeout_report(py: Python<'_>) -> PyResult<()> {
+    py.run(
+        c"import faulthandler, sys\nfaulthandler.enable(file=sys.stderr, all_threads=True)",
+        None,
+        None,
+    )
+}
+
+/// `--group`, `--initgroups`, `--user`, in that order (setuid last).
+fn drop_privileges(cfg: &Config) -> Result<(), String> {
+    use nix::unistd::{setgid, setuid, Gid, Uid};
+    if let Some(gid) = cfg.group {
+        setgid(Gid::from_raw(gid)).map_err(|e| format!("cannot switch to group {gid}: {e}"))?;
+    }
+    if let Some((uid, name)) = &cfg.user {
+        if cfg.initgroups {
+            let gid = Gid::from_raw(cfg.group.unwrap_or_else(|| nix::unistd::getgid().as_raw()));
+            let cname = std::ffi::CString::new(name.as_str())
+                .map_err(|_| format!("bad user name {name:?}"))?;
+            nix::unistd::initgroups(&cname, gid)
+                .map_err(|e| format!("cannot set the groups of {name}: {e}"))?;
+        }
+        setuid(Uid::from_raw(*uid)).map_err(|e| format!("cannot switch to user {name}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// A random 0..=max, so workers started together do not all recycle together.
+fn jitter(max: u64) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    if max == 0 {
+        return 0;
+    }
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    h.finish() % (max + 1)
+}
+
+fn choose_engine(choice: EngineChoice) -> Result<EngineKind, String> {
+    match choice {
+        EngineChoice::Epoll => Ok(EngineKind::Epoll),
+        EngineChoice::Uring => Engine::probe_uring()
+            .map(|_| EngineKind::Uring)
+            .map_err(|u| format!("--io-engine uring was asked for, but {}", u.0)),
+        EngineChoice::Auto => Ok(match Engine::probe_uring() {
+            Ok(()) => EngineKind::Uring,
+            Err(u) => {
+                crate::warn!("{}, using epoll", u.0);
+                EngineKind::Epoll
+            }
+        }),
+    }
+}
+
+/// gunicorn puts the working directory (after --chdir) first on sys.path,
+/// then each --pythonpath entry.
+fn extend_sys_path(py: Python<'_>, cfg: &Config) -> PyResult<()> {
+    let sys_path = py.import("sys")?.getattr("path")?.cast_into::<PyList>()?;
+    let cwd = std::env::current_dir()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !sys_path.contains(&cwd)? {
+        sys_path.insert(0, &cwd)?;
+    }
+    for p in cfg.pythonpath.iter().rev() {
+        sys_path.insert(0, p)?;
+    }
+    Ok(())
+}
+
+fn run_exit_functions(py: Python<'_>) {
+    let _ = py.run(
+        c"import atexit, sys\natexit._run_exitfuncs()\nsys.stdout.flush()\nsys.stderr.flush()",
+        None,
+        None,
+    );
+}
+
+fn conn_info_template(l: &SlotListener) -> ConnInfo {
+    let (server_name, server_port) = match (l.local, &l.unix_path) {
+        (Some(addr), _) => (addr.ip().to_string(), addr.port().to_string()),
+        (None, Some(path)) => (path.clone(), String::new()),
+        (None, None) => (String::new(), String::new()),
+    };
+    ConnInfo {
+        peer: None,
+        server_name,
+        server_port,
+        tls: false,
+    }
+}

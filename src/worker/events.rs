@@ -1,0 +1,106 @@
+//! Recording engine events: runs without the interpreter lock, so it only
+//! moves bytes into each connection's parser and sets flags.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use super::conn::Connection;
+use super::{Phase, State};
+use crate::engine::{ConnId, Event};
+use crate::http::{self, PeerTrust};
+use crate::wsgi::ConnInfo;
+
+impl State {
+    /// Record one engine event. Runs without the interpreter lock: it only
+    /// moves bytes and flags; all answering happens in `Worker::process`.
+    pub(super) fn on_event(&mut self, ev: Event<'_>, now: Instant) {
+        match ev {
+            Event::Accepted {
+                listener,
+                conn,
+                peer,
+            } => {
+                let trust = self.trust_for(peer);
+                let http = http::Conn::new(self.http.clone(), trust);
+                let i = conn.index();
+                if self.conns.len() <= i {
+                    self.conns.resize_with(i + 1, || None);
+                }
+                let mut info = self
+                    .listeners
+                    .get(listener)
+                    .cloned()
+                    .unwrap_or_else(|| ConnInfo {
+                        peer: None,
+                        server_name: String::new(),
+                        server_port: String::new(),
+                        tls: false,
+                    });
+                info.peer = peer;
+                self.conns[i] = Some(Connection::new(http, info, now));
+                self.open += 1;
+            }
+            Event::Data { conn, data } => {
+                if let Some(c) = self.get(conn) {
+                    c.last_active = now;
+                    if !matches!(c.phase, Phase::Lingering { .. }) {
+                        c.http.feed(data);
+                    }
+                    self.mark_ready(conn);
+                }
+            }
+            Event::Eof { conn } => {
+                if let Some(c) = self.get(conn) {
+                    c.eof = true;
+                    c.http.feed_eof();
+                    self.mark_ready(conn);
+                }
+            }
+            Event::Sent { conn } => {
+                if let Some(c) = self.get(conn) {
+                    c.queued = 0;
+                    c.last_active = now;
+                    self.mark_ready(conn);
+                }
+            }
+            Event::SendFailed { conn, .. } => {
+                if let Some(c) = self.get(conn) {
+                    c.broken = true;
+                    self.mark_ready(conn);
+                }
+            }
+            Event::Readable { fd } => {
+                if fd == self.signal_fd {
+                    self.signalled = true;
+                }
+            }
+        }
+    }
+
+    pub(super) fn trust_for(&self, peer: Option<SocketAddr>) -> PeerTrust {
+        match peer {
+            // Unix-socket peers are local: trusted like gunicorn trusts them.
+            None => PeerTrust {
+                forwarded: true,
+                proxy: true,
+            },
+            Some(addr) => PeerTrust {
+                forwarded: self.trust_forwarded.contains(addr.ip()),
+                proxy: self.trust_proxy.contains(addr.ip()),
+            },
+        }
+    }
+
+    pub(super) fn get(&mut self, id: ConnId) -> Option<&mut Connection> {
+        self.conns.get_mut(id.index()).and_then(Option::as_mut)
+    }
+
+    pub(super) fn mark_ready(&mut self, id: ConnId) {
+        if let Some(Some(c)) = self.conns.get_mut(id.index()) {
+            if !c.ready {
+                c.ready = true;
+                self.ready.push(id);
+            }
+        }
+    }
+}
