@@ -230,3 +230,249 @@ fn read_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     }
     Ok(roots)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{write_server_files, Ca, TempDir};
+    use super::*;
+
+    fn load_err(settings: &TlsSettings) -> String {
+        match TlsConfig::load(settings) {
+            Ok(_) => panic!("loaded: {settings:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    fn files(dir: &TempDir) -> (Ca, TlsSettings) {
+        let ca = Ca::new("Test CA");
+        let (certfile, keyfile) = write_server_files(dir, &ca.server());
+        let settings = TlsSettings {
+            certfile: Some(certfile),
+            keyfile: Some(keyfile),
+            ..TlsSettings::default()
+        };
+        (ca, settings)
+    }
+
+    #[test]
+    fn loads_cert_and_key_and_offers_http11_only() {
+        let dir = TempDir::new();
+        let (_, settings) = files(&dir);
+        let config = TlsConfig::load(&settings).expect("load");
+        assert_eq!(
+            config.server_config().alpn_protocols,
+            vec![b"http/1.1".to_vec()]
+        );
+        assert!(config.server_config().ignore_client_order);
+    }
+
+    #[test]
+    fn key_may_live_in_the_certfile() {
+        let dir = TempDir::new();
+        let ca = Ca::new("Test CA");
+        let issued = ca.server();
+        let both = dir.write(
+            "both.pem",
+            &format!("{}{}", issued.key_pem, issued.cert_pem),
+        );
+        let settings = TlsSettings {
+            certfile: Some(both),
+            ..TlsSettings::default()
+        };
+        assert!(TlsConfig::load(&settings).is_ok());
+    }
+
+    #[test]
+    fn key_not_matching_the_certificate_names_both_files() {
+        let dir = TempDir::new();
+        let (ca, mut settings) = files(&dir);
+        let other = dir.write("other-key.pem", &ca.server().key_pem);
+        settings.keyfile = Some(other.clone());
+        let e = load_err(&settings);
+        let certfile = settings
+            .certfile
+            .as_deref()
+            .map(Path::display)
+            .map(|d| d.to_string());
+        assert_eq!(
+            e,
+            format!(
+                "keyfile {}: private key does not match the certificate in certfile {}",
+                other.display(),
+                certfile.unwrap_or_default()
+            )
+        );
+    }
+
+    #[test]
+    fn unreadable_files_are_named() {
+        let dir = TempDir::new();
+        let (_, settings) = files(&dir);
+        let missing = dir.path().join("missing.pem");
+
+        let mut s = settings.clone();
+        s.certfile = Some(missing.clone());
+        let e = load_err(&s);
+        assert!(
+            e.starts_with(&format!("certfile {}: cannot read: ", missing.display())),
+            "{e}"
+        );
+
+        let mut s = settings.clone();
+        s.keyfile = Some(dir.path().to_path_buf());
+        let e = load_err(&s);
+        assert!(
+            e.starts_with(&format!("keyfile {}: cannot read: ", dir.path().display())),
+            "{e}"
+        );
+
+        let mut s = settings;
+        s.ca_certs = Some(missing.clone());
+        let e = load_err(&s);
+        assert!(
+            e.starts_with(&format!("ca_certs {}: cannot read: ", missing.display())),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn files_without_the_needed_pem_sections_are_named() {
+        let dir = TempDir::new();
+        let (ca, settings) = files(&dir);
+        let key_only = dir.write("key-only.pem", &ca.server().key_pem);
+        let cert_only = dir.write("cert-only.pem", &ca.cert_pem);
+        let junk = dir.write("junk.pem", "not a pem file\n");
+
+        let mut s = settings.clone();
+        s.certfile = Some(key_only);
+        assert!(load_err(&s).contains("no certificate found"));
+
+        let mut s = settings.clone();
+        s.keyfile = Some(cert_only);
+        let e = load_err(&s);
+        assert!(
+            e.starts_with("keyfile ") && e.contains("no private key found"),
+            "{e}"
+        );
+
+        let mut s = settings;
+        s.ca_certs = Some(junk.clone());
+        assert_eq!(
+            load_err(&s),
+            format!(
+                "ca_certs {}: no certificate found (expected PEM \"BEGIN CERTIFICATE\" sections)",
+                junk.display()
+            )
+        );
+    }
+
+    #[test]
+    fn encrypted_key_is_reported_as_such() {
+        let dir = TempDir::new();
+        let (_, mut settings) = files(&dir);
+        let enc = dir.write(
+            "enc.pem",
+            "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIBvTBXBgkqhkiG9w0BBQ0wSjApBgkqhkiG9w0BBQwwHAQI\n-----END ENCRYPTED PRIVATE KEY-----\n",
+        );
+        settings.keyfile = Some(enc);
+        assert!(load_err(&settings).contains("the private key is encrypted"));
+    }
+
+    #[test]
+    fn corrupt_certificate_der_is_a_certfile_error() {
+        let dir = TempDir::new();
+        let (_, mut settings) = files(&dir);
+        let bad = dir.write(
+            "bad.pem",
+            "-----BEGIN CERTIFICATE-----\nAAECAwQFBgcICQ==\n-----END CERTIFICATE-----\n",
+        );
+        settings.certfile = Some(bad.clone());
+        let e = load_err(&settings);
+        assert!(
+            e.starts_with(&format!("certfile {}: unusable certificate", bad.display())),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn client_cert_checks_need_ca_certs() {
+        let dir = TempDir::new();
+        let (_, mut settings) = files(&dir);
+        settings.cert_reqs = CertReqs::Required;
+        assert_eq!(
+            load_err(&settings),
+            "cert_reqs 2 needs ca_certs: client certificates are checked against that CA bundle"
+        );
+        settings.cert_reqs = CertReqs::Optional;
+        assert!(load_err(&settings).starts_with("cert_reqs 1 needs ca_certs"));
+    }
+
+    #[test]
+    fn keyfile_without_certfile_is_refused() {
+        let dir = TempDir::new();
+        let (_, mut settings) = files(&dir);
+        settings.certfile = None;
+        assert!(load_err(&settings).starts_with("certfile: not set"));
+    }
+
+    #[test]
+    fn unknown_cipher_name_fails_the_load() {
+        let dir = TempDir::new();
+        let (_, mut settings) = files(&dir);
+        settings.ciphers = Some("ECDHE-ECDSA-AES128-GCM-SHA256:RC4-SHA".into());
+        assert!(load_err(&settings).starts_with("ciphers: unknown cipher suite \"RC4-SHA\""));
+    }
+
+    #[test]
+    fn tls12_suites_for_the_wrong_key_type_are_refused() {
+        let dir = TempDir::new();
+        let (_, mut settings) = files(&dir);
+        // The test key is ECDSA; these suites need RSA.
+        settings.ciphers = Some("ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384".into());
+        let e = load_err(&settings);
+        assert!(
+            e.starts_with("ciphers: none of the TLS 1.2 suites named"),
+            "{e}"
+        );
+        settings.ciphers = Some("ECDHE-RSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES128-GCM-SHA256".into());
+        assert!(TlsConfig::load(&settings).is_ok());
+    }
+
+    #[test]
+    fn tls12_is_offered_only_when_a_tls12_suite_is() {
+        let dir = TempDir::new();
+        let (_, mut settings) = files(&dir);
+        let versions = |s: &TlsSettings| {
+            let mut p = rustls::crypto::ring::default_provider();
+            if let Some(list) = s.ciphers.as_deref() {
+                p.cipher_suites = ciphers::parse(list).unwrap_or_default();
+            }
+            versions_for(&p)
+                .iter()
+                .map(|v| v.version)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            versions(&settings),
+            [ProtocolVersion::TLSv1_3, ProtocolVersion::TLSv1_2]
+        );
+        settings.ciphers = Some("TLS_AES_128_GCM_SHA256".into());
+        assert_eq!(versions(&settings), [ProtocolVersion::TLSv1_3]);
+    }
+
+    #[test]
+    fn reload_reads_the_files_again() {
+        let dir = TempDir::new();
+        let (ca, settings) = files(&dir);
+        let first = TlsConfig::load(&settings).expect("first load");
+        // A renewed key whose certificate has not been written yet: the reload fails
+        // and says why; the old config is untouched and still usable.
+        let renewed = ca.server();
+        dir.write("key.pem", &renewed.key_pem);
+        assert!(load_err(&settings).contains("does not match"));
+        assert!(super::super::TlsConn::new(&first).is_ok());
+        dir.write("cert.pem", &renewed.cert_pem);
+        let second = TlsConfig::load(&settings).expect("reload");
+        assert!(!Arc::ptr_eq(first.server_config(), second.server_config()));
+    }
+}

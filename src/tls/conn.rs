@@ -19,6 +19,8 @@ pub struct TlsConn {
     /// handed to rustls once the handshake is over (`take_output`).
     deferred: Vec<u8>,
     peer_closed: bool,
+    /// We sent `close_notify`: nothing more may be sent.
+    closed_for_send: bool,
 }
 
 impl TlsConn {
@@ -30,6 +32,7 @@ impl TlsConn {
             conn,
             deferred: Vec::new(),
             peer_closed: false,
+            closed_for_send: false,
         })
     }
 
@@ -77,6 +80,9 @@ impl TlsConn {
     /// handshake is over nothing can be encrypted: the bytes are kept and
     /// come out of `take_output` once it is.
     pub fn send(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), TlsError> {
+        if self.closed_for_send {
+            return Err(TlsError::Closed);
+        }
         if !self.deferred.is_empty() {
             self.deferred.extend_from_slice(plaintext);
             self.take_output(out);
@@ -120,6 +126,7 @@ impl TlsConn {
     pub fn close_notify(&mut self, out: &mut Vec<u8>) {
         self.take_output(out);
         self.conn.send_close_notify();
+        self.closed_for_send = true;
         self.drain_tls(out);
     }
 
@@ -168,5 +175,345 @@ impl TlsConn {
                 break;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testkit::{client_config, write_server_files, Ca, Failure, Pair, TempDir};
+    use super::super::{CertReqs, TlsSettings};
+    use super::*;
+
+    const REQUEST: &[u8] = b"GET /hello?x=1 HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+
+    struct Server {
+        _dir: TempDir,
+        ca: Ca,
+        config: TlsConfig,
+    }
+
+    fn server(cert_reqs: CertReqs, ciphers: Option<&str>) -> Server {
+        let dir = TempDir::new();
+        let ca = Ca::new("Test CA");
+        let (certfile, keyfile) = write_server_files(&dir, &ca.server());
+        let ca_certs = dir.write("ca.pem", &ca.cert_pem);
+        let config = TlsConfig::load(&TlsSettings {
+            certfile: Some(certfile),
+            keyfile: Some(keyfile),
+            ca_certs: Some(ca_certs),
+            cert_reqs,
+            ciphers: ciphers.map(String::from),
+        })
+        .expect("load server config");
+        Server {
+            _dir: dir,
+            ca,
+            config,
+        }
+    }
+
+    #[test]
+    fn handshake_then_request_and_response_at_every_small_split() {
+        let s = server(CertReqs::None, None);
+        for chunk in [1, 2, 3, 5, 7, 13, 64, 4095, 4097, 16389, usize::MAX] {
+            let mut p = Pair::new(&s.config, client_config(&s.ca, None, None), chunk);
+            assert!(p.server.is_handshaking());
+            p.handshake()
+                .unwrap_or_else(|e| panic!("chunk {chunk}: {e:?}"));
+            assert!(!p.server.is_handshaking());
+            assert_eq!(p.server.alpn(), Some(&b"http/1.1"[..]));
+            assert_eq!(p.server.protocol_version(), Some("TLSv1.3"));
+            assert_eq!(p.server.peer_certificate_der(), None);
+
+            p.client_sends(REQUEST).expect("request");
+            assert_eq!(p.server_plain, REQUEST, "chunk {chunk}");
+            p.server_sends(RESPONSE).expect("response");
+            assert_eq!(p.client_plain, RESPONSE, "chunk {chunk}");
+        }
+    }
+
+    #[test]
+    fn large_bodies_cross_many_records_both_ways() {
+        let s = server(CertReqs::None, None);
+        let body: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+        let mut p = Pair::new(&s.config, client_config(&s.ca, None, None), 1000);
+        p.handshake().expect("handshake");
+        p.client_sends(&body).expect("upload");
+        assert_eq!(p.server_plain, body);
+        // One `send` much larger than the buffer limit still goes out whole.
+        p.server_sends(&body).expect("download");
+        assert_eq!(p.client_plain, body);
+    }
+
+    #[test]
+    fn pipelined_requests_in_one_read_all_come_out() {
+        let s = server(CertReqs::None, None);
+        let mut p = Pair::new(&s.config, client_config(&s.ca, None, None), usize::MAX);
+        p.handshake().expect("handshake");
+        for _ in 0..3 {
+            p.client.writer().write_all(REQUEST).expect("write");
+        }
+        p.client_to_server().expect("deliver");
+        assert_eq!(p.server_plain, REQUEST.repeat(3));
+    }
+
+    #[test]
+    fn data_sent_before_handshake_ends_is_flushed_after_it() {
+        let s = server(CertReqs::None, None);
+        let mut p = Pair::new(&s.config, client_config(&s.ca, None, None), 100);
+        let mut early = Vec::new();
+        // Far more than rustls buffers while handshaking: the rest is kept aside.
+        let big = vec![b'x'; 3 * BUFFER_LIMIT];
+        p.server
+            .send(&big, &mut early)
+            .expect("send before handshake");
+        assert!(early.is_empty(), "nothing can be encrypted yet");
+        p.handshake().expect("handshake");
+        assert_eq!(p.client_plain, big);
+        // Order is kept across the deferred part.
+        p.server_sends(b"tail").expect("send after");
+        assert_eq!(&p.client_plain[big.len()..], b"tail");
+    }
+
+    #[test]
+    fn close_notify_reaches_the_client_and_the_peers_is_seen() {
+        let s = server(CertReqs::None, None);
+        let mut p = Pair::new(&s.config, client_config(&s.ca, None, None), 7);
+        p.handshake().expect("handshake");
+        let mut wire = Vec::new();
+        p.server.close_notify(&mut wire);
+        p.deliver_to_client(&wire).expect("alert");
+        let state = p.client.process_new_packets().expect("client state");
+        assert!(state.peer_has_closed());
+        assert!(matches!(
+            p.server.send(b"late", &mut wire),
+            Err(TlsError::Closed)
+        ));
+
+        assert!(!p.server.peer_closed());
+        p.client.writer().write_all(b"last").expect("write");
+        p.client.send_close_notify();
+        p.client_to_server().expect("close");
+        assert!(p.server.peer_closed());
+        assert_eq!(p.server_plain, b"last");
+        // Anything after close_notify is ignored, not an error.
+        let mut plain = Vec::new();
+        p.server
+            .receive(b"\x17\x03\x03junk", &mut plain)
+            .expect("ignored");
+        assert!(plain.is_empty());
+    }
+
+    #[test]
+    fn garbage_from_the_peer_is_an_error_with_an_alert_not_a_panic() {
+        let s = server(CertReqs::None, None);
+        let inputs: [&[u8]; 5] = [
+            b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"\x16\x03\x01\x00\x05hello",
+            b"\x16\x03\x01\xff\xff",
+            &[0u8; 64],
+            &[0xffu8; 20_000],
+        ];
+        for input in inputs {
+            let mut conn = TlsConn::new(&s.config).expect("conn");
+            let mut plain = Vec::new();
+            let e = conn
+                .receive(input, &mut plain)
+                .expect_err("garbage accepted");
+            assert!(e.is_peer_fault(), "{e}");
+            assert!(!e.to_string().contains('\n'));
+            assert!(plain.is_empty());
+            let mut out = Vec::new();
+            conn.take_output(&mut out);
+            // The same error again, never a panic, if the worker calls once more.
+            assert!(conn.receive(b"more", &mut plain).is_err());
+        }
+    }
+
+    #[test]
+    fn garbage_after_handshake_is_an_error() {
+        let s = server(CertReqs::None, None);
+        let mut p = Pair::new(&s.config, client_config(&s.ca, None, None), 50);
+        p.handshake().expect("handshake");
+        let mut plain = Vec::new();
+        // An application-data record that does not decrypt.
+        let mut record = b"\x17\x03\x03\x00\x20".to_vec();
+        record.extend_from_slice(&[0x42; 32]);
+        let e = p
+            .server
+            .receive(&record, &mut plain)
+            .expect_err("bad record accepted");
+        assert!(matches!(e, TlsError::Peer(_)), "{e}");
+        let mut alert = Vec::new();
+        p.server.take_output(&mut alert);
+        assert!(!alert.is_empty(), "an alert is sent before closing");
+    }
+
+    #[test]
+    fn client_without_alpn_still_connects_and_alpn_is_none() {
+        let s = server(CertReqs::None, None);
+        let mut cfg = (*client_config(&s.ca, None, None)).clone();
+        cfg.alpn_protocols.clear();
+        let mut p = Pair::new(&s.config, std::sync::Arc::new(cfg), 300);
+        p.handshake().expect("handshake");
+        assert_eq!(p.server.alpn(), None);
+    }
+
+    #[test]
+    fn client_offering_only_h2_is_refused() {
+        let s = server(CertReqs::None, None);
+        let mut cfg = (*client_config(&s.ca, None, None)).clone();
+        cfg.alpn_protocols = vec![b"h2".to_vec()];
+        let mut p = Pair::new(&s.config, std::sync::Arc::new(cfg), 300);
+        assert!(matches!(p.handshake(), Err(Failure::Server(_))));
+    }
+
+    #[test]
+    fn required_client_cert_missing_fails_the_handshake() {
+        let s = server(CertReqs::Required, None);
+        let mut p = Pair::new(&s.config, client_config(&s.ca, None, None), 300);
+        match p.handshake() {
+            Err(Failure::Server(e)) => assert!(e.is_peer_fault(), "{e}"),
+            other => panic!("expected a server-side failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn required_client_cert_from_the_ca_is_accepted_and_visible() {
+        let s = server(CertReqs::Required, None);
+        let client = s.ca.client("alice");
+        let mut p = Pair::new(&s.config, client_config(&s.ca, Some(&client), None), 300);
+        p.handshake().expect("handshake");
+        assert_eq!(
+            p.server.peer_certificate_der(),
+            Some(client.cert_der.as_ref())
+        );
+        p.client_sends(REQUEST).expect("request");
+        assert_eq!(p.server_plain, REQUEST);
+    }
+
+    #[test]
+    fn client_cert_from_another_ca_is_refused() {
+        for reqs in [CertReqs::Required, CertReqs::Optional] {
+            let s = server(reqs, None);
+            let stranger = Ca::new("Other CA").client("mallory");
+            let mut p = Pair::new(&s.config, client_config(&s.ca, Some(&stranger), None), 300);
+            assert!(matches!(p.handshake(), Err(Failure::Server(_))), "{reqs:?}");
+        }
+    }
+
+    #[test]
+    fn optional_client_cert_may_be_absent_or_present() {
+        let s = server(CertReqs::Optional, None);
+        let mut p = Pair::new(&s.config, client_config(&s.ca, None, None), 300);
+        p.handshake().expect("without a certificate");
+        assert_eq!(p.server.peer_certificate_der(), None);
+
+        let client = s.ca.client("bob");
+        let mut p = Pair::new(&s.config, client_config(&s.ca, Some(&client), None), 300);
+        p.handshake().expect("with a certificate");
+        assert_eq!(
+            p.server.peer_certificate_der(),
+            Some(client.cert_der.as_ref())
+        );
+    }
+
+    #[test]
+    fn no_client_cert_is_asked_for_with_cert_reqs_0() {
+        let s = server(CertReqs::None, None);
+        let client = s.ca.client("carol");
+        let mut p = Pair::new(&s.config, client_config(&s.ca, Some(&client), None), 300);
+        p.handshake().expect("handshake");
+        assert_eq!(p.server.peer_certificate_der(), None);
+    }
+
+    #[test]
+    fn cipher_list_picks_the_negotiated_suite() {
+        use rustls::crypto::ring::cipher_suite as cs;
+        // TLS 1.3 named: only that suite is allowed for TLS 1.3.
+        let s = server(CertReqs::None, Some("TLS_CHACHA20_POLY1305_SHA256"));
+        let mut p = Pair::new(&s.config, client_config(&s.ca, None, None), 300);
+        p.handshake().expect("handshake");
+        assert_eq!(
+            p.server.cipher_suite(),
+            Some("TLS_CHACHA20_POLY1305_SHA256")
+        );
+
+        // A client offering only a suite outside the list cannot connect.
+        let only_aes = Some(vec![cs::TLS13_AES_128_GCM_SHA256]);
+        let mut p = Pair::new(&s.config, client_config(&s.ca, None, only_aes), 300);
+        assert!(matches!(p.handshake(), Err(Failure::Server(_))));
+
+        // TLS 1.2 names: a TLS 1.2 client gets the named suite, the server's order first.
+        let s = server(
+            CertReqs::None,
+            Some("ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256"),
+        );
+        let tls12 = Some(vec![
+            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ]);
+        let mut p = Pair::new(&s.config, client_config(&s.ca, None, tls12), 300);
+        p.handshake().expect("handshake");
+        assert_eq!(p.server.protocol_version(), Some("TLSv1.2"));
+        assert_eq!(
+            p.server.cipher_suite(),
+            Some("TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256")
+        );
+        p.client_sends(REQUEST).expect("request");
+        p.server_sends(RESPONSE).expect("response");
+        assert_eq!(p.client_plain, RESPONSE);
+
+        // A TLS 1.2 client offering only an unlisted suite is refused.
+        let unlisted = Some(vec![cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384]);
+        let mut p = Pair::new(&s.config, client_config(&s.ca, None, unlisted), 300);
+        assert!(matches!(p.handshake(), Err(Failure::Server(_))));
+    }
+
+    #[test]
+    fn tls13_only_cipher_list_turns_tls12_off() {
+        use rustls::crypto::ring::cipher_suite as cs;
+        let s = server(CertReqs::None, Some("TLS_AES_128_GCM_SHA256"));
+        let tls12 = Some(vec![cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256]);
+        let mut p = Pair::new(&s.config, client_config(&s.ca, None, tls12), 300);
+        assert!(matches!(p.handshake(), Err(Failure::Server(_))));
+    }
+
+    #[test]
+    fn existing_connection_keeps_its_config_after_reload() {
+        let dir = TempDir::new();
+        let ca = Ca::new("Test CA");
+        let first = ca.server();
+        let (certfile, keyfile) = write_server_files(&dir, &first);
+        let settings = TlsSettings {
+            certfile: Some(certfile),
+            keyfile: Some(keyfile),
+            ..TlsSettings::default()
+        };
+        let old = TlsConfig::load(&settings).expect("first load");
+        let mut before = Pair::new(&old, client_config(&ca, None, None), 300);
+        before.handshake().expect("handshake before reload");
+
+        // The files change (certificate renewed) and the worker reloads.
+        let second = ca.server();
+        write_server_files(&dir, &second);
+        let new = TlsConfig::load(&settings).expect("reload");
+
+        let mut after = Pair::new(&new, client_config(&ca, None, None), 300);
+        after.handshake().expect("handshake after reload");
+        let served = |p: &Pair| {
+            p.client
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.as_ref().to_vec())
+        };
+        assert_eq!(served(&after), Some(second.cert_der.to_vec()));
+        assert_eq!(served(&before), Some(first.cert_der.to_vec()));
+        // The old connection still works.
+        before.client_sends(REQUEST).expect("old conn request");
+        before.server_sends(RESPONSE).expect("old conn response");
+        assert_eq!(before.client_plain, RESPONSE);
     }
 }

@@ -144,8 +144,10 @@ pub struct Pair {
     pub client_plain: Vec<u8>,
 }
 
-/// Which side failed, and how.
+/// Which side failed, and how (the payloads are read through `Debug` in
+/// assertion messages).
 #[derive(Debug)]
+#[allow(dead_code)]
 pub enum Failure {
     Server(TlsError),
     Client(rustls::Error),
@@ -225,8 +227,14 @@ impl Pair {
 
     /// The client writes `bytes`; they are moved to the server.
     pub fn client_sends(&mut self, bytes: &[u8]) -> Result<(), Failure> {
-        self.client.writer().write_all(bytes).expect("client write");
-        self.client_to_server().map(|_| ())
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            // The client's buffer is bounded too: write what it takes, move it on.
+            let n = self.client.writer().write(rest).expect("client write");
+            self.client_to_server()?;
+            rest = &rest[n..];
+        }
+        Ok(())
     }
 
     /// The server sends `bytes` through `TlsConn::send`; they are moved to the client.
