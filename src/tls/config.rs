@@ -60,11 +60,26 @@ impl TlsConfig {
         config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
         // Python's server context (and so gunicorn) prefers the server's order.
         config.ignore_client_order = true;
+        // Stateless resumption tickets, as OpenSSL issues by default. The key
+        // is made here, so workers forked after the load share it and a
+        // client can resume on any of them; each reload makes a new key.
+        config.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| {
+            TlsError::Settings(format!("TLS session tickets: cannot make a key: {e}"))
+        })?;
         Ok(TlsConfig(Arc::new(config)))
     }
 
     pub(crate) fn server_config(&self) -> &Arc<ServerConfig> {
         &self.0
+    }
+
+    /// What a forked worker holds: a copy of the config whose in-memory
+    /// session cache is its own (here: none at all), the ticket key shared.
+    #[cfg(test)]
+    pub(crate) fn as_in_another_worker(&self) -> TlsConfig {
+        let mut config = (*self.0).clone();
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        TlsConfig(Arc::new(config))
     }
 }
 

@@ -44,12 +44,9 @@ impl TlsConn {
     pub fn receive(&mut self, ciphertext: &[u8], plain: &mut Vec<u8>) -> Result<(), TlsError> {
         let mut rest = ciphertext;
         while !rest.is_empty() && !self.peer_closed {
-            let read = match self.conn.read_tls(&mut rest) {
-                Ok(n) => n,
-                // rustls refuses more input only when a message is too big
-                // to buffer; processing the buffered part names the error.
-                Err(_) => 0,
-            };
+            // rustls refuses more input only when a message is too big to
+            // buffer; reading nothing lets processing name the error.
+            let read = self.conn.read_tls(&mut rest).unwrap_or_default();
             let state = self.conn.process_new_packets().map_err(TlsError::Peer)?;
             let n = state.plaintext_bytes_to_read();
             if n > 0 {
@@ -128,6 +125,11 @@ impl TlsConn {
         self.conn.send_close_notify();
         self.closed_for_send = true;
         self.drain_tls(out);
+    }
+
+    /// Whether `take_output` has something to give.
+    pub fn wants_write(&self) -> bool {
+        self.conn.wants_write() || (!self.deferred.is_empty() && !self.conn.is_handshaking())
     }
 
     /// The peer sent `close_notify`: no more data will come.
@@ -231,6 +233,43 @@ mod tests {
             p.server_sends(RESPONSE).expect("response");
             assert_eq!(p.client_plain, RESPONSE, "chunk {chunk}");
         }
+    }
+
+    #[test]
+    fn connection_to_another_worker_resumes_with_a_ticket() {
+        use rustls::HandshakeKind;
+        let s = server(CertReqs::None, None);
+        let client = client_config(&s.ca, None, None);
+        let mut first = Pair::new(&s.config, client.clone(), 300);
+        first.handshake().expect("first handshake");
+        first.client_sends(REQUEST).expect("request");
+        assert_eq!(first.client.handshake_kind(), Some(HandshakeKind::Full));
+        let copy = s.config.as_in_another_worker();
+        let mut second = Pair::new(&copy, client, 300);
+        second.handshake().expect("second handshake");
+        assert_eq!(second.client.handshake_kind(), Some(HandshakeKind::Resumed));
+        second.client_sends(REQUEST).expect("request");
+        assert_eq!(second.server_plain, REQUEST);
+    }
+
+    #[test]
+    fn wants_write_tells_when_output_is_pending() {
+        let s = server(CertReqs::None, None);
+        let mut p = Pair::new(&s.config, client_config(&s.ca, None, None), 300);
+        assert!(!p.server.wants_write());
+        let mut hello = Vec::new();
+        while p.client.wants_write() {
+            p.client.write_tls(&mut hello).expect("client hello");
+        }
+        let mut plain = Vec::new();
+        p.server
+            .receive(&hello, &mut plain)
+            .expect("client hello in");
+        assert!(p.server.wants_write());
+        let mut out = Vec::new();
+        p.server.take_output(&mut out);
+        assert!(!out.is_empty());
+        assert!(!p.server.wants_write());
     }
 
     #[test]
