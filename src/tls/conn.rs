@@ -8,15 +8,16 @@ use rustls::ServerConnection;
 
 use super::{ciphers, TlsConfig, TlsError};
 
-/// Most TLS output (and plaintext written before the handshake ends) held
-/// inside rustls at once: rustls' own default, named so it is a decision.
-/// `send` drains after every record batch, so this bounds a burst, not a response.
+/// Most TLS output held inside rustls at once: rustls' own default, named so
+/// it is a decision. `send` drains after every batch of records, so this
+/// bounds a burst, not a response.
 const BUFFER_LIMIT: usize = 64 * 1024;
 
 pub struct TlsConn {
     conn: ServerConnection,
-    /// Plaintext sent while handshaking that rustls' buffer could not take;
-    /// handed to rustls once the handshake is over (`take_output`).
+    /// Plaintext sent while handshaking, encrypted once the handshake is over
+    /// (`take_output`). Kept here rather than in rustls, which would send
+    /// it early in TLS 1.3 (0.5-RTT), before a client certificate is checked.
     deferred: Vec<u8>,
     peer_closed: bool,
     /// We sent `close_notify`: nothing more may be sent.
@@ -25,8 +26,8 @@ pub struct TlsConn {
 
 impl TlsConn {
     pub fn new(config: &TlsConfig) -> Result<TlsConn, TlsError> {
-        let mut conn =
-            ServerConnection::new(config.server_config().clone()).map_err(TlsError::Peer)?;
+        let mut conn = ServerConnection::new(config.server_config().clone())
+            .map_err(|e| TlsError::Settings(format!("TLS connection setup: {e}")))?;
         conn.set_buffer_limit(Some(BUFFER_LIMIT));
         Ok(TlsConn {
             conn,
@@ -74,47 +75,30 @@ impl TlsConn {
     }
 
     /// Encrypts application bytes, appending the records to `out`. Before the
-    /// handshake is over nothing can be encrypted: the bytes are kept and
-    /// come out of `take_output` once it is.
+    /// handshake is over nothing is encrypted: the bytes are kept and come
+    /// out of `take_output` once it is.
     pub fn send(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), TlsError> {
         if self.closed_for_send {
             return Err(TlsError::Closed);
         }
-        if !self.deferred.is_empty() {
+        if self.conn.is_handshaking() || !self.deferred.is_empty() {
             self.deferred.extend_from_slice(plaintext);
             self.take_output(out);
             return Ok(());
         }
-        let mut rest = plaintext;
-        while !rest.is_empty() {
-            let n = self
-                .conn
-                .writer()
-                .write(rest)
-                .map_err(|_| TlsError::Closed)?;
-            self.drain_tls(out);
-            if n == 0 {
-                if self.conn.is_handshaking() {
-                    self.deferred.extend_from_slice(rest);
-                    break;
-                }
-                return Err(TlsError::Closed);
-            }
-            rest = &rest[n..];
-        }
-        Ok(())
+        self.encrypt(plaintext, out)
     }
 
-    /// Appends every pending TLS record (handshake, tickets, alerts, and data
-    /// sent before the handshake was over) to `out`. Call after `receive`,
-    /// after `new`-then-`receive` errors, and whenever the engine can write.
+    /// Appends every pending TLS record (handshake replies, session tickets,
+    /// alerts, and data sent before the handshake was over) to `out`. Call
+    /// after every `receive`, whether it succeeded or not.
     pub fn take_output(&mut self, out: &mut Vec<u8>) {
         self.drain_tls(out);
         if !self.deferred.is_empty() && !self.conn.is_handshaking() {
             let deferred = std::mem::take(&mut self.deferred);
-            // Cannot defer again: the handshake is over. A refusal (the
-            // connection failed) drops the bytes, which is all there is to do.
-            let _ = self.send(&deferred, out);
+            // A refusal means the connection failed: the bytes have nowhere
+            // to go, and the failure was already reported by `receive`.
+            let _ = self.encrypt(&deferred, out);
         }
     }
 
@@ -168,6 +152,25 @@ impl TlsConn {
             rustls::ProtocolVersion::TLSv1_2 => Some("TLSv1.2"),
             _ => None,
         }
+    }
+
+    fn encrypt(&mut self, plaintext: &[u8], out: &mut Vec<u8>) -> Result<(), TlsError> {
+        let mut rest = plaintext;
+        while !rest.is_empty() {
+            let n = self
+                .conn
+                .writer()
+                .write(rest)
+                .map_err(|_| TlsError::Closed)?;
+            self.drain_tls(out);
+            if n == 0 {
+                // Nothing taken with the output just drained: rustls will
+                // not send (the connection failed or is closing).
+                return Err(TlsError::Closed);
+            }
+            rest = &rest[n..];
+        }
+        Ok(())
     }
 
     fn drain_tls(&mut self, out: &mut Vec<u8>) {
@@ -302,17 +305,32 @@ mod tests {
         let s = server(CertReqs::None, None);
         let mut p = Pair::new(&s.config, client_config(&s.ca, None, None), 100);
         let mut early = Vec::new();
-        // Far more than rustls buffers while handshaking: the rest is kept aside.
+        // Far more than rustls buffers at once.
         let big = vec![b'x'; 3 * BUFFER_LIMIT];
         p.server
             .send(&big, &mut early)
             .expect("send before handshake");
         assert!(early.is_empty(), "nothing can be encrypted yet");
+        // Not even once the server's keys exist (TLS 1.3 would allow it).
+        p.client_to_server().expect("client hello");
+        let mut flight = Vec::new();
+        p.server
+            .send(b"!", &mut flight)
+            .expect("send while handshaking");
+        assert!(!flight.is_empty(), "the handshake's own output comes out");
+        p.deliver_to_client(&flight).expect("server flight");
+        assert!(!p.client.is_handshaking(), "the client has all it needs");
+        assert!(
+            p.client_plain.is_empty(),
+            "no data before the client finished"
+        );
         p.handshake().expect("handshake");
-        assert_eq!(p.client_plain, big);
+        let mut expected = big.clone();
+        expected.push(b'!');
+        assert_eq!(p.client_plain, expected);
         // Order is kept across the deferred part.
         p.server_sends(b"tail").expect("send after");
-        assert_eq!(&p.client_plain[big.len()..], b"tail");
+        assert_eq!(&p.client_plain[expected.len()..], b"tail");
     }
 
     #[test]
