@@ -389,6 +389,55 @@ mod tests {
     }
 
     #[test]
+    fn corrupted_client_hellos_never_panic() {
+        let s = server(CertReqs::Optional, None);
+        let mut hello = Vec::new();
+        let mut client = rustls::ClientConnection::new(
+            client_config(&s.ca, None, None),
+            "localhost".try_into().expect("name"),
+        )
+        .expect("client");
+        while client.wants_write() {
+            client.write_tls(&mut hello).expect("hello");
+        }
+        let mut refused = 0;
+        for at in (0..hello.len()).step_by(3) {
+            let mut bad = hello.clone();
+            bad[at] ^= 0x5a;
+            let mut conn = TlsConn::new(&s.config).expect("conn");
+            let mut plain = Vec::new();
+            // Either refused or (a flip in a field nobody checks) answered.
+            if conn.receive(&bad, &mut plain).is_err() {
+                refused += 1;
+            }
+            let mut out = Vec::new();
+            conn.take_output(&mut out);
+            assert!(plain.is_empty());
+        }
+        assert!(refused > 0);
+    }
+
+    #[test]
+    fn oversized_handshake_message_is_refused_not_buffered() {
+        let s = server(CertReqs::None, None);
+        let mut conn = TlsConn::new(&s.config).expect("conn");
+        let mut plain = Vec::new();
+        // A ClientHello claiming 16 MiB, sent as full-size records.
+        let mut payload = vec![0x01, 0xff, 0xff, 0xff];
+        payload.resize(16384, 0x41);
+        let mut record = vec![0x16, 0x03, 0x01, 0x40, 0x00];
+        record.extend_from_slice(&payload);
+        let mut result = Ok(());
+        for _ in 0..8 {
+            result = conn.receive(&record, &mut plain);
+            if result.is_err() {
+                break;
+            }
+        }
+        assert!(matches!(result, Err(TlsError::Peer(_))));
+    }
+
+    #[test]
     fn garbage_after_handshake_is_an_error() {
         let s = server(CertReqs::None, None);
         let mut p = Pair::new(&s.config, client_config(&s.ca, None, None), 50);
