@@ -12,6 +12,7 @@ pub mod config;
 pub mod engine;
 pub mod http;
 pub mod sys;
+pub mod tls;
 
 #[cfg(feature = "python")]
 pub mod arbiter;
