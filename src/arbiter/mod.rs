@@ -101,6 +101,9 @@ pub struct Arbiter {
     pidfile: Option<Pidfile>,
     /// Waiting to tell systemd and the log that all workers are ready.
     announce_ready: bool,
+    /// Loaded once here (so mistakes stop the start, and workers share
+    /// session-ticket keys), again on HUP.
+    tls: Option<crate::tls::TlsConfig>,
 }
 
 fn python_fork_hooks() -> ForkHooks {
@@ -130,6 +133,7 @@ impl Arbiter {
     ) -> Result<Arbiter, String> {
         // A new arbiter exec'd by USR2 inherits the old one's blocked mask.
         mask_signals(SigmaskHow::SIG_UNBLOCK);
+        let tls = load_tls(&cfg)?;
         let upgrade = Upgrade::detect(py, start_cwd)
             .map_err(|e| format!("cannot read the interpreter's command line: {e}"))?;
         let listeners = Listener::open_all(&cfg).map_err(|e| e.to_string())?;
@@ -167,6 +171,7 @@ impl Arbiter {
             upgrade,
             pidfile,
             announce_ready: true,
+            tls,
         })
     }
 
@@ -365,6 +370,13 @@ impl Arbiter {
                         }
                     }
                 }
+                match load_tls(&cfg) {
+                    Ok(tls) => self.tls = tls,
+                    Err(e) => {
+                        crate::error!("Reload aborted, keeping the running configuration: {e}");
+                        return;
+                    }
+                }
                 crate::log::set_level(cfg.log_level);
                 self.num_workers = cfg.workers;
                 self.cfg = cfg;
@@ -428,6 +440,7 @@ impl Arbiter {
                     listeners: slot_listeners,
                     status,
                     wake_fd: self.wake_write.as_raw_fd(),
+                    tls: self.tls.clone(),
                 };
                 let code = crate::worker::run(py, &self.cfg, ctx);
                 process::exit_now(code);
@@ -628,6 +641,15 @@ impl Arbiter {
         crate::info!("Shutting down: Master");
         code
     }
+}
+
+/// The TLS configuration when TLS is on; a bad certificate, key or setting
+/// is an error naming the file.
+fn load_tls(cfg: &Config) -> Result<Option<crate::tls::TlsConfig>, String> {
+    if !cfg.tls.is_enabled() {
+        return Ok(None);
+    }
+    crate::tls::TlsConfig::load(&cfg.tls).map(Some).map_err(|e| e.to_string())
 }
 
 pub fn signal_name(sig: Signal) -> String {

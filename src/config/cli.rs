@@ -107,6 +107,26 @@ pub struct Cli {
     #[arg(short = 'n', long = "name", value_name = "STRING")]
     pub name: Option<String>,
 
+    /// TLS: the PEM certificate chain. Setting it (or --keyfile) serves HTTPS on every bind.
+    #[arg(long = "certfile", value_name = "FILE")]
+    pub certfile: Option<String>,
+
+    /// TLS: the PEM private key (default: read from --certfile).
+    #[arg(long = "keyfile", value_name = "FILE")]
+    pub keyfile: Option<String>,
+
+    /// TLS: CA certificates (PEM) that client certificates must chain to.
+    #[arg(long = "ca-certs", value_name = "FILE")]
+    pub ca_certs: Option<String>,
+
+    /// TLS: client certificates: 0 not asked, 1 optional, 2 required.
+    #[arg(long = "cert-reqs", value_name = "INT", default_value_t = 0)]
+    pub cert_reqs: i64,
+
+    /// TLS: allowed cipher suites, colon-separated (see docs/tls.md for the names).
+    #[arg(long = "ciphers", value_name = "LIST")]
+    pub ciphers: Option<String>,
+
     /// The maximum number of open client connections per worker.
     #[arg(long = "worker-connections", value_name = "INT", default_value_t = 1000,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]

@@ -47,6 +47,8 @@ pub struct Config {
     pub forwarded_allow_ips: AllowList,
     pub proxy_allow_from: AllowList,
     pub http: Arc<http::Config>,
+    /// TLS on every listener when a certificate or key is given.
+    pub tls: crate::tls::TlsSettings,
 }
 
 /// What the command line asks for.
@@ -151,8 +153,16 @@ pub fn resolve(cli: Cli, env: impl Fn(&str) -> Option<String>) -> Result<Config,
         None => None,
     };
     let proc_name = cli.name.clone().unwrap_or_else(|| app.clone());
+    let tls = crate::tls::TlsSettings {
+        certfile: cli.certfile.clone().map(Into::into),
+        keyfile: cli.keyfile.clone().map(Into::into),
+        ca_certs: cli.ca_certs.clone().map(Into::into),
+        cert_reqs: crate::tls::CertReqs::from_int(cli.cert_reqs).map_err(|e| format!("--cert-reqs: {e}"))?,
+        ciphers: cli.ciphers.clone(),
+    };
 
     Ok(Config {
+        tls,
         proc_name,
         timeout: cli.timeout,
         max_requests: cli.max_requests,

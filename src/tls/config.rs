@@ -16,8 +16,10 @@ use rustls::{
 
 use super::{ciphers, CertReqs, TlsError, TlsSettings};
 
-/// The only application protocol offered over ALPN: this server speaks HTTP/1.1.
+/// The application protocol preferred over ALPN: this server speaks HTTP/1.1.
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
+/// Also accepted, so a client that offers only HTTP/1.0 is not refused.
+pub const ALPN_HTTP10: &[u8] = b"http/1.0";
 
 /// A loaded, checked server configuration. Cheap to clone (one `Arc`).
 #[derive(Clone, Debug)]
@@ -57,7 +59,7 @@ impl TlsConfig {
             None => builder.with_no_client_auth(),
         };
         let mut config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
-        config.alpn_protocols = vec![ALPN_HTTP11.to_vec()];
+        config.alpn_protocols = vec![ALPN_HTTP11.to_vec(), ALPN_HTTP10.to_vec()];
         // Python's server context (and so gunicorn) prefers the server's order.
         config.ignore_client_order = true;
         // Stateless resumption tickets, as OpenSSL issues by default. The key
@@ -270,13 +272,13 @@ mod tests {
     }
 
     #[test]
-    fn loads_cert_and_key_and_offers_http11_only() {
+    fn loads_cert_and_key_and_offers_http11_then_http10() {
         let dir = TempDir::new();
         let (_, settings) = files(&dir);
         let config = TlsConfig::load(&settings).expect("load");
         assert_eq!(
             config.server_config().alpn_protocols,
-            vec![b"http/1.1".to_vec()]
+            vec![b"http/1.1".to_vec(), b"http/1.0".to_vec()]
         );
         assert!(config.server_config().ignore_client_order);
     }

@@ -24,6 +24,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
         listeners,
         status,
         wake_fd,
+        tls,
     } = ctx;
     proctitle::set(&format!("ferrocorn: worker [{}]", cfg.proc_name));
     // Signals arrive blocked from the arbiter's fork: install ours, then unblock.
@@ -97,7 +98,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
         engine,
         state: State {
             conns: Vec::new(),
-            listeners: listeners.iter().map(conn_info_template).collect(),
+            listeners: listeners.iter().map(|l| conn_info_template(l, tls.is_some())).collect(),
             ready: Vec::new(),
             open: 0,
             http: cfg.http.clone(),
@@ -105,6 +106,8 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
             trust_proxy: cfg.proxy_allow_from.clone(),
             signal_fd: signals.fd(),
             signalled: false,
+            tls: tls.clone(),
+            plain: Vec::new(),
         },
         app,
         date: DateCache::new(),
@@ -232,7 +235,7 @@ fn run_exit_functions(py: Python<'_>) {
     );
 }
 
-fn conn_info_template(l: &SlotListener) -> ConnInfo {
+fn conn_info_template(l: &SlotListener, tls: bool) -> ConnInfo {
     let (server_name, server_port) = match (l.local, &l.unix_path) {
         (Some(addr), _) => (addr.ip().to_string(), addr.port().to_string()),
         (None, Some(path)) => (path.clone(), String::new()),
@@ -242,6 +245,6 @@ fn conn_info_template(l: &SlotListener) -> ConnInfo {
         peer: None,
         server_name,
         server_port,
-        tls: false,
+        tls,
     }
 }

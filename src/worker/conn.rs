@@ -46,6 +46,10 @@ pub struct Connection {
     pub recv_paused: bool,
     /// Already in the worker's ready list.
     pub ready: bool,
+    /// TLS state when the listener serves HTTPS.
+    pub tls: Option<crate::tls::TlsConn>,
+    /// Encrypted bytes waiting to be handed to the engine.
+    pub wire: Vec<u8>,
 }
 
 impl Connection {
@@ -65,6 +69,8 @@ impl Connection {
             broken: false,
             recv_paused: false,
             ready: false,
+            tls: None,
+            wire: Vec::new(),
         }
     }
 
@@ -78,7 +84,7 @@ impl Connection {
     }
 
     pub fn pending_output(&self) -> usize {
-        self.queued + self.out.len()
+        self.queued + self.out.len() + self.wire.len()
     }
 
     pub fn peer_ip(&self) -> String {

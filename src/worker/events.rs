@@ -37,13 +37,51 @@ impl State {
                         tls: false,
                     });
                 info.peer = peer;
-                self.conns[i] = Some(Connection::new(http, info, now));
+                let mut c = Connection::new(http, info, now);
+                if let Some(cfg) = &self.tls {
+                    match crate::tls::TlsConn::new(cfg) {
+                        Ok(t) => c.tls = Some(t),
+                        Err(e) => {
+                            crate::error!("Cannot start TLS for a connection: {e}");
+                            c.broken = true;
+                        }
+                    }
+                }
+                let broken = c.broken;
+                self.conns[i] = Some(c);
                 self.open += 1;
+                if broken {
+                    self.mark_ready(conn);
+                }
             }
             Event::Data { conn, data } => {
-                if let Some(c) = self.get(conn) {
+                let plain = &mut self.plain;
+                if let Some(Some(c)) = self.conns.get_mut(conn.index()) {
                     c.last_active = now;
-                    if !matches!(c.phase, Phase::Lingering { .. }) {
+                    if matches!(c.phase, Phase::Lingering { .. }) {
+                        // Draining before close: the bytes are not wanted.
+                    } else if let Some(tls) = &mut c.tls {
+                        plain.clear();
+                        match tls.receive(data, plain) {
+                            Ok(()) => {
+                                c.http.feed(plain);
+                                if tls.peer_closed() {
+                                    c.eof = true;
+                                    c.http.feed_eof();
+                                }
+                            }
+                            Err(e) => {
+                                // The alert (if any) goes out with the next
+                                // flush; then the connection closes.
+                                if e.is_peer_fault() {
+                                    crate::debug!("TLS error from ip={}: {e}", c.peer_ip());
+                                } else {
+                                    crate::warn!("TLS error from ip={}: {e}", c.peer_ip());
+                                }
+                                c.phase = Phase::CloseAfterSend;
+                            }
+                        }
+                    } else {
                         c.http.feed(data);
                     }
                     self.mark_ready(conn);

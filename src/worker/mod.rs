@@ -65,6 +65,9 @@ struct State {
     trust_proxy: http::AllowList,
     signal_fd: i32,
     signalled: bool,
+    tls: Option<crate::tls::TlsConfig>,
+    /// Scratch space for decrypted bytes.
+    plain: Vec<u8>,
 }
 
 /// What the arbiter hands a new worker.
@@ -76,6 +79,8 @@ pub struct WorkerContext<'a> {
     pub status: Option<&'a Status>,
     /// Write a byte here to wake the arbiter after a status change.
     pub wake_fd: i32,
+    /// Serve TLS on every listener.
+    pub tls: Option<crate::tls::TlsConfig>,
 }
 
 struct Worker<'a> {
@@ -208,7 +213,8 @@ impl Worker<'_> {
                 return;
             }
             Phase::CloseAfterSend => {
-                if c.pending_output() == 0 {
+                self.flush(id);
+                if self.state.get(id).is_some_and(|c| c.pending_output() == 0) {
                     self.finish_close(py, id);
                 }
                 return;
@@ -365,16 +371,27 @@ impl Worker<'_> {
         self.flush(id);
     }
 
+    /// Hand the connection's output to the engine (encrypted first on TLS,
+    /// with whatever handshake records TLS has to send).
     fn flush(&mut self, id: ConnId) {
-        let Some(c) = self
-            .state
-            .conns
-            .get_mut(id.index())
-            .and_then(Option::as_mut)
-        else {
+        let Some(c) = self.state.conns.get_mut(id.index()).and_then(Option::as_mut) else {
             return;
         };
-        if !c.out.is_empty() {
+        if let Some(tls) = &mut c.tls {
+            if !c.out.is_empty() {
+                if let Err(e) = tls.send(&c.out, &mut c.wire) {
+                    crate::debug!("TLS send failed: {e}");
+                    c.broken = true;
+                }
+                c.out.clear();
+            }
+            tls.take_output(&mut c.wire);
+            if !c.wire.is_empty() {
+                let wire = std::mem::take(&mut c.wire);
+                c.queued += wire.len();
+                self.engine.send(id, wire);
+            }
+        } else if !c.out.is_empty() {
             let out = std::mem::take(&mut c.out);
             c.queued += out.len();
             self.engine.send(id, out);
@@ -390,6 +407,17 @@ impl Worker<'_> {
         c.phase = Phase::Lingering {
             until: Instant::now() + LINGER,
         };
+        let had_tls = match &mut c.tls {
+            Some(tls) => {
+                tls.close_notify(&mut c.wire);
+                true
+            }
+            None => false,
+        };
+        if had_tls {
+            self.flush(id);
+        }
+        let Some(c) = self.state.get(id) else { return };
         self.engine.shutdown_write(id);
         if c.recv_paused {
             c.recv_paused = false;
