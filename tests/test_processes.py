@@ -137,3 +137,24 @@ def test_term_lets_an_in_flight_request_finish(serve):
     finally:
         conn.close()
     assert server.wait_exit() == 0
+
+
+def test_hup_replaces_every_worker(serve):
+    server = serve("basic:app", workers=2)
+    old = server.wait_workers(2)
+    server.send_signal(signal.SIGHUP)
+    new = wait_until(
+        lambda: (lambda w: w if len(w) == 2 and not set(w) & set(old) else None)(server.workers()),
+        20, what="two new workers after HUP")
+    assert len(new) == 2
+    assert server.request(target="/say/reloaded").body == b"reloaded"
+
+
+def test_ttin_adds_a_worker_and_ttou_removes_one(serve):
+    server = serve("basic:app", workers=2)
+    server.wait_workers(2)
+    server.send_signal(signal.SIGTTIN)
+    server.wait_workers(3)
+    server.send_signal(signal.SIGTTOU)
+    server.wait_workers(2)
+    assert server.request(target="/say/resized").body == b"resized"
