@@ -106,6 +106,16 @@ def test_client_gone_mid_body_does_not_disturb_other_clients(server):
     assert resp.body == b"12345"
 
 
+def test_idle_keep_alive_connection_is_closed_after_the_keep_alive_timeout(serve):
+    server = serve("basic:app", "--keep-alive", "1")
+    with server.connect() as conn:
+        conn.send(request_bytes(target="/say/idle"))
+        assert conn.read_response().body == b"idle"
+        t0 = time.monotonic()
+        assert conn.closed_by_server(timeout=6.0)
+        assert time.monotonic() - t0 >= 0.5
+
+
 def test_many_sequential_connections_are_served(server):
     for i in range(50):
         assert server.request(target="/say/%d" % i).body == str(i).encode()

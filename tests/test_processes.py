@@ -23,17 +23,22 @@ def test_requests_are_served_by_the_workers(serve):
     assert pids <= set(workers)
 
 
+def pinned_cpu(pid):
+    """The one CPU a worker is pinned to. A worker pins itself just after
+    the fork, so this waits (bounded) for its affinity to narrow."""
+    cpus = wait_until(lambda: (lambda c: c if len(c) == 1 else None)(cpus_allowed(pid)),
+                      10, what="worker %d to be pinned to one CPU (it may run on %s)"
+                      % (pid, cpus_allowed(pid)))
+    return cpus[0]
+
+
 @pytest.mark.ferrocorn_only
 def test_each_worker_is_pinned_to_one_cpu_round_robin(serve):
     allowed = sorted(os.sched_getaffinity(0))
     count = len(allowed) + 1  # wraps around once
     server = serve("basic:app", workers=count)
     workers = server.wait_workers(count)
-    pinned = []
-    for pid in workers:
-        cpus = cpus_allowed(pid)
-        assert len(cpus) == 1, "worker %d may run on %s" % (pid, cpus)
-        pinned.append(cpus[0])
+    pinned = [pinned_cpu(pid) for pid in workers]
     expected = [allowed[i % len(allowed)] for i in range(count)]
     assert sorted(pinned) == sorted(expected)
 
@@ -103,13 +108,13 @@ def test_replacement_worker_keeps_the_slot_cpu(serve):
     server = serve("basic:app", workers=2)
     workers = server.wait_workers(2)
     victim = next(iter(workers))
-    cpu = cpus_allowed(victim)
+    cpu = pinned_cpu(victim)
     os.kill(victim, signal.SIGKILL)
     replaced = wait_until(
         lambda: (lambda w: w if len(w) == 2 and victim not in w else None)(server.workers()),
         15, what="a replacement worker")
     (new,) = set(replaced) - set(workers)
-    assert cpus_allowed(new) == cpu
+    assert pinned_cpu(new) == cpu
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
@@ -137,3 +142,27 @@ def test_term_lets_an_in_flight_request_finish(serve):
     finally:
         conn.close()
     assert server.wait_exit() == 0
+
+
+def test_hup_replaces_every_worker(serve):
+    server = serve("basic:app", workers=2)
+    old = server.wait_workers(2)
+    server.send_signal(signal.SIGHUP)
+    new = wait_until(
+        lambda: (lambda w: w if len(w) == 2 and not set(w) & set(old) else None)(server.workers()),
+        20, what="two new workers after HUP")
+    assert len(new) == 2
+    assert server.request(target="/say/reloaded").body == b"reloaded"
+
+
+def test_ttin_adds_a_worker_and_ttou_removes_one(serve):
+    server = serve("basic:app", workers=2)
+    server.wait_workers(2)
+    server.send_signal(signal.SIGTTIN)
+    server.wait_workers(3)
+    server.send_signal(signal.SIGTTOU)
+    server.wait_workers(2)
+    # Every new connection is served: none is left queued where no worker
+    # accepts any more (several tries, as the kernel spreads connections).
+    for i in range(8):
+        assert server.request(target="/say/resized-%d" % i).body == b"resized-%d" % i
