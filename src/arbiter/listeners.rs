@@ -201,6 +201,15 @@ impl Listener {
         })
     }
 
+    /// Let go of the per-slot sockets of slots `slots..` (the number of
+    /// workers went down). Each socket closes for good when its last worker
+    /// lets go of it too.
+    pub fn release_slots_from(&mut self, slots: usize) {
+        if self.per_slot && slots > 0 && self.fds.len() > slots {
+            self.fds.truncate(slots);
+        }
+    }
+
     /// Remove the socket file of a unix listener this arbiter created.
     pub fn unlink(&self) {
         if let (true, BindAddr::Unix(path)) = (self.unlink_at_exit, &self.bind) {

@@ -32,6 +32,9 @@ pub const WORKER_BOOT_ERROR: i32 = 3;
 /// A worker could not import the application.
 pub const APP_LOAD_ERROR: i32 = 4;
 
+/// A worker hit an internal error and stopped (it is restarted).
+pub const WORKER_CRASHED: i32 = 70;
+
 /// The signals the arbiter handles; workers reset them.
 pub const SIGNALS: &[Signal] = &[
     Signal::SIGHUP,
@@ -321,6 +324,9 @@ impl Arbiter {
         for pid in retire {
             self.retire(pid);
         }
+        for l in &mut self.listeners {
+            l.release_slots_from(self.num_workers);
+        }
         if self.announce_ready && self.num_workers > 0 {
             let ready = (0..self.num_workers).all(|slot| {
                 self.children.iter().any(|c| {
@@ -430,6 +436,7 @@ impl Arbiter {
         mask_signals(SigmaskHow::SIG_BLOCK);
         match process::fork(&python_fork_hooks()) {
             Ok(Forked::Child) => {
+                // Nothing may unwind out of here into the arbiter's frames.
                 let status = self.table.get(entry);
                 if let Some(s) = status {
                     s.reset(std::process::id() as i32, now_ms);
@@ -442,7 +449,17 @@ impl Arbiter {
                     wake_fd: self.wake_write.as_raw_fd(),
                     tls: self.tls.clone(),
                 };
-                let code = crate::worker::run(py, &self.cfg, ctx);
+                let cfg = &self.cfg;
+                let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::worker::run(py, cfg, ctx)
+                }))
+                .unwrap_or_else(|_| {
+                    crate::critical!(
+                        "Worker (pid:{}) crashed: internal error (panic)",
+                        std::process::id()
+                    );
+                    WORKER_CRASHED
+                });
                 process::exit_now(code);
             }
             Ok(Forked::Parent(pid)) => {
@@ -649,7 +666,9 @@ fn load_tls(cfg: &Config) -> Result<Option<crate::tls::TlsConfig>, String> {
     if !cfg.tls.is_enabled() {
         return Ok(None);
     }
-    crate::tls::TlsConfig::load(&cfg.tls).map(Some).map_err(|e| e.to_string())
+    crate::tls::TlsConfig::load(&cfg.tls)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 pub fn signal_name(sig: Signal) -> String {

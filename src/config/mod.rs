@@ -157,7 +157,8 @@ pub fn resolve(cli: Cli, env: impl Fn(&str) -> Option<String>) -> Result<Config,
         certfile: cli.certfile.clone().map(Into::into),
         keyfile: cli.keyfile.clone().map(Into::into),
         ca_certs: cli.ca_certs.clone().map(Into::into),
-        cert_reqs: crate::tls::CertReqs::from_int(cli.cert_reqs).map_err(|e| format!("--cert-reqs: {e}"))?,
+        cert_reqs: crate::tls::CertReqs::from_int(cli.cert_reqs)
+            .map_err(|e| format!("--cert-reqs: {e}"))?,
         ciphers: cli.ciphers.clone(),
     };
 

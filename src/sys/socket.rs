@@ -135,3 +135,16 @@ pub fn set_inheritable(fd: RawFd) -> io::Result<()> {
     nix::fcntl::fcntl(unsafe_borrow(fd), nix::fcntl::FcntlArg::F_SETFD(flags))?;
     Ok(())
 }
+
+/// Close a listening socket this process inherited from the arbiter at
+/// fork. The worker calls it when it stops, so that once the arbiter has
+/// let go of a slot's socket the kernel stops queueing connections on it.
+pub fn close_inherited(fd: RawFd) {
+    // SAFETY: `fd` is the worker's copy of a listener descriptor; the
+    // arbiter's `OwnedFd` for it lives in memory this process never drops
+    // (workers leave with `_exit`), so nothing closes it twice, and the io
+    // engine has stopped accepting on it before this call.
+    unsafe {
+        libc::close(fd);
+    }
+}

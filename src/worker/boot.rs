@@ -91,6 +91,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
     };
     let mut worker = Worker {
         status,
+        listener_fds: fds.clone(),
         wake_fd,
         max_requests: (cfg.max_requests > 0)
             .then(|| cfg.max_requests + jitter(cfg.max_requests_jitter)),
@@ -98,7 +99,10 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
         engine,
         state: State {
             conns: Vec::new(),
-            listeners: listeners.iter().map(|l| conn_info_template(l, tls.is_some())).collect(),
+            listeners: listeners
+                .iter()
+                .map(|l| conn_info_template(l, tls.is_some()))
+                .collect(),
             ready: Vec::new(),
             open: 0,
             http: cfg.http.clone(),

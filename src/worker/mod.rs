@@ -85,6 +85,8 @@ pub struct WorkerContext<'a> {
 
 struct Worker<'a> {
     status: Option<&'a Status>,
+    /// This worker's copies of its listening sockets (closed when it stops).
+    listener_fds: Vec<i32>,
     wake_fd: i32,
     /// Ask for a replacement after this many requests (`--max-requests` plus jitter).
     max_requests: Option<u64>,
@@ -182,6 +184,11 @@ impl Worker<'_> {
             self.stopping = Some(Instant::now());
             self.engine.pause_accept();
             self.accept_paused = true;
+            // Our copy of each listener goes, so a slot the arbiter gave up
+            // (fewer workers) stops receiving connections nobody will accept.
+            for fd in self.listener_fds.drain(..) {
+                crate::sys::socket::close_inherited(fd);
+            }
         }
     }
 
@@ -374,7 +381,12 @@ impl Worker<'_> {
     /// Hand the connection's output to the engine (encrypted first on TLS,
     /// with whatever handshake records TLS has to send).
     fn flush(&mut self, id: ConnId) {
-        let Some(c) = self.state.conns.get_mut(id.index()).and_then(Option::as_mut) else {
+        let Some(c) = self
+            .state
+            .conns
+            .get_mut(id.index())
+            .and_then(Option::as_mut)
+        else {
             return;
         };
         if let Some(tls) = &mut c.tls {
