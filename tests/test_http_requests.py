@@ -119,3 +119,14 @@ def test_server_keeps_serving_after_bad_requests(server):
             conn.send(raw)
             conn.read_until_closed()
     assert server.request(target="/say/fine").body == b"fine"
+
+
+def test_body_over_limit_request_body_is_413_before_the_app_runs(serve):
+    server = serve("basic:app", "--limit-request-body", "10")
+    with server.connect() as conn:
+        conn.send(request_bytes("POST", "/echo", headers=[("Content-Length", "11")]))
+        assert conn.read_response().status == 413
+    with server.connect() as conn:
+        conn.send(request_bytes("POST", "/echo", headers=[("Content-Length", "10")], body=b"0123456789"))
+        resp = conn.read_response()
+        assert (resp.status, resp.body) == (200, b"0123456789")

@@ -162,6 +162,10 @@ pub struct Cli {
     )]
     pub limit_request_field_size: usize,
 
+    /// Max bytes of a request body (0 = unlimited). Larger: 413.
+    #[arg(long = "limit-request-body", value_name = "INT", default_value_t = 0)]
+    pub limit_request_body: u64,
+
     /// Accept obsolete line folding in request headers (joined with a space) instead of 400.
     #[arg(long = "permit-obsolete-folding")]
     pub permit_obsolete_folding: bool,

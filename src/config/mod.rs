@@ -135,6 +135,7 @@ pub fn resolve(cli: Cli, env: impl Fn(&str) -> Option<String>) -> Result<Config,
         casefold_http_method: cli.casefold_http_method,
         header_map,
         proxy_protocol,
+        limit_request_body: cli.limit_request_body,
         ..http::Config::default()
     };
 

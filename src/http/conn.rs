@@ -141,6 +141,12 @@ impl Conn {
                     self.pos += parsed.len;
                     self.head.reset();
                     let framing = framing(&parsed.head)?;
+                    let limit = self.config.limit_request_body;
+                    if let BodyKind::Length(n) = framing.body {
+                        if limit > 0 && n > limit {
+                            return Err(body_too_large(limit));
+                        }
+                    }
                     let decoder = match framing.body {
                         BodyKind::Empty => {
                             return Ok(self.request(parsed.head, Vec::new(), framing.keep_alive))
@@ -163,6 +169,10 @@ impl Conn {
                         b.decoder
                             .decode(input, &mut b.body, &self.config, &self.limits)?;
                     self.pos += progress.consumed;
+                    let limit = self.config.limit_request_body;
+                    if limit > 0 && b.body.len() as u64 > limit {
+                        return Err(body_too_large(limit));
+                    }
                     if progress.done {
                         break;
                     }
@@ -222,6 +232,13 @@ impl Conn {
             proxy: self.proxy.clone(),
         })
     }
+}
+
+fn body_too_large(limit: u64) -> HttpError {
+    HttpError::new(
+        HttpErrorKind::RequestBodyTooLarge,
+        format!("request body larger than limit_request_body ({limit} bytes)"),
+    )
 }
 
 #[cfg(test)]
@@ -332,6 +349,32 @@ mod tests {
             (reqs, End::Error(kind)) if reqs.is_empty() => kind,
             other => panic!("expected an error, got {other:?}"),
         }
+    }
+
+    fn limited(limit: u64, input: &[u8]) -> (Vec<Got>, End) {
+        let cfg = Config {
+            limit_request_body: limit,
+            ..Config::default()
+        };
+        feed_everywhere(cfg, trusted(), input, true)
+    }
+
+    #[test]
+    fn body_over_the_limit_is_413_from_content_length_or_chunks() {
+        let (reqs, end) = limited(4, b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n");
+        assert!(reqs.is_empty());
+        assert_eq!(end, End::Error(HttpErrorKind::RequestBodyTooLarge));
+        let (reqs, end) = limited(4, b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n");
+        assert!(reqs.is_empty());
+        assert_eq!(end, End::Error(HttpErrorKind::RequestBodyTooLarge));
+        let (reqs, _) = limited(5, b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
+        assert_eq!(reqs[0].body, b"hello");
+        let (reqs, _) = limited(0, b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello");
+        assert_eq!(reqs[0].body, b"hello");
+        assert_eq!(
+            HttpError::new(HttpErrorKind::RequestBodyTooLarge, "").status(),
+            Some(413)
+        );
     }
 
     #[test]

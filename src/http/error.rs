@@ -20,6 +20,8 @@ pub enum HttpErrorKind {
     UnsupportedTransferCoding,
     ExpectationFailed,
     ForbiddenProxyRequest,
+    /// The body is larger than `limit_request_body`.
+    RequestBodyTooLarge,
     /// The client stopped in the middle of a request: close without answering.
     NoMoreData,
 }
@@ -48,6 +50,7 @@ impl HttpError {
             UnsupportedTransferCoding => Some(501),
             ExpectationFailed => Some(417),
             ForbiddenProxyRequest => Some(403),
+            RequestBodyTooLarge => Some(413),
             NoMoreData => None,
             _ => Some(400),
         }

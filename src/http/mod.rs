@@ -56,6 +56,9 @@ pub struct Config {
     /// gunicorn `secure_scheme_headers`: (UPPER-CASE NAME, value meaning https).
     pub secure_scheme_headers: Vec<(String, String)>,
     pub proxy_protocol: ProxyProtocol,
+    /// Max bytes of a request body (0 = unlimited). Larger: 413, refused
+    /// from the Content-Length before any of the body is read.
+    pub limit_request_body: u64,
 }
 
 impl Default for Config {
@@ -77,6 +80,7 @@ impl Default for Config {
                 ("X-FORWARDED-SSL".into(), "on".into()),
             ],
             proxy_protocol: ProxyProtocol::Off,
+            limit_request_body: 0,
         }
     }
 }
