@@ -162,6 +162,24 @@ pub struct Cli {
     )]
     pub limit_request_field_size: usize,
 
+    /// Seconds a client gets to send a whole request head, from its first byte (slow clients get 408).
+    #[arg(long = "header-timeout", value_name = "SECONDS", default_value_t = 30.0)]
+    pub header_timeout: f64,
+
+    /// Seconds a request body may go without a byte arriving (then 408).
+    #[arg(long = "body-timeout", value_name = "SECONDS", default_value_t = 60.0)]
+    pub body_timeout: f64,
+
+    /// Admission control: answer 503 with Retry-After, without calling the app, once this
+    /// many requests are already waiting in a worker (0 = off).
+    #[arg(long = "max-queued-requests", value_name = "INT", default_value_t = 0)]
+    pub max_queued_requests: usize,
+
+    /// Admission control: answer 503 with Retry-After to a request that waited this many
+    /// seconds for its turn in the worker (0 = off).
+    #[arg(long = "max-queue-wait", value_name = "SECONDS", default_value_t = 0.0)]
+    pub max_queue_wait: f64,
+
     /// Max bytes of a request body (0 = unlimited). Larger: 413.
     #[arg(long = "limit-request-body", value_name = "INT", default_value_t = 0)]
     pub limit_request_body: u64,

@@ -47,6 +47,11 @@ pub struct Config {
     pub forwarded_allow_ips: AllowList,
     pub proxy_allow_from: AllowList,
     pub http: Arc<http::Config>,
+    pub header_timeout: std::time::Duration,
+    pub body_timeout: std::time::Duration,
+    pub max_queued_requests: usize,
+    /// `None` when admission control by waiting time is off.
+    pub max_queue_wait: Option<std::time::Duration>,
     /// TLS on every listener when a certificate or key is given.
     pub tls: crate::tls::TlsSettings,
 }
@@ -163,7 +168,24 @@ pub fn resolve(cli: Cli, env: impl Fn(&str) -> Option<String>) -> Result<Config,
         ciphers: cli.ciphers.clone(),
     };
 
+    let seconds = |name: &str, v: f64| -> Result<std::time::Duration, String> {
+        std::time::Duration::try_from_secs_f64(v)
+            .ok()
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| format!("{name} {v}: expected a positive number of seconds"))
+    };
+    let header_timeout = seconds("--header-timeout", cli.header_timeout)?;
+    let body_timeout = seconds("--body-timeout", cli.body_timeout)?;
+    let max_queue_wait = match cli.max_queue_wait {
+        w if w == 0.0 => None,
+        w => Some(seconds("--max-queue-wait", w)?),
+    };
+
     Ok(Config {
+        header_timeout,
+        body_timeout,
+        max_queued_requests: cli.max_queued_requests,
+        max_queue_wait,
         tls,
         proc_name,
         timeout: cli.timeout,

@@ -104,6 +104,12 @@ impl Conn {
         }
     }
 
+    /// A request head has been parsed and its body is still arriving
+    /// (the worker times body reads differently from the head).
+    pub fn reading_body(&self) -> bool {
+        matches!(self.state, State::Body(_))
+    }
+
     /// Bytes received and not yet consumed by a returned request; the
     /// worker stops reading while this is large (pipelining floods).
     pub fn buffered(&self) -> usize {

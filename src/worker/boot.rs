@@ -91,6 +91,11 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
     };
     let mut worker = Worker {
         status,
+        header_timeout: cfg.header_timeout,
+        body_timeout: cfg.body_timeout,
+        max_queued_requests: cfg.max_queued_requests,
+        max_queue_wait: cfg.max_queue_wait,
+        batch_calls: 0,
         listener_fds: fds.clone(),
         wake_fd,
         max_requests: (cfg.max_requests > 0)

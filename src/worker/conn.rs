@@ -38,6 +38,8 @@ pub struct Connection {
     pub stream: Option<Stream>,
     pub phase: Phase,
     pub last_active: Instant,
+    /// When the first byte of the request being received arrived.
+    pub request_started: Option<Instant>,
     pub requests: u64,
     /// The peer closed its side (or the connection broke).
     pub eof: bool,
@@ -64,6 +66,7 @@ impl Connection {
             stream: None,
             phase: Phase::Open,
             last_active: now,
+            request_started: None,
             requests: 0,
             eof: false,
             broken: false,

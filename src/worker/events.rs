@@ -58,6 +58,9 @@ impl State {
                 let plain = &mut self.plain;
                 if let Some(Some(c)) = self.conns.get_mut(conn.index()) {
                     c.last_active = now;
+                    if c.request_started.is_none() {
+                        c.request_started = Some(now);
+                    }
                     if matches!(c.phase, Phase::Lingering { .. }) {
                         // Draining before close: the bytes are not wanted.
                     } else if let Some(tls) = &mut c.tls {

@@ -38,9 +38,6 @@ const LINGER: Duration = Duration::from_secs(2);
 /// How long kept-alive connections stay open after a graceful stop begins
 /// (a request arriving then is answered with `Connection: close`; gunicorn 27.0.1: 2 s).
 const STOP_KEEPALIVE_LINGER: Duration = Duration::from_secs(2);
-/// A connection that has not sent a complete first request, or stalls in
-/// the middle of one, is closed after this long without a byte.
-const REQUEST_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Timers (keep-alive, linger) are checked this often.
 const SWEEP_EVERY: Duration = Duration::from_millis(250);
 
@@ -85,6 +82,12 @@ pub struct WorkerContext<'a> {
 
 struct Worker<'a> {
     status: Option<&'a Status>,
+    header_timeout: Duration,
+    body_timeout: Duration,
+    max_queued_requests: usize,
+    max_queue_wait: Option<Duration>,
+    /// App calls made in this loop turn (the queue position for admission control).
+    batch_calls: usize,
     /// This worker's copies of its listening sockets (closed when it stops).
     listener_fds: Vec<i32>,
     wake_fd: i32,
@@ -145,6 +148,7 @@ impl Worker<'_> {
                     }
                 }
             }
+            self.batch_calls = 0;
             let ready = std::mem::take(&mut self.state.ready);
             for id in &ready {
                 if let Some(c) = self.state.get(*id) {
@@ -263,7 +267,10 @@ impl Worker<'_> {
             match c.http.poll() {
                 http::Event::NeedMore => break,
                 http::Event::SendContinue => c.out.extend_from_slice(http::CONTINUE),
-                http::Event::Request(req) => self.respond(py, id, req),
+                http::Event::Request(req) => {
+                    c.request_started = (c.http.buffered() > 0).then(Instant::now);
+                    self.respond(py, id, req)
+                }
                 http::Event::Error(e) => {
                     let ip = c.peer_ip();
                     match e.status() {
@@ -302,6 +309,17 @@ impl Worker<'_> {
             is_head: req.head.is_head(),
             keep_alive: req.keep_alive,
         };
+        let waited = c.last_active.elapsed();
+        let shed = (self.max_queued_requests > 0 && self.batch_calls >= self.max_queued_requests)
+            || self.max_queue_wait.is_some_and(|w| waited > w);
+        if shed {
+            crate::debug!("Overloaded: 503 for a request that waited {:.3} s", waited.as_secs_f64());
+            if !write_overloaded(&mut c.out, &mut self.date, req_info) {
+                c.phase = Phase::CloseAfterSend;
+            }
+            return;
+        }
+        self.batch_calls += 1;
         if let Some(s) = self.status {
             s.begin_call(shm::monotonic_ms(), req.head.method(), req.head.target());
         }
@@ -456,30 +474,56 @@ impl Worker<'_> {
             .stopping
             .is_some_and(|s| now.duration_since(s) >= STOP_KEEPALIVE_LINGER);
         let mut expired = Vec::new();
+        let mut too_slow = Vec::new();
         for (i, c) in self.state.conns.iter().enumerate() {
             let Some(c) = c else { continue };
+            let id = ConnId(i as u32);
             let idle_for = now.saturating_duration_since(c.last_active);
-            let done = match c.phase {
-                Phase::Lingering { until } => now >= until,
-                Phase::CloseAfterSend => false,
+            match c.phase {
+                Phase::Lingering { until } if now >= until => expired.push(id),
                 Phase::Open if c.is_idle() => {
-                    let limit = if c.requests == 0 {
-                        REQUEST_IDLE_TIMEOUT
+                    // Waiting for a first request, or for the next one.
+                    let limit = if c.requests == 0 { self.header_timeout } else { self.keep_alive };
+                    if stop_linger_over || idle_for >= limit {
+                        expired.push(id);
+                    }
+                }
+                Phase::Open if c.stream.is_none() && c.queued == 0 => {
+                    // In the middle of receiving a request.
+                    let late = if c.http.reading_body() {
+                        idle_for >= self.body_timeout
                     } else {
-                        self.keep_alive
+                        c.request_started.is_some_and(|t| now.saturating_duration_since(t) >= self.header_timeout)
                     };
-                    stop_linger_over || idle_for >= limit
+                    if late {
+                        too_slow.push(id);
+                    }
                 }
-                Phase::Open => {
-                    c.stream.is_none() && c.queued == 0 && idle_for >= REQUEST_IDLE_TIMEOUT
-                }
-            };
-            if done {
-                expired.push(ConnId(i as u32));
+                _ => {}
             }
         }
         for id in expired {
             self.close(py, id);
         }
+        for id in too_slow {
+            let Some(c) = self.state.get(id) else { continue };
+            crate::debug!("Request timeout for ip={}: the client was too slow", c.peer_ip());
+            http::error_response(&mut c.out, 408, "The request did not arrive in time.");
+            c.phase = Phase::CloseAfterSend;
+            self.flush(id);
+        }
     }
+}
+
+/// 503 with Retry-After, for requests shed by admission control.
+fn write_overloaded(out: &mut Vec<u8>, date: &mut DateCache, req: RequestInfo) -> bool {
+    const BODY: &[u8] = b"Service Unavailable: the server is overloaded, retry shortly.\n";
+    let headers = [
+        (b"Content-Type".to_vec(), b"text/plain; charset=utf-8".to_vec()),
+        (b"Retry-After".to_vec(), b"1".to_vec()),
+        (b"Content-Length".to_vec(), BODY.len().to_string().into_bytes()),
+    ];
+    let mut w = ResponseWriter::start(out, date, req, b"503 Service Unavailable", &headers, None, false);
+    w.body(out, BODY);
+    w.finish(out)
 }
