@@ -163,7 +163,11 @@ pub struct Cli {
     pub limit_request_field_size: usize,
 
     /// Seconds a client gets to send a whole request head, from its first byte (slow clients get 408).
-    #[arg(long = "header-timeout", value_name = "SECONDS", default_value_t = 30.0)]
+    #[arg(
+        long = "header-timeout",
+        value_name = "SECONDS",
+        default_value_t = 30.0
+    )]
     pub header_timeout: f64,
 
     /// Seconds a request body may go without a byte arriving (then 408).

@@ -313,7 +313,10 @@ impl Worker<'_> {
         let shed = (self.max_queued_requests > 0 && self.batch_calls >= self.max_queued_requests)
             || self.max_queue_wait.is_some_and(|w| waited > w);
         if shed {
-            crate::debug!("Overloaded: 503 for a request that waited {:.3} s", waited.as_secs_f64());
+            crate::debug!(
+                "Overloaded: 503 for a request that waited {:.3} s",
+                waited.as_secs_f64()
+            );
             if !write_overloaded(&mut c.out, &mut self.date, req_info) {
                 c.phase = Phase::CloseAfterSend;
             }
@@ -483,7 +486,11 @@ impl Worker<'_> {
                 Phase::Lingering { until } if now >= until => expired.push(id),
                 Phase::Open if c.is_idle() => {
                     // Waiting for a first request, or for the next one.
-                    let limit = if c.requests == 0 { self.header_timeout } else { self.keep_alive };
+                    let limit = if c.requests == 0 {
+                        self.header_timeout
+                    } else {
+                        self.keep_alive
+                    };
                     if stop_linger_over || idle_for >= limit {
                         expired.push(id);
                     }
@@ -493,7 +500,9 @@ impl Worker<'_> {
                     let late = if c.http.reading_body() {
                         idle_for >= self.body_timeout
                     } else {
-                        c.request_started.is_some_and(|t| now.saturating_duration_since(t) >= self.header_timeout)
+                        c.request_started.is_some_and(|t| {
+                            now.saturating_duration_since(t) >= self.header_timeout
+                        })
                     };
                     if late {
                         too_slow.push(id);
@@ -506,8 +515,13 @@ impl Worker<'_> {
             self.close(py, id);
         }
         for id in too_slow {
-            let Some(c) = self.state.get(id) else { continue };
-            crate::debug!("Request timeout for ip={}: the client was too slow", c.peer_ip());
+            let Some(c) = self.state.get(id) else {
+                continue;
+            };
+            crate::debug!(
+                "Request timeout for ip={}: the client was too slow",
+                c.peer_ip()
+            );
             http::error_response(&mut c.out, 408, "The request did not arrive in time.");
             c.phase = Phase::CloseAfterSend;
             self.flush(id);
@@ -519,11 +533,25 @@ impl Worker<'_> {
 fn write_overloaded(out: &mut Vec<u8>, date: &mut DateCache, req: RequestInfo) -> bool {
     const BODY: &[u8] = b"Service Unavailable: the server is overloaded, retry shortly.\n";
     let headers = [
-        (b"Content-Type".to_vec(), b"text/plain; charset=utf-8".to_vec()),
+        (
+            b"Content-Type".to_vec(),
+            b"text/plain; charset=utf-8".to_vec(),
+        ),
         (b"Retry-After".to_vec(), b"1".to_vec()),
-        (b"Content-Length".to_vec(), BODY.len().to_string().into_bytes()),
+        (
+            b"Content-Length".to_vec(),
+            BODY.len().to_string().into_bytes(),
+        ),
     ];
-    let mut w = ResponseWriter::start(out, date, req, b"503 Service Unavailable", &headers, None, false);
+    let mut w = ResponseWriter::start(
+        out,
+        date,
+        req,
+        b"503 Service Unavailable",
+        &headers,
+        None,
+        false,
+    );
     w.body(out, BODY);
     w.finish(out)
 }

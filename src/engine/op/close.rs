@@ -48,9 +48,23 @@ impl UringEngine {
         if sending {
             self.cancel(self.conn_tag(Kind::Send, id));
         }
+        // An operation still in flight (a receive being cancelled, a send,
+        // a shutdown) names the descriptor by number: closing it now would
+        // let accept hand the number to a new connection, and that
+        // operation could then act on the new one. So the Close waits.
+        if self.conns[id as usize].ops == 0 {
+            self.submit_close(id);
+        } else {
+            self.conns[id as usize].close_pending = true;
+        }
+    }
+
+    pub fn submit_close(&mut self, id: u32) {
         let tag = self.conn_tag(Kind::Close, id);
         let fd = self.fd_of(id);
-        self.conns[id as usize].ops += 1;
+        let c = &mut self.conns[id as usize];
+        c.close_pending = false;
+        c.ops += 1;
         self.push(&opcode::Close::new(fd).build().user_data(tag));
     }
 }

@@ -97,6 +97,9 @@ pub struct Conn {
     pub failed: bool,
     /// In the dirty list (a send to start at the next wait).
     pub dirty: bool,
+    /// The worker closed the connection; the Close op goes out once every
+    /// other operation on the descriptor has completed (see `op_done`).
+    pub close_pending: bool,
 }
 
 impl Conn {
@@ -120,6 +123,7 @@ impl Conn {
             shut: Shut::No,
             failed: false,
             dirty: false,
+            close_pending: false,
         }
     }
 
@@ -297,6 +301,7 @@ impl UringEngine {
         c.shut = Shut::No;
         c.failed = false;
         c.dirty = false;
+        c.close_pending = false;
         id
     }
 
@@ -305,6 +310,12 @@ impl UringEngine {
     pub fn op_done(&mut self, id: u32) {
         let c = &mut self.conns[id as usize];
         c.ops -= 1;
+        if c.state == ConnState::Closing && c.ops == 0 && c.close_pending {
+            // Everything else on the descriptor is done: now it may be
+            // closed, and its number handed out again by accept.
+            self.submit_close(id);
+            return;
+        }
         if c.state == ConnState::Closing && c.ops == 0 {
             c.state = ConnState::Free;
             c.gen = token::next_gen(c.gen);
