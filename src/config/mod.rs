@@ -350,10 +350,9 @@ fn load_given(
         }
     }
 
-    let app = given
-        .app
-        .clone()
-        .or_else(|| env_given.as_ref().and_then(|g| g.app.clone()))
+    let nonempty = |a: &Option<String>| a.clone().filter(|a| !a.trim().is_empty());
+    let app = nonempty(&given.app)
+        .or_else(|| env_given.as_ref().and_then(|g| nonempty(&g.app)))
         .or_else(|| r.get("wsgi_app").as_str().map(String::from));
     let config =
         build(r, app, hooks, source.map(|s| s.display()), env).map_err(LoadError::Invalid)?;
