@@ -5,7 +5,7 @@
 //! functions are reported as unknown (gunicorn ignores them silently).
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{IntoPyDict, PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use super::settings::{self, Kind};
 use super::{ConfigSource, FileSettings, Raw};
@@ -121,7 +121,7 @@ fn collect(py: Python<'_>, ns: &Bound<'_, PyDict>) -> PyResult<FileSettings> {
         }
         match settings::find(&name) {
             Some((_, s)) => {
-                let raw = to_raw(py, &v, &inspect)?;
+                let raw = to_raw(py, &v)?;
                 if matches!(s.kind, Kind::Hook { .. }) && v.is_callable() {
                     out.callables.push((name.clone(), v.clone().unbind()));
                 }
@@ -142,7 +142,7 @@ fn collect(py: Python<'_>, ns: &Bound<'_, PyDict>) -> PyResult<FileSettings> {
 }
 
 /// A Python value's shape, for the validators.
-fn to_raw(py: Python<'_>, v: &Bound<'_, PyAny>, inspect: &Bound<'_, PyAny>) -> PyResult<Raw> {
+fn to_raw(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<Raw> {
     if v.is_none() {
         return Ok(Raw::None);
     }
@@ -167,7 +167,7 @@ fn to_raw(py: Python<'_>, v: &Bound<'_, PyAny>, inspect: &Bound<'_, PyAny>) -> P
     if v.cast::<PyList>().is_ok() || v.cast::<PyTuple>().is_ok() {
         let mut items = Vec::new();
         for item in v.try_iter()? {
-            items.push(to_raw(py, &item?, inspect)?);
+            items.push(to_raw(py, &item?)?);
         }
         return Ok(Raw::List(items));
     }
@@ -239,5 +239,3 @@ pub fn set_os_environ(pairs: &[(String, String)]) {
         }
     });
 }
-
-use pyo3::types::IntoPyDict;

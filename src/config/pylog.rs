@@ -34,16 +34,25 @@ CONFIG_DEFAULTS = {
     },
 }
 
+def merged(user):
+    # One level deeper than gunicorn's dict.update: a user dict that names its
+    # own handlers keeps the default ones the default loggers refer to.
+    cfg = dict(CONFIG_DEFAULTS)
+    for key, value in user.items():
+        if isinstance(value, dict) and isinstance(cfg.get(key), dict) and key != "root":
+            section = dict(cfg[key])
+            section.update(value)
+            cfg[key] = section
+        else:
+            cfg[key] = value
+    return cfg
+
 def configure(dict_json, json_path, ini_path):
     if dict_json:
-        cfg = dict(CONFIG_DEFAULTS)
-        cfg.update(json.loads(dict_json))
-        logging.config.dictConfig(cfg)
+        logging.config.dictConfig(merged(json.loads(dict_json)))
     elif json_path:
         with open(json_path) as f:
-            cfg = dict(CONFIG_DEFAULTS)
-            cfg.update(json.load(f))
-        logging.config.dictConfig(cfg)
+            logging.config.dictConfig(merged(json.load(f)))
     else:
         logging.config.fileConfig(ini_path, defaults={"__file__": ini_path, "here": __import__("os").path.dirname(ini_path)},
                                   disable_existing_loggers=False)
