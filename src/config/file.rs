@@ -239,3 +239,85 @@ pub fn set_os_environ(pairs: &[(String, String)]) {
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_code(code: &str) -> Result<FileSettings, String> {
+        Python::initialize();
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path =
+            std::env::temp_dir().join(format!("ferrocorn-conf-{}-{n}.py", std::process::id()));
+        std::fs::write(&path, code).unwrap();
+        let out = read(&ConfigSource::File(path.to_string_lossy().into_owned()));
+        let _ = std::fs::remove_file(&path);
+        out
+    }
+
+    #[test]
+    fn values_keep_their_python_shape() {
+        let fs = read_code(
+            "import os\nbind = ['a:1', 'b:2']\nworkers = 3\ndaemon = True\nloglevel = 'debug'\n\
+             secure_scheme_headers = {'X-P': 'https'}\nlogconfig_dict = {'version': 1, 'x': [1]}\n\
+             timeout = 2.5\n_private = 1\nhelper = 'x'\ndef on_starting(server): pass\n\
+             def util(a, b): pass\n",
+        )
+        .unwrap();
+        let get = |n: &str| {
+            fs.values
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(
+            get("bind"),
+            Some(Raw::List(vec![
+                Raw::Str("a:1".into()),
+                Raw::Str("b:2".into())
+            ]))
+        );
+        assert_eq!(get("workers"), Some(Raw::Int(3)));
+        assert_eq!(get("daemon"), Some(Raw::Bool(true)));
+        assert_eq!(get("timeout"), Some(Raw::Float(2.5)));
+        match get("secure_scheme_headers") {
+            Some(Raw::Dict { pairs, .. }) => {
+                assert_eq!(pairs, Some(vec![("X-P".into(), "https".into())]))
+            }
+            other => panic!("{other:?}"),
+        }
+        match get("logconfig_dict") {
+            Some(Raw::Dict {
+                pairs: None, json, ..
+            }) => assert_eq!(json, r#"{"version": 1, "x": [1]}"#),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            get("on_starting"),
+            Some(Raw::Callable { arity: Some(1), .. })
+        ));
+        assert_eq!(fs.callables.len(), 1);
+        assert_eq!(fs.unknown, vec!["helper".to_string()]);
+    }
+
+    #[test]
+    fn syntax_errors_name_file_and_line() {
+        let err = read_code("workers = 2\nbind = [\n").err().unwrap();
+        assert!(
+            err.contains(", line 2") && err.contains("SyntaxError"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn exceptions_name_the_line_that_raised() {
+        let err = read_code("x = 1\n\nraise ValueError('nope')\n")
+            .err()
+            .unwrap();
+        assert!(
+            err.contains(", line 3: ValueError: nope") && err.contains("Traceback"),
+            "{err}"
+        );
+    }
+}

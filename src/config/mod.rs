@@ -756,6 +756,12 @@ fn read_config_file(src: &ConfigSource) -> Result<FileSettings, String> {
     file::read(src)
 }
 
+/// The real config-file reader, for tests elsewhere in the crate.
+#[cfg(all(test, feature = "python"))]
+pub(crate) fn read_file_for_tests(src: &ConfigSource) -> Result<FileSettings, String> {
+    file::read(src)
+}
+
 #[cfg(not(feature = "python"))]
 fn read_config_file(src: &ConfigSource) -> Result<FileSettings, String> {
     Err(format!(

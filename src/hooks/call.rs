@@ -426,3 +426,176 @@ pub fn call_on_exit(py: Python<'_>, s: &ServerInfo<'_>) -> Result<(), HookFailed
         Ok(vec![server_object(py, s)?])
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{self, Config};
+
+    fn with_py<R>(f: impl for<'py> FnOnce(Python<'py>) -> R) -> R {
+        Python::initialize();
+        Python::attach(f)
+    }
+
+    /// A Config whose hooks come from a real config file with `code`.
+    fn config_with(code: &str) -> Config {
+        let dir = std::env::temp_dir().join(format!(
+            "ferrocorn-hooks-{}-{}",
+            std::process::id(),
+            code.len()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("hooks.conf.py");
+        std::fs::write(&path, code).unwrap();
+        let argv: Vec<String> = ["ferrocorn", "-c", path.to_str().unwrap(), "app:app"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let env = |_: &str| None;
+        match config::load(&argv, &env, &|src| config::read_file_for_tests(src)) {
+            Ok(l) => l.config,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    const RECORDER: &str = r#"
+import builtins
+calls = builtins.__dict__.setdefault("_ferrocorn_hook_calls", [])
+
+def on_starting(server):
+    server.log.info("starting %s", server.cfg.proc_name)
+    calls.append(("on_starting", server.pid, server.cfg.workers, server.cfg.bind))
+
+def pre_fork(server, worker):
+    calls.append(("pre_fork", worker.pid))
+
+def pre_request(worker, req):
+    calls.append(("pre_request", worker.pid, worker.age, req.method, req.path, req.query, req.uri, req.version, req.headers))
+
+def post_request(worker, req, environ):
+    calls.append(("post_request", req.path, environ.get("PATH_INFO")))
+
+def nworkers_changed(server, new, old):
+    calls.append(("nworkers_changed", new, old))
+
+def on_exit(server):
+    raise RuntimeError("on_exit refuses")
+"#;
+
+    fn take_calls(py: Python<'_>) -> Vec<String> {
+        let b = py.import("builtins").unwrap();
+        let calls = b.getattr("_ferrocorn_hook_calls").unwrap();
+        let out: Vec<String> = calls
+            .try_iter()
+            .unwrap()
+            .map(|c| c.unwrap().repr().unwrap().to_string())
+            .collect();
+        calls.call_method0("clear").unwrap();
+        out
+    }
+
+    #[test]
+    fn hooks_get_objects_with_gunicorns_attributes() {
+        let cfg = config_with(RECORDER);
+        with_py(|py| {
+            let server = ServerInfo {
+                cfg: &cfg,
+                pid: 42,
+                num_workers: 1,
+            };
+            let worker = WorkerInfo {
+                cfg: &cfg,
+                pid: 43,
+                ppid: 42,
+                age: 7,
+            };
+            call_on_starting(py, &server).unwrap();
+            call_pre_fork(py, &server, &WorkerInfo { pid: 0, ..worker }).unwrap();
+            let headers: &[(&[u8], &[u8])] = &[(b"Host", b"x"), (b"x-a", b"1")];
+            let req = RequestInfo {
+                method: b"GET",
+                uri: b"/p?q=1",
+                path: b"/p",
+                query: b"q=1",
+                version: (1, 1),
+                headers: Headers::Slices(headers),
+                remote_addr: "127.0.0.1",
+                scheme: "http",
+            };
+            call_pre_request(py, &worker, &req).unwrap();
+            let environ = pyo3::types::PyDict::new(py);
+            environ.set_item("PATH_INFO", "/p").unwrap();
+            let resp = ResponseInfo {
+                status: b"200 OK",
+                headers: Headers::None,
+                sent: 2,
+            };
+            call_post_request(py, &worker, &req, Some(environ.as_any()), &resp).unwrap();
+            call_nworkers_changed(py, &server, 3, 1).unwrap();
+            let err = call_on_exit(py, &server).unwrap_err();
+            assert_eq!(err.hook, "on_exit");
+            assert_eq!(err.message, "RuntimeError: on_exit refuses");
+            // Hooks that are not set are no-ops.
+            call_when_ready(py, &server).unwrap();
+            call_worker_exit(py, &server, &worker).unwrap();
+            assert_eq!(
+                take_calls(py),
+                vec![
+                    "('on_starting', 42, 1, ['127.0.0.1:8000'])".to_string(),
+                    "('pre_fork', None)".to_string(),
+                    "('pre_request', 43, 7, 'GET', '/p', 'q=1', '/p?q=1', (1, 1), [('HOST', 'x'), ('X-A', '1')])".to_string(),
+                    "('post_request', '/p', '/p')".to_string(),
+                    "('nworkers_changed', 3, 1)".to_string(),
+                ]
+            );
+        });
+    }
+
+    #[test]
+    fn response_object_has_status_code_headers_and_length() {
+        let cfg = config_with(
+            "import builtins\nout = builtins.__dict__.setdefault('_ferrocorn_resp', [])\n\
+             def post_request(worker, req, environ, resp):\n    \
+             out.append((resp.status, resp.status_code, resp.headers, resp.response_length, resp.sent))\n",
+        );
+        with_py(|py| {
+            let worker = WorkerInfo {
+                cfg: &cfg,
+                pid: 5,
+                ppid: 4,
+                age: 1,
+            };
+            let req = RequestInfo {
+                method: b"GET",
+                uri: b"/",
+                path: b"/",
+                query: b"",
+                version: (1, 0),
+                headers: Headers::None,
+                remote_addr: "",
+                scheme: "http",
+            };
+            let resp_headers = vec![(b"Content-Length".to_vec(), b"5".to_vec())];
+            let resp = ResponseInfo {
+                status: b"404 Not Found",
+                headers: Headers::Owned(&resp_headers),
+                sent: 5,
+            };
+            call_post_request(py, &worker, &req, None, &resp).unwrap();
+            let out = py
+                .import("builtins")
+                .unwrap()
+                .getattr("_ferrocorn_resp")
+                .unwrap()
+                .get_item(0)
+                .unwrap()
+                .repr()
+                .unwrap()
+                .to_string();
+            assert_eq!(
+                out,
+                "('404 Not Found', 404, [('Content-Length', '5')], 5, 5)"
+            );
+        });
+    }
+}
