@@ -254,7 +254,7 @@ pub fn from_args(argv: &[String]) -> Parsed {
 
 /// Parse `argv` again (HUP), returning the error text instead of printing it.
 /// On success `-e` variables are set again, as gunicorn's reload does; the
-/// caller applies the logging settings with `log::setup(&cfg.log)`.
+/// caller applies the logging settings with `setup_logging(&cfg)`.
 pub fn from_args_quiet(argv: &[String]) -> Result<Config, String> {
     let env = |name: &str| std::env::var(name).ok();
     let loaded = load(argv, &env, &read_config_file).map_err(|e| e.to_string())?;
@@ -743,8 +743,9 @@ pub fn apply_raw_env(pairs: &[(String, String)]) {
 }
 
 /// Open the log files, and route logs through Python's logging when the
-/// settings ask for it.
-fn setup_logging(cfg: &Config) -> Result<(), String> {
+/// settings ask for it. `from_args` calls it; the arbiter calls it again
+/// with the new `Config` on HUP (gunicorn 26.1 re-runs its logger setup).
+pub fn setup_logging(cfg: &Config) -> Result<(), String> {
     // Python logging first: the access log is on when it has a sink.
     #[cfg(feature = "python")]
     pylog::setup(&cfg.settings)?;

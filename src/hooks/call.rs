@@ -47,6 +47,26 @@ pub struct RequestInfo<'a> {
     pub scheme: &'a str,
 }
 
+impl<'a> RequestInfo<'a> {
+    /// From a parsed head.
+    pub fn from_head(
+        head: &'a crate::http::Head,
+        remote_addr: &'a str,
+        scheme: &'a str,
+    ) -> RequestInfo<'a> {
+        RequestInfo {
+            method: head.method(),
+            uri: head.target(),
+            path: head.path(),
+            query: head.query(),
+            version: head.version.major_minor(),
+            headers: Headers::Head(head),
+            remote_addr,
+            scheme,
+        }
+    }
+}
+
 /// A response, as `resp` in `post_request`.
 pub struct ResponseInfo<'a> {
     /// The status line, e.g. `200 OK`.

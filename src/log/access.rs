@@ -79,6 +79,34 @@ pub struct AccessRecord<'a> {
     pub environ: Option<EnvironLookup<'a>>,
 }
 
+impl<'a> AccessRecord<'a> {
+    /// The request side of a record from a parsed head: method, target,
+    /// path (as sent; set `path` to PATH_INFO when the environ decoded it),
+    /// query, protocol and request headers. Status 0, nothing sent, no
+    /// duration: fill those in when the response is done.
+    pub fn for_request(
+        head: &'a crate::http::Head,
+        remote_addr: &'a str,
+        start: SystemTime,
+    ) -> AccessRecord<'a> {
+        AccessRecord {
+            remote_addr,
+            method: head.method(),
+            raw_uri: head.target(),
+            path: head.path(),
+            query: head.query(),
+            protocol: head.version.as_str(),
+            status: 0,
+            request_headers: Headers::Head(head),
+            response_headers: Headers::None,
+            bytes_sent: None,
+            start,
+            duration: Duration::ZERO,
+            environ: None,
+        }
+    }
+}
+
 /// A parsed `access_log_format`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Format {
