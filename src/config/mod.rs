@@ -68,6 +68,8 @@ pub struct Config {
     pub forwarded_allow_ips: AllowList,
     pub proxy_allow_from: AllowList,
     pub http: Arc<http::Config>,
+    /// TLS on every listener when a certificate or key is given.
+    pub tls: crate::tls::TlsSettings,
     /// `threads` (app threads per worker).
     pub threads: usize,
     /// `sendfile`: false with `--no-sendfile` or `SENDFILE=0`.
@@ -660,6 +662,14 @@ fn build(
         access_log_json: flag("access_log_json"),
         syslog,
     };
+    let tls = crate::tls::TlsSettings {
+        certfile: text("certfile").map(Into::into),
+        keyfile: text("keyfile").map(Into::into),
+        ca_certs: text("ca_certs").map(Into::into),
+        cert_reqs: crate::tls::CertReqs::from_int(int("cert_reqs"))
+            .map_err(|e| bad(&r, "cert_reqs", &int("cert_reqs").to_string(), e))?,
+        ciphers: text("ciphers"),
+    };
     for name in ["logconfig", "logconfig_json"] {
         if let Some(p) = text(name) {
             if !Path::new(&p).is_file() {
@@ -718,6 +728,7 @@ fn build(
         forwarded_allow_ips,
         proxy_allow_from,
         http: Arc::new(http),
+        tls,
         threads: int("threads") as usize,
         sendfile: flag("sendfile"),
         raw_env,

@@ -152,7 +152,7 @@ const fn hook(arity: u8) -> Kind {
 const INT_MAX: i64 = i32::MAX as i64;
 
 const NO_HTTP2: Support = Support::No("ferrocorn speaks HTTP/1.x only");
-const NO_TLS: Support = Support::No("TLS is not implemented yet");
+const NO_TLS: Support = Support::No("ferrocorn's TLS (rustls) has no equivalent");
 const NO_DIRTY: Support = Support::No("dirty arbiters are not implemented");
 
 pub const DEFAULT_ACCESS_LOG_FORMAT: &str =
@@ -948,14 +948,13 @@ pub static SETTINGS: &[Setting] = &[
         doc: "Internal: the process title base when proc_name is not set (the app module).",
         ..BASE
     },
-    // SSL (names reserved for the TLS work)
+    // SSL
     Setting {
         name: "keyfile",
         section: S::Ssl,
         flags: &["--keyfile"],
         meta: "FILE",
-        doc: "TLS private key file.",
-        support: NO_TLS,
+        doc: "TLS: the PEM private key (default: read from certfile). Setting it or certfile serves HTTPS on every bind.",
         ..BASE
     },
     Setting {
@@ -963,8 +962,7 @@ pub static SETTINGS: &[Setting] = &[
         section: S::Ssl,
         flags: &["--certfile"],
         meta: "FILE",
-        doc: "TLS certificate file.",
-        support: NO_TLS,
+        doc: "TLS: the PEM certificate chain. Setting it (or keyfile) serves HTTPS on every bind.",
         ..BASE
     },
     Setting {
@@ -972,7 +970,7 @@ pub static SETTINGS: &[Setting] = &[
         section: S::Ssl,
         flags: &["--ssl-version"],
         default: Default::Str("TLS"),
-        doc: "Deprecated in gunicorn and ignored.",
+        doc: "Deprecated in gunicorn and ignored there too; ferrocorn offers TLS 1.2 and 1.3.",
         support: NO_TLS,
         ..BASE
     },
@@ -980,11 +978,10 @@ pub static SETTINGS: &[Setting] = &[
         name: "cert_reqs",
         section: S::Ssl,
         flags: &["--cert-reqs"],
-        kind: uint(2),
+        kind: uint(INT_MAX),
         default: Default::Int(0),
         meta: "INT",
-        doc: "Client certificate: 0 none, 1 optional, 2 required.",
-        support: NO_TLS,
+        doc: "TLS client certificates: 0 not asked, 1 optional, 2 required (1 and 2 need ca_certs).",
         ..BASE
     },
     Setting {
@@ -992,8 +989,7 @@ pub static SETTINGS: &[Setting] = &[
         section: S::Ssl,
         flags: &["--ca-certs"],
         meta: "FILE",
-        doc: "CA certificates file.",
-        support: NO_TLS,
+        doc: "TLS: CA certificates (PEM) that client certificates must chain to.",
         ..BASE
     },
     Setting {
@@ -1002,8 +998,8 @@ pub static SETTINGS: &[Setting] = &[
         flags: &["--suppress-ragged-eofs"],
         kind: Kind::Bool,
         default: Default::Bool(true),
-        doc: "Suppress ragged EOFs.",
-        support: NO_TLS,
+        doc: "Treat a TLS peer closing without close_notify as a clean end (always on in ferrocorn).",
+        support: Support::No("a peer closing without close_notify always ends the connection cleanly"),
         ..BASE
     },
     Setting {
@@ -1012,7 +1008,7 @@ pub static SETTINGS: &[Setting] = &[
         flags: &["--do-handshake-on-connect"],
         kind: Kind::Bool,
         default: Default::Bool(false),
-        doc: "Do the TLS handshake on accept.",
+        doc: "Do the TLS handshake before the first read (ferrocorn always handshakes as data arrives).",
         support: NO_TLS,
         ..BASE
     },
@@ -1020,8 +1016,8 @@ pub static SETTINGS: &[Setting] = &[
         name: "ciphers",
         section: S::Ssl,
         flags: &["--ciphers"],
-        doc: "OpenSSL cipher list.",
-        support: NO_TLS,
+        meta: "LIST",
+        doc: "TLS: allowed cipher suites, colon-separated (see docs/tls.md for the names).",
         ..BASE
     },
     // HTTP/2

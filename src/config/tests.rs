@@ -433,3 +433,30 @@ fn misspelt_names_find_their_setting() {
     assert_eq!(closest_setting("acesslog"), Some("accesslog"));
     assert_eq!(closest_setting("completely_else"), None);
 }
+
+#[test]
+fn tls_settings_reach_the_tls_layer() {
+    let c = parse(
+        &[
+            "--certfile",
+            "c.pem",
+            "--keyfile",
+            "k.pem",
+            "--ca-certs",
+            "ca.pem",
+            "--cert-reqs",
+            "2",
+            "--ciphers",
+            "TLS_AES_128_GCM_SHA256",
+            "app:app",
+        ],
+        &[],
+    )
+    .unwrap();
+    assert!(c.tls.is_enabled());
+    assert_eq!(c.tls.cert_reqs, crate::tls::CertReqs::Required);
+    assert_eq!(c.tls.ciphers.as_deref(), Some("TLS_AES_128_GCM_SHA256"));
+    assert!(!parse(&["app:app"], &[]).unwrap().tls.is_enabled());
+    let err = parse(&["--cert-reqs", "3", "app:app"], &[]).unwrap_err();
+    assert!(err.contains("--cert-reqs") && err.contains("'3'"), "{err}");
+}
