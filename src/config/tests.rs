@@ -227,8 +227,8 @@ fn unimplemented_gunicorn_settings_are_accepted_with_a_warning() {
             "4",
             "-k",
             "gthread",
-            "--certfile",
-            "x.pem",
+            "--ssl-version",
+            "TLSv1_2",
             "app:app",
         ],
         &[],
@@ -238,7 +238,7 @@ fn unimplemented_gunicorn_settings_are_accepted_with_a_warning() {
     for name in [
         "threads = 4",
         "worker_class = 'gthread'",
-        "certfile = 'x.pem'",
+        "ssl_version = 'TLSv1_2'",
     ] {
         assert!(
             l.warnings
