@@ -1,5 +1,5 @@
 """Slow clients get 408 after --header-timeout / --body-timeout; admission
-control (--max-queue-wait, --max-queued-requests) answers 503 with
+control (--max-queue-wait-ms, --max-queued-requests) answers 503 with
 Retry-After instead of letting requests queue behind a busy app."""
 import socket
 import threading
@@ -86,7 +86,7 @@ def concurrent_requests(port, targets):
 
 
 def test_requests_that_waited_too_long_get_503_with_retry_after(serve):
-    server = serve("basic:app", "--max-queue-wait", "0.3")
+    server = serve("basic:app", "--max-queue-wait-ms", "300")
     t0 = time.monotonic()
     results = concurrent_requests(server.port, ["/sleep?s=0.2"] * 12)
     took = time.monotonic() - t0

@@ -1,242 +1,348 @@
-//! The command line: gunicorn's flag names, defaults and environment variables.
+//! The command line, built from the settings table with clap's builder API.
 //!
-//! clap reports usage errors (unknown flags, bad values) with exit code 2.
+//! Only flags actually given are returned, so that the caller can layer them
+//! over the config file and the defaults. clap reports usage errors (unknown
+//! flags, a word that is not a number, a value outside a choice) with exit code 2.
 
-use clap::{ArgAction, Parser};
+use clap::builder::PossibleValuesParser;
+use clap::parser::ValueSource;
+use clap::{Arg, ArgAction, ArgMatches, Command};
 
-#[derive(Parser, Debug, Clone)]
-#[command(
-    name = "ferrocorn",
-    version = crate::VERSION,
-    about = "A pre-fork HTTP server for Python WSGI applications, with gunicorn's command line.",
-    after_help = "APP_MODULE is MODULE:NAME, MODULE (meaning MODULE:application) or MODULE:factory(ARGS).",
-    disable_version_flag = true
-)]
-pub struct Cli {
-    /// The WSGI application: `module:callable`, `module` or `module:factory()`.
-    #[arg(value_name = "APP_MODULE")]
+use super::settings::{Kind, Section, SETTINGS};
+use super::value::Raw;
+
+const APP_ARG: &str = "APP_MODULE";
+const VERSION_ARG: &str = "version";
+/// Hidden: print the markdown settings reference (docs/settings.md) and exit.
+pub const PRINT_SETTINGS_DOC: &str = "print-settings-doc";
+
+/// The flags given on one command line (or in `FERROCORN_CMD_ARGS`).
+#[derive(Debug, Default)]
+pub struct Given {
     pub app: Option<String>,
+    /// (index into SETTINGS, value), in table order.
+    pub values: Vec<(usize, Raw)>,
+    pub print_settings_doc: bool,
+}
 
-    /// The socket to bind: HOST, HOST:PORT, [IPV6]:PORT or unix:PATH. Repeatable.
-    /// Default 127.0.0.1:8000, or 0.0.0.0:$PORT when PORT is set.
-    #[arg(short = 'b', long = "bind", value_name = "ADDRESS", action = ArgAction::Append)]
-    pub bind: Vec<String>,
+impl Given {
+    pub fn get(&self, name: &str) -> Option<&Raw> {
+        self.values
+            .iter()
+            .find(|(i, _)| SETTINGS[*i].name == name)
+            .map(|(_, r)| r)
+    }
+}
 
-    /// The number of worker processes. Default $WEB_CONCURRENCY, else 1.
-    #[arg(short = 'w', long = "workers", value_name = "INT", env = "WEB_CONCURRENCY",
-          value_parser = clap::value_parser!(u32).range(1..=4096))]
-    pub workers: Option<u32>,
+/// The clap command: every setting with a flag, grouped by section.
+pub fn command() -> Command {
+    let mut cmd = Command::new("ferrocorn")
+        .version(crate::VERSION)
+        .about("A pre-fork HTTP server for Python WSGI applications, with gunicorn's command line.")
+        .after_help(
+            "APP_MODULE is MODULE:NAME, MODULE (meaning MODULE:application) or MODULE:factory(ARGS).\n\
+             Settings also come from FERROCORN_CMD_ARGS (or GUNICORN_CMD_ARGS) and the config file;\n\
+             the command line wins, then those variables, then the config file.",
+        )
+        .disable_version_flag(true)
+        .arg(
+            Arg::new(APP_ARG)
+                .value_name(APP_ARG)
+                .help("The WSGI application: `module:callable`, `module` or `module:factory()`."),
+        )
+        .arg(
+            Arg::new(VERSION_ARG)
+                .short('v')
+                .long("version")
+                .action(ArgAction::Version)
+                .help("Print the version and exit."),
+        )
+        .arg(
+            Arg::new(PRINT_SETTINGS_DOC)
+                .long(PRINT_SETTINGS_DOC)
+                .action(ArgAction::SetTrue)
+                .hide(true),
+        );
+    let mut order = 0;
+    for section in Section::ALL {
+        for (i, s) in SETTINGS.iter().enumerate() {
+            if s.section != section {
+                continue;
+            }
+            order += 1;
+            if !s.flags.is_empty() {
+                cmd = cmd.arg(flag_arg(i).display_order(order));
+            }
+            if let Some(neg) = s.negative_flag {
+                let mut arg = Arg::new(neg)
+                    .long(neg.trim_start_matches("--"))
+                    .action(ArgAction::SetTrue)
+                    .help_heading(section.title())
+                    .display_order(order)
+                    .help(if s.flags.is_empty() {
+                        s.doc.to_string()
+                    } else {
+                        format!("Turn {} off.", s.flags[s.flags.len() - 1])
+                    });
+                if !s.flags.is_empty() {
+                    arg = arg.overrides_with(s.name);
+                }
+                cmd = cmd.arg(arg);
+            }
+        }
+    }
+    cmd
+}
 
-    /// Change to this directory before loading the app (it is also put first on sys.path).
-    #[arg(long = "chdir", value_name = "DIR")]
-    pub chdir: Option<String>,
+fn flag_arg(i: usize) -> Arg {
+    let s = &SETTINGS[i];
+    let mut arg = Arg::new(s.name).help(s.doc).help_heading(s.section.title());
+    let mut longs = s.flags.iter().filter_map(|f| f.strip_prefix("--"));
+    if let Some(long) = longs.next() {
+        arg = arg.long(long);
+    }
+    for extra in longs {
+        arg = arg.visible_alias(extra);
+    }
+    for alias in s.aliases {
+        arg = arg.alias(alias.trim_start_matches("--"));
+    }
+    if let Some(short) = s
+        .flags
+        .iter()
+        .find(|f| f.len() == 2 && !f.starts_with("--"))
+        .and_then(|f| f.chars().nth(1))
+    {
+        arg = arg.short(short);
+    }
+    if let Some(neg) = s.negative_flag {
+        arg = arg.overrides_with(neg);
+    }
+    match s.kind {
+        Kind::Bool => arg.action(ArgAction::SetTrue),
+        Kind::List => arg.action(ArgAction::Append).value_name(s.meta),
+        Kind::Int { min, max } => arg
+            .value_name(s.meta)
+            .value_parser(clap::value_parser!(i64).range(min..=max)),
+        Kind::Choice(choices) => {
+            arg = arg
+                .value_name(s.meta)
+                .value_parser(PossibleValuesParser::new(choices.iter().copied()));
+            if let Some(bare) = s.bare_value {
+                arg = arg.num_args(0..=1).default_missing_value(bare);
+            }
+            arg
+        }
+        _ => arg.value_name(s.meta),
+    }
+}
 
-    /// Comma-separated directories to add to the Python path.
-    #[arg(long = "pythonpath", value_name = "STRING")]
-    pub pythonpath: Option<String>,
+/// Parse one command line (argv[0] is the program name).
+pub fn parse(argv: &[String]) -> Result<Given, clap::Error> {
+    let m = command().try_get_matches_from(argv)?;
+    Ok(given(&m))
+}
 
-    /// Seconds to wait for the next request on a kept-alive connection (0 disables keep-alive).
-    #[arg(long = "keep-alive", value_name = "INT", default_value_t = 2)]
-    pub keep_alive: u32,
+fn given(m: &ArgMatches) -> Given {
+    let mut out = Given {
+        app: m.get_one::<String>(APP_ARG).cloned(),
+        print_settings_doc: m.get_flag(PRINT_SETTINGS_DOC),
+        ..Given::default()
+    };
+    for (i, s) in SETTINGS.iter().enumerate() {
+        let on_cli = |id: &str| m.value_source(id) == Some(ValueSource::CommandLine);
+        if let Some(neg) = s.negative_flag {
+            if on_cli(neg) {
+                out.values.push((i, Raw::Bool(false)));
+                continue;
+            }
+        }
+        if s.flags.is_empty() || !on_cli(s.name) {
+            continue;
+        }
+        let raw = match s.kind {
+            Kind::Bool => Raw::Bool(true),
+            Kind::List => Raw::List(
+                m.get_many::<String>(s.name)
+                    .into_iter()
+                    .flatten()
+                    .map(|v| Raw::Str(v.clone()))
+                    .collect(),
+            ),
+            Kind::Int { .. } => match m.get_one::<i64>(s.name) {
+                Some(n) => Raw::Int(*n),
+                None => continue,
+            },
+            _ => match m.get_one::<String>(s.name) {
+                Some(v) => Raw::Str(v.clone()),
+                None => continue,
+            },
+        };
+        out.values.push((i, raw));
+    }
+    out
+}
 
-    /// The listen() backlog: connections the kernel queues before accept.
-    #[arg(long = "backlog", value_name = "INT", default_value_t = 2048,
-          value_parser = clap::value_parser!(u32).range(1..=65535))]
-    pub backlog: u32,
+/// Split `FERROCORN_CMD_ARGS` the way Python's `shlex.split` does (POSIX mode):
+/// whitespace separates words, quotes group, backslash escapes.
+pub fn split_words(s: &str) -> Result<Vec<String>, String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_word = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut cur));
+                    in_word = false;
+                }
+            }
+            '\'' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => cur.push(c),
+                        None => return Err("no closing quotation".into()),
+                    }
+                }
+            }
+            '"' => {
+                in_word = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\' | '$' | '`')) => cur.push(c),
+                            Some(c) => {
+                                cur.push('\\');
+                                cur.push(c);
+                            }
+                            None => return Err("no closing quotation".into()),
+                        },
+                        Some(c) => cur.push(c),
+                        None => return Err("no closing quotation".into()),
+                    }
+                }
+            }
+            '\\' => {
+                in_word = true;
+                match chars.next() {
+                    Some(c) => cur.push(c),
+                    None => return Err("no escaped character".into()),
+                }
+            }
+            c => {
+                in_word = true;
+                cur.push(c);
+            }
+        }
+    }
+    if in_word {
+        words.push(cur);
+    }
+    Ok(words)
+}
 
-    /// One SO_REUSEPORT listening socket per worker (the default for TCP on Linux).
-    #[arg(long = "reuse-port", overrides_with = "no_reuse_port")]
-    pub reuse_port: bool,
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-    /// One listening socket shared by all workers instead of one per worker.
-    #[arg(long = "no-reuse-port")]
-    pub no_reuse_port: bool,
+    fn argv(args: &[&str]) -> Vec<String> {
+        std::iter::once("ferrocorn")
+            .chain(args.iter().copied())
+            .map(String::from)
+            .collect()
+    }
 
-    /// The io engine of each worker: auto (io_uring when the kernel allows it, else epoll), uring or epoll.
-    #[arg(long = "io-engine", value_name = "ENGINE", env = "FERROCORN_IO_ENGINE",
-          default_value = "auto", value_parser = ["auto", "uring", "epoll"])]
-    pub io_engine: String,
+    #[test]
+    fn the_generated_command_is_consistent() {
+        command().debug_assert();
+    }
 
-    /// Seconds workers get to finish in-flight requests after TERM before they are killed.
-    #[arg(long = "graceful-timeout", value_name = "INT", default_value_t = 30)]
-    pub graceful_timeout: u32,
+    #[test]
+    fn only_given_flags_are_returned() {
+        let g = parse(&argv(&["-w", "3", "--reuse-port", "app:app"])).unwrap();
+        assert_eq!(g.app.as_deref(), Some("app:app"));
+        assert_eq!(g.get("workers"), Some(&Raw::Int(3)));
+        assert_eq!(g.get("reuse_port"), Some(&Raw::Bool(true)));
+        assert_eq!(g.get("timeout"), None);
+    }
 
-    /// Workers silent (or stuck in one app call) for more than this many seconds are
-    /// killed and replaced, with the stuck request's traceback logged. 0 disables.
-    #[arg(
-        short = 't',
-        long = "timeout",
-        value_name = "INT",
-        default_value_t = 30
-    )]
-    pub timeout: u32,
+    #[test]
+    fn negative_flags_and_last_one_wins() {
+        let g = parse(&argv(&["--no-reuse-port"])).unwrap();
+        assert_eq!(g.get("reuse_port"), Some(&Raw::Bool(false)));
+        let g = parse(&argv(&["--no-reuse-port", "--reuse-port"])).unwrap();
+        assert_eq!(g.get("reuse_port"), Some(&Raw::Bool(true)));
+        let g = parse(&argv(&["--no-sendfile"])).unwrap();
+        assert_eq!(g.get("sendfile"), Some(&Raw::Bool(false)));
+    }
 
-    /// Restart a worker after it has handled this many requests (0 = never).
-    #[arg(long = "max-requests", value_name = "INT", default_value_t = 0)]
-    pub max_requests: u64,
+    #[test]
+    fn repeatable_flags_aliases_and_bare_values() {
+        let g = parse(&argv(&[
+            "-b",
+            "a:1",
+            "--bind",
+            "b:2",
+            "--log-file",
+            "/tmp/x",
+            "--limit-request-field-size",
+            "9",
+            "--proxy-protocol",
+        ]))
+        .unwrap();
+        assert_eq!(
+            g.get("bind"),
+            Some(&Raw::List(vec![
+                Raw::Str("a:1".into()),
+                Raw::Str("b:2".into())
+            ]))
+        );
+        assert_eq!(g.get("errorlog"), Some(&Raw::Str("/tmp/x".into())));
+        assert_eq!(g.get("limit_request_field_size"), Some(&Raw::Int(9)));
+        assert_eq!(g.get("proxy_protocol"), Some(&Raw::Str("auto".into())));
+    }
 
-    /// Add a random 0..=N to each worker's --max-requests, so workers do not restart together.
-    #[arg(long = "max-requests-jitter", value_name = "INT", default_value_t = 0)]
-    pub max_requests_jitter: u64,
+    #[test]
+    fn usage_errors_exit_2() {
+        for bad in [
+            &["--no-such-flag"][..],
+            &["-w", "zero"],
+            &["-w", "0"],
+            &["--io-engine", "kqueue"],
+            &["--log-level", "loud"],
+        ] {
+            let err = parse(&argv(bad)).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
+        }
+    }
 
-    /// Write the arbiter's PID to this file.
-    #[arg(short = 'p', long = "pid", value_name = "FILE")]
-    pub pidfile: Option<String>,
+    #[test]
+    fn help_is_grouped_by_section() {
+        let help = command().render_help().to_string();
+        let logging = help.find("Logging:").unwrap();
+        assert!(help.find("--access-logfile").unwrap() > logging);
+        assert!(help.find("Server Socket:").unwrap() < help.find("--bind").unwrap());
+    }
 
-    /// Detach from the terminal and run in the background.
-    #[arg(short = 'D', long = "daemon")]
-    pub daemon: bool,
-
-    /// Run workers as this user (name or uid).
-    #[arg(short = 'u', long = "user", value_name = "USER")]
-    pub user: Option<String>,
-
-    /// Run workers as this group (name or gid).
-    #[arg(short = 'g', long = "group", value_name = "GROUP")]
-    pub group: Option<String>,
-
-    /// Give workers the supplementary groups of --user.
-    #[arg(long = "initgroups")]
-    pub initgroups: bool,
-
-    /// The umask for unix sockets the server creates (octal, e.g. 0o007 or 007).
-    #[arg(short = 'm', long = "umask", value_name = "INT", default_value = "0")]
-    pub umask: String,
-
-    /// The process title base: `ferrocorn: master [NAME]` (default: the app module).
-    #[arg(short = 'n', long = "name", value_name = "STRING")]
-    pub name: Option<String>,
-
-    /// TLS: the PEM certificate chain. Setting it (or --keyfile) serves HTTPS on every bind.
-    #[arg(long = "certfile", value_name = "FILE")]
-    pub certfile: Option<String>,
-
-    /// TLS: the PEM private key (default: read from --certfile).
-    #[arg(long = "keyfile", value_name = "FILE")]
-    pub keyfile: Option<String>,
-
-    /// TLS: CA certificates (PEM) that client certificates must chain to.
-    #[arg(long = "ca-certs", value_name = "FILE")]
-    pub ca_certs: Option<String>,
-
-    /// TLS: client certificates: 0 not asked, 1 optional, 2 required.
-    #[arg(long = "cert-reqs", value_name = "INT", default_value_t = 0)]
-    pub cert_reqs: i64,
-
-    /// TLS: allowed cipher suites, colon-separated (see docs/tls.md for the names).
-    #[arg(long = "ciphers", value_name = "LIST")]
-    pub ciphers: Option<String>,
-
-    /// The maximum number of open client connections per worker.
-    #[arg(long = "worker-connections", value_name = "INT", default_value_t = 1000,
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub worker_connections: u32,
-
-    /// The error log level: debug, info, warning, error or critical.
-    #[arg(long = "log-level", value_name = "LEVEL", default_value = "info",
-          value_parser = ["debug", "info", "warning", "error", "critical"])]
-    pub log_level: String,
-
-    /// Max bytes in the request line (0 = unlimited, capped at 8190). Longer: 414.
-    #[arg(
-        long = "limit-request-line",
-        value_name = "INT",
-        default_value_t = 4094
-    )]
-    pub limit_request_line: usize,
-
-    /// Max number of request header fields (0 = 32768). More: 431.
-    #[arg(
-        long = "limit-request-fields",
-        value_name = "INT",
-        default_value_t = 100
-    )]
-    pub limit_request_fields: usize,
-
-    /// Max bytes of one request header line (0 = 8190). Longer: 431.
-    #[arg(
-        long = "limit-request-field_size",
-        alias = "limit-request-field-size",
-        value_name = "INT",
-        default_value_t = 8190
-    )]
-    pub limit_request_field_size: usize,
-
-    /// Seconds a client gets to send a whole request head, from its first byte (slow clients get 408).
-    #[arg(
-        long = "header-timeout",
-        value_name = "SECONDS",
-        default_value_t = 30.0
-    )]
-    pub header_timeout: f64,
-
-    /// Seconds a request body may go without a byte arriving (then 408).
-    #[arg(long = "body-timeout", value_name = "SECONDS", default_value_t = 60.0)]
-    pub body_timeout: f64,
-
-    /// Admission control: answer 503 with Retry-After, without calling the app, once this
-    /// many requests are already waiting in a worker (0 = off).
-    #[arg(long = "max-queued-requests", value_name = "INT", default_value_t = 0)]
-    pub max_queued_requests: usize,
-
-    /// Admission control: answer 503 with Retry-After to a request that waited this many
-    /// seconds for its turn in the worker (0 = off).
-    #[arg(long = "max-queue-wait", value_name = "SECONDS", default_value_t = 0.0)]
-    pub max_queue_wait: f64,
-
-    /// Max bytes of a request body (0 = unlimited). Larger: 413.
-    #[arg(long = "limit-request-body", value_name = "INT", default_value_t = 0)]
-    pub limit_request_body: u64,
-
-    /// Accept obsolete line folding in request headers (joined with a space) instead of 400.
-    #[arg(long = "permit-obsolete-folding")]
-    pub permit_obsolete_folding: bool,
-
-    /// Strip spaces between a header name and the colon (dangerous: request smuggling).
-    #[arg(long = "strip-header-spaces")]
-    pub strip_header_spaces: bool,
-
-    /// Allow methods that are lower case, contain '#' or are not 3 to 20 characters long.
-    #[arg(long = "permit-unconventional-http-method")]
-    pub permit_unconventional_http_method: bool,
-
-    /// Allow HTTP versions other than 1.0 and 1.1.
-    #[arg(long = "permit-unconventional-http-version")]
-    pub permit_unconventional_http_version: bool,
-
-    /// Upper-case the request method.
-    #[arg(long = "casefold-http-method")]
-    pub casefold_http_method: bool,
-
-    /// Request header names containing '_': drop, refuse (400) or dangerous (pass on).
-    #[arg(long = "header-map", value_name = "MODE", default_value = "drop",
-          value_parser = ["drop", "refuse", "dangerous"])]
-    pub header_map: String,
-
-    /// Peers trusted to set the scheme and forwarder headers: IPs, CIDRs or '*'.
-    #[arg(
-        long = "forwarded-allow-ips",
-        value_name = "STRING",
-        env = "FORWARDED_ALLOW_IPS",
-        default_value = "127.0.0.1,::1"
-    )]
-    pub forwarded_allow_ips: String,
-
-    /// Accept a PROXY protocol header: off, v1, v2 or auto (the bare flag means auto).
-    #[arg(long = "proxy-protocol", value_name = "MODE", num_args = 0..=1,
-          default_missing_value = "auto", default_value = "off",
-          value_parser = ["off", "v1", "v2", "auto", "true", "false"])]
-    pub proxy_protocol: String,
-
-    /// Peers allowed to send a PROXY protocol header: IPs, CIDRs or '*'.
-    #[arg(
-        long = "proxy-allow-from",
-        value_name = "STRING",
-        default_value = "127.0.0.1,::1"
-    )]
-    pub proxy_allow_from: String,
-
-    /// Print the version and exit.
-    #[arg(short = 'v', long = "version", action = ArgAction::Version)]
-    pub version: Option<bool>,
+    #[test]
+    fn words_split_like_shlex() {
+        assert_eq!(
+            split_words(r#"-w 3 --access-logformat '%(h)s "%(r)s"' -e A="b c" x\ y"#).unwrap(),
+            vec![
+                "-w",
+                "3",
+                "--access-logformat",
+                r#"%(h)s "%(r)s""#,
+                "-e",
+                "A=b c",
+                "x y"
+            ]
+        );
+        assert!(split_words("'open").is_err());
+        assert_eq!(split_words("   ").unwrap(), Vec::<String>::new());
+    }
 }

@@ -1,27 +1,56 @@
-//! Settings: the command line resolved into one validated `Config`.
+//! Settings: the command line, `FERROCORN_CMD_ARGS`, the config file and the
+//! environment resolved into one validated `Config`.
+//!
+//! Precedence, as in gunicorn: command line > `FERROCORN_CMD_ARGS` (else
+//! `GUNICORN_CMD_ARGS`) > config file > environment defaults (`PORT`,
+//! `WEB_CONCURRENCY`, `FORWARDED_ALLOW_IPS`, `SENDFILE`) > the table's defaults.
 //!
 //! Every mistake is reported here, before any socket is bound or worker
-//! forked, naming the setting, the value and what was expected.
+//! forked, naming the setting, the value, where it came from and what was
+//! expected. Python runs here only to execute the config file, route logging
+//! through Python (`logconfig_dict` ...) and for `--check-config`.
 
 #![forbid(unsafe_code)]
 
 mod bind;
 mod cli;
+mod docs;
+pub mod settings;
+mod value;
+
+#[cfg(feature = "python")]
+mod check;
+#[cfg(feature = "python")]
+mod file;
+#[cfg(feature = "python")]
+mod pylog;
 
 pub use bind::BindAddr;
-pub use cli::Cli;
+pub use docs::{print_config, settings_markdown};
+pub use settings::{Setting, DEFAULT_ACCESS_LOG_FORMAT, SETTINGS};
+pub use value::{Origin, Raw, Value};
 
+use std::path::Path;
 use std::sync::Arc;
 
-use clap::Parser;
-
 use crate::engine::EngineChoice;
+use crate::hooks::{Callable, Hook, Hooks};
 use crate::http::{self, AllowList, HeaderMapPolicy, ProxyProtocol};
 use crate::log::Level;
+
+use settings::{index, Support};
 
 /// Everything the arbiter and the workers need, resolved and validated.
 #[derive(Clone, Debug)]
 pub struct Config {
+    /// Time to receive a whole request head (then 408).
+    pub header_timeout: std::time::Duration,
+    /// Longest pause between body bytes (then 408).
+    pub body_timeout: std::time::Duration,
+    /// Admission control: requests per loop turn before 503 (0 = off).
+    pub max_queued_requests: usize,
+    /// Admission control: longest wait before 503 (`None` = off).
+    pub max_queue_wait: Option<std::time::Duration>,
     pub app: String,
     pub binds: Vec<BindAddr>,
     pub workers: usize,
@@ -47,162 +76,656 @@ pub struct Config {
     pub forwarded_allow_ips: AllowList,
     pub proxy_allow_from: AllowList,
     pub http: Arc<http::Config>,
-    pub header_timeout: std::time::Duration,
-    pub body_timeout: std::time::Duration,
-    pub max_queued_requests: usize,
-    /// `None` when admission control by waiting time is off.
-    pub max_queue_wait: Option<std::time::Duration>,
     /// TLS on every listener when a certificate or key is given.
     pub tls: crate::tls::TlsSettings,
+    /// `threads` (app threads per worker).
+    pub threads: usize,
+    /// `sendfile`: false with `--no-sendfile` or `SENDFILE=0`.
+    pub sendfile: bool,
+    /// `-e KEY=VALUE` pairs, already set in this process by `from_args`.
+    pub raw_env: Vec<(String, String)>,
+    /// The error log, access log and syslog settings (see `log::setup`).
+    pub log: crate::log::Setup,
+    /// The config file that was read, as given (`None`: none).
+    pub config_file: Option<String>,
+    /// The server hooks the config file set.
+    pub hooks: Arc<Hooks>,
+    /// Every setting's resolved value and origin (`--print-config`, `server.cfg`).
+    pub settings: Arc<Resolved>,
 }
 
 /// What the command line asks for.
 pub enum Parsed {
     Run(Box<Config>),
-    /// `--help`/`--version` printed, or a usage error reported: exit with this code.
+    /// `--help`/`--version`/`--print-config`/`--check-config` done, or an
+    /// error reported: exit with this code.
     Exit(i32),
 }
 
-/// Parse and validate `argv` (argv[0] is the program name).
+/// The value and origin of every row of `SETTINGS`.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    values: Vec<Value>,
+    origins: Vec<Origin>,
+}
+
+impl Resolved {
+    fn defaults() -> Resolved {
+        Resolved {
+            values: SETTINGS
+                .iter()
+                .map(|s| Value::from_default(s.default))
+                .collect(),
+            origins: vec![Origin::Default; SETTINGS.len()],
+        }
+    }
+
+    /// The value of the setting `name` (a name from the table).
+    pub fn get(&self, name: &str) -> &Value {
+        &self.values[index(name)]
+    }
+
+    pub fn origin(&self, name: &str) -> &Origin {
+        &self.origins[index(name)]
+    }
+
+    /// (setting, value, origin) in table order.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static Setting, &Value, &Origin)> {
+        SETTINGS
+            .iter()
+            .zip(self.values.iter())
+            .zip(self.origins.iter())
+            .map(|((s, v), o)| (s, v, o))
+    }
+
+    fn set(&mut self, i: usize, v: Value, origin: Origin) {
+        self.values[i] = v;
+        self.origins[i] = origin;
+    }
+}
+
+/// What a config file defined: names that match settings, the other
+/// public names (warned about), and the callables behind hook values.
+#[derive(Default)]
+pub struct FileSettings {
+    pub values: Vec<(String, Raw)>,
+    pub unknown: Vec<String>,
+    pub callables: Vec<(String, Callable)>,
+}
+
+/// Where a config file comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ConfigSource {
+    /// `PATH` or `file:PATH`.
+    File(String),
+    /// `python:MODULE`.
+    Module(String),
+}
+
+impl ConfigSource {
+    pub fn parse(spec: &str) -> ConfigSource {
+        if let Some(m) = spec.strip_prefix("python:") {
+            ConfigSource::Module(m.to_string())
+        } else {
+            ConfigSource::File(spec.strip_prefix("file:").unwrap_or(spec).to_string())
+        }
+    }
+
+    pub fn display(&self) -> String {
+        match self {
+            ConfigSource::File(p) => p.clone(),
+            ConfigSource::Module(m) => format!("python:{m}"),
+        }
+    }
+}
+
+/// The config files read when no `-c` is given, first found wins.
+pub const DEFAULT_CONFIG_FILES: [&str; 2] = ["ferrocorn.conf.py", "gunicorn.conf.py"];
+
+/// Why loading failed.
+#[derive(Debug)]
+pub enum LoadError {
+    /// A command-line usage error (clap's message; exit code 2).
+    Usage(clap::Error),
+    /// A usage error in `FERROCORN_CMD_ARGS`: the message (exit code 2).
+    EnvUsage(String),
+    /// A bad value, file or app: the message (exit code 1).
+    Invalid(String),
+}
+
+impl std::fmt::Display for LoadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LoadError::Usage(e) => write!(f, "{e}"),
+            LoadError::EnvUsage(m) | LoadError::Invalid(m) => f.write_str(m),
+        }
+    }
+}
+
+/// A loaded configuration and what to tell the user about it.
+pub struct Loaded {
+    pub config: Config,
+    /// Settings ferrocorn does not act on, unknown config-file names ...
+    pub warnings: Vec<String>,
+    pub print_config: bool,
+    pub check_config: bool,
+}
+
+/// Reads a config file (the embedded interpreter does it; tests pass a fake).
+pub type FileReader<'a> = &'a dyn Fn(&ConfigSource) -> Result<FileSettings, String>;
+
+/// Parse and validate `argv` (argv[0] is the program name): print errors,
+/// set up logging, apply `-e`, and handle `--print-config`/`--check-config`.
 pub fn from_args(argv: &[String]) -> Parsed {
-    let cli = match Cli::try_parse_from(argv) {
-        Ok(cli) => cli,
+    let given = match cli::parse(argv) {
+        Ok(g) => g,
         Err(e) => {
             let _ = e.print();
             return Parsed::Exit(e.exit_code());
         }
     };
-    match resolve(cli, |name| std::env::var(name).ok()) {
-        Ok(cfg) => Parsed::Run(Box::new(cfg)),
-        Err(msg) => {
-            eprintln!("Error: {msg}");
-            Parsed::Exit(1)
-        }
+    if given.print_settings_doc {
+        print!("{}", settings_markdown());
+        return Parsed::Exit(0);
     }
+    let env = |name: &str| std::env::var(name).ok();
+    let loaded = match load_given(given, &env, &read_config_file) {
+        Ok(l) => l,
+        Err(LoadError::Usage(e)) => {
+            let _ = e.print();
+            return Parsed::Exit(e.exit_code());
+        }
+        Err(LoadError::EnvUsage(msg)) => {
+            eprintln!("Error: {msg}");
+            return Parsed::Exit(2);
+        }
+        Err(LoadError::Invalid(msg)) => {
+            eprintln!("Error: {msg}");
+            return Parsed::Exit(1);
+        }
+    };
+    let cfg = loaded.config;
+    if let Err(msg) = setup_logging(&cfg) {
+        eprintln!("Error: {msg}");
+        return Parsed::Exit(1);
+    }
+    for w in &loaded.warnings {
+        crate::warn!("{w}");
+    }
+    if loaded.print_config {
+        print!("{}", print_config(&cfg.settings));
+    }
+    if loaded.print_config || loaded.check_config {
+        return Parsed::Exit(check_app(&cfg));
+    }
+    apply_raw_env(&cfg.raw_env);
+    Parsed::Run(Box::new(cfg))
 }
 
 /// Parse `argv` again (HUP), returning the error text instead of printing it.
+/// On success `-e` variables are set again, as gunicorn's reload does; the
+/// caller applies the logging settings with `setup_logging(&cfg)`.
 pub fn from_args_quiet(argv: &[String]) -> Result<Config, String> {
-    let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
-    resolve(cli, |name| std::env::var(name).ok())
+    let env = |name: &str| std::env::var(name).ok();
+    let loaded = load(argv, &env, &read_config_file).map_err(|e| e.to_string())?;
+    for w in &loaded.warnings {
+        crate::warn!("{w}");
+    }
+    apply_raw_env(&loaded.config.raw_env);
+    Ok(loaded.config)
 }
 
-/// Turn parsed flags (and the environment, through `env`) into a `Config`.
-pub fn resolve(cli: Cli, env: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
-    let app = cli
-        .app
-        .clone()
+/// Parse `argv` and resolve it against `env` and the config file.
+pub fn load(
+    argv: &[String],
+    env: &dyn Fn(&str) -> Option<String>,
+    read_file: FileReader<'_>,
+) -> Result<Loaded, LoadError> {
+    let given = cli::parse(argv).map_err(LoadError::Usage)?;
+    load_given(given, env, read_file)
+}
+
+fn load_given(
+    given: cli::Given,
+    env: &dyn Fn(&str) -> Option<String>,
+    read_file: FileReader<'_>,
+) -> Result<Loaded, LoadError> {
+    let mut warnings = Vec::new();
+    let (env_given, env_name) = cmd_args_from_env(env, &mut warnings)?;
+
+    let mut r = Resolved::defaults();
+    apply_env_defaults(&mut r, env).map_err(LoadError::Invalid)?;
+
+    // The config file: -c on the command line, else in FERROCORN_CMD_ARGS,
+    // else the default files that exist.
+    let explicit = match given.get("config") {
+        Some(Raw::Str(s)) => Some(s.clone()),
+        _ => match env_given.as_ref().and_then(|g| g.get("config")) {
+            Some(Raw::Str(s)) => Some(s.clone()),
+            _ => None,
+        },
+    };
+    let source = match &explicit {
+        Some(spec) => {
+            let src = ConfigSource::parse(spec);
+            if let ConfigSource::File(p) = &src {
+                if !Path::new(p).exists() {
+                    return Err(LoadError::Invalid(format!(
+                        "Invalid value for config: {} : the file does not exist",
+                        value::py_repr(spec)
+                    )));
+                }
+                if !p.ends_with(".py") {
+                    warnings.push(format!(
+                        "The config file {p} does not end in .py; it is executed as Python anyway"
+                    ));
+                }
+            }
+            Some(src)
+        }
+        None => DEFAULT_CONFIG_FILES
+            .iter()
+            .find(|f| Path::new(f).is_file())
+            .map(|f| ConfigSource::File(format!("./{f}"))),
+    };
+    let mut hooks = Hooks::default();
+    if let Some(src) = &source {
+        let origin = Origin::ConfigFile(src.display());
+        let fs = read_file(src).map_err(LoadError::Invalid)?;
+        apply_file(&mut r, fs, &origin, &mut hooks, &mut warnings).map_err(LoadError::Invalid)?;
+        r.set(
+            index("config"),
+            Value::Str(src.display()),
+            if explicit.is_some() {
+                Origin::CommandLine
+            } else {
+                Origin::Default
+            },
+        );
+    }
+    if let (Some(g), Some(name)) = (&env_given, env_name) {
+        apply_given(&mut r, g, &Origin::CmdArgs(name)).map_err(LoadError::Invalid)?;
+    }
+    apply_given(&mut r, &given, &Origin::CommandLine).map_err(LoadError::Invalid)?;
+
+    for (s, v, o) in r.iter() {
+        if let Support::No(reason) = s.support {
+            if *o != Origin::Default && *v != Value::from_default(s.default) {
+                warnings.push(format!(
+                    "{} = {} (from {o}) is a gunicorn setting ferrocorn does not implement ({reason}); it is ignored",
+                    s.name,
+                    v.to_python()
+                ));
+            }
+        }
+    }
+
+    let nonempty = |a: &Option<String>| a.clone().filter(|a| !a.trim().is_empty());
+    let app = nonempty(&given.app)
+        .or_else(|| env_given.as_ref().and_then(|g| nonempty(&g.app)))
+        .or_else(|| r.get("wsgi_app").as_str().map(String::from));
+    let config =
+        build(r, app, hooks, source.map(|s| s.display()), env).map_err(LoadError::Invalid)?;
+    let print_config = config.settings.get("print_config").as_bool();
+    let check_config = config.settings.get("check_config").as_bool();
+    Ok(Loaded {
+        config,
+        warnings,
+        print_config,
+        check_config,
+    })
+}
+
+/// `FERROCORN_CMD_ARGS`, else `GUNICORN_CMD_ARGS`, parsed like a command line.
+fn cmd_args_from_env(
+    env: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
+) -> Result<(Option<cli::Given>, Option<&'static str>), LoadError> {
+    let ours = env("FERROCORN_CMD_ARGS").filter(|s| !s.trim().is_empty());
+    let theirs = env("GUNICORN_CMD_ARGS").filter(|s| !s.trim().is_empty());
+    let (name, text) = match (ours, theirs) {
+        (Some(o), Some(_)) => {
+            warnings.push(
+                "Both FERROCORN_CMD_ARGS and GUNICORN_CMD_ARGS are set: GUNICORN_CMD_ARGS is ignored"
+                    .into(),
+            );
+            ("FERROCORN_CMD_ARGS", o)
+        }
+        (Some(o), None) => ("FERROCORN_CMD_ARGS", o),
+        (None, Some(t)) => ("GUNICORN_CMD_ARGS", t),
+        (None, None) => return Ok((None, None)),
+    };
+    let words = cli::split_words(&text)
+        .map_err(|e| LoadError::EnvUsage(format!("{name}={text:?}: {e}")))?;
+    let argv: Vec<String> = std::iter::once("ferrocorn".to_string())
+        .chain(words)
+        .collect();
+    let g = cli::parse(&argv).map_err(|e| {
+        let msg = e.render().to_string();
+        let first = msg
+            .lines()
+            .next()
+            .unwrap_or("")
+            .trim_start_matches("error: ");
+        LoadError::EnvUsage(format!("{name}: {first}"))
+    })?;
+    Ok((Some(g), Some(name)))
+}
+
+/// `PORT`, `WEB_CONCURRENCY` ... as defaults under the config file.
+fn apply_env_defaults(
+    r: &mut Resolved,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), String> {
+    for (i, s) in SETTINGS.iter().enumerate() {
+        let Some(var) = s.env else { continue };
+        let Some(text) = env(var).filter(|v| !v.trim().is_empty()) else {
+            continue;
+        };
+        let origin = Origin::Env(var);
+        let raw = match s.name {
+            // gunicorn: the default bind is 0.0.0.0:$PORT when PORT is set.
+            "bind" => Raw::Str(format!("0.0.0.0:{}", text.trim())),
+            _ => Raw::Str(text),
+        };
+        let v = value::validate(s, &raw, &origin)?;
+        r.set(i, v, origin);
+    }
+    Ok(())
+}
+
+fn apply_given(r: &mut Resolved, g: &cli::Given, origin: &Origin) -> Result<(), String> {
+    for (i, raw) in &g.values {
+        let s = &SETTINGS[*i];
+        let v = value::validate(s, raw, origin).map_err(|e| name_flag(e, s, origin))?;
+        r.set(*i, v, origin.clone());
+    }
+    Ok(())
+}
+
+/// On the command line a setting is better known by its flag.
+fn name_flag(msg: String, s: &Setting, origin: &Origin) -> String {
+    match (origin, s.flags.last()) {
+        (Origin::CommandLine | Origin::CmdArgs(_), Some(flag)) => msg.replacen(
+            &format!("Invalid value for {}:", s.name),
+            &format!("Invalid value for {flag}:"),
+            1,
+        ),
+        _ => msg,
+    }
+}
+
+fn apply_file(
+    r: &mut Resolved,
+    fs: FileSettings,
+    origin: &Origin,
+    hooks: &mut Hooks,
+    warnings: &mut Vec<String>,
+) -> Result<(), String> {
+    for name in &fs.unknown {
+        let hint = closest_setting(name)
+            .map(|s| format!("; did you mean {s}?"))
+            .unwrap_or_default();
+        warnings.push(format!(
+            "Unknown setting {name} in {origin} (ignored{hint})"
+        ));
+    }
+    for (name, raw) in &fs.values {
+        let Some((i, s)) = settings::find(name) else {
+            continue;
+        };
+        let v = value::validate(s, raw, origin)?;
+        r.set(i, v, origin.clone());
+    }
+    let arities: Vec<(String, usize)> = fs
+        .values
+        .iter()
+        .filter_map(|(n, raw)| match raw {
+            Raw::Callable { arity, .. } => Some((n.clone(), arity.unwrap_or(0))),
+            _ => None,
+        })
+        .collect();
+    for (name, f) in fs.callables {
+        let Some(hook) = Hook::from_name(&name) else {
+            continue;
+        };
+        let arity = arities
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, a)| *a);
+        hooks.set(hook, f, arity);
+    }
+    Ok(())
+}
+
+/// The setting whose name is nearest to a misspelt one (at most 2 edits).
+fn closest_setting(name: &str) -> Option<&'static str> {
+    SETTINGS
+        .iter()
+        .map(|s| (edit_distance(name, s.name), s.name))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, n)| n)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+/// An error about a resolved setting: its name, value and origin.
+fn bad(r: &Resolved, name: &str, shown: &str, why: impl std::fmt::Display) -> String {
+    let origin = r.origin(name);
+    let label = match (
+        origin,
+        settings::find(name).and_then(|(_, s)| s.flags.last()),
+    ) {
+        (Origin::CommandLine | Origin::CmdArgs(_), Some(flag)) => flag.to_string(),
+        _ => name.to_string(),
+    };
+    format!(
+        "Invalid value for {label}: {} (from {origin}): {why}",
+        value::py_repr(shown)
+    )
+}
+
+/// Turn resolved settings into a `Config`, checking what needs more than a type.
+fn build(
+    r: Resolved,
+    app: Option<String>,
+    hooks: Hooks,
+    config_file: Option<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, String> {
+    let int = |n: &str| r.get(n).as_int();
+    let flag = |n: &str| r.get(n).as_bool();
+    let text = |n: &str| r.get(n).as_str().map(String::from);
+
+    let app = app
         .filter(|a| !a.trim().is_empty())
         .ok_or("No application module specified.")?;
 
-    let binds = if cli.bind.is_empty() {
-        match env("PORT").filter(|p| !p.is_empty()) {
-            Some(port) => vec![BindAddr::parse(&format!("0.0.0.0:{port}"))
-                .map_err(|e| format!("PORT={port:?}: {e}"))?],
-            None => vec![BindAddr::parse("127.0.0.1:8000").map_err(|e| e.to_string())?],
-        }
-    } else {
-        cli.bind
-            .iter()
-            .map(|b| BindAddr::parse(b).map_err(|e| format!("--bind {b:?}: {e}")))
-            .collect::<Result<Vec<_>, _>>()?
-    };
+    let binds = r
+        .get("bind")
+        .as_list()
+        .iter()
+        .map(|b| BindAddr::parse(b).map_err(|e| bad(&r, "bind", b, e)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if binds.is_empty() {
+        return Err(bad(&r, "bind", "", "expected at least one address"));
+    }
 
-    let io_engine = match cli.io_engine.as_str() {
-        "uring" => EngineChoice::Uring,
-        "epoll" => EngineChoice::Epoll,
+    let io_engine = match r.get("io_engine").as_str() {
+        Some("uring") => EngineChoice::Uring,
+        Some("epoll") => EngineChoice::Epoll,
         _ => EngineChoice::Auto,
     };
-    let header_map = match cli.header_map.as_str() {
-        "refuse" => HeaderMapPolicy::Refuse,
-        "dangerous" => HeaderMapPolicy::Dangerous,
+    let header_map = match r.get("header_map").as_str() {
+        Some("refuse") => HeaderMapPolicy::Refuse,
+        Some("dangerous") => HeaderMapPolicy::Dangerous,
         _ => HeaderMapPolicy::Drop,
     };
-    let proxy_protocol = match cli.proxy_protocol.as_str() {
-        "v1" => ProxyProtocol::V1,
-        "v2" => ProxyProtocol::V2,
-        "auto" | "true" => ProxyProtocol::Auto,
+    let proxy_protocol = match r.get("proxy_protocol").as_str() {
+        Some("v1") => ProxyProtocol::V1,
+        Some("v2") => ProxyProtocol::V2,
+        Some("auto" | "true") => ProxyProtocol::Auto,
         _ => ProxyProtocol::Off,
     };
-    let forwarded_allow_ips = AllowList::parse(&cli.forwarded_allow_ips)
-        .map_err(|e| format!("--forwarded-allow-ips {:?}: {e}", cli.forwarded_allow_ips))?;
-    let proxy_allow_from = AllowList::parse(&cli.proxy_allow_from)
-        .map_err(|e| format!("--proxy-allow-from {:?}: {e}", cli.proxy_allow_from))?;
+    let allow = |name: &str| -> Result<AllowList, String> {
+        let spec = text(name).unwrap_or_default();
+        AllowList::parse(&spec).map_err(|e| bad(&r, name, &spec, e))
+    };
+    let forwarded_allow_ips = allow("forwarded_allow_ips")?;
+    let proxy_allow_from = allow("proxy_allow_ips")?;
 
+    let secure_scheme_headers = match r.get("secure_scheme_headers") {
+        Value::Dict(d) => d
+            .iter()
+            .map(|(k, v)| (k.to_ascii_uppercase(), v.clone()))
+            .collect(),
+        _ => Vec::new(),
+    };
     let http = http::Config {
-        limit_request_line: cli.limit_request_line,
-        limit_request_fields: cli.limit_request_fields,
-        limit_request_field_size: cli.limit_request_field_size,
-        permit_obsolete_folding: cli.permit_obsolete_folding,
-        strip_header_spaces: cli.strip_header_spaces,
-        permit_unconventional_http_method: cli.permit_unconventional_http_method,
-        permit_unconventional_http_version: cli.permit_unconventional_http_version,
-        casefold_http_method: cli.casefold_http_method,
+        limit_request_line: int("limit_request_line") as usize,
+        limit_request_fields: int("limit_request_fields") as usize,
+        limit_request_field_size: int("limit_request_field_size") as usize,
+        permit_obsolete_folding: flag("permit_obsolete_folding"),
+        strip_header_spaces: flag("strip_header_spaces"),
+        permit_unconventional_http_method: flag("permit_unconventional_http_method"),
+        permit_unconventional_http_version: flag("permit_unconventional_http_version"),
+        casefold_http_method: flag("casefold_http_method"),
         header_map,
+        forwarder_headers: r
+            .get("forwarder_headers")
+            .as_list()
+            .iter()
+            .map(|h| h.to_ascii_uppercase())
+            .collect(),
+        secure_scheme_headers,
         proxy_protocol,
-        limit_request_body: cli.limit_request_body,
-        ..http::Config::default()
+        limit_request_body: int("limit_request_body") as u64,
     };
 
-    let umask = parse_umask(&cli.umask).ok_or_else(|| {
-        format!(
-            "--umask {:?}: expected an octal number such as 0o022 or 022",
-            cli.umask
-        )
-    })?;
-    let user = match &cli.user {
-        Some(u) => Some(lookup_user(u).map_err(|e| format!("--user {u:?}: {e}"))?),
+    let user = match text("user") {
+        Some(u) => Some(lookup_user(&u).map_err(|e| bad(&r, "user", &u, e))?),
         None => None,
     };
-    let group = match &cli.group {
-        Some(g) => Some(lookup_group(g).map_err(|e| format!("--group {g:?}: {e}"))?),
+    let group = match text("group") {
+        Some(g) => Some(lookup_group(&g).map_err(|e| bad(&r, "group", &g, e))?),
         None => None,
     };
-    let proc_name = cli.name.clone().unwrap_or_else(|| app.clone());
+    let chdir = text("chdir");
+    if let Some(dir) = &chdir {
+        if !Path::new(dir).is_dir() {
+            return Err(bad(&r, "chdir", dir, "expected an existing directory"));
+        }
+    }
+    let raw_env = r
+        .get("raw_env")
+        .as_list()
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(bad(&r, "raw_env", kv, "expected KEY=VALUE")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let log_level = r
+        .get("loglevel")
+        .as_str()
+        .and_then(Level::parse)
+        .unwrap_or(Level::Info);
+    let proc_name = text("proc_name").unwrap_or_else(|| app.clone());
+    let syslog = flag("syslog").then(|| crate::log::SyslogSetup {
+        addr: text("syslog_addr").unwrap_or_default(),
+        facility: text("syslog_facility").unwrap_or_else(|| "user".into()),
+        prefix: text("syslog_prefix").unwrap_or_else(|| proc_name.clone()),
+        access: !flag("disable_redirect_access_to_syslog"),
+    });
+    if let Some(s) = &syslog {
+        if crate::log::syslog::facility(&s.facility).is_none() {
+            return Err(bad(
+                &r,
+                "syslog_facility",
+                &s.facility,
+                "expected a syslog facility name: user, daemon, local0 ... local7",
+            ));
+        }
+    }
+    let log = crate::log::Setup {
+        level: log_level,
+        errorlog: text("errorlog").unwrap_or_else(|| "-".into()),
+        capture_output: flag("capture_output"),
+        accesslog: text("accesslog"),
+        access_log_format: text("access_log_format")
+            .unwrap_or_else(|| DEFAULT_ACCESS_LOG_FORMAT.into()),
+        access_log_json: flag("access_log_json"),
+        syslog,
+    };
     let tls = crate::tls::TlsSettings {
-        certfile: cli.certfile.clone().map(Into::into),
-        keyfile: cli.keyfile.clone().map(Into::into),
-        ca_certs: cli.ca_certs.clone().map(Into::into),
-        cert_reqs: crate::tls::CertReqs::from_int(cli.cert_reqs)
-            .map_err(|e| format!("--cert-reqs: {e}"))?,
-        ciphers: cli.ciphers.clone(),
+        certfile: text("certfile").map(Into::into),
+        keyfile: text("keyfile").map(Into::into),
+        ca_certs: text("ca_certs").map(Into::into),
+        cert_reqs: crate::tls::CertReqs::from_int(int("cert_reqs"))
+            .map_err(|e| bad(&r, "cert_reqs", &int("cert_reqs").to_string(), e))?,
+        ciphers: text("ciphers"),
     };
+    for name in ["logconfig", "logconfig_json"] {
+        if let Some(p) = text(name) {
+            if !Path::new(&p).is_file() {
+                return Err(bad(&r, name, &p, "expected an existing file"));
+            }
+        }
+    }
+    let _ = env;
 
-    let seconds = |name: &str, v: f64| -> Result<std::time::Duration, String> {
-        std::time::Duration::try_from_secs_f64(v)
-            .ok()
-            .filter(|d| !d.is_zero())
-            .ok_or_else(|| format!("{name} {v}: expected a positive number of seconds"))
-    };
-    let header_timeout = seconds("--header-timeout", cli.header_timeout)?;
-    let body_timeout = seconds("--body-timeout", cli.body_timeout)?;
-    let max_queue_wait = match cli.max_queue_wait {
-        w if w == 0.0 => None,
-        w => Some(seconds("--max-queue-wait", w)?),
-    };
+    let mut resolved = r.clone();
+    resolved.set(
+        index("default_proc_name"),
+        Value::Str(app.clone()),
+        Origin::Default,
+    );
+    for h in Hook::ALL {
+        if let Some((_, arity)) = hooks.get(h) {
+            let repr = format!("<{}() taking {arity}>", h.name());
+            let i = index(h.name());
+            let origin = resolved.origins[i].clone();
+            resolved.set(i, Value::Hook(repr), origin);
+        }
+    }
 
     Ok(Config {
-        header_timeout,
-        body_timeout,
-        max_queued_requests: cli.max_queued_requests,
-        max_queue_wait,
-        tls,
+        header_timeout: std::time::Duration::from_secs(int("header_timeout") as u64),
+        body_timeout: std::time::Duration::from_secs(int("body_timeout") as u64),
+        max_queued_requests: int("max_queued_requests") as usize,
+        max_queue_wait: match int("max_queue_wait_ms") {
+            0 => None,
+            ms => Some(std::time::Duration::from_millis(ms as u64)),
+        },
         proc_name,
-        timeout: cli.timeout,
-        max_requests: cli.max_requests,
-        max_requests_jitter: cli.max_requests_jitter,
-        pidfile: cli.pidfile.clone(),
-        daemon: cli.daemon,
+        timeout: int("timeout") as u32,
+        max_requests: int("max_requests") as u64,
+        max_requests_jitter: int("max_requests_jitter") as u64,
+        pidfile: text("pidfile"),
+        daemon: flag("daemon"),
         user,
         group,
-        initgroups: cli.initgroups,
-        umask,
+        initgroups: flag("initgroups"),
+        umask: int("umask") as u32,
         app,
         binds,
-        workers: cli.workers.unwrap_or(1) as usize,
-        chdir: cli.chdir,
-        pythonpath: cli
-            .pythonpath
+        workers: int("workers") as usize,
+        chdir,
+        pythonpath: text("pythonpath")
             .map(|p| {
                 p.split(',')
                     .map(str::trim)
@@ -211,32 +734,87 @@ pub fn resolve(cli: Cli, env: impl Fn(&str) -> Option<String>) -> Result<Config,
                     .collect()
             })
             .unwrap_or_default(),
-        keep_alive: cli.keep_alive,
-        backlog: cli.backlog as i32,
-        reuse_port: !cli.no_reuse_port,
+        keep_alive: int("keepalive") as u32,
+        backlog: int("backlog") as i32,
+        reuse_port: flag("reuse_port"),
         io_engine,
-        graceful_timeout: cli.graceful_timeout,
-        worker_connections: cli.worker_connections as usize,
-        log_level: Level::parse(&cli.log_level).unwrap_or(Level::Info),
+        graceful_timeout: int("graceful_timeout") as u32,
+        worker_connections: int("worker_connections") as usize,
+        log_level,
         forwarded_allow_ips,
         proxy_allow_from,
         http: Arc::new(http),
+        tls,
+        threads: int("threads") as usize,
+        sendfile: flag("sendfile"),
+        raw_env,
+        log,
+        config_file,
+        hooks: Arc::new(hooks),
+        settings: Arc::new(resolved),
     })
 }
 
+/// Set `-e KEY=VALUE` in this process (and in Python's `os.environ`), so
+/// workers forked later inherit them.
+pub fn apply_raw_env(pairs: &[(String, String)]) {
+    if pairs.is_empty() {
+        return;
+    }
+    #[cfg(feature = "python")]
+    file::set_os_environ(pairs);
+    #[cfg(not(feature = "python"))]
+    for (k, v) in pairs {
+        std::env::set_var(k, v);
+    }
+}
+
+/// Open the log files, and route logs through Python's logging when the
+/// settings ask for it. `from_args` calls it; the arbiter calls it again
+/// with the new `Config` on HUP (gunicorn 26.1 re-runs its logger setup).
+pub fn setup_logging(cfg: &Config) -> Result<(), String> {
+    // Python logging first: the access log is on when it has a sink.
+    #[cfg(feature = "python")]
+    pylog::setup(&cfg.settings)?;
+    crate::log::setup(&cfg.log)
+}
+
+#[cfg(feature = "python")]
+fn read_config_file(src: &ConfigSource) -> Result<FileSettings, String> {
+    file::read(src)
+}
+
+/// The real config-file reader, for tests elsewhere in the crate.
+#[cfg(all(test, feature = "python"))]
+pub(crate) fn read_file_for_tests(src: &ConfigSource) -> Result<FileSettings, String> {
+    file::read(src)
+}
+
+#[cfg(not(feature = "python"))]
+fn read_config_file(src: &ConfigSource) -> Result<FileSettings, String> {
+    Err(format!(
+        "cannot read the config file {}: this build has no Python",
+        src.display()
+    ))
+}
+
+/// `--check-config`: import the app here, in the master; 0 when it loads.
+#[cfg(feature = "python")]
+fn check_app(cfg: &Config) -> i32 {
+    check::app(cfg)
+}
+
+#[cfg(not(feature = "python"))]
+fn check_app(_cfg: &Config) -> i32 {
+    0
+}
+
 /// gunicorn reads the umask as an int in any base: `0o007`, `007`, `0x1f`, `7`.
+#[cfg(test)]
 fn parse_umask(s: &str) -> Option<u32> {
-    let s = s.trim();
-    let v = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        u32::from_str_radix(h, 16).ok()?
-    } else if let Some(o) = s.strip_prefix("0o").or_else(|| s.strip_prefix("0O")) {
-        u32::from_str_radix(o, 8).ok()?
-    } else if s.len() > 1 && s.starts_with('0') {
-        u32::from_str_radix(&s[1..], 8).ok()?
-    } else {
-        s.parse().ok()?
-    };
-    (v <= 0o777).then_some(v)
+    value::parse_octal(s)
+        .filter(|v| (0..=0o777).contains(v))
+        .map(|v| v as u32)
 }
 
 /// A user name or uid → (uid, name).
@@ -268,115 +846,4 @@ fn lookup_group(spec: &str) -> Result<u32, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(args: &[&str], env: &[(&str, &str)]) -> Result<Config, String> {
-        let argv: Vec<String> = std::iter::once("ferrocorn")
-            .chain(args.iter().copied())
-            .map(String::from)
-            .collect();
-        let cli = Cli::try_parse_from(&argv).map_err(|e| e.to_string())?;
-        resolve(cli, |k| {
-            env.iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v.to_string())
-        })
-    }
-
-    #[test]
-    fn defaults_match_gunicorn() {
-        let c = parse(&["app:app"], &[]).unwrap();
-        assert_eq!(c.binds, vec![BindAddr::parse("127.0.0.1:8000").unwrap()]);
-        assert_eq!(c.workers, 1);
-        assert_eq!(c.keep_alive, 2);
-        assert_eq!(c.backlog, 2048);
-        assert_eq!(c.http.limit_request_line, 4094);
-        assert!(c.reuse_port);
-        assert_eq!(c.io_engine, EngineChoice::Auto);
-    }
-
-    #[test]
-    fn port_env_binds_all_interfaces() {
-        let c = parse(&["app:app"], &[("PORT", "9001")]).unwrap();
-        assert_eq!(c.binds, vec![BindAddr::parse("0.0.0.0:9001").unwrap()]);
-        let c = parse(&["-b", "127.0.0.1:1", "app:app"], &[("PORT", "9001")]).unwrap();
-        assert_eq!(c.binds, vec![BindAddr::parse("127.0.0.1:1").unwrap()]);
-    }
-
-    #[test]
-    fn missing_app_is_an_error() {
-        assert!(parse(&[], &[])
-            .unwrap_err()
-            .contains("No application module"));
-    }
-
-    #[test]
-    fn unknown_flag_is_a_usage_error() {
-        let err = Cli::try_parse_from(["ferrocorn", "--no-such-flag", "app:app"]).unwrap_err();
-        assert_eq!(err.exit_code(), 2);
-    }
-
-    #[test]
-    fn repeated_binds_and_parser_flags() {
-        let c = parse(
-            &[
-                "-b",
-                "127.0.0.1:1",
-                "--bind",
-                "unix:/tmp/x.sock",
-                "--limit-request-field_size",
-                "98",
-                "--proxy-protocol",
-                "--header-map",
-                "refuse",
-                "app:app",
-            ],
-            &[],
-        )
-        .unwrap();
-        assert_eq!(c.binds.len(), 2);
-        assert_eq!(c.http.limit_request_field_size, 98);
-        assert_eq!(c.http.proxy_protocol, ProxyProtocol::Auto);
-        assert_eq!(c.http.header_map, HeaderMapPolicy::Refuse);
-    }
-
-    #[test]
-    fn umask_and_identity_settings() {
-        assert_eq!(
-            parse(&["-m", "0o007", "app:app"], &[]).unwrap().umask,
-            0o007
-        );
-        assert_eq!(
-            parse(&["--umask", "022", "app:app"], &[]).unwrap().umask,
-            0o022
-        );
-        assert!(parse(&["--umask", "nope", "app:app"], &[])
-            .unwrap_err()
-            .contains("--umask"));
-        assert_eq!(
-            parse(&["-u", "0", "-g", "0", "app:app"], &[]).unwrap().user,
-            Some((0, "root".into()))
-        );
-        assert!(parse(&["-u", "no-such-user-here", "app:app"], &[])
-            .unwrap_err()
-            .contains("--user"));
-        assert_eq!(
-            parse(&["-n", "shop", "app:app"], &[]).unwrap().proc_name,
-            "shop"
-        );
-        assert_eq!(parse(&["app:app"], &[]).unwrap().proc_name, "app:app");
-    }
-
-    #[test]
-    fn bad_values_name_the_setting() {
-        assert!(parse(&["-b", "127.0.0.1:notaport", "app:app"], &[])
-            .unwrap_err()
-            .contains("--bind"));
-        assert!(parse(&["--forwarded-allow-ips", "x", "app:app"], &[])
-            .unwrap_err()
-            .contains("--forwarded-allow-ips"));
-        assert!(parse(&["-w", "0", "app:app"], &[]).is_err());
-        assert!(parse(&["--io-engine", "kqueue", "app:app"], &[]).is_err());
-    }
-}
+mod tests;

@@ -84,6 +84,7 @@ impl Connection {
             && self.queued == 0
             && self.out.is_empty()
             && self.http.buffered() == 0
+            && !self.http.reading_body()
     }
 
     pub fn pending_output(&self) -> usize {
