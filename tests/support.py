@@ -263,7 +263,8 @@ class Load:
     to host:port and send GET `path` in a loop, `pause` seconds apart, until
     `stop()`, `max_requests` requests in all, or `max_seconds`. A connection
     the server closed politely (`Connection: close`) is reopened for the next
-    request; a reset, an early close, a timeout or a non-200 answer is a
+    request (with `keep_alive=False`, every request is on a new connection);
+    a reset, an early close, a timeout or a non-200 answer is a
     failure, and the client reconnects and goes on.
 
     With `path="/pid"` each answer names the worker that gave it: `pids`
@@ -272,13 +273,18 @@ class Load:
     """
 
     def __init__(self, host, port, path="/pid", clients=4, max_requests=100000,
-                 max_seconds=60.0, pause=0.002, timeout=IO_TIMEOUT):
+                 max_seconds=60.0, pause=0.002, timeout=IO_TIMEOUT, keep_alive=True):
         self.host, self.port, self.path = host, port, path
+        # Without keep-alive every request opens a new connection (and says
+        # `Connection: close`), which exercises accepting.
+        self.headers = {} if keep_alive else {"Connection": "close"}
         self.clients, self.max_requests = clients, max_requests
         self.max_seconds, self.pause, self.timeout = max_seconds, pause, timeout
         self.ok = 0
         self.failures = []
         self.pids = {}
+        # The worker that answered each client last (None before its first answer).
+        self.last_pids = [None] * clients
         self._sent = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -294,7 +300,8 @@ class Load:
     def start(self):
         self._t0 = time.monotonic()
         for i in range(self.clients):
-            t = threading.Thread(target=self._client, name="load-%d" % i, daemon=True)
+            t = threading.Thread(target=self._client, args=(i,), name="load-%d" % i,
+                                 daemon=True)
             t.start()
             self._threads.append(t)
         return self
@@ -333,7 +340,12 @@ class Load:
             self._sent += 1
             return True
 
-    def _client(self):
+    def all_answered(self):
+        """Every client got at least one answer."""
+        with self._lock:
+            return all(p is not None for p in self.last_pids)
+
+    def _client(self, index):
         deadline = self._t0 + self.max_seconds
         conn = None
         last_pid = None
@@ -341,7 +353,7 @@ class Load:
             if conn is None:
                 conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
             try:
-                conn.request("GET", self.path)
+                conn.request("GET", self.path, headers=self.headers)
                 resp = conn.getresponse()
                 body = resp.read()
                 status = resp.status
@@ -358,6 +370,7 @@ class Load:
                     self.ok += 1
                     if self.path.startswith("/pid"):
                         last_pid = int(body)
+                        self.last_pids[index] = last_pid
                         self.pids[last_pid] = self.pids.get(last_pid, 0) + 1
             if self.pause:
                 time.sleep(self.pause)

@@ -23,10 +23,11 @@ def settled(server, count, old):
 
 # ---------------------------------------------------------------- HUP
 
-def test_ten_hups_under_load_fail_no_request(serve):
+@pytest.mark.parametrize("keep_alive", [True, False], ids=["keep-alive", "new-connections"])
+def test_ten_hups_under_load_fail_no_request(serve, keep_alive):
     server = serve(PROC_APP, workers=2)
     first = server.wait_workers(2)
-    with Load(server.host, server.port, clients=4) as load:
+    with Load(server.host, server.port, clients=4, keep_alive=keep_alive) as load:
         load.wait_for(50)
         for _ in range(10):
             server.send_signal(signal.SIGHUP)
@@ -139,7 +140,8 @@ def test_killed_worker_is_replaced_and_the_other_workers_clients_are_unaffected(
     server = serve(PROC_APP, workers=2)
     workers = server.wait_workers(2)
     with Load(server.host, server.port, clients=8) as load:
-        wait_until(lambda: len(load.pids) == 2, 10, what="answers from both workers")
+        wait_until(lambda: len(load.pids) == 2 and load.all_answered(), 10,
+                   what="answers from both workers to every client")
         victim, survivor = list(workers)
         before = load.pids[survivor]
         os.kill(victim, signal.SIGKILL)
