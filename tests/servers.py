@@ -19,20 +19,23 @@ PROC_APP = "procapp:app"
 
 
 class CustomServer(Server):
-    """A Server started with `prefix` before the server command and with
-    `pass_fds` kept open in it."""
+    """A Server started with `prefix` before the server command, with
+    `pass_fds` kept open in it, and in a session of its own unless
+    `new_session` is false (then the scheduler treats it and the test as
+    one group, which changes the timing under load)."""
 
-    def __init__(self, args, log_path, prefix=(), pass_fds=(), **kw):
+    def __init__(self, args, log_path, prefix=(), pass_fds=(), new_session=True, **kw):
         super().__init__(args, log_path, **kw)
         self.prefix = list(prefix)
         self.pass_fds = tuple(pass_fds)
+        self.new_session = new_session
 
     def start(self, wait=True):
         self.log_file = open(self.log_path, "wb")
         self.proc = subprocess.Popen(self.prefix + server_command() + self.args,
                                      stdin=subprocess.DEVNULL, stdout=self.log_file,
                                      stderr=subprocess.STDOUT, env=server_env(self.env),
-                                     cwd=self.cwd, start_new_session=True,
+                                     cwd=self.cwd, start_new_session=self.new_session,
                                      pass_fds=self.pass_fds)
         if wait:
             self.wait_ready()
@@ -49,18 +52,18 @@ def server_args(app, args, workers, engine):
 @pytest.fixture
 def launch(engine, tmp_path):
     """launch(app, *args, workers=1, port=None, unix_path=None, prefix=(),
-              pass_fds=(), env=None, wait=True)
+              pass_fds=(), env=None, wait=True, new_session=True)
 
     Like `serve`, but the caller gives the listening address in `args` (and
     says which `port` or `unix_path` to probe). Stopped after the test."""
     servers = []
 
     def start(app, *args, workers=1, port=None, unix_path=None, prefix=(), pass_fds=(),
-              env=None, wait=True):
+              env=None, wait=True, new_session=True):
         server = CustomServer(server_args(app, args, workers, engine),
                               tmp_path / ("custom-%d.log" % len(servers)), prefix=prefix,
-                              pass_fds=pass_fds, env=env, cwd=tmp_path, port=port,
-                              unix_path=unix_path)
+                              pass_fds=pass_fds, new_session=new_session, env=env,
+                              cwd=tmp_path, port=port, unix_path=unix_path)
         servers.append(server)
         return server.start(wait=wait)
 
