@@ -1,5 +1,5 @@
 """Helpers for the integration tests: a raw HTTP/1.x client over a socket,
-and process inspection through /proc.
+a bounded load generator (`Load`), and process inspection through /proc.
 
 The raw client sends exactly the bytes a test gives it and parses responses
 itself, so tests can check framing (chunked, close-delimited), interim
