@@ -11,7 +11,7 @@ import pytest
 
 from conftest import free_port, server_command, server_env, short_tempdir
 from servers import PROC_APP, Detached, server_args, wait_pidfile
-from support import cmdline, proc_stat, read_pidfile, wait_until
+from support import cmdline, proc_stat, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

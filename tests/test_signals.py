@@ -10,7 +10,7 @@ import time
 import pytest
 
 from servers import PROC_APP
-from support import Load, RawConn, alive, request_bytes, wait_until
+from support import Load, alive, request_bytes, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
