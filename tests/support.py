@@ -1,12 +1,15 @@
 """Helpers for the integration tests: a raw HTTP/1.x client over a socket,
-and process inspection through /proc.
+a bounded load generator (`Load`), and process inspection through /proc.
 
 The raw client sends exactly the bytes a test gives it and parses responses
 itself, so tests can check framing (chunked, close-delimited), interim
 responses and what happens on the wire after a response.
 """
+import http.client
 import os
+import signal
 import socket
+import threading
 import time
 
 # Every network wait in the tests is bounded by this (seconds).
@@ -235,3 +238,177 @@ def parse_cpu_list(text):
         elif part:
             cpus.append(int(part))
     return cpus
+
+
+# ---------------------------------------------------------------- load
+
+class Failure:
+    """One failed request of a `Load` run."""
+
+    def __init__(self, kind, detail, last_pid, when):
+        self.kind = kind          # "error" (reset, closed, timeout) or "status"
+        self.detail = detail
+        self.last_pid = last_pid  # the worker that answered this client last, if any
+        self.when = when          # seconds since the load started
+
+    def __repr__(self):
+        return "<Failure %s at %.2fs after pid %s: %s>" % (
+            self.kind, self.when, self.last_pid, self.detail)
+
+
+class Load:
+    """A small, bounded load generator.
+
+    `clients` threads each keep one HTTP/1.1 keep-alive connection (http.client)
+    to host:port and send GET `path` in a loop, `pause` seconds apart, until
+    `stop()`, `max_requests` requests in all, or `max_seconds`. A connection
+    the server closed politely (`Connection: close`) is reopened for the next
+    request (with `keep_alive=False`, every request is on a new connection);
+    a reset, an early close, a timeout or a non-200 answer is a
+    failure, and the client reconnects and goes on.
+
+    With `path="/pid"` each answer names the worker that gave it: `pids`
+    counts answers per worker, and each failure records the worker that
+    answered that client last.
+    """
+
+    def __init__(self, host, port, path="/pid", clients=4, max_requests=100000,
+                 max_seconds=60.0, pause=0.002, timeout=IO_TIMEOUT, keep_alive=True):
+        self.host, self.port, self.path = host, port, path
+        # Without keep-alive every request opens a new connection (and says
+        # `Connection: close`), which exercises accepting.
+        self.headers = {} if keep_alive else {"Connection": "close"}
+        self.clients, self.max_requests = clients, max_requests
+        self.max_seconds, self.pause, self.timeout = max_seconds, pause, timeout
+        self.ok = 0
+        self.failures = []
+        self.pids = {}
+        # The worker that answered each client last (None before its first answer).
+        self.last_pids = [None] * clients
+        self._sent = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = []
+        self._t0 = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def start(self):
+        self._t0 = time.monotonic()
+        for i in range(self.clients):
+            t = threading.Thread(target=self._client, args=(i,), name="load-%d" % i,
+                                 daemon=True)
+            t.start()
+            self._threads.append(t)
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(self.timeout + 2)
+        if any(t.is_alive() for t in self._threads):
+            raise AssertionError("load clients did not stop")
+        return self
+
+    @property
+    def done(self):
+        return self._stop.is_set() or not any(t.is_alive() for t in self._threads)
+
+    def wait_done(self, timeout=None):
+        """Wait until every client ran out of requests or time."""
+        for t in self._threads:
+            t.join(timeout if timeout is not None else self.max_seconds + self.timeout + 2)
+        return self
+
+    def total(self):
+        with self._lock:
+            return self.ok + len(self.failures)
+
+    def wait_for(self, n, timeout=IO_TIMEOUT):
+        """Wait until `n` more requests were answered (or failed) from now."""
+        target = self.total() + n
+        wait_until(lambda: self.total() >= target, timeout, what="%d more requests" % n)
+
+    def _take(self):
+        with self._lock:
+            if self._sent >= self.max_requests:
+                return False
+            self._sent += 1
+            return True
+
+    def all_answered(self):
+        """Every client got at least one answer."""
+        with self._lock:
+            return all(p is not None for p in self.last_pids)
+
+    def _client(self, index):
+        deadline = self._t0 + self.max_seconds
+        conn = None
+        last_pid = None
+        while not self._stop.is_set() and time.monotonic() < deadline and self._take():
+            if conn is None:
+                conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            try:
+                conn.request("GET", self.path, headers=self.headers)
+                resp = conn.getresponse()
+                body = resp.read()
+                status = resp.status
+                failure = None if status == 200 else ("status", "%d %r" % (status, body[:100]))
+            except (OSError, http.client.HTTPException) as e:
+                failure = ("error", "%s: %s" % (type(e).__name__, e))
+                conn.close()
+                conn = None
+            with self._lock:
+                if failure:
+                    self.failures.append(Failure(failure[0], failure[1], last_pid,
+                                                 time.monotonic() - self._t0))
+                else:
+                    self.ok += 1
+                    if self.path.startswith("/pid"):
+                        last_pid = int(body)
+                        self.last_pids[index] = last_pid
+                        self.pids[last_pid] = self.pids.get(last_pid, 0) + 1
+            if self.pause:
+                time.sleep(self.pause)
+        if conn is not None:
+            conn.close()
+
+    def summary(self):
+        return "%d ok, %d failed: %s" % (self.ok, len(self.failures), self.failures[:10])
+
+
+# ---------------------------------------------------------------- processes
+
+def cmdline(pid):
+    """The process title as `ps` shows it (the first NUL-terminated string of cmdline)."""
+    with open("/proc/%d/cmdline" % pid, "rb") as f:
+        return f.read().split(b"\0")[0].decode("utf-8", "replace")
+
+
+def gone(pid, starttime=None):
+    """The process no longer runs (it is absent or a zombie)."""
+    st = proc_stat(pid)
+    return st is None or st[0] == "Z" or (starttime is not None and st[2] != starttime)
+
+
+def read_pidfile(path):
+    """The pid in a pidfile, or None while it is absent or being written."""
+    try:
+        text = open(path).read().strip()
+    except FileNotFoundError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def kill_tree(pid, sig=signal.SIGKILL):
+    """Send `sig` to a process and its children (cleanup of servers that
+    are not our children: daemons, upgraded masters)."""
+    for p in [pid] + list(children(pid)):
+        try:
+            os.kill(p, sig)
+        except ProcessLookupError:
+            pass

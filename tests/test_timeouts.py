@@ -1,0 +1,89 @@
+"""`--timeout` (a stuck or silent worker is aborted with a traceback and
+replaced) and `--max-requests` (a worker is recycled without failing a
+request)."""
+import os
+import re
+import signal
+
+import pytest
+
+from servers import PROC_APP
+from support import ConnectionClosed, Load, alive, wait_until
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def replaced(server, old_pid, count=1):
+    w = server.workers()
+    return w if len(w) == count and old_pid not in w else None
+
+
+def test_request_running_past_the_timeout_is_logged_with_its_traceback(serve):
+    server = serve(PROC_APP, "--timeout", "2")
+    workers = server.wait_workers(1)
+    (pid,) = workers
+    conn = server.connect(timeout=15)
+    try:
+        conn.send(b"GET /stuck?id=7 HTTP/1.1\r\nHost: x\r\n\r\n")
+        # The worker is aborted: the connection ends without an answer.
+        with pytest.raises((ConnectionClosed, ConnectionResetError)):
+            conn.read_response()
+    finally:
+        conn.close()
+    wait_until(lambda: replaced(server, pid), 15, what="a replacement worker")
+    assert not alive(pid, workers[pid])
+    log = wait_until(lambda: (lambda t: t if "stuck_in_the_handler" in t else None)(server.log()),
+                     5, what="the traceback in the log")
+    m = re.search(r"WORKER TIMEOUT \(pid:%d\): GET /stuck\S* has been running for ([\d.]+) s"
+                  % pid, log)
+    assert m, log
+    assert 2.0 < float(m.group(1)) < 6.0
+    # Python's own traceback of the stuck call, naming the function and the app.
+    tb = log[m.end():]
+    assert re.search(r'File "[^"]*procapp\.py", line \d+ in stuck_in_the_handler', tb), tb
+    assert re.search(r'File "[^"]*procapp\.py", line \d+ in app', tb), tb
+    # The replacement serves.
+    assert server.request(target="/pid").status == 200
+
+
+@pytest.mark.parametrize("engine", ["epoll"])
+def test_silent_worker_is_killed_and_replaced(serve):
+    server = serve(PROC_APP, "--timeout", "2")
+    (pid,) = server.wait_workers(1)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_until(lambda: replaced(server, pid), 15, what="the stopped worker's replacement")
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    assert re.search(r"WORKER TIMEOUT \(pid:%d\): silent for" % pid, server.log())
+    assert server.request(target="/pid").status == 200
+
+
+def test_no_timeout_for_a_slow_request_within_the_limit(serve):
+    server = serve(PROC_APP, "--timeout", "2")
+    (pid,) = server.wait_workers(1)
+    resp = server.request(target="/sleep?s=1.2")
+    assert resp.status == 200 and int(resp.body) == pid
+    resp = server.request(target="/sleep?s=1.2")
+    assert int(resp.body) == pid
+    assert "WORKER TIMEOUT" not in server.log()
+
+
+def test_max_requests_with_jitter_recycles_workers_without_failing_a_request(serve):
+    server = serve(PROC_APP, "--max-requests", "50", "--max-requests-jitter", "10", workers=2)
+    first = server.wait_workers(2)
+    load = Load(server.host, server.port, clients=4, max_requests=500, max_seconds=40)
+    load.start().wait_done()
+    load.stop()
+    assert load.failures == [], load.summary()
+    assert load.ok == 500
+    # A worker past its limit serves on until its replacement is ready, so
+    # it may answer a few more than 60; still, workers were recycled.
+    print("answers per worker:", load.pids)
+    assert len(load.pids) >= 4, load.pids
+    assert "reached --max-requests" in server.log()
+    workers = server.wait_workers(2)
+    assert not set(workers) & set(first)
