@@ -198,7 +198,6 @@ def test_ttin_and_ttou_change_the_worker_count_never_below_one(serve):
     assert server.log().count("Number of workers:") == 4  # 1->2, 2->3, 3->2, 2->1
 
 
-@ORPHAN_SOCKETS
 def test_ttou_retires_the_newest_slot_and_new_connections_are_all_answered(serve):
     server = serve(PROC_APP, workers=2)
     server.wait_workers(2)
@@ -240,7 +239,6 @@ def test_winch_stops_the_workers_and_hup_brings_them_back(serve):
     assert int(resp.body) in back
 
 
-@ORPHAN_SOCKETS
 def test_ttin_after_winch_brings_one_worker_back_for_every_client(serve):
     server = serve(PROC_APP, workers=2)
     server.wait_workers(2)

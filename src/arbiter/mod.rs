@@ -104,6 +104,8 @@ pub struct Arbiter {
     pidfile: Option<Pidfile>,
     /// Waiting to tell systemd and the log that all workers are ready.
     announce_ready: bool,
+    /// The last reload's workers could not start; the previous ones serve on.
+    reload_failed: bool,
     /// Loaded once here (so mistakes stop the start, and workers share
     /// session-ticket keys), again on HUP.
     tls: Option<crate::tls::TlsConfig>,
@@ -174,6 +176,7 @@ impl Arbiter {
             upgrade,
             pidfile,
             announce_ready: true,
+            reload_failed: false,
             tls,
         })
     }
@@ -394,6 +397,7 @@ impl Arbiter {
         for c in self.children.iter_mut().filter(|c| !c.retiring) {
             c.replaced = true;
         }
+        self.reload_failed = false;
         self.announce_ready = true;
     }
 
@@ -436,6 +440,15 @@ impl Arbiter {
         mask_signals(SigmaskHow::SIG_BLOCK);
         match process::fork(&python_fork_hooks()) {
             Ok(Forked::Child) => {
+                // The other slots' sockets are not this worker's: holding
+                // them would keep a removed slot's socket in the port's
+                // group after the arbiter lets go of it.
+                let mine: Vec<i32> = slot_listeners.iter().map(|l| l.fd).collect();
+                for fd in Listener::raw_fds(&self.listeners) {
+                    if !mine.contains(&fd) {
+                        crate::sys::socket::close_inherited(fd);
+                    }
+                }
                 // Nothing may unwind out of here into the arbiter's frames.
                 let status = self.table.get(entry);
                 if let Some(s) = status {
@@ -509,9 +522,12 @@ impl Arbiter {
                     let old: Vec<usize> = (0..self.children.len())
                         .filter(|&j| self.children[j].replaced && !self.children[j].retiring)
                         .collect();
-                    if old.is_empty() {
+                    if old.is_empty() && self.reload_failed {
+                        // Another new worker of the same failed reload: handled already.
+                    } else if old.is_empty() {
                         halt = Some(code);
                     } else {
+                        self.reload_failed = true;
                         // A reload whose new code cannot start: keep the workers we have.
                         crate::error!(
                             "Reload failed: the new workers cannot start; keeping the running ones"

@@ -145,6 +145,19 @@ impl Engine {
         each!(self, e => e.pause_accept())
     }
 
+    /// Stop accepting for good (graceful stop). Unlike `pause_accept`,
+    /// connections the kernel already accepted for this engine are still
+    /// delivered as `Accepted`, so their clients get an answer.
+    pub fn close_accept(&mut self) {
+        each!(self, e => e.close_accept())
+    }
+
+    /// After `close_accept`: no connection can reach this engine any more
+    /// and every one it accepted was delivered.
+    pub fn accept_closed(&self) -> bool {
+        each!(self, e => e.accept_closed())
+    }
+
     pub fn resume_accept(&mut self) {
         each!(self, e => e.resume_accept())
     }

@@ -169,7 +169,7 @@ impl Worker<'_> {
             }
             self.manage_accept();
             if let Some(since) = self.stopping {
-                if self.state.open == 0 {
+                if self.state.open == 0 && self.engine.accept_closed() {
                     return 0;
                 }
                 if since.elapsed() >= self.graceful_timeout {
@@ -186,7 +186,7 @@ impl Worker<'_> {
     fn begin_stop(&mut self) {
         if self.stopping.is_none() {
             self.stopping = Some(Instant::now());
-            self.engine.pause_accept();
+            self.engine.close_accept();
             self.accept_paused = true;
             // Our copy of each listener goes, so a slot the arbiter gave up
             // (fewer workers) stops receiving connections nobody will accept.

@@ -70,8 +70,29 @@ impl UringEngine {
         }
     }
 
+    /// Stop accepting for good; connections the kernel accepted before the
+    /// cancel landed are still delivered, so their clients get an answer.
+    pub fn close_accept(&mut self) {
+        self.pause_accept();
+        self.accept_closed = true;
+        for (l, fd) in self.held_accepts.drain(..) {
+            self.pending
+                .push(crate::engine::uring::Pending::Accept(l, fd));
+        }
+    }
+
+    pub fn accept_closed(&self) -> bool {
+        self.accept_closed
+            && self.held_accepts.is_empty()
+            && !self.listeners.iter().any(|l| l.armed)
+            && !self
+                .pending
+                .iter()
+                .any(|p| matches!(p, crate::engine::uring::Pending::Accept(..)))
+    }
+
     pub fn resume_accept(&mut self) {
-        if !self.accept_paused {
+        if !self.accept_paused || self.accept_closed {
             return;
         }
         self.accept_paused = false;
@@ -101,7 +122,7 @@ impl UringEngine {
             listener.armed = false;
         }
         if res >= 0 {
-            if self.accept_paused || self.is_stopping() {
+            if self.is_stopping() || (self.accept_paused && !self.accept_closed) {
                 self.held_accepts.push((l, res));
             } else {
                 self.admit(l, res, on_event);
@@ -160,6 +181,15 @@ impl UringEngine {
 // ------------------------------------------------------------------ epoll
 
 impl EpollEngine {
+    /// Accepting happens only inside `wait` here: nothing is held back.
+    pub fn close_accept(&mut self) {
+        self.pause_accept();
+    }
+
+    pub fn accept_closed(&self) -> bool {
+        self.accept_paused
+    }
+
     pub fn pause_accept(&mut self) {
         if self.accept_paused {
             return;

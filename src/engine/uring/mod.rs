@@ -162,6 +162,8 @@ pub struct UringEngine {
     pub free: Vec<u32>,
     pub listeners: Vec<Listener>,
     pub accept_paused: bool,
+    /// Accepting stopped for good (`close_accept`).
+    pub accept_closed: bool,
     /// Connections accepted after `pause_accept`, before the cancel landed.
     pub held_accepts: Vec<(ListenerId, RawFd)>,
     pub watches: Vec<Watch>,
@@ -242,6 +244,7 @@ impl UringEngine {
             free: Vec::with_capacity(slots),
             listeners: listener_list,
             accept_paused: false,
+            accept_closed: false,
             held_accepts: Vec::new(),
             watches: Vec::new(),
             dirty: Vec::with_capacity(64),
