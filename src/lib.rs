@@ -58,6 +58,8 @@ mod entry {
         crate::sys::signal::ignore(nix::sys::signal::Signal::SIGPIPE);
         if cfg.daemon {
             crate::arbiter::daemonize(py);
+            // --capture-output re-points stdout/stderr after the daemon's redirect.
+            crate::log::reopen();
         }
         let mut arbiter = match crate::arbiter::Arbiter::new(py, argv, start_cwd, cfg) {
             Ok(a) => a,

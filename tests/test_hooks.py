@@ -86,7 +86,6 @@ def recorded(serve, tmp_path):
     return start
 
 
-@NEEDS_WIRING
 def test_lifecycle_hooks_run_in_order_with_server_and_worker_objects(recorded):
     server, record = recorded()
     assert server.request(target="/say/x?y=1", headers=[("X-Probe", "1")]).status == 200
@@ -107,7 +106,6 @@ def test_lifecycle_hooks_run_in_order_with_server_and_worker_objects(recorded):
     assert "hook says starting" in server.log()
 
 
-@NEEDS_WIRING
 def test_request_hooks_see_the_request_environ_and_response(recorded):
     server, record = recorded()
     server.request(target="/say/x?y=1", headers=[("X-Probe", "1")])
@@ -124,7 +122,6 @@ def test_request_hooks_see_the_request_environ_and_response(recorded):
     assert ["Content-Type", "text/plain"] in post["resp_headers"]
 
 
-@NEEDS_WIRING
 def test_hup_calls_on_reload_and_ttin_calls_nworkers_changed(recorded):
     server, record = recorded()
     server.send_signal(signal.SIGTTIN)
@@ -141,7 +138,6 @@ def _conf(tmp_path, text):
     return str(conf)
 
 
-@NEEDS_WIRING
 def test_post_fork_exception_is_a_worker_boot_error(serve, tmp_path):
     conf = _conf(tmp_path, """
         def post_fork(server, worker):
@@ -154,7 +150,6 @@ def test_post_fork_exception_is_a_worker_boot_error(serve, tmp_path):
     assert "post_fork refuses" in log and "Traceback" in log
 
 
-@NEEDS_WIRING
 def test_pre_request_exception_answers_500_and_is_logged(serve, tmp_path):
     conf = _conf(tmp_path, """
         def pre_request(worker, req):
@@ -165,7 +160,6 @@ def test_pre_request_exception_answers_500_and_is_logged(serve, tmp_path):
     wait_until(lambda: "pre_request refuses /say/no" in server.log(), timeout=5)
 
 
-@NEEDS_WIRING
 def test_post_request_exception_is_logged_and_the_response_stands(serve, tmp_path):
     conf = _conf(tmp_path, """
         def post_request(worker, req):

@@ -58,7 +58,6 @@ def test_capture_output_sends_app_prints_to_the_error_log(serve, tmp_path):
     assert "printed in a request" not in server.log()
 
 
-@NEEDS_WIRING
 def test_usr1_reopens_the_error_log_after_a_rename(serve, tmp_path):
     errlog = tmp_path / "error.log"
     server = serve("basic:app", "--error-logfile", str(errlog))
@@ -72,7 +71,6 @@ def test_usr1_reopens_the_error_log_after_a_rename(serve, tmp_path):
     assert wait_until(lambda: "Booting worker" in read(errlog), timeout=10), read(errlog)
 
 
-@NEEDS_WIRING
 def test_usr1_reopens_the_access_log(serve, tmp_path):
     acclog = tmp_path / "access.log"
     server = serve("basic:app", "--access-logfile", str(acclog))
@@ -85,7 +83,6 @@ def test_usr1_reopens_the_access_log(serve, tmp_path):
     assert wait_until(lambda: "/after" in read(acclog), timeout=5), read(acclog)
 
 
-@NEEDS_WIRING
 def test_access_log_default_format(serve, tmp_path):
     acclog = tmp_path / "access.log"
     server = serve("basic:app", "--access-logfile", str(acclog))
@@ -98,7 +95,6 @@ def test_access_log_default_format(serve, tmp_path):
         r'"GET /say/hi\?x=1 HTTP/1\.1" 200 2 "http://ref/" "probe/1\.0"$', line), line
 
 
-@NEEDS_WIRING
 def test_access_log_atoms(serve, tmp_path):
     acclog = tmp_path / "access.log"
     fmt = ("m=%(m)s U=%(U)s q=%(q)s H=%(H)s s=%(s)s b=%(b)s B=%(B)s u=%(u)s "
@@ -114,7 +110,6 @@ def test_access_log_atoms(serve, tmp_path):
     assert re.search(r"T=0 M=\d+ D=\d+ L=0\.\d{6} p=<\d+>", line), line
 
 
-@NEEDS_WIRING
 def test_access_log_to_stdout_with_dash(serve):
     server = serve("basic:app", "--access-logfile", "-")
     server.request(target="/say/dash")
@@ -123,7 +118,6 @@ def test_access_log_to_stdout_with_dash(serve):
 
 
 @pytest.mark.ferrocorn_only
-@NEEDS_WIRING
 def test_access_log_json_lines(serve, tmp_path):
     acclog = tmp_path / "access.log"
     server = serve("basic:app", "--access-logfile", str(acclog), "--access-log-json")

@@ -19,6 +19,7 @@ use nix::unistd::Pid;
 use pyo3::prelude::*;
 
 use crate::config::{self, Config};
+use crate::hooks;
 use crate::sys::notify::sd_notify;
 use crate::sys::process::{self, ChildExit, ForkHooks, Forked};
 use crate::sys::shm::{self, StatusTable};
@@ -106,9 +107,30 @@ pub struct Arbiter {
     announce_ready: bool,
     /// The last reload's workers could not start; the previous ones serve on.
     reload_failed: bool,
+    /// Workers spawned so far (gunicorn's `worker.age`).
+    spawned: u64,
     /// Loaded once here (so mistakes stop the start, and workers share
     /// session-ticket keys), again on HUP.
     tls: Option<crate::tls::TlsConfig>,
+}
+
+impl Arbiter {
+    fn server_info(&self) -> hooks::ServerInfo<'_> {
+        hooks::ServerInfo {
+            cfg: &self.cfg,
+            pid: std::process::id(),
+            num_workers: self.num_workers,
+        }
+    }
+
+    fn worker_info(&self, pid: u32, age: u64) -> hooks::WorkerInfo<'_> {
+        hooks::WorkerInfo {
+            cfg: &self.cfg,
+            pid,
+            ppid: std::process::id(),
+            age,
+        }
+    }
 }
 
 fn python_fork_hooks() -> ForkHooks {
@@ -138,6 +160,14 @@ impl Arbiter {
     ) -> Result<Arbiter, String> {
         // A new arbiter exec'd by USR2 inherits the old one's blocked mask.
         mask_signals(SigmaskHow::SIG_UNBLOCK);
+        let starting = hooks::ServerInfo {
+            cfg: &cfg,
+            pid: std::process::id(),
+            num_workers: cfg.workers,
+        };
+        if hooks::call_on_starting(py, &starting).is_err() {
+            return Err("the on_starting hook failed".into());
+        }
         let tls = load_tls(&cfg)?;
         let upgrade = Upgrade::detect(py, start_cwd)
             .map_err(|e| format!("cannot read the interpreter's command line: {e}"))?;
@@ -177,6 +207,7 @@ impl Arbiter {
             pidfile,
             announce_ready: true,
             reload_failed: false,
+            spawned: 0,
             tls,
         })
     }
@@ -220,10 +251,15 @@ impl Arbiter {
                 match sig {
                     Signal::SIGTERM => stop = Some(Stop::Graceful),
                     Signal::SIGINT | Signal::SIGQUIT => stop = Some(Stop::Quick),
-                    Signal::SIGTTIN => self.set_workers(self.num_workers + 1),
-                    Signal::SIGTTOU => self.set_workers(self.num_workers.saturating_sub(1).max(1)),
-                    Signal::SIGHUP => self.reload(),
-                    Signal::SIGUSR1 => self.signal_workers(Signal::SIGUSR1),
+                    Signal::SIGTTIN => self.set_workers(py, self.num_workers + 1),
+                    Signal::SIGTTOU => {
+                        self.set_workers(py, self.num_workers.saturating_sub(1).max(1))
+                    }
+                    Signal::SIGHUP => self.reload(py),
+                    Signal::SIGUSR1 => {
+                        crate::log::reopen();
+                        self.signal_workers(Signal::SIGUSR1);
+                    }
                     Signal::SIGUSR2 => self.reexec(py),
                     Signal::SIGWINCH => {
                         crate::info!(
@@ -237,7 +273,7 @@ impl Arbiter {
             if let Some(how) = stop {
                 break self.stop(py, how, 0);
             }
-            if let Some(code) = self.reap() {
+            if let Some(code) = self.reap(py) {
                 let reason = if code == APP_LOAD_ERROR {
                     "App failed to load."
                 } else {
@@ -276,10 +312,12 @@ impl Arbiter {
         self.table.get(child.entry)
     }
 
-    fn set_workers(&mut self, n: usize) {
+    fn set_workers(&mut self, py: Python<'_>, n: usize) {
         if n != self.num_workers {
             crate::info!("Number of workers: {} -> {n}", self.num_workers);
+            let old = self.num_workers;
             self.num_workers = n;
+            let _ = hooks::call_nworkers_changed(py, &self.server_info(), n, old);
         }
     }
 
@@ -343,6 +381,13 @@ impl Arbiter {
             if ready && !reloading {
                 self.announce_ready = false;
                 crate::info!("Server is ready: {} worker(s)", self.num_workers);
+                if hooks::call_when_ready(py, &self.server_info()).is_err()
+                    && self.spawned <= self.num_workers as u64
+                {
+                    // gunicorn: a when_ready that fails at start stops the master.
+                    crate::error!("Shutting down: the when_ready hook failed");
+                    process::send_signal(nix::unistd::getpid(), Signal::SIGTERM);
+                }
                 sd_notify("READY=1\nSTATUS=ferrocorn is ready");
             }
         }
@@ -357,8 +402,9 @@ impl Arbiter {
 
     /// HUP: read the command line again, start a new generation of
     /// workers, and retire each old worker once its successor is ready.
-    fn reload(&mut self) {
+    fn reload(&mut self, py: Python<'_>) {
         sd_notify("RELOADING=1");
+        let _ = hooks::call_on_reload(py, &self.server_info());
         match config::from_args_quiet(&self.argv) {
             Ok(cfg) => {
                 if cfg.binds != self.cfg.binds && self.upgrade.inherited_listeners() == 0 {
@@ -386,9 +432,23 @@ impl Arbiter {
                         return;
                     }
                 }
-                crate::log::set_level(cfg.log_level);
+                if let Err(e) = config::setup_logging(&cfg) {
+                    crate::error!(
+                        "Reload: cannot set up logging, keeping the running configuration: {e}"
+                    );
+                    return;
+                }
+                let old = self.num_workers;
                 self.num_workers = cfg.workers;
                 self.cfg = cfg;
+                if old != self.num_workers {
+                    let _ = hooks::call_nworkers_changed(
+                        py,
+                        &self.server_info(),
+                        self.num_workers,
+                        old,
+                    );
+                }
             }
             Err(e) => {
                 crate::error!("Reload: the configuration is invalid, keeping the running one: {e}");
@@ -403,9 +463,14 @@ impl Arbiter {
 
     /// USR2: start a new arbiter from the same command line, handing it the listeners.
     fn reexec(&mut self, py: Python<'_>) {
+        let server = hooks::ServerInfo {
+            cfg: &self.cfg,
+            pid: std::process::id(),
+            num_workers: self.num_workers,
+        };
         if let Err(e) = self
             .upgrade
-            .reexec(py, &self.listeners, &python_fork_hooks())
+            .reexec(py, &self.listeners, &python_fork_hooks(), &server)
         {
             crate::error!("Cannot start a new master: {e}");
         }
@@ -434,6 +499,9 @@ impl Arbiter {
             }
         }
         let cpu = self.cpus[slot % self.cpus.len()];
+        self.spawned += 1;
+        let age = self.spawned;
+        let _ = hooks::call_pre_fork(py, &self.server_info(), &self.worker_info(0, age));
         let now_ms = shm::monotonic_ms();
         // Signals stay blocked across fork so a signal meant for the new
         // worker cannot run the arbiter's handler in it.
@@ -449,6 +517,15 @@ impl Arbiter {
                         crate::sys::socket::close_inherited(fd);
                     }
                 }
+                if hooks::call_post_fork(
+                    py,
+                    &self.server_info(),
+                    &self.worker_info(std::process::id(), age),
+                )
+                .is_err()
+                {
+                    process::exit_now(WORKER_BOOT_ERROR);
+                }
                 // Nothing may unwind out of here into the arbiter's frames.
                 let status = self.table.get(entry);
                 if let Some(s) = status {
@@ -461,6 +538,7 @@ impl Arbiter {
                     status,
                     wake_fd: self.wake_write.as_raw_fd(),
                     tls: self.tls.clone(),
+                    age,
                 };
                 let cfg = &self.cfg;
                 let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -502,7 +580,7 @@ impl Arbiter {
     /// Reap exited workers. Returns an exit code when a worker failed to
     /// boot or load the app and no older worker can keep serving, which
     /// stops the server.
-    fn reap(&mut self) -> Option<i32> {
+    fn reap(&mut self, py: Python<'_>) -> Option<i32> {
         let mut halt = None;
         while let Some((pid, how)) = process::reap_any() {
             if self.upgrade.reaped(pid) {
@@ -512,6 +590,11 @@ impl Arbiter {
                 continue; // not one of ours (e.g. running as PID 1)
             };
             let child = self.children.swap_remove(i);
+            let _ = hooks::call_child_exit(
+                py,
+                &self.server_info(),
+                &self.worker_info(pid.as_raw() as u32, 0),
+            );
             if let Some(s) = self.table.get(child.entry) {
                 s.pid.store(0, std::sync::atomic::Ordering::Release);
             }
@@ -651,6 +734,13 @@ impl Arbiter {
                 }
             }
             while let Some((pid, _)) = process::reap_any() {
+                if self.children.iter().any(|c| c.pid == pid) {
+                    let _ = hooks::call_child_exit(
+                        py,
+                        &self.server_info(),
+                        &self.worker_info(pid.as_raw() as u32, 0),
+                    );
+                }
                 self.children.retain(|c| c.pid != pid);
             }
         }
@@ -672,6 +762,8 @@ impl Arbiter {
             }
         }
         crate::info!("Shutting down: Master");
+        let _ = hooks::call_on_exit(py, &self.server_info());
+        crate::log::flush();
         code
     }
 }

@@ -99,6 +99,7 @@ impl Upgrade {
         py: Python<'_>,
         listeners: &[Listener],
         hooks: &ForkHooks,
+        server: &crate::hooks::ServerInfo<'_>,
     ) -> io::Result<()> {
         if let Some(child) = self.child {
             crate::warn!("USR2 ignored: a new master (pid:{child}) is already running");
@@ -120,6 +121,7 @@ impl Upgrade {
         let forked = process::fork(hooks);
         match forked {
             Ok(Forked::Child) => {
+                let _ = crate::hooks::call_pre_exec(py, server);
                 for fd in &fds {
                     let _ = socket::set_inheritable(*fd);
                 }

@@ -25,6 +25,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
         status,
         wake_fd,
         tls,
+        age,
     } = ctx;
     proctitle::set(&format!("ferrocorn: worker [{}]", cfg.proc_name));
     // Signals arrive blocked from the arbiter's fork: install ours, then unblock.
@@ -74,6 +75,15 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
             return APP_LOAD_ERROR;
         }
     };
+    let me = crate::hooks::WorkerInfo {
+        cfg,
+        pid: std::process::id(),
+        ppid: nix::unistd::getppid().as_raw() as u32,
+        age,
+    };
+    if crate::hooks::call_post_worker_init(py, &me).is_err() {
+        return WORKER_BOOT_ERROR;
+    }
 
     let fds: Vec<i32> = listeners.iter().map(|l| l.fd).collect();
     let engine = match Engine::new(
@@ -90,6 +100,10 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
         }
     };
     let mut worker = Worker {
+        cfg,
+        track: crate::log::access_enabled() || cfg.hooks.is_set(crate::hooks::Hook::PostRequest),
+        pre_request: cfg.hooks.is_set(crate::hooks::Hook::PreRequest),
+        age,
         status,
         header_timeout: cfg.header_timeout,
         body_timeout: cfg.body_timeout,
@@ -150,8 +164,26 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
         signal::poke(wake_fd);
     }
     let code = worker.serve(py);
+    crate::log::flush();
+    let server = crate::hooks::ServerInfo {
+        cfg,
+        pid: nix::unistd::getppid().as_raw() as u32,
+        num_workers: cfg.workers,
+    };
+    let _ = crate::hooks::call_worker_exit(py, &server, &worker_info(cfg, age));
     run_exit_functions(py);
+    crate::log::flush();
     code
+}
+
+/// This worker as hooks see it.
+pub(super) fn worker_info(cfg: &Config, age: u64) -> crate::hooks::WorkerInfo<'_> {
+    crate::hooks::WorkerInfo {
+        cfg,
+        pid: std::process::id(),
+        ppid: nix::unistd::getppid().as_raw() as u32,
+        age,
+    }
 }
 
 fn unblock_all(signals: &[Signal]) {

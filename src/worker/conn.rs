@@ -24,6 +24,8 @@ pub enum Phase {
 pub struct Stream {
     pub writer: ResponseWriter,
     pub body: Body,
+    /// Kept for the access log / post_request hook when either is on.
+    pub done: Option<Box<super::RequestDone>>,
 }
 
 pub struct Connection {

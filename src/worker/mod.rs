@@ -78,9 +78,18 @@ pub struct WorkerContext<'a> {
     pub wake_fd: i32,
     /// Serve TLS on every listener.
     pub tls: Option<crate::tls::TlsConfig>,
+    /// gunicorn's `worker.age`: how many workers the arbiter spawned before this one, plus one.
+    pub age: u64,
 }
 
 struct Worker<'a> {
+    cfg: &'a crate::config::Config,
+    /// Keep each request's head and timing until its response ends (for
+    /// the access log or the post_request hook).
+    track: bool,
+    /// A pre_request hook is set.
+    pre_request: bool,
+    age: u64,
     status: Option<&'a Status>,
     header_timeout: Duration,
     body_timeout: Duration,
@@ -104,6 +113,122 @@ struct Worker<'a> {
     stopping: Option<Instant>,
     graceful_timeout: Duration,
     signals: SignalPipe,
+}
+
+/// What the access log and the post_request hook need once a response ends.
+pub(crate) struct RequestDone {
+    head: http::Head,
+    status: Vec<u8>,
+    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    start_sys: std::time::SystemTime,
+    start: Instant,
+    sent: u64,
+    peer: String,
+    scheme: &'static str,
+}
+
+impl RequestDone {
+    fn report(&self, py: Python<'_>, cfg: &crate::config::Config, age: u64) {
+        let status_code = self
+            .status
+            .get(..3)
+            .and_then(|d| std::str::from_utf8(d).ok())
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0);
+        if crate::log::access_enabled() {
+            let path = http::percent_decode(self.head.path());
+            let mut rec =
+                crate::log::AccessRecord::for_request(&self.head, &self.peer, self.start_sys);
+            rec.path = &path;
+            rec.status = status_code;
+            rec.response_headers = crate::log::Headers::Owned(&self.headers);
+            rec.bytes_sent = Some(self.sent);
+            rec.duration = self.start.elapsed();
+            let lookup = |name: &str| self.cgi_var(name);
+            rec.environ = Some(&lookup);
+            crate::log::access(&rec);
+        }
+        let req = crate::hooks::RequestInfo::from_head(&self.head, &self.peer, self.scheme);
+        let resp = crate::hooks::ResponseInfo {
+            status: &self.status,
+            headers: crate::log::Headers::Owned(&self.headers),
+            sent: self.sent,
+        };
+        let environ = if cfg.hooks.is_set(crate::hooks::Hook::PostRequest) {
+            self.environ_dict(py).ok()
+        } else {
+            None
+        };
+        let _ = crate::hooks::call_post_request(
+            py,
+            &boot::worker_info(cfg, age),
+            &req,
+            environ.as_ref(),
+            &resp,
+        );
+    }
+
+    /// The CGI-style variables of the request (what the environ had before
+    /// the app ran), for `{NAME}e` atoms and the post_request hook.
+    fn cgi_var(&self, name: &str) -> Option<String> {
+        let text = |b: &[u8]| b.iter().map(|&c| c as char).collect::<String>();
+        let upper = name.to_ascii_uppercase();
+        Some(match upper.as_str() {
+            "REQUEST_METHOD" => text(self.head.method()),
+            "RAW_URI" => text(self.head.target()),
+            "PATH_INFO" => text(&http::percent_decode(self.head.path())),
+            "QUERY_STRING" => text(self.head.query()),
+            "SERVER_PROTOCOL" => self.head.version.as_str().to_string(),
+            "REMOTE_ADDR" => self.peer.clone(),
+            "WSGI.URL_SCHEME" => self.scheme.to_string(),
+            _ => {
+                let header = upper.strip_prefix("HTTP_").or(match upper.as_str() {
+                    "CONTENT_TYPE" | "CONTENT_LENGTH" => Some(upper.as_str()),
+                    _ => None,
+                })?;
+                let want = header.replace('_', "-");
+                let values: Vec<String> = self
+                    .head
+                    .header_pairs()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case(want.as_bytes()))
+                    .map(|(_, v)| text(v))
+                    .collect();
+                if values.is_empty() {
+                    return None;
+                }
+                values.join(",")
+            }
+        })
+    }
+
+    fn environ_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let d = pyo3::types::PyDict::new(py);
+        for key in [
+            "REQUEST_METHOD",
+            "RAW_URI",
+            "PATH_INFO",
+            "QUERY_STRING",
+            "SERVER_PROTOCOL",
+            "REMOTE_ADDR",
+        ] {
+            if let Some(v) = self.cgi_var(key) {
+                d.set_item(key, v)?;
+            }
+        }
+        d.set_item("wsgi.url_scheme", self.scheme)?;
+        for (name, _) in self.head.header_pairs() {
+            let key = format!(
+                "HTTP_{}",
+                String::from_utf8_lossy(name)
+                    .to_ascii_uppercase()
+                    .replace('-', "_")
+            );
+            if let Some(v) = self.cgi_var(&key) {
+                d.set_item(key, v)?;
+            }
+        }
+        Ok(d.into_any())
+    }
 }
 
 /// Marks the end of an app call when dropped (whatever path leaves the pump).
@@ -143,7 +268,14 @@ impl Worker<'_> {
                 for sig in self.signals.drain() {
                     match sig {
                         Signal::SIGTERM => self.begin_stop(),
-                        Signal::SIGINT | Signal::SIGQUIT => return 0,
+                        Signal::SIGINT | Signal::SIGQUIT => {
+                            let _ = crate::hooks::call_worker_int(
+                                py,
+                                &boot::worker_info(self.cfg, self.age),
+                            );
+                            return 0;
+                        }
+                        Signal::SIGUSR1 => crate::log::reopen(),
                         _ => {}
                     }
                 }
@@ -162,6 +294,7 @@ impl Worker<'_> {
             if self.state.ready.is_empty() {
                 self.state.ready = ready;
             }
+            crate::log::flush();
             let now = Instant::now();
             if now >= next_sweep {
                 self.sweep(py, now);
@@ -323,6 +456,24 @@ impl Worker<'_> {
             return;
         }
         self.batch_calls += 1;
+        let track = self.track;
+        let scheme = if c.info.tls || req.head.https_forwarded {
+            "https"
+        } else {
+            "http"
+        };
+        let started = track.then(|| (std::time::SystemTime::now(), Instant::now(), c.peer_ip()));
+        if self.pre_request {
+            let ip = c.peer_ip();
+            let info = crate::hooks::RequestInfo::from_head(&req.head, &ip, scheme);
+            if crate::hooks::call_pre_request(py, &boot::worker_info(self.cfg, self.age), &info)
+                .is_err()
+            {
+                http::error_response(&mut c.out, 500, "Internal Server Error");
+                c.phase = Phase::CloseAfterSend;
+                return;
+            }
+        }
         if let Some(s) = self.status {
             s.begin_call(shm::monotonic_ms(), req.head.method(), req.head.target());
         }
@@ -346,8 +497,22 @@ impl Worker<'_> {
         }
         match reply {
             Reply::Failed => {
+                let before = c.out.len();
                 http::error_response(&mut c.out, 500, "Internal Server Error");
                 c.phase = Phase::CloseAfterSend;
+                if let Some((start_sys, start, peer)) = started {
+                    let done = RequestDone {
+                        head: req.head,
+                        status: b"500 Internal Server Error".to_vec(),
+                        headers: Vec::new(),
+                        start_sys,
+                        start,
+                        sent: (c.out.len() - before) as u64,
+                        peer,
+                        scheme,
+                    };
+                    done.report(py, self.cfg, self.age);
+                }
             }
             Reply::Response { head, body } => {
                 let writer = ResponseWriter::start(
@@ -359,7 +524,19 @@ impl Worker<'_> {
                     body.known_len(),
                     force_close,
                 );
-                c.stream = Some(Stream { writer, body });
+                let done = started.map(|(start_sys, start, peer)| {
+                    Box::new(RequestDone {
+                        head: req.head,
+                        status: head.status,
+                        headers: head.headers,
+                        start_sys,
+                        start,
+                        sent: 0,
+                        peer,
+                        scheme,
+                    })
+                });
+                c.stream = Some(Stream { writer, body, done });
             }
         }
     }
@@ -378,12 +555,20 @@ impl Worker<'_> {
         let _call = CallGuard(self.status);
         while c.pending_output() < OUTPUT_HIGH_WATER {
             match stream.body.next_chunk(py) {
-                Chunk::Data(data) => stream.writer.body(&mut c.out, &data),
+                Chunk::Data(data) => {
+                    if let Some(d) = &mut stream.done {
+                        d.sent += data.len() as u64;
+                    }
+                    stream.writer.body(&mut c.out, &data)
+                }
                 Chunk::End => {
                     let keep = stream.writer.finish(&mut c.out);
                     stream.body.close(py);
                     if !keep {
                         c.phase = Phase::CloseAfterSend;
+                    }
+                    if let Some(d) = stream.done {
+                        d.report(py, self.cfg, self.age);
                     }
                     return;
                 }
@@ -391,6 +576,9 @@ impl Worker<'_> {
                     // The head is already out: all we can do is end the connection.
                     stream.body.close(py);
                     c.phase = Phase::CloseAfterSend;
+                    if let Some(d) = stream.done {
+                        d.report(py, self.cfg, self.age);
+                    }
                     return;
                 }
             }
