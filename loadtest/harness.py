@@ -219,6 +219,26 @@ def tree(root, table=None):
     return out
 
 
+def cpu_stat(cpus):
+    """{cpu: (busy ticks, steal ticks, all ticks)} from /proc/stat for the given CPUs."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *vals = line.split()
+            if not name.startswith("cpu") or name == "cpu":
+                continue
+            cpu = int(name[3:])
+            if cpu not in cpus:
+                continue
+            # user nice system idle iowait irq softirq steal (guest is inside user)
+            v = [int(x) for x in vals[:8]] + [0] * (8 - len(vals[:8]))
+            idle = v[3] + v[4]
+            steal = v[7]
+            total = sum(v)
+            out[cpu] = (total - idle - steal, steal, total)
+    return out
+
+
 def tree_cpu_seconds(root):
     table = proc_table()
     pids = tree(root, table)
@@ -391,9 +411,12 @@ def measure(proc, port, scenario, conn, args):
     if args.warmup > 0:
         run_wrk(port, scenario, conn, args.warmup, args)
     check(port, scenario, conn)
+    cores = (args.server_cpu, args.client_cpu)
+    stat0 = cpu_stat(cores)
     cpu0, _ = tree_cpu_seconds(proc.pid)
     result, wrk_cpu = run_wrk(port, scenario, conn, args.duration, args)
     cpu1, nprocs = tree_cpu_seconds(proc.pid)
+    stat1 = cpu_stat(cores)
 
     problems = []
     if proc.poll() is not None:
@@ -415,6 +438,18 @@ def measure(proc, port, scenario, conn, args):
 
     seconds = result["duration_us"] / 1e6
     server_cpu = cpu1 - cpu0
+    # How busy both cores were with everything else (other users of a
+    # shared machine) and how much time the hypervisor took (steal).
+    noise = {}
+    for role, cpu, ours in (("server_core", args.server_cpu, server_cpu),
+                            ("client_core", args.client_cpu, wrk_cpu)):
+        if cpu in stat0 and cpu in stat1:
+            busy = (stat1[cpu][0] - stat0[cpu][0]) / CLK_TCK
+            steal = (stat1[cpu][1] - stat0[cpu][1]) / CLK_TCK
+            wall = (stat1[cpu][2] - stat0[cpu][2]) / CLK_TCK
+            if wall > 0:
+                noise[role] = {"others": round(max(0.0, busy - ours) / wall, 3),
+                               "steal": round(steal / wall, 3)}
     lat = result["latency_us"]
     return {
         "requests": requests,
@@ -428,6 +463,7 @@ def measure(proc, port, scenario, conn, args):
         "server_processes": nprocs,
         "wrk_cpu_util": round(wrk_cpu / seconds, 3) if seconds else None,
         "mbytes_per_s": round(result["bytes"] / seconds / 1e6, 1) if seconds else 0.0,
+        "noise": noise,
         "valid": not problems,
         "problems": problems,
     }
@@ -607,10 +643,10 @@ def main(argv):
                         print_line(r)
                 finally:
                     running.stop(proc)
-        for scen in ("hello", "flask"):
-            if any(s.name == scen for s, _, _, _ in cells):
-                ceilings[scen] = ceiling(SCENARIOS[scen].app, args, tmp)
-                print(f"  in-process {scen}: {ceilings[scen]}", flush=True)
+            # The app alone, right after its first cell, so both see the same machine.
+            if scen.name in ("hello", "flask") and scen.name not in ceilings:
+                ceilings[scen.name] = ceiling(scen.app, args, tmp)
+                print(f"  in-process {scen.name}: {ceilings[scen.name]}", flush=True)
     finally:
         running.stop_all()
         shutil.rmtree(tmp, ignore_errors=True)

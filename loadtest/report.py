@@ -91,7 +91,9 @@ def markdown(doc):
         "time (utime+stime of its whole process tree, from /proc) during the run divided by the "
         "requests served; **CPU** = that CPU time over the run's wall time (100 % = the server's "
         f"core was saturated; below that the load generator was the limit); **vs {BASELINE}** = "
-        "req/s ratio and CPU-per-request ratio to gunicorn sync in the same table.\n")
+        "req/s ratio and CPU-per-request ratio to gunicorn sync in the same table; **others on "
+        "cores** = the share of the server's core / wrk's core that other processes (and the "
+        "hypervisor's steal) took during the run, a measure of the noise.\n")
 
     out.append("## Summary\n")
     out.extend(summary(doc))
@@ -105,32 +107,34 @@ def markdown(doc):
         out.append(f"\n## {cell_title(doc, cell)}\n")
         base = find(doc, cell, BASELINE)
         out.append(f"| server | req/s | p50 ms | p99 ms | CPU µs/req | CPU | req/s vs {BASELINE} "
-                   f"| CPU/req vs {BASELINE} |")
-        out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
+                   f"| CPU/req vs {BASELINE} | others on cores |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows(doc, cell):
             if not r.get("valid"):
                 why = "; ".join(r.get("problems", []))[:160].replace("|", "/").replace("\n", " ")
-                out.append(f"| {r['server']} | failed: {why} | | | | | | |")
+                out.append(f"| {r['server']} | failed: {why} | | | | | | | |")
                 continue
             lat = r["latency_ms"]
             out.append(
                 f"| {r['server']} | {r['rps']:,.0f} | {lat['p50']:.2f} | {lat['p99']:.2f} "
                 f"| {r['server_cpu_us_per_req']:,.1f} | {r['server_cpu_util'] * 100:.0f} % "
                 f"| {fmt_ratio(ratio(r['rps'], base and base['rps']))} "
-                f"| {fmt_ratio(ratio(r['server_cpu_us_per_req'], base and base['server_cpu_us_per_req']))} |")
+                f"| {fmt_ratio(ratio(r['server_cpu_us_per_req'], base and base['server_cpu_us_per_req']))} "
+                f"| {fmt_noise(r.get('noise'))} |")
 
     ip = doc.get("in_process") or {}
     if ip:
         out.append("\n## In-process ceiling\n")
         out.append("The app's callable called in a loop in one process pinned to the server CPU "
                    "(fresh environ per call, body iterated, close() called): no server, no socket.\n")
-        out.append("| app | calls/s | µs/call |")
-        out.append("|---|---:|---:|")
+        out.append("| app | calls/s | µs/call (wall) | CPU µs/call |")
+        out.append("|---|---:|---:|---:|")
         for name, c in ip.items():
             if "error" in c:
-                out.append(f"| {name} | failed: {c['error'][:120]!r} | |")
+                out.append(f"| {name} | failed: {c['error'][:120]!r} | | |")
             else:
-                out.append(f"| {name} | {c['calls_per_s']:,.0f} | {c['us_per_call']:.2f} |")
+                out.append(f"| {name} | {c['calls_per_s']:,.0f} | {c['us_per_call']:.2f} "
+                           f"| {c['cpu_us_per_call']:.2f} |")
 
     bad = [r for r in doc["results"] if not r.get("valid")]
     if bad:
@@ -140,6 +144,17 @@ def markdown(doc):
                        + "; ".join(r.get("problems", [])).replace("\n", " ")[:400])
     out.append("")
     return "\n".join(out)
+
+
+def fmt_noise(noise):
+    """Other processes' share (plus steal) of the server core / client core during the run."""
+    if not noise:
+        return "?"
+    parts = []
+    for role in ("server_core", "client_core"):
+        n = noise.get(role)
+        parts.append("?" if n is None else f"{(n['others'] + n['steal']) * 100:.0f} %")
+    return " / ".join(parts)
 
 
 def fmt_load(load):
@@ -198,12 +213,13 @@ def summary(doc):
         c = ip.get("flask")
         if flask and c and "calls_per_s" in c:
             pct_rps = 100 * flask["rps"] / c["calls_per_s"]
-            pct_cpu = 100 * c["us_per_call"] / flask["server_cpu_us_per_req"]
+            pct_cpu = 100 * c["cpu_us_per_call"] / flask["server_cpu_us_per_req"]
             lines.append(
                 f"* {engine}, Flask hello, 1 worker, keep-alive: {flask['rps']:,.0f} req/s = "
                 f"**{pct_rps:.0f} %** of the in-process ceiling ({c['calls_per_s']:,.0f} calls/s; "
-                f"target >= 90 %); by CPU, the app's own {c['us_per_call']:.1f} µs is {pct_cpu:.0f} % "
-                f"of the server's {flask['server_cpu_us_per_req']:.1f} µs per request.")
+                f"target >= 90 %). By CPU, which a busy machine disturbs less: the app alone costs "
+                f"{c['cpu_us_per_call']:.1f} µs per call, **{pct_cpu:.0f} %** of the server's "
+                f"{flask['server_cpu_us_per_req']:.1f} µs per request.")
     # io_uring against epoll, every cell.
     wins = []
     for cell in cells(doc):
