@@ -115,8 +115,7 @@ fn wsgi(c: &mut Criterion) {
         let file = CString::new(format!("{MODULE}.py")).expect("no NUL");
         let name = CString::new(MODULE).expect("no NUL");
         // from_code registers the module in sys.modules, where load finds it.
-        let _module =
-            PyModule::from_code(py, &code, &file, &name).expect("benchmark apps compile");
+        let _module = PyModule::from_code(py, &code, &file, &name).expect("benchmark apps compile");
 
         let conn = ConnInfo {
             peer: Some("127.0.0.1:40000".parse().expect("address")),
@@ -135,9 +134,7 @@ fn wsgi(c: &mut Criterion) {
         ] {
             let app = load(py, app);
             assert!(serve(py, &app, req, &conn) > 0, "{bench}: empty answer");
-            group.bench_function(bench, |b| {
-                b.iter(|| serve(py, &app, black_box(req), &conn))
-            });
+            group.bench_function(bench, |b| b.iter(|| serve(py, &app, black_box(req), &conn)));
         }
         group.finish();
     });

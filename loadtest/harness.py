@@ -660,7 +660,7 @@ def main(argv):
     }
     meta["servers"] = {s.name: s.describe for s in SERVERS.values()}
     meta["scenarios"] = {s.name: s.title for s in SCENARIOS.values()}
-    doc = {"meta": meta, "results": results, "in_process": ceilings}
+    doc = scrub({"meta": meta, "results": results, "in_process": ceilings})
 
     import report  # matplotlib is imported only once there is something to plot
 
@@ -684,6 +684,16 @@ def main(argv):
         print(f"{len(bad)} run(s) failed their checks: see 'problems' in results.json", file=sys.stderr)
         return 1
     return 0
+
+
+def scrub(doc):
+    """Problem texts quote server logs: show paths inside the repository relative to it."""
+    for r in doc["results"]:
+        r["problems"] = [p.replace(ROOT + os.sep, "") for p in r.get("problems", [])]
+    for c in doc["in_process"].values():
+        if "error" in c:
+            c["error"] = c["error"].replace(ROOT + os.sep, "")
+    return doc
 
 
 def print_line(r):
