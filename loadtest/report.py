@@ -112,6 +112,8 @@ def markdown(doc):
         for r in rows(doc, cell):
             if not r.get("valid"):
                 why = "; ".join(r.get("problems", []))[:160].replace("|", "/").replace("\n", " ")
+                if r.get("rps"):
+                    why += f" (measured {r['rps']:,.0f} req/s, not counted)"
                 out.append(f"| {r['server']} | failed: {why} | | | | | | | |")
                 continue
             lat = r["latency_ms"]
@@ -254,26 +256,31 @@ def plots(doc, out_dir):
         nrows = (len(cs) + ncols - 1) // ncols
         fig, axes = plt.subplots(nrows, ncols, figsize=(5.2 * ncols, 2.9 * nrows), squeeze=False)
         for ax, cell in zip(axes.flat, cs):
-            rs = [r for r in rows(doc, cell) if r.get("valid")]
+            rs = rows(doc, cell)
             names = [r["server"] for r in rs]
-            vals = [r[key] for r in rs]
-            y = range(len(rs))
-            ax.barh(list(y), vals, color=[COLOURS.get(n, "#333333") for n in names])
-            ax.set_yticks(list(y))
+            vals = [r[key] if r.get("valid") else None for r in rs]
+            good = [v for v in vals if v]
+            top = max(good) if good else 1
+            low = min(good) if good else 1
+            y = list(range(len(rs)))
+            ax.barh(y, [v or 0 for v in vals], color=[COLOURS.get(n, "#333333") for n in names])
+            ax.set_yticks(y)
             ax.set_yticklabels(names, fontsize=8)
             ax.invert_yaxis()
-            if log and vals:
+            if log and good:
                 ax.set_xscale("log")
+                ax.set_xlim(low * 0.7, top * 6)
+            elif good:
+                ax.set_xlim(0, top * 1.25)
             ax.set_title(cell_title(doc, cell), fontsize=9)
             ax.tick_params(axis="x", labelsize=7)
-            top = max(vals) if vals else 1
             for i, v in enumerate(vals):
-                text = f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
-                ax.text(v, i, " " + text, va="center", fontsize=7)
-            if vals and not log:
-                ax.set_xlim(0, top * 1.25)
-            elif vals:
-                ax.set_xlim(min(vals) * 0.7, top * 6)
+                if v is None:
+                    ax.text(low * 0.75 if log else 0, i, " failed (see results.md)", va="center",
+                            fontsize=7, color="#b00000")
+                else:
+                    ax.text(v, i, " " + (f"{v:,.0f}" if v >= 100 else f"{v:.1f}"), va="center",
+                            fontsize=7)
         for ax in list(axes.flat)[len(cs):]:
             ax.axis("off")
         fig.suptitle(f"ferrocorn load test {doc['meta']['date']}: {label}", fontsize=11)
