@@ -83,6 +83,9 @@ def markdown(doc):
         f"load average {fmt_load(m.get('loadavg_start'))} at the start and "
         f"{fmt_load(m.get('loadavg_end'))} at the end: the machine is shared, so compare "
         f"servers within one table (ratios), not against other runs.\n")
+    noise = noise_summary(doc)
+    if noise:
+        out.append(noise + "\n")
     out.append(
         "Versions: " + ", ".join(f"{k} {val}" for k, val in v.items() if val) +
         f"; ferrocorn commit {m.get('ferrocorn_commit')}.\n")
@@ -159,6 +162,31 @@ def fmt_noise(noise):
     return " / ".join(parts)
 
 
+def noise_summary(doc):
+    """One sentence on how much of both cores other processes took, over all runs."""
+    shares = {"server_core": [], "client_core": []}
+    for r in doc["results"]:
+        for role, n in (r.get("noise") or {}).items():
+            if role in shares:
+                shares[role].append(n["others"] + n["steal"])
+    if not shares["server_core"]:
+        return ""
+
+    def median(xs):
+        xs = sorted(xs)
+        return xs[len(xs) // 2]
+
+    s, c = shares["server_core"], shares["client_core"] or [0.0]
+    text = (f"Noise: other processes (and steal) took a median {median(s) * 100:.0f} % of the "
+            f"server's core (max {max(s) * 100:.0f} %) and {median(c) * 100:.0f} % of wrk's core "
+            f"(max {max(c) * 100:.0f} %) during the measured runs.")
+    if median(s) > 0.2 or median(c) > 0.2:
+        text += (" **That is a busy machine: req/s here is far below what these servers do on "
+                 "quiet cores and varies from run to run; rely on the ratios within a table, and "
+                 "on CPU per request more than on req/s.**")
+    return text
+
+
 def fmt_load(load):
     if not load:
         return "?"
@@ -216,6 +244,18 @@ def summary(doc):
         if flask and c and "calls_per_s" in c:
             pct_rps = 100 * flask["rps"] / c["calls_per_s"]
             pct_cpu = 100 * c["cpu_us_per_call"] / flask["server_cpu_us_per_req"]
+            # A server cannot beat the app alone: if it seems to, the machine
+            # was busier while the ceiling ran than during the server's run.
+            if (c["cpu_us_per_call"] >= flask["server_cpu_us_per_req"]
+                    or flask["rps"] >= c["calls_per_s"]):
+                lines.append(
+                    f"* {engine}, Flask hello, 1 worker, keep-alive: **no valid comparison with "
+                    f"the in-process ceiling in this run**: the app alone measured "
+                    f"{c['calls_per_s']:,.0f} calls/s and {c['cpu_us_per_call']:.1f} CPU µs per call, "
+                    f"against the server's {flask['rps']:,.0f} req/s and "
+                    f"{flask['server_cpu_us_per_req']:.1f} CPU µs per request (which include the "
+                    f"app): the machine was busier while the ceiling ran than during the server's run.")
+                continue
             lines.append(
                 f"* {engine}, Flask hello, 1 worker, keep-alive: {flask['rps']:,.0f} req/s = "
                 f"**{pct_rps:.0f} %** of the in-process ceiling ({c['calls_per_s']:,.0f} calls/s; "
