@@ -1,111 +1,174 @@
-//! Parse and encode costs of the sans-IO HTTP layer.
+//! The sans-IO HTTP layer alone: request parsing (`Conn::feed` + `poll`)
+//! and response encoding (`ResponseWriter::start` + `body` + `finish`).
+//!
+//! `cargo bench --bench http`
 
 use std::hint::black_box;
 use std::sync::Arc;
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+
 use ferrocorn::http::{
     Config, Conn, DateCache, Event, PeerTrust, RequestInfo, ResponseWriter, Version,
 };
 
-/// What a browser sends for a page.
-const BROWSER_GET: &[u8] = b"GET /forums/1/topics/2375?page=1 HTTP/1.1\r\n\
+/// What a current desktop browser sends for a stylesheet.
+const BROWSER_GET: &[u8] = b"GET /static/css/site.css?v=3 HTTP/1.1\r\n\
 Host: www.example.com\r\n\
 User-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:128.0) Gecko/20100101 Firefox/128.0\r\n\
-Accept: text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8\r\n\
+Accept: text/css,*/*;q=0.1\r\n\
 Accept-Language: en-US,en;q=0.5\r\n\
-Accept-Encoding: gzip, deflate, br\r\n\
-Cookie: session=4f0b6a2c9d; theme=dark; _ga=GA1.2.123456789.987654321\r\n\
+Accept-Encoding: gzip, deflate, br, zstd\r\n\
 Connection: keep-alive\r\n\
+Referer: https://www.example.com/shop/cart\r\n\
+Cookie: sessionid=8c1f2a9e4b7d43f0a6e5; csrftoken=Qm9vdHN0cmFwQ1NSRlRva2Vu; theme=dark\r\n\
+Sec-Fetch-Dest: style\r\n\
+Sec-Fetch-Mode: no-cors\r\n\
+Sec-Fetch-Site: same-origin\r\n\
+Priority: u=2\r\n\
 \r\n";
 
-const SMALL_POST: &[u8] = b"POST /api/items HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\nContent-Length: 27\r\n\r\n{\"name\":\"widget\",\"qty\":12}\n";
+/// A small JSON POST from an API client.
+const SMALL_POST: &[u8] = b"POST /api/v1/items?notify=1 HTTP/1.1\r\n\
+Host: api.example.com\r\n\
+User-Agent: python-requests/2.32.3\r\n\
+Accept: application/json\r\n\
+Content-Type: application/json\r\n\
+Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjMifQ.c2lnbmF0dXJl\r\n\
+Content-Length: 45\r\n\
+\r\n\
+{\"name\": \"widget\", \"quantity\": 3, \"tag\": \"x\"}";
 
-const CHUNKED_POST: &[u8] = b"POST /upload HTTP/1.1\r\nHost: api\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n10\r\n0123456789abcdef\r\n0\r\n\r\n";
-
-fn parse_one(cfg: &Arc<Config>, bytes: &[u8]) -> usize {
-    let mut conn = Conn::new(cfg.clone(), PeerTrust::default());
+/// One request through a connection that already exists (keep-alive, the
+/// steady state): feed the bytes, get the request, see nothing more.
+fn parse_one(conn: &mut Conn, bytes: &[u8]) -> usize {
     conn.feed(bytes);
+    let n = match conn.poll() {
+        Event::Request(req) => req.head.headers.len() + req.body.len(),
+        other => panic!("expected a request, got {other:?}"),
+    };
     match conn.poll() {
-        Event::Request(r) => r.head.headers.len() + r.body.len(),
-        other => panic!("benchmark request did not parse: {other:?}"),
+        Event::NeedMore => n,
+        other => panic!("expected NeedMore after one request, got {other:?}"),
     }
 }
 
 fn parse(c: &mut Criterion) {
-    let cfg = Arc::new(Config::default());
+    let config = Arc::new(Config::default());
     let mut group = c.benchmark_group("parse");
-    for (name, bytes) in [
-        ("browser_get", BROWSER_GET),
-        ("small_post", SMALL_POST),
-        ("chunked_post", CHUNKED_POST),
-    ] {
+    for (name, bytes) in [("browser_get", BROWSER_GET), ("small_post", SMALL_POST)] {
         group.throughput(Throughput::Bytes(bytes.len() as u64));
-        group.bench_function(name, |b| b.iter(|| parse_one(&cfg, black_box(bytes))));
+        let mut conn = Conn::new(config.clone(), PeerTrust::default());
+        group.bench_function(format!("{name}/keep_alive"), |b| {
+            b.iter(|| parse_one(&mut conn, black_box(bytes)))
+        });
+        group.bench_function(format!("{name}/new_conn"), |b| {
+            b.iter(|| {
+                let mut conn = Conn::new(config.clone(), PeerTrust::default());
+                parse_one(&mut conn, black_box(bytes))
+            })
+        });
+        // The worst split a slow client can make: one byte per read.
+        group.bench_function(format!("{name}/byte_by_byte"), |b| {
+            b.iter_batched_ref(
+                || Conn::new(config.clone(), PeerTrust::default()),
+                |conn| {
+                    for byte in black_box(bytes).chunks(1) {
+                        conn.feed(byte);
+                        if let Event::Request(req) = conn.poll() {
+                            return req.head.headers.len();
+                        }
+                    }
+                    panic!("no request after every byte was fed");
+                },
+                BatchSize::SmallInput,
+            )
+        });
     }
-    // httparse alone on the same bytes, with none of gunicorn's rules: the
-    // floor the parser is measured against.
-    group.throughput(Throughput::Bytes(BROWSER_GET.len() as u64));
-    group.bench_function("httparse_floor_browser_get", |b| {
-        b.iter(|| {
-            let mut headers = [httparse::EMPTY_HEADER; 32];
-            let mut req = httparse::Request::new(&mut headers);
-            match req.parse(black_box(BROWSER_GET)) {
-                Ok(httparse::Status::Complete(n)) => n + req.headers.len(),
-                other => panic!("httparse: {other:?}"),
-            }
-        })
-    });
-    // 64 pipelined requests on one connection.
-    let pipelined: Vec<u8> = BROWSER_GET.repeat(64);
-    group.throughput(Throughput::Bytes(pipelined.len() as u64));
-    group.bench_function("pipelined_64", |b| {
-        b.iter(|| {
-            let mut conn = Conn::new(cfg.clone(), PeerTrust::default());
-            conn.feed(black_box(&pipelined));
-            let mut n = 0;
-            while let Event::Request(_) = conn.poll() {
-                n += 1;
-            }
-            n
-        })
-    });
     group.finish();
 }
 
-fn encode(c: &mut Criterion) {
-    let headers = vec![
-        (
-            b"Content-Type".to_vec(),
-            b"text/html; charset=utf-8".to_vec(),
-        ),
-        (b"Cache-Control".to_vec(), b"no-store".to_vec()),
-    ];
-    let body = vec![b'x'; 1024];
-    let mut date = DateCache::new();
-    let mut out = Vec::with_capacity(4096);
+fn owned(headers: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.as_bytes().to_vec(), v.as_bytes().to_vec()))
+        .collect()
+}
+
+/// start + body chunks + finish into a reused output buffer, as a worker does.
+fn encode_one(
+    out: &mut Vec<u8>,
+    date: &mut DateCache,
+    headers: &[(Vec<u8>, Vec<u8>)],
+    chunks: &[&[u8]],
+    body_len: Option<u64>,
+) -> usize {
+    out.clear();
     let req = RequestInfo {
         version: Version::Http11,
         is_head: false,
         keep_alive: true,
     };
-    c.bench_function("encode/200_with_length", |b| {
+    let mut w = ResponseWriter::start(out, date, req, b"200 OK", headers, body_len, false);
+    for chunk in chunks {
+        w.body(out, chunk);
+    }
+    let keep = w.finish(out);
+    assert!(keep, "a complete response keeps the connection");
+    out.len()
+}
+
+fn encode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("encode");
+    let mut out = Vec::with_capacity(128 * 1024);
+    let mut date = DateCache::new();
+
+    let hello = owned(&[("Content-Type", "text/plain"), ("Content-Length", "13")]);
+    group.bench_function("hello", |b| {
+        b.iter(|| encode_one(&mut out, &mut date, &hello, &[b"Hello, World!"], None))
+    });
+
+    // A typical framework response: more headers, length known from the list body.
+    let flask = owned(&[
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("Vary", "Cookie"),
+        (
+            "Set-Cookie",
+            "session=eyJfZnJlc2giOmZhbHNlfQ; HttpOnly; Path=/; SameSite=Lax",
+        ),
+        ("Cache-Control", "no-store"),
+        ("X-Frame-Options", "SAMEORIGIN"),
+    ]);
+    let page = vec![b'p'; 2048];
+    group.bench_function("framework_2k_list_body", |b| {
         b.iter(|| {
-            out.clear();
-            let mut w = ResponseWriter::start(
+            encode_one(
                 &mut out,
                 &mut date,
-                req,
-                b"200 OK",
-                &headers,
-                Some(body.len() as u64),
-                false,
-            );
-            w.body(&mut out, &body);
-            w.finish(&mut out);
-            out.len()
+                &flask,
+                &[&page],
+                Some(page.len() as u64),
+            )
         })
     });
+
+    // A generator without Content-Length: chunked transfer coding.
+    let chunked = owned(&[("Content-Type", "text/plain")]);
+    let parts: [&[u8]; 3] = [b"first part, ", b"second part, ", b"third part"];
+    group.bench_function("chunked_3_parts", |b| {
+        b.iter(|| encode_one(&mut out, &mut date, &chunked, &parts, None))
+    });
+
+    let big = vec![b'x'; 65536];
+    let big_headers = owned(&[
+        ("Content-Type", "application/octet-stream"),
+        ("Content-Length", "65536"),
+    ]);
+    group.throughput(Throughput::Bytes(big.len() as u64));
+    group.bench_function("64k_body", |b| {
+        b.iter(|| encode_one(&mut out, &mut date, &big_headers, &[&big], None))
+    });
+    group.finish();
 }
 
 criterion_group!(benches, parse, encode);

@@ -1,0 +1,711 @@
+"""Run the load test matrix and write JSON, a markdown report and plots.
+
+Started by loadtest/run (which installs everything first); see
+loadtest/README.md for what each scenario and column means.
+
+For every cell of the matrix (scenario x workers x connection mode) every
+server that can serve it is started pinned to the server CPU, checked
+(status 200 and the exact expected body), warmed up, and measured with one
+wrk thread pinned to the client CPU. The server's CPU time is utime+stime
+(plus cutime+cstime, so reaped children still count) summed over its whole
+process tree from /proc, sampled just before and just after the measured
+run. Every server runs in its own process group and is killed when its
+cell is done, on errors and on SIGINT/SIGTERM.
+"""
+
+import argparse
+import datetime
+import http.client
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+APPS = os.path.join(HERE, "apps")
+LUA = os.path.join(HERE, "wrk", "report.lua")
+VENV_BIN = os.path.dirname(os.path.abspath(sys.executable))
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+HOST = "127.0.0.1"
+
+KEEP_ALIVE = "keep-alive"
+CLOSE = "close"
+
+
+# ---------------------------------------------------------------- scenarios
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    title: str
+    app: str  # MODULE:NAME under apps/
+    expect: bytes  # the exact response body
+    method: str = "GET"
+    body_size: int = 0
+
+
+HELLO = b"Hello, World!"
+
+SCENARIOS = {
+    s.name: s
+    for s in [
+        Scenario("hello", "hello-world WSGI", "wsgi_apps:hello", HELLO),
+        Scenario("flask", "Flask hello", "flask_app:app", HELLO),
+        Scenario("64k", "64 KiB response", "wsgi_apps:big", b"x" * 65536),
+        Scenario("post1m", "1 MiB POST body", "wsgi_apps:upload", b"1048576", "POST", 1 << 20),
+    ]
+}
+
+# (scenario, workers, connection modes), in the order they run.
+FULL_MATRIX = [
+    ("hello", 1, (KEEP_ALIVE, CLOSE)),
+    ("hello", 2, (KEEP_ALIVE, CLOSE)),
+    ("flask", 1, (KEEP_ALIVE, CLOSE)),
+    ("flask", 2, (KEEP_ALIVE,)),
+    ("64k", 1, (KEEP_ALIVE,)),
+    ("post1m", 1, (KEEP_ALIVE,)),
+]
+QUICK_MATRIX = [
+    ("hello", 1, (KEEP_ALIVE,)),
+    ("hello", 2, (CLOSE,)),
+    ("flask", 1, (KEEP_ALIVE,)),
+    ("64k", 1, (CLOSE,)),
+    ("post1m", 1, (KEEP_ALIVE,)),
+]
+
+
+# ---------------------------------------------------------------- servers
+
+
+@dataclass(frozen=True)
+class Server:
+    name: str
+    describe: str
+    max_workers: int = 64
+    conns: tuple = (KEEP_ALIVE, CLOSE)
+    scenarios: tuple = tuple(SCENARIOS)
+
+    def serves(self, scenario, workers, conn):
+        return scenario in self.scenarios and workers <= self.max_workers and conn in self.conns
+
+    def argv(self, scenario, workers, port, tmp):
+        bind = f"{HOST}:{port}"
+        app = scenario.app
+        name = self.name
+        if name.startswith("ferrocorn-"):
+            engine = name.split("-", 1)[1]
+            return [f"{VENV_BIN}/ferrocorn", "-w", str(workers), "-b", bind,
+                    "--io-engine", engine, "--chdir", APPS, app]
+        if name.startswith("gunicorn-"):
+            argv = [f"{VENV_BIN}/gunicorn", "-w", str(workers), "-b", bind, "--chdir", APPS,
+                    "--no-control-socket"]
+            if name == "gunicorn-sync":
+                return argv + ["-k", "sync", app]
+            return argv + ["-k", "gthread", "--threads", "1", app]
+        if name.startswith("granian"):
+            argv = [f"{VENV_BIN}/granian", "--interface", "wsgi", "--http", "1",
+                    "--host", HOST, "--port", str(port), "--workers", str(workers),
+                    "--working-dir", APPS]
+            if name == "granian-st":
+                argv += ["--runtime-mode", "st", "--blocking-threads", "1"]
+            return argv + [app]
+        if name == "bjoern":
+            return [f"{VENV_BIN}/python", os.path.join(APPS, "bjoern_run.py"), app, HOST, str(port)]
+        if name == "nginx":
+            conf = os.path.join(tmp, "nginx.conf")
+            with open(conf, "w") as f:
+                f.write(nginx_conf(tmp, workers, port))
+            return [nginx_binary(), "-p", tmp, "-c", conf, "-e", os.path.join(tmp, "error.log")]
+        raise ValueError(name)
+
+
+SERVERS = {
+    s.name: s
+    for s in [
+        Server("ferrocorn-uring", "ferrocorn --io-engine uring"),
+        Server("ferrocorn-epoll", "ferrocorn --io-engine epoll"),
+        Server("gunicorn-sync", "gunicorn -k sync (closes every connection)"),
+        Server("gunicorn-gthread", "gunicorn -k gthread --threads 1 (keeps connections)",
+               conns=(KEEP_ALIVE,)),
+        Server("granian", "granian --interface wsgi --http 1"),
+        Server("granian-st", "granian --interface wsgi --http 1 --runtime-mode st --blocking-threads 1"),
+        Server("bjoern", "bjoern.run (one process, one thread)", max_workers=1),
+        Server("nginx", "nginx `return 200` (the load generator's ceiling)", scenarios=("hello",)),
+    ]
+}
+BASELINE = "gunicorn-sync"
+
+
+def nginx_binary():
+    return shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+def nginx_conf(tmp, workers, port):
+    temp = os.path.join(tmp, "temp")
+    os.makedirs(temp, exist_ok=True)
+    return f"""
+worker_processes {workers};
+daemon off;
+master_process on;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 100000000;
+    client_body_temp_path {temp}/body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+    server {{
+        listen {HOST}:{port} backlog=4096;
+        location / {{
+            default_type text/plain;
+            return 200 "{HELLO.decode()}";
+        }}
+    }}
+}}
+"""
+
+
+# ---------------------------------------------------------------- processes
+
+
+def proc_table():
+    """{pid: (ppid, cpu ticks)} for every process, cpu = utime+stime+cutime+cstime."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name (field 2) may hold spaces and parentheses.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        # fields[0] is field 3 (state): ppid is field 4, utime..cstime 14..17.
+        ppid = int(fields[1])
+        ticks = int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+        table[int(entry)] = (ppid, ticks)
+    return table
+
+
+def tree(root, table=None):
+    """Pids of root and all its descendants."""
+    table = proc_table() if table is None else table
+    children = {}
+    for pid, (ppid, _) in table.items():
+        children.setdefault(ppid, []).append(pid)
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        if pid in table:
+            out.append(pid)
+            todo.extend(children.get(pid, ()))
+    return out
+
+
+def cpu_stat(cpus):
+    """{cpu: (busy ticks, steal ticks, all ticks)} from /proc/stat for the given CPUs."""
+    out = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *vals = line.split()
+            if not name.startswith("cpu") or name == "cpu":
+                continue
+            cpu = int(name[3:])
+            if cpu not in cpus:
+                continue
+            # user nice system idle iowait irq softirq steal (guest is inside user)
+            v = [int(x) for x in vals[:8]] + [0] * (8 - len(vals[:8]))
+            idle = v[3] + v[4]
+            steal = v[7]
+            total = sum(v)
+            out[cpu] = (total - idle - steal, steal, total)
+    return out
+
+
+def tree_cpu_seconds(root):
+    table = proc_table()
+    pids = tree(root, table)
+    return sum(table[p][1] for p in pids) / CLK_TCK, len(pids)
+
+
+class Running:
+    """The servers alive right now, mirrored in the pids file for loadtest/run."""
+
+    def __init__(self, pids_file):
+        self.pids_file = pids_file
+        self.procs = []
+
+    def _sync(self):
+        if self.pids_file:
+            with open(self.pids_file, "w") as f:
+                f.writelines(f"{p.pid}\n" for p in self.procs)
+
+    def add(self, proc):
+        self.procs.append(proc)
+        self._sync()
+
+    def stop(self, proc, grace=5.0):
+        pids = tree(proc.pid)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(proc.pid, sig)
+            except ProcessLookupError:
+                pass
+            for pid in pids:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
+            try:
+                proc.wait(timeout=grace)
+                # Children that left the group and outlived the leader.
+                if not any(os.path.exists(f"/proc/{p}") for p in pids if p != proc.pid):
+                    break
+                time.sleep(0.2)
+            except subprocess.TimeoutExpired:
+                continue
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
+        if proc in self.procs:
+            self.procs.remove(proc)
+        self._sync()
+
+    def stop_all(self):
+        for proc in list(self.procs):
+            self.stop(proc, grace=2.0)
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def server_env():
+    env = dict(os.environ)
+    for name in ("FERROCORN_CMD_ARGS", "GUNICORN_CMD_ARGS", "WEB_CONCURRENCY", "PORT",
+                 "FERROCORN_IO_ENGINE", "PYTHONPATH"):
+        env.pop(name, None)
+    env["PATH"] = VENV_BIN + os.pathsep + env.get("PATH", "")
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    return env
+
+
+# ---------------------------------------------------------------- checks
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def check(port, scenario, conn, timeout=5.0):
+    """One request as wrk will send it; the answer must be exactly right."""
+    c = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        headers = {"Connection": "close"} if conn == CLOSE else {}
+        body = None
+        if scenario.body_size:
+            body = b"x" * scenario.body_size
+            headers["Content-Type"] = "application/octet-stream"
+        c.request(scenario.method, "/", body=body, headers=headers)
+        r = c.getresponse()
+        data = r.read()
+    finally:
+        c.close()
+    if r.status != 200:
+        raise CheckFailed(f"status {r.status} (want 200), body {data[:80]!r}")
+    if data != scenario.expect:
+        raise CheckFailed(f"body {data[:40]!r}... ({len(data)} bytes), want {scenario.expect[:40]!r} "
+                          f"({len(scenario.expect)} bytes)")
+
+
+def log_tail(path, lines=15):
+    try:
+        with open(path, "rb") as f:
+            text = f.read()[-4000:].decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def start_server(server, scenario, workers, args, running, tmp):
+    """Start, wait until it answers correctly; returns (proc, port, log path)."""
+    port = free_port()
+    stmp = tempfile.mkdtemp(prefix=f"{server.name}-", dir=tmp)
+    argv = ["taskset", "-c", str(args.server_cpu)] + server.argv(scenario, workers, port, stmp)
+    log = os.path.join(stmp, "server.log")
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(argv, cwd=APPS, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, env=server_env(), start_new_session=True)
+    running.add(proc)
+    deadline = time.monotonic() + args.start_timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise CheckFailed(f"exited with {proc.returncode} while starting:\n{log_tail(log)}")
+        try:
+            check(port, scenario, KEEP_ALIVE, timeout=2.0)
+            break
+        except (OSError, http.client.HTTPException, CheckFailed) as e:
+            last = f"{type(e).__name__}: {e}"
+            time.sleep(0.1)
+    else:
+        raise CheckFailed(f"not answering correctly after {args.start_timeout:.0f}s ({last}):\n"
+                          f"{log_tail(log)}")
+    # Let every worker come up (the first answer may come from one of several).
+    time.sleep(0.3 * workers)
+    for _ in range(4 * workers):
+        check(port, scenario, CLOSE)
+    return proc, port, log
+
+
+# ---------------------------------------------------------------- wrk
+
+
+def run_wrk(port, scenario, conn, seconds, args):
+    """One wrk run; returns (parsed result, wrk cpu seconds)."""
+    env = dict(os.environ)
+    env["LOADTEST_METHOD"] = scenario.method
+    env["LOADTEST_BODY_SIZE"] = str(scenario.body_size)
+    env["LOADTEST_CLOSE"] = "1" if conn == CLOSE else "0"
+    argv = ["taskset", "-c", str(args.client_cpu), "wrk", "-t1", "-c", str(args.connections),
+            "-d", f"{seconds}s", "--timeout", "5s", "-s", LUA, f"http://{HOST}:{port}/"]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    p = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, env=env,
+                       timeout=seconds + 30)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = p.stdout.decode("utf-8", "replace")
+    for line in out.splitlines():
+        if line.startswith("LOADTEST_RESULT "):
+            result = json.loads(line[len("LOADTEST_RESULT "):])
+            break
+    else:
+        raise CheckFailed(f"wrk exited {p.returncode} without a result:\n{out[-800:]}"
+                          f"{p.stderr.decode('utf-8', 'replace')[-800:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return result, cpu
+
+
+def measure(proc, port, scenario, conn, args):
+    """Check, warm up, then the measured run with CPU samples around it."""
+    check(port, scenario, conn)
+    if args.warmup > 0:
+        run_wrk(port, scenario, conn, args.warmup, args)
+    check(port, scenario, conn)
+    cores = (args.server_cpu, args.client_cpu)
+    stat0 = cpu_stat(cores)
+    cpu0, _ = tree_cpu_seconds(proc.pid)
+    result, wrk_cpu = run_wrk(port, scenario, conn, args.duration, args)
+    cpu1, nprocs = tree_cpu_seconds(proc.pid)
+    stat1 = cpu_stat(cores)
+
+    problems = []
+    if proc.poll() is not None:
+        problems.append(f"server exited with {proc.returncode} during the run")
+    else:
+        try:
+            check(port, scenario, conn)
+        except (OSError, http.client.HTTPException, CheckFailed) as e:
+            problems.append(f"wrong answer after the run: {e}")
+    requests = result["requests"]
+    errors = result["errors"]
+    n_errors = sum(errors.values())
+    if requests == 0:
+        problems.append("no request completed")
+    if errors["status"]:
+        problems.append(f"{errors['status']} responses were not 2xx/3xx")
+    if requests and n_errors > 0.01 * requests:
+        problems.append(f"{n_errors} socket errors ({errors})")
+
+    seconds = result["duration_us"] / 1e6
+    server_cpu = cpu1 - cpu0
+    # How busy both cores were with everything else (other users of a
+    # shared machine) and how much time the hypervisor took (steal).
+    noise = {}
+    for role, cpu, ours in (("server_core", args.server_cpu, server_cpu),
+                            ("client_core", args.client_cpu, wrk_cpu)):
+        if cpu in stat0 and cpu in stat1:
+            busy = (stat1[cpu][0] - stat0[cpu][0]) / CLK_TCK
+            steal = (stat1[cpu][1] - stat0[cpu][1]) / CLK_TCK
+            wall = (stat1[cpu][2] - stat0[cpu][2]) / CLK_TCK
+            if wall > 0:
+                noise[role] = {"others": round(max(0.0, busy - ours) / wall, 3),
+                               "steal": round(steal / wall, 3)}
+    lat = result["latency_us"]
+    return {
+        "requests": requests,
+        "seconds": round(seconds, 3),
+        "rps": round(requests / seconds, 1) if seconds else 0.0,
+        "latency_ms": {k: round(v / 1000, 3) for k, v in lat.items()},
+        "errors": errors,
+        "server_cpu_s": round(server_cpu, 3),
+        "server_cpu_us_per_req": round(server_cpu / requests * 1e6, 2) if requests else None,
+        "server_cpu_util": round(server_cpu / seconds, 3) if seconds else None,
+        "server_processes": nprocs,
+        "wrk_cpu_util": round(wrk_cpu / seconds, 3) if seconds else None,
+        "mbytes_per_s": round(result["bytes"] / seconds / 1e6, 1) if seconds else 0.0,
+        "noise": noise,
+        "valid": not problems,
+        "problems": problems,
+    }
+
+
+# ---------------------------------------------------------------- the run
+
+
+def ceiling(app, args, tmp):
+    """calls/s of the app called in-process, pinned to the server CPU."""
+    argv = ["taskset", "-c", str(args.server_cpu), sys.executable, os.path.join(HERE, "inprocess.py"),
+            app, "--seconds", str(args.ceiling_seconds)]
+    p = subprocess.run(argv, cwd=APPS, capture_output=True, env=server_env(),
+                       timeout=args.ceiling_seconds + 60, stdin=subprocess.DEVNULL)
+    if p.returncode != 0:
+        return {"error": p.stderr.decode("utf-8", "replace")[-800:]}
+    return json.loads(p.stdout.decode().strip().splitlines()[-1])
+
+
+def plan(args):
+    matrix = QUICK_MATRIX if args.quick else FULL_MATRIX
+    cells = []
+    for scen, workers, conns in matrix:
+        if args.scenarios and scen not in args.scenarios:
+            continue
+        if args.workers and workers not in args.workers:
+            continue
+        conns = tuple(c for c in conns if not args.conn or c in args.conn)
+        servers = [s for s in SERVERS.values()
+                   if (not args.servers or s.name in args.servers)
+                   and any(s.serves(scen, workers, c) for c in conns)]
+        if conns and servers:
+            cells.append((SCENARIOS[scen], workers, conns, servers))
+    return cells
+
+
+def versions():
+    out = {}
+    for dist in ("ferrocorn", "gunicorn", "granian", "bjoern", "flask", "werkzeug"):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = None
+    out["python"] = platform.python_version()
+    try:
+        p = subprocess.run([nginx_binary(), "-v"], capture_output=True, timeout=10)
+        out["nginx"] = p.stderr.decode().strip().split("/")[-1]
+    except (OSError, subprocess.TimeoutExpired):
+        out["nginx"] = None
+    try:
+        p = subprocess.run(["wrk", "-v"], capture_output=True, timeout=10)
+        m = re.search(r"wrk (\S+)", (p.stdout + p.stderr).decode())
+        out["wrk"] = m.group(1) if m else None
+    except (OSError, subprocess.TimeoutExpired):
+        out["wrk"] = None
+    return out
+
+
+def machine():
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    commit = subprocess.run(["git", "-C", ROOT, "describe", "--always", "--dirty"],
+                            capture_output=True, timeout=10).stdout.decode().strip()
+    return {
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "kernel": platform.release(),
+        "ferrocorn_commit": commit,
+        "loadavg_start": os.getloadavg(),
+    }
+
+
+def parse_list(text, allowed, kind=str):
+    items = [kind(x) for x in text.split(",") if x.strip()]
+    bad = [x for x in items if allowed is not None and x not in allowed]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown: {', '.join(map(str, bad))} (choose from {', '.join(map(str, allowed))})")
+    return items
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(
+        prog="loadtest/run",
+        description="Load test ferrocorn against gunicorn, granian, bjoern and nginx on 127.0.0.1.",
+    )
+    p.add_argument("--quick", action="store_true",
+                   help="smoke test: few cells, 1 s runs, results in results/quick/")
+    p.add_argument("--duration", type=int, help="seconds of each measured run (default 10, quick 1)")
+    p.add_argument("--warmup", type=int, help="seconds of warm-up before each run (default 2, quick 1)")
+    p.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
+    p.add_argument("--servers", type=lambda s: parse_list(s, list(SERVERS)),
+                   help=f"comma list, default all: {','.join(SERVERS)}")
+    p.add_argument("--scenarios", type=lambda s: parse_list(s, list(SCENARIOS)),
+                   help=f"comma list, default all: {','.join(SCENARIOS)}")
+    p.add_argument("--workers", type=lambda s: parse_list(s, None, int), help="comma list, e.g. 1,2")
+    p.add_argument("--conn", type=lambda s: parse_list(s, [KEEP_ALIVE, CLOSE]),
+                   help="comma list: keep-alive,close")
+    p.add_argument("--server-cpu", type=int, default=0, help="CPU the servers are pinned to (default 0)")
+    p.add_argument("--client-cpu", type=int, default=1, help="CPU wrk is pinned to (default 1)")
+    p.add_argument("--ceiling-seconds", type=int, help="seconds of the in-process ceiling (default 5, quick 1)")
+    p.add_argument("--start-timeout", type=float, default=30.0, help="seconds a server may take to answer")
+    p.add_argument("--out", help="results directory (default results/<date>/, quick: results/quick/)")
+    p.add_argument("--list", action="store_true", help="print the plan and exit")
+    p.add_argument("--pids-file", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.duration is None:
+        args.duration = 1 if args.quick else 10
+    if args.warmup is None:
+        args.warmup = 1 if args.quick else 2
+    if args.ceiling_seconds is None:
+        args.ceiling_seconds = 1 if args.quick else 5
+    if args.duration < 1 or args.warmup < 0 or args.connections < 1:
+        p.error("--duration must be >= 1, --warmup >= 0, --connections >= 1")
+    return args
+
+
+def on_signal(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def main(argv):
+    args = parse_args(argv)
+    cells = plan(args)
+    runs = [(scen, w, s, c) for scen, w, conns, servers in cells for s in servers for c in conns
+            if s.serves(scen.name, w, c)]
+    starts = sum(len(servers) for _, _, _, servers in cells)
+    est = 2.0 * starts + len(runs) * (args.warmup + args.duration + 0.5) + 2 * (args.ceiling_seconds + 2)
+    print(f"plan: {len(cells)} cells, {len(runs)} measured runs of {args.duration}s "
+          f"(+{args.warmup}s warm-up), about {est / 60:.1f} minutes", flush=True)
+    for scen, w, conns, servers in cells:
+        print(f"  {scen.name:7} {w} worker(s) {'/'.join(conns):20} {', '.join(s.name for s in servers)}")
+    if args.list:
+        return 0
+    if not cells:
+        print("nothing to run", file=sys.stderr)
+        return 2
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    running = Running(args.pids_file)
+    today = datetime.date.today().isoformat()
+    out_dir = args.out or os.path.join(HERE, "results", "quick" if args.quick else today)
+    started = time.time()
+    results = []
+    ceilings = {}
+    tmp = tempfile.mkdtemp(prefix="ferrocorn-loadtest-")
+    try:
+        meta = {"date": today, "machine": machine(), "versions": versions()}
+        for scen, workers, conns, servers in cells:
+            for server in servers:
+                todo = [c for c in conns if server.serves(scen.name, workers, c)]
+                base = {"scenario": scen.name, "workers": workers, "server": server.name}
+                try:
+                    proc, port, log = start_server(server, scen, workers, args, running, tmp)
+                except (OSError, http.client.HTTPException, CheckFailed, subprocess.SubprocessError) as e:
+                    msg = f"did not start: {e}"
+                    print(f"  FAIL {server.name} {scen.name} w{workers}: {msg}", flush=True)
+                    results += [dict(base, conn=c, valid=False, problems=[msg]) for c in todo]
+                    running.stop_all()
+                    continue
+                try:
+                    for conn in todo:
+                        try:
+                            r = measure(proc, port, scen, conn, args)
+                        except (OSError, http.client.HTTPException, CheckFailed,
+                                subprocess.SubprocessError) as e:
+                            r = {"valid": False, "problems": [f"{type(e).__name__}: {e}"]}
+                        r = dict(base, conn=conn, **r)
+                        results.append(r)
+                        print_line(r)
+                finally:
+                    running.stop(proc)
+            # The app alone, right after its first cell, so both see the same machine.
+            if scen.name in ("hello", "flask") and scen.name not in ceilings:
+                ceilings[scen.name] = ceiling(scen.app, args, tmp)
+                print(f"  in-process {scen.name}: {ceilings[scen.name]}", flush=True)
+    finally:
+        running.stop_all()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    meta["machine"]["loadavg_end"] = os.getloadavg()
+    meta["elapsed_s"] = round(time.time() - started, 1)
+    meta["settings"] = {
+        "duration_s": args.duration, "warmup_s": args.warmup, "connections": args.connections,
+        "wrk_threads": 1, "server_cpu": args.server_cpu, "client_cpu": args.client_cpu,
+        "quick": args.quick, "ceiling_seconds": args.ceiling_seconds,
+    }
+    meta["servers"] = {s.name: s.describe for s in SERVERS.values()}
+    meta["scenarios"] = {s.name: s.title for s in SCENARIOS.values()}
+    doc = scrub({"meta": meta, "results": results, "in_process": ceilings})
+
+    import report  # matplotlib is imported only once there is something to plot
+
+    os.makedirs(out_dir, exist_ok=True)
+    with open(os.path.join(out_dir, "results.json"), "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    md = report.markdown(doc)
+    with open(os.path.join(out_dir, "results.md"), "w") as f:
+        f.write(md)
+    report.plots(doc, out_dir)
+    if not args.quick and not args.out:
+        link = os.path.join(HERE, "results", "latest")
+        if os.path.islink(link) or os.path.exists(link):
+            os.remove(link)
+        os.symlink(today, link)
+    print(md)
+    print(f"results: {out_dir} ({meta['elapsed_s']:.0f}s)")
+    bad = [r for r in results if not r.get("valid")]
+    if bad:
+        print(f"{len(bad)} run(s) failed their checks: see 'problems' in results.json", file=sys.stderr)
+        return 1
+    return 0
+
+
+def scrub(doc):
+    """Problem texts quote server logs: show paths inside the repository relative to it."""
+    for r in doc["results"]:
+        r["problems"] = [p.replace(ROOT + os.sep, "") for p in r.get("problems", [])]
+    for c in doc["in_process"].values():
+        if "error" in c:
+            c["error"] = c["error"].replace(ROOT + os.sep, "")
+    return doc
+
+
+def print_line(r):
+    if not r.get("valid"):
+        print(f"  FAIL {r['server']:17} {r['scenario']:7} w{r['workers']} {r['conn']:10} "
+              f"{'; '.join(r.get('problems', []))}", flush=True)
+        return
+    print(f"  {r['server']:17} {r['scenario']:7} w{r['workers']} {r['conn']:10} "
+          f"{r['rps']:>10.0f} req/s  p50 {r['latency_ms']['p50']:7.2f} ms  p99 {r['latency_ms']['p99']:7.2f} ms  "
+          f"cpu {r['server_cpu_us_per_req']:8.1f} us/req ({r['server_cpu_util'] * 100:3.0f}%)", flush=True)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, HERE)
+    sys.exit(main(sys.argv[1:]))
