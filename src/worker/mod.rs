@@ -428,12 +428,7 @@ impl Worker<'_> {
     fn respond(&mut self, py: Python<'_>, id: ConnId, req: http::Request) {
         let stopping = self.stopping.is_some();
         let force_close = stopping || self.keep_alive.is_zero();
-        let Some(c) = self
-            .state
-            .conns
-            .get_mut(id.index())
-            .and_then(Option::as_mut)
-        else {
+        let Some(c) = self.state.get(id) else {
             return;
         };
         c.requests += 1;
@@ -590,12 +585,7 @@ impl Worker<'_> {
     /// Hand the connection's output to the engine (encrypted first on TLS,
     /// with whatever handshake records TLS has to send).
     fn flush(&mut self, id: ConnId) {
-        let Some(c) = self
-            .state
-            .conns
-            .get_mut(id.index())
-            .and_then(Option::as_mut)
-        else {
+        let Some(c) = self.state.get(id) else {
             return;
         };
         if let Some(tls) = &mut c.tls {

@@ -329,34 +329,7 @@ fn decoded_path<'py>(py: Python<'py>, path: &[u8]) -> Bound<'py, PyString> {
     if !path.contains(&b'%') {
         return latin1(py, path);
     }
-    latin1(py, &percent_decode(path))
-}
-
-/// `%XX` (two hex digits) becomes the byte XX; anything else is kept as is.
-pub(crate) fn percent_decode(input: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(input.len());
-    let mut i = 0;
-    while i < input.len() {
-        if input[i] == b'%' && i + 2 < input.len() {
-            if let (Some(h), Some(l)) = (hex(input[i + 1]), hex(input[i + 2])) {
-                out.push(h << 4 | l);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(input[i]);
-        i += 1;
-    }
-    out
-}
-
-fn hex(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
-    }
+    latin1(py, &crate::http::percent_decode(path))
 }
 
 /// Two header names give the same environ key.
@@ -428,17 +401,6 @@ fn header_key<'py>(py: Python<'py>, name: &[u8]) -> Bound<'py, PyString> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percent_decoding_keeps_malformed_escapes() {
-        assert_eq!(percent_decode(b"/a%20b"), b"/a b");
-        assert_eq!(percent_decode(b"/%e9%E9"), b"/\xe9\xe9");
-        assert_eq!(percent_decode(b"/%zz%4"), b"/%zz%4");
-        assert_eq!(percent_decode(b"%"), b"%");
-        assert_eq!(percent_decode(b"%4"), b"%4");
-        assert_eq!(percent_decode(b"%41"), b"A");
-        assert_eq!(percent_decode(b"%2F%252F"), b"/%2F");
-    }
 
     #[test]
     fn addresses_print_like_python() {
