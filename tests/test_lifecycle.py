@@ -5,6 +5,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -128,3 +129,71 @@ def test_daemon_detaches_writes_its_pid_and_stops_on_term(engine, tmp_path):
         wait_until(lambda: not pidfile.exists(), 5, what="the pidfile to be removed")
     finally:
         daemon.kill()
+
+
+def _ids(pid):
+    with open("/proc/%d/status" % pid) as f:
+        fields = dict(line.split(":", 1) for line in f if ":" in line)
+    return int(fields["Uid"].split()[0]), int(fields["Gid"].split()[0])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_user_and_group_apply_to_workers_not_the_master(serve):
+    import pwd
+    import grp
+    try:
+        nobody = pwd.getpwnam("nobody")
+        group = grp.getgrgid(nobody.pw_gid)
+    except KeyError:
+        pytest.skip("no 'nobody' user here")
+    try:
+        probe = subprocess.run(
+            [sys.executable, "-c", "import importlib, json"], capture_output=True,
+            preexec_fn=lambda: (os.setgid(nobody.pw_gid), os.setuid(nobody.pw_uid)))
+        readable = probe.returncode == 0
+    except OSError:
+        readable = False
+    if not readable:
+        pytest.skip("this Python installation is not readable by 'nobody'")
+    server = serve("basic:app", "-u", "nobody", "-g", group.gr_name)
+    (worker,) = server.wait_workers(1)
+    assert _ids(worker) == (nobody.pw_uid, nobody.pw_gid)
+    assert _ids(server.pid) == (0, 0)
+    assert server.request(target="/say/ok").body == b"ok"
+
+
+def test_worker_connections_caps_open_connections_without_failing(serve):
+    server = serve("basic:app", "--worker-connections", "2")
+    first, second = server.connect(), server.connect()
+    try:
+        for c in (first, second):
+            c.send(b"GET /say/held HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert c.read_response().body == b"held"
+        # A third connection waits in the kernel's queue while two are open...
+        third = server.connect()
+        third.send(b"GET /say/third HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        third.sock.settimeout(0.7)
+        with pytest.raises(OSError):
+            third.sock.recv(1)
+        # ...and is served as soon as one of them closes.
+        third.sock.settimeout(10)
+        first.close()
+        assert third.read_response().body == b"third"
+        third.close()
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching groups needs root")
+def test_group_applies_to_workers_not_the_master(serve):
+    import grp
+    try:
+        group = grp.getgrnam("nogroup")
+    except KeyError:
+        pytest.skip("no 'nogroup' group here")
+    server = serve("basic:app", "-g", "nogroup")
+    (worker,) = server.wait_workers(1)
+    assert _ids(worker) == (0, group.gr_gid)
+    assert _ids(server.pid) == (0, 0)
+    assert server.request(target="/say/ok").body == b"ok"
