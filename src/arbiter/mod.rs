@@ -332,7 +332,7 @@ impl Arbiter {
             let c = &self.children[i];
             if !c.replaced && !c.retiring && self.status(c).is_some_and(|s| s.wants_replacement()) {
                 crate::info!(
-                    "Worker (pid:{}) reached --max-requests: starting its replacement",
+                    "Worker (pid:{}) asked to be replaced (--max-requests or --reload): starting its replacement",
                     c.pid
                 );
                 self.children[i].replaced = true;

@@ -52,6 +52,10 @@ pub struct Config {
     /// Admission control: longest wait before 503 (`None` = off).
     pub max_queue_wait: Option<std::time::Duration>,
     pub app: String,
+    /// `--reload`: restart workers when their code changes (development).
+    pub reload: bool,
+    /// `--reload-extra-file`: more files (or glob patterns) to watch.
+    pub reload_extra_files: Vec<String>,
     pub binds: Vec<BindAddr>,
     pub workers: usize,
     pub chdir: Option<String>,
@@ -711,6 +715,8 @@ fn build(
             0 => None,
             ms => Some(std::time::Duration::from_millis(ms as u64)),
         },
+        reload: flag("reload"),
+        reload_extra_files: r.get("reload_extra_files").as_list().to_vec(),
         proc_name,
         timeout: int("timeout") as u32,
         max_requests: int("max_requests") as u64,

@@ -454,7 +454,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Bool,
         default: Default::Bool(false),
         doc: "Restart workers when code changes (development only).",
-        support: Support::No("the code reloader is not implemented yet; send HUP to reload"),
+        support: Support::Yes,
         ..BASE
     },
     Setting {
@@ -464,7 +464,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Choice(&["auto", "poll", "inotify"]),
         default: Default::Str("auto"),
         doc: "How --reload watches files.",
-        support: Support::No("the code reloader is not implemented yet"),
+        support: Support::No("ferrocorn's reloader always polls file times once a second"),
         ..BASE
     },
     Setting {
@@ -475,7 +475,7 @@ pub static SETTINGS: &[Setting] = &[
         default: Default::List(&[]),
         meta: "FILES",
         doc: "Extra files or glob patterns --reload watches.",
-        support: Support::No("the code reloader is not implemented yet"),
+        support: Support::Yes,
         ..BASE
     },
     Setting {

@@ -99,8 +99,12 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
             return WORKER_BOOT_ERROR;
         }
     };
+    let reloader = cfg
+        .reload
+        .then(|| super::reload::Reloader::new(py, &cfg.reload_extra_files));
     let mut worker = Worker {
         cfg,
+        reloader,
         track: crate::log::access_enabled() || cfg.hooks.is_set(crate::hooks::Hook::PostRequest),
         pre_request: cfg.hooks.is_set(crate::hooks::Hook::PreRequest),
         age,

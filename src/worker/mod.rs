@@ -11,6 +11,7 @@
 mod boot;
 mod conn;
 mod events;
+mod reload;
 
 pub use boot::run;
 
@@ -84,6 +85,8 @@ pub struct WorkerContext<'a> {
 
 struct Worker<'a> {
     cfg: &'a crate::config::Config,
+    /// `--reload`: watches the app's files until one changes.
+    reloader: Option<reload::Reloader>,
     /// Keep each request's head and timing until its response ends (for
     /// the access log or the post_request hook).
     track: bool,
@@ -297,6 +300,7 @@ impl Worker<'_> {
             crate::log::flush();
             let now = Instant::now();
             if now >= next_sweep {
+                self.check_reload(py);
                 self.sweep(py, now);
                 next_sweep = now + SWEEP_EVERY;
             }
@@ -313,6 +317,20 @@ impl Worker<'_> {
                     return 0;
                 }
             }
+        }
+    }
+
+    /// `--reload`: when a watched file changed, ask the arbiter for a
+    /// replacement (it retires this worker once the new one is ready).
+    fn check_reload(&mut self, py: Python<'_>) {
+        let Some(r) = &mut self.reloader else { return };
+        let Some(path) = r.poll(py) else { return };
+        crate::info!("Worker reloading: {} modified", path.display());
+        self.reloader = None;
+        if let Some(s) = self.status {
+            s.state
+                .fetch_or(shm::REPLACE, std::sync::atomic::Ordering::AcqRel);
+            signal::poke(self.wake_fd);
         }
     }
 
