@@ -213,3 +213,26 @@ def test_a_taken_metrics_port_stops_the_start(serve):
         server = serve("basic:app", "--metrics-bind", "127.0.0.1:%d" % port, wait=False)
         assert server.wait_exit() not in (0, None)
         assert "--metrics-bind" in server.log()
+
+
+def test_shed_requests_are_counted_and_readyz_says_no_meanwhile(serve):
+    server = start(serve, "--max-queued-requests", "1")
+    wait_ready(server)
+    busy = threading.Thread(target=lambda: server.request(target="/sleep?s=0.8"))
+    busy.start()
+    time.sleep(0.2)  # the worker is inside the app; the next requests queue behind it
+    conns = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(4)]
+    try:
+        for c in conns:
+            c.sendall(b"GET /say/q HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        answers = [c.recv(100) for c in conns]
+    finally:
+        for c in conns:
+            c.close()
+        busy.join()
+    shed = sum(a.startswith(b"HTTP/1.1 503") for a in answers)
+    assert shed >= 1, answers
+    status, body = http_get(server.mport, "/readyz")
+    assert status == 503 and "shedding" in body, body
+    assert scrape(server.mport)[("ferrocorn_requests_shed_total", "")] == shed
+    wait_ready(server, timeout=3)
