@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import free_port
-from support import wait_until
+from support import ConnectionClosed, wait_until
 
 pytestmark = pytest.mark.ferrocorn_only
 
@@ -236,3 +236,19 @@ def test_shed_requests_are_counted_and_readyz_says_no_meanwhile(serve):
     assert status == 503 and "shedding" in body, body
     assert scrape(server.mport)[("ferrocorn_requests_shed_total", "")] == shed
     wait_ready(server, timeout=3)
+
+
+def test_a_timed_out_worker_is_counted(serve):
+    server = start(serve, "--timeout", "1")
+    wait_ready(server)
+    (old,) = server.workers()
+    try:
+        server.request(target="/sleep?s=6")
+    except (OSError, ConnectionClosed):
+        pass  # the worker is aborted mid-request
+    wait_until(lambda: (lambda w: len(w) == 1 and old not in w)(server.workers()), 15,
+               what="a replacement worker")
+    samples = scrape(server.mport)
+    assert samples[("ferrocorn_worker_timeouts_total", "")] == 1
+    assert samples[("ferrocorn_worker_restarts_total", "")] == 1
+    assert samples[("ferrocorn_requests_in_flight", "")] == 0
