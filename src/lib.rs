@@ -12,6 +12,7 @@ pub mod config;
 pub mod engine;
 pub mod hooks;
 pub mod http;
+pub mod metrics;
 pub mod sys;
 pub mod tls;
 

@@ -270,11 +270,11 @@ def test_unknown_config_file_name_is_warned_about(tmp_path):
 
 @ferrocorn_only
 def test_unimplemented_gunicorn_setting_is_accepted_with_a_warning(tmp_path):
-    write(tmp_path / "gunicorn.conf.py", 'worker_class = "gevent"\nstatsd_host = "localhost:8125"\n')
+    write(tmp_path / "gunicorn.conf.py", 'worker_class = "gevent"\nenable_backlog_metric = True\n')
     result = run_cli(["--print-config", "--chdir", str(APPS), "basic:app"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "worker_class = 'gevent'" in result.stderr
-    assert "statsd_host = 'localhost:8125'" in result.stderr
+    assert "enable_backlog_metric = True" in result.stderr
     assert "does not implement" in result.stderr
 
 

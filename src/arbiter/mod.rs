@@ -20,10 +20,11 @@ use pyo3::prelude::*;
 
 use crate::config::{self, Config};
 use crate::hooks;
+use crate::metrics;
 use crate::sys::notify::sd_notify;
 use crate::sys::process::{self, ChildExit, ForkHooks, Forked};
 use crate::sys::shm::{self, StatusTable};
-use crate::sys::signal::SignalPipe;
+use crate::sys::signal::{Interest, SignalPipe};
 use crate::sys::{affinity, proctitle};
 
 use upgrade::{Pidfile, Upgrade};
@@ -59,6 +60,8 @@ const MAX_RESPAWN_DELAY: Duration = Duration::from_secs(5);
 const ABORT_GRACE: Duration = Duration::from_secs(2);
 /// Status entries in the shared table: workers plus overlapping generations.
 const STATUS_ENTRIES: usize = 4096;
+/// /readyz says "shedding load" while a worker shed a request this recently.
+const SHED_NOT_READY_MS: u64 = 1000;
 
 struct Child {
     pid: Pid,
@@ -112,6 +115,16 @@ pub struct Arbiter {
     /// Loaded once here (so mistakes stop the start, and workers share
     /// session-ticket keys), again on HUP.
     tls: Option<crate::tls::TlsConfig>,
+    /// `--metrics-bind`: /metrics, /healthz and /readyz, answered here.
+    monitor: Option<metrics::Server>,
+    /// Response counters of reaped workers (so totals never go backwards).
+    reaped: shm::Counters,
+    /// Workers that died without being asked to.
+    restarts: u64,
+    /// Workers aborted after `--timeout`.
+    timeouts: u64,
+    /// A stop has begun (/readyz answers 503).
+    stopping: bool,
 }
 
 impl Arbiter {
@@ -186,6 +199,12 @@ impl Arbiter {
             ),
             None => None,
         };
+        let monitor = match cfg.metrics_bind {
+            Some(addr) => Some(
+                metrics::Server::bind(addr).map_err(|e| format!("--metrics-bind {addr}: {e}"))?,
+            ),
+            None => None,
+        };
         let mut cpus = affinity::allowed_cpus();
         if cpus.is_empty() {
             cpus.push(0);
@@ -209,6 +228,11 @@ impl Arbiter {
             reload_failed: false,
             spawned: 0,
             tls,
+            monitor,
+            reaped: shm::Counters::default(),
+            restarts: 0,
+            timeouts: 0,
+            stopping: false,
         })
     }
 
@@ -228,6 +252,9 @@ impl Arbiter {
         for l in &self.listeners {
             crate::info!("Listening at: {} ({})", l.display(), std::process::id());
         }
+        if let Some(addr) = self.monitor.as_ref().and_then(|m| m.local_addr()) {
+            crate::info!("Metrics at: http://{addr}/metrics (health: /healthz, /readyz)");
+        }
         crate::info!(
             "Using worker: ferrocorn (io engine {}), {} worker(s)",
             match self.cfg.io_engine {
@@ -242,6 +269,7 @@ impl Arbiter {
                 proctitle::set(&self.title());
             }
             self.manage_workers(py);
+            crate::log::statsd::gauge("gunicorn.workers", self.children.len() as u64);
             self.wait(py);
             let mut stop = None;
             for sig in self.signals.drain() {
@@ -301,11 +329,106 @@ impl Arbiter {
         let waiting_for_ready =
             self.children.iter().any(|c| c.replaced && !c.retiring) || self.announce_ready;
         let ms = if waiting_for_ready { 100 } else { LOOP_WAIT_MS };
+        let mut watch = vec![Interest::read(self.wake_read.as_raw_fd())];
+        let ms = self.monitor_interests(&mut watch, ms);
         let signals = &self.signals;
-        let wake = self.wake_read.as_raw_fd();
-        py.detach(|| signals.wait_with(wake, ms));
+        py.detach(|| signals.wait_with(&watch, ms));
         let mut buf = [0u8; 64];
         while matches!(nix::unistd::read(&self.wake_read, &mut buf), Ok(n) if n > 0) {}
+        self.serve_monitor();
+    }
+
+    /// Add the monitor's descriptors to `watch`; returns `ms` shortened to
+    /// the nearest client deadline.
+    fn monitor_interests(&self, watch: &mut Vec<Interest>, ms: u16) -> u16 {
+        let Some(m) = &self.monitor else { return ms };
+        m.interests(watch);
+        match m.next_deadline() {
+            Some(t) => {
+                let left = t.saturating_duration_since(Instant::now()).as_millis() as u16;
+                ms.min(left.saturating_add(1))
+            }
+            None => ms,
+        }
+    }
+
+    /// Answer whatever scrapes and health checks can be answered now.
+    fn serve_monitor(&mut self) {
+        let Some(mut m) = self.monitor.take() else {
+            return;
+        };
+        m.turn(Instant::now(), &mut |route| match route {
+            metrics::Route::Metrics => {
+                let mut body = String::with_capacity(4096);
+                metrics::render(&self.snapshot(), &mut body);
+                metrics::Answer {
+                    status: 200,
+                    body,
+                    content_type: "text/plain; version=0.0.4; charset=utf-8",
+                }
+            }
+            metrics::Route::Healthz => metrics::Answer::text(200, "ok\n"),
+            metrics::Route::Readyz => match self.not_ready() {
+                None => metrics::Answer::text(200, "ready\n"),
+                Some(why) => metrics::Answer::text(503, format!("not ready: {why}\n")),
+            },
+        });
+        self.monitor = Some(m);
+    }
+
+    fn snapshot(&self) -> metrics::Snapshot {
+        use std::sync::atomic::Ordering::Relaxed;
+        let mut counters = self.reaped;
+        let mut workers = Vec::with_capacity(self.children.len());
+        for c in &self.children {
+            if let Some(s) = self.status(c) {
+                counters.add(&s.counters());
+                workers.push(metrics::WorkerView {
+                    pid: c.pid.as_raw(),
+                    slot: c.slot,
+                    engine: s.engine.load(Relaxed),
+                    in_flight: s.in_flight.load(Relaxed) as i64,
+                });
+            }
+        }
+        workers.sort_by_key(|w| (w.slot, w.pid));
+        metrics::Snapshot {
+            counters,
+            workers,
+            restarts: self.restarts,
+            timeouts: self.timeouts,
+        }
+    }
+
+    /// Why /readyz says no, if it does.
+    fn not_ready(&self) -> Option<String> {
+        if self.stopping {
+            return Some("the server is stopping".into());
+        }
+        if self.num_workers == 0 {
+            return Some("no workers are running (WINCH); HUP or TTIN starts them".into());
+        }
+        for slot in 0..self.num_workers {
+            let ready = self.children.iter().any(|c| {
+                c.slot == slot && !c.retiring && self.status(c).is_some_and(|s| s.is_ready())
+            });
+            if !ready {
+                return Some(format!("worker slot {slot} has no ready worker"));
+            }
+        }
+        let now = shm::monotonic_ms();
+        let shedding = self.children.iter().any(|c| {
+            self.status(c).is_some_and(|s| {
+                let t = s.shed_ms.load(std::sync::atomic::Ordering::Relaxed);
+                t != 0 && now.saturating_sub(t) < SHED_NOT_READY_MS
+            })
+        });
+        if shedding {
+            return Some(
+                "shedding load (admission control answered 503 in the last second)".into(),
+            );
+        }
+        None
     }
 
     fn status(&self, child: &Child) -> Option<&shm::Status> {
@@ -438,6 +561,9 @@ impl Arbiter {
                     );
                     return;
                 }
+                if cfg.metrics_bind != self.cfg.metrics_bind {
+                    crate::warn!("Reload: --metrics-bind changes only when the master restarts");
+                }
                 let old = self.num_workers;
                 self.num_workers = cfg.workers;
                 self.cfg = cfg;
@@ -516,6 +642,14 @@ impl Arbiter {
                     if !mine.contains(&fd) {
                         crate::sys::socket::close_inherited(fd);
                     }
+                }
+                // The monitor's sockets are the master's alone.
+                // (`forget`: the descriptors are closed here, once.)
+                if let Some(m) = self.monitor.take() {
+                    for fd in m.raw_fds() {
+                        crate::sys::socket::close_inherited(fd);
+                    }
+                    std::mem::forget(m);
                 }
                 if hooks::call_post_fork(
                     py,
@@ -596,7 +730,12 @@ impl Arbiter {
                 &self.worker_info(pid.as_raw() as u32, 0),
             );
             if let Some(s) = self.table.get(child.entry) {
+                // Its counters are final: keep them before the entry is freed.
+                self.reaped.add(&s.counters());
                 s.pid.store(0, std::sync::atomic::Ordering::Release);
+            }
+            if !child.retiring {
+                self.restarts += 1;
             }
             match how {
                 ChildExit::Code(0) => crate::info!("Worker exiting (pid: {pid})"),
@@ -704,6 +843,7 @@ impl Arbiter {
                         );
                     }
                     c.aborted = Some(Instant::now());
+                    self.timeouts += 1;
                     process::send_signal(c.pid, Signal::SIGABRT);
                 }
                 Some(t) if t.elapsed() >= ABORT_GRACE => {
@@ -718,6 +858,7 @@ impl Arbiter {
     /// the graceful timeout, then kill what is left.
     fn stop(&mut self, py: Python<'_>, how: Stop, code: i32) -> i32 {
         sd_notify("STOPPING=1");
+        self.stopping = true;
         let mut sig = match how {
             Stop::Graceful => Signal::SIGTERM,
             Stop::Quick => Signal::SIGQUIT,
@@ -725,8 +866,11 @@ impl Arbiter {
         self.signal_workers(sig);
         let deadline = Instant::now() + Duration::from_secs(self.cfg.graceful_timeout as u64);
         while !self.children.is_empty() && Instant::now() < deadline {
+            let mut watch = Vec::new();
+            let ms = self.monitor_interests(&mut watch, 100);
             let signals = &self.signals;
-            py.detach(|| signals.wait(100));
+            py.detach(|| signals.wait_with(&watch, ms));
+            self.serve_monitor();
             for s in self.signals.drain() {
                 if matches!(s, Signal::SIGINT | Signal::SIGQUIT) && sig == Signal::SIGTERM {
                     sig = Signal::SIGQUIT;

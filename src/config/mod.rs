@@ -96,6 +96,8 @@ pub struct Config {
     pub hooks: Arc<Hooks>,
     /// Every setting's resolved value and origin (`--print-config`, `server.cfg`).
     pub settings: Arc<Resolved>,
+    /// `--metrics-bind`: where the master serves /metrics, /healthz and /readyz.
+    pub metrics_bind: Option<std::net::SocketAddr>,
 }
 
 /// What the command line asks for.
@@ -665,6 +667,21 @@ fn build(
             ));
         }
     }
+    let statsd = match text("statsd_host") {
+        Some(spec) => Some(crate::log::statsd::Settings {
+            addr: crate::log::statsd::Addr::parse(&spec)
+                .map_err(|e| bad(&r, "statsd_host", &spec, e))?,
+            prefix: crate::log::statsd::prefix(&text("statsd_prefix").unwrap_or_default()),
+            tags: text("dogstatsd_tags").unwrap_or_default(),
+        }),
+        None => None,
+    };
+    let metrics_bind = match text("metrics_bind") {
+        Some(spec) => {
+            Some(crate::metrics::parse_bind(&spec).map_err(|e| bad(&r, "metrics_bind", &spec, e))?)
+        }
+        None => None,
+    };
     let log = crate::log::Setup {
         level: log_level,
         errorlog: text("errorlog").unwrap_or_else(|| "-".into()),
@@ -674,6 +691,7 @@ fn build(
             .unwrap_or_else(|| DEFAULT_ACCESS_LOG_FORMAT.into()),
         access_log_json: flag("access_log_json"),
         syslog,
+        statsd,
     };
     let tls = crate::tls::TlsSettings {
         certfile: text("certfile").map(Into::into),
@@ -758,6 +776,7 @@ fn build(
         config_file,
         hooks: Arc::new(hooks),
         settings: Arc::new(resolved),
+        metrics_bind,
     })
 }
 

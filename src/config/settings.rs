@@ -949,8 +949,7 @@ pub static SETTINGS: &[Setting] = &[
         section: S::Logging,
         flags: &["--statsd-host"],
         meta: "STATSD_ADDR",
-        doc: "host:port or unix://PATH of a StatsD server.",
-        support: Support::No("statsd is not implemented yet"),
+        doc: "Send metrics to this StatsD server: HOST[:PORT] (default port 8125), [IPV6]:PORT or unix://PATH. gunicorn's metric names: gunicorn.requests, gunicorn.request.duration, gunicorn.request.status.<code>, gunicorn.workers, gunicorn.log.<level>.",
         ..BASE
     },
     Setting {
@@ -959,8 +958,7 @@ pub static SETTINGS: &[Setting] = &[
         flags: &["--dogstatsd-tags"],
         default: Default::Str(""),
         meta: "DOGSTATSD_TAGS",
-        doc: "Comma-separated dogstatsd tags for every metric.",
-        support: Support::No("statsd is not implemented yet"),
+        doc: "Comma-separated dogstatsd tags (name:value) appended to every StatsD metric as |#tags.",
         ..BASE
     },
     Setting {
@@ -969,8 +967,15 @@ pub static SETTINGS: &[Setting] = &[
         flags: &["--statsd-prefix"],
         default: Default::Str(""),
         meta: "STATSD_PREFIX",
-        doc: "Prefix of every statsd metric.",
-        support: Support::No("statsd is not implemented yet"),
+        doc: "Prefix of every StatsD metric name (a trailing . is added).",
+        ..BASE
+    },
+    Setting {
+        name: "metrics_bind",
+        section: S::Logging,
+        flags: &["--metrics-bind"],
+        meta: "HOST:PORT",
+        doc: "Serve Prometheus metrics (/metrics) and health checks (/healthz, /readyz) from the master on this TCP address (off by default).",
         ..BASE
     },
     Setting {

@@ -18,6 +18,7 @@
 
 pub mod access;
 mod output;
+pub mod statsd;
 pub mod syslog;
 
 use std::io::Write;
@@ -84,6 +85,8 @@ pub struct Setup {
     pub access_log_format: String,
     pub access_log_json: bool,
     pub syslog: Option<SyslogSetup>,
+    /// `statsd_host` and friends: metrics as StatsD datagrams.
+    pub statsd: Option<statsd::Settings>,
 }
 
 impl Default for Setup {
@@ -96,6 +99,7 @@ impl Default for Setup {
             access_log_format: String::new(),
             access_log_json: false,
             syslog: None,
+            statsd: None,
         }
     }
 }
@@ -209,6 +213,13 @@ pub fn setup(s: &Setup) -> Result<(), String> {
     });
     *lock(&SYSLOG) = sys;
     ACCESS_ON.store(access_wanted, Ordering::Release);
+    if let Err(e) = statsd::install(s.statsd.as_ref()) {
+        // gunicorn runs on without metrics when its statsd socket cannot be made.
+        write(
+            Level::Warning,
+            format_args!("Cannot send statsd metrics: {e}"),
+        );
+    }
     Ok(())
 }
 
@@ -296,8 +307,42 @@ pub fn reopen() {
     }
 }
 
+/// The statsd counter name of a level (`gunicorn.log.<name>`), if it is counted.
+fn counted(level: Level) -> Option<&'static str> {
+    match level {
+        Level::Critical => Some("critical"),
+        Level::Error => Some("error"),
+        Level::Warning => Some("warning"),
+        Level::Info | Level::Debug => None,
+    }
+}
+
+/// A log call below the level: still counted for statsd, as gunicorn does.
+#[cold]
+pub fn filtered(level: Level) {
+    if let Some(name) = counted(level) {
+        statsd::log_line(name);
+    }
+}
+
+/// Log an app's exception (message and traceback) at the error level,
+/// counted as `gunicorn.log.exception` rather than as an error.
+pub fn exception(args: std::fmt::Arguments<'_>) {
+    statsd::log_line("exception");
+    write_line(Level::Error, args);
+}
+
 /// Write one log line (used through the `error!`, `warn!`, `info!`, `debug!` macros).
 pub fn write(level: Level, args: std::fmt::Arguments<'_>) {
+    if statsd::enabled() {
+        if let Some(name) = counted(level) {
+            statsd::log_line(name);
+        }
+    }
+    write_line(level, args);
+}
+
+fn write_line(level: Level, args: std::fmt::Arguments<'_>) {
     if !enabled(level) {
         return;
     }
@@ -388,9 +433,11 @@ pub fn access(rec: &AccessRecord<'_>) {
     }
 }
 
-/// Write the buffered access lines. Call once per loop turn and before exiting.
+/// Write the buffered access lines and statsd metrics. Call once per loop
+/// turn and before exiting.
 pub fn flush() {
     let _ = flush_access();
+    statsd::flush();
 }
 
 fn flush_access() -> std::io::Result<()> {
@@ -434,6 +481,8 @@ macro_rules! log_at {
     ($level:expr, $($arg:tt)*) => {
         if $crate::log::enabled($level) {
             $crate::log::write($level, format_args!($($arg)*))
+        } else if $crate::log::statsd::enabled() {
+            $crate::log::filtered($level)
         }
     };
 }

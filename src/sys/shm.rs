@@ -24,6 +24,64 @@ pub struct Status {
     pub requests: AtomicU64,
     /// `METHOD PATH` of the running call, truncated, NUL-padded.
     request: [AtomicU64; REQUEST_WORDS],
+    /// The io engine the worker runs (`ENGINE_*`).
+    pub engine: AtomicU32,
+    /// Requests whose app call started and whose response has not ended.
+    pub in_flight: AtomicI32,
+    /// Monotonic milliseconds of the last request shed by admission control (0: never).
+    pub shed_ms: AtomicU64,
+    /// Requests shed by admission control (503).
+    pub shed: AtomicU64,
+    /// Ended responses by status class: 1xx, 2xx, 3xx, 4xx, 5xx (others count as 5xx).
+    pub classes: [AtomicU64; 5],
+    /// Ended responses by duration: one counter per bucket of `DURATION_BOUNDS_MS`
+    /// (not cumulative), the last one past every bound.
+    pub durations: [AtomicU64; DURATION_BUCKETS],
+    /// Sum of the durations counted in `durations`, in microseconds.
+    pub duration_us: AtomicU64,
+}
+
+pub const ENGINE_UNKNOWN: u32 = 0;
+pub const ENGINE_URING: u32 = 1;
+pub const ENGINE_EPOLL: u32 = 2;
+
+/// Upper bounds of the request-duration buckets, in milliseconds (then +Inf).
+pub const DURATION_BOUNDS_MS: [u64; 11] = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
+pub const DURATION_BUCKETS: usize = DURATION_BOUNDS_MS.len() + 1;
+
+/// The response counters of one worker, or of many added up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub shed: u64,
+    pub classes: [u64; 5],
+    pub durations: [u64; DURATION_BUCKETS],
+    pub duration_us: u64,
+}
+
+impl Counters {
+    /// Ended responses (each is in exactly one duration bucket).
+    pub fn responses(&self) -> u64 {
+        self.durations.iter().sum()
+    }
+
+    pub fn add(&mut self, other: &Counters) {
+        self.shed += other.shed;
+        for (a, b) in self.classes.iter_mut().zip(other.classes) {
+            *a += b;
+        }
+        for (a, b) in self.durations.iter_mut().zip(other.durations) {
+            *a += b;
+        }
+        self.duration_us += other.duration_us;
+    }
+}
+
+/// The duration bucket of a response that took `us` microseconds.
+pub fn duration_bucket(us: u64) -> usize {
+    DURATION_BOUNDS_MS
+        .iter()
+        .position(|&ms| us <= ms * 1000)
+        .unwrap_or(DURATION_BOUNDS_MS.len())
 }
 
 pub const BOOTING: u32 = 0;
@@ -61,6 +119,39 @@ impl Status {
         self.call_ms.store(0, Ordering::Release);
     }
 
+    /// Count one ended response: a few relaxed adds, no lock.
+    pub fn record_response(&self, status: u16, us: u64) {
+        let class = match status {
+            100..=499 => (status / 100 - 1) as usize,
+            _ => 4,
+        };
+        self.classes[class].fetch_add(1, Ordering::Relaxed);
+        self.duration_us.fetch_add(us, Ordering::Relaxed);
+        self.durations[duration_bucket(us)].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count one request shed by admission control at `now_ms`.
+    pub fn record_shed(&self, now_ms: u64) {
+        self.shed.fetch_add(1, Ordering::Relaxed);
+        self.shed_ms.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// The response counters as they are now.
+    pub fn counters(&self) -> Counters {
+        let mut c = Counters {
+            shed: self.shed.load(Ordering::Relaxed),
+            duration_us: self.duration_us.load(Ordering::Relaxed),
+            ..Counters::default()
+        };
+        for (a, b) in c.classes.iter_mut().zip(&self.classes) {
+            *a = b.load(Ordering::Relaxed);
+        }
+        for (a, b) in c.durations.iter_mut().zip(&self.durations) {
+            *a = b.load(Ordering::Relaxed);
+        }
+        c
+    }
+
     /// The request line recorded by `begin_call` (possibly torn if read while
     /// it is rewritten: it only goes into a log line).
     pub fn request_line(&self) -> String {
@@ -80,6 +171,14 @@ impl Status {
         for w in &self.request {
             w.store(0, Ordering::Relaxed);
         }
+        self.engine.store(ENGINE_UNKNOWN, Ordering::Relaxed);
+        self.in_flight.store(0, Ordering::Relaxed);
+        self.shed_ms.store(0, Ordering::Relaxed);
+        self.shed.store(0, Ordering::Relaxed);
+        for c in self.classes.iter().chain(&self.durations) {
+            c.store(0, Ordering::Relaxed);
+        }
+        self.duration_us.store(0, Ordering::Relaxed);
         self.pid.store(pid, Ordering::Release);
     }
 }
@@ -172,6 +271,43 @@ mod tests {
         s.end_call();
         assert_eq!(s.call_ms.load(Ordering::Relaxed), 0);
         assert!(t.get(2).is_none());
+    }
+
+    #[test]
+    fn responses_land_in_one_class_and_one_duration_bucket() {
+        let t = StatusTable::new(1).unwrap();
+        let s = t.get(0).unwrap();
+        s.record_response(200, 4_000);
+        s.record_response(404, 5_000);
+        s.record_response(503, 5_001);
+        s.record_response(999, 20_000_000);
+        s.record_response(101, 0);
+        let c = s.counters();
+        assert_eq!(c.classes, [1, 1, 0, 1, 2]);
+        assert_eq!(c.durations[0], 3);
+        assert_eq!(c.durations[1], 1);
+        assert_eq!(c.durations[DURATION_BUCKETS - 1], 1);
+        assert_eq!(c.responses(), 5);
+        assert_eq!(c.duration_us, 20_014_001);
+        s.reset(7, 0);
+        assert_eq!(s.counters(), Counters::default());
+    }
+
+    #[test]
+    fn counters_add_up() {
+        let mut a = Counters {
+            shed: 1,
+            classes: [0, 2, 0, 0, 0],
+            duration_us: 10,
+            ..Counters::default()
+        };
+        a.durations[0] = 2;
+        let b = a;
+        a.add(&b);
+        assert_eq!(a.shed, 2);
+        assert_eq!(a.classes[1], 4);
+        assert_eq!(a.responses(), 4);
+        assert_eq!(a.duration_us, 20);
     }
 
     #[test]

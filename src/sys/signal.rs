@@ -79,18 +79,41 @@ impl SignalPipe {
         let _ = poll(&mut fds, PollTimeout::from(timeout_ms));
     }
 
-    /// Like `wait`, also waking when `other` is readable.
-    pub fn wait_with(&self, other: RawFd, timeout_ms: u16) {
+    /// Like `wait`, also waking when one of `others` is ready for what it asks.
+    pub fn wait_with(&self, others: &[Interest], timeout_ms: u16) {
         use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
         use std::os::fd::{AsFd, BorrowedFd};
-        // SAFETY: `other` is a descriptor the caller keeps open for the
-        // duration of this call; poll only reads its readiness.
-        let other = unsafe { BorrowedFd::borrow_raw(other) };
-        let mut fds = [
-            PollFd::new(self.read.as_fd(), PollFlags::POLLIN),
-            PollFd::new(other, PollFlags::POLLIN),
-        ];
+        let mut fds = Vec::with_capacity(others.len() + 1);
+        fds.push(PollFd::new(self.read.as_fd(), PollFlags::POLLIN));
+        for o in others {
+            // SAFETY: each descriptor is one the caller keeps open for the
+            // duration of this call; poll only reads its readiness.
+            let fd = unsafe { BorrowedFd::borrow_raw(o.fd) };
+            let flags = if o.write {
+                PollFlags::POLLOUT
+            } else {
+                PollFlags::POLLIN
+            };
+            fds.push(PollFd::new(fd, flags));
+        }
         let _ = poll(&mut fds, PollTimeout::from(timeout_ms));
+    }
+}
+
+/// A descriptor for `SignalPipe::wait_with` to watch: readable, or writable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Interest {
+    pub fd: RawFd,
+    pub write: bool,
+}
+
+impl Interest {
+    pub fn read(fd: RawFd) -> Interest {
+        Interest { fd, write: false }
+    }
+
+    pub fn write(fd: RawFd) -> Interest {
+        Interest { fd, write: true }
     }
 }
 

@@ -106,6 +106,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
         cfg,
         reloader,
         track: crate::log::access_enabled() || cfg.hooks.is_set(crate::hooks::Hook::PostRequest),
+        metrics: cfg.metrics_bind.is_some() || crate::log::statsd::enabled(),
         pre_request: cfg.hooks.is_set(crate::hooks::Hook::PreRequest),
         age,
         status,
@@ -163,6 +164,11 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
         }
     );
     if let Some(s) = status {
+        let engine = match kind {
+            EngineKind::Uring => shm::ENGINE_URING,
+            EngineKind::Epoll => shm::ENGINE_EPOLL,
+        };
+        s.engine.store(engine, std::sync::atomic::Ordering::Relaxed);
         s.state
             .fetch_or(shm::READY, std::sync::atomic::Ordering::AcqRel);
         signal::poke(wake_fd);

@@ -26,6 +26,8 @@ pub struct Stream {
     pub body: Body,
     /// Kept for the access log / post_request hook when either is on.
     pub done: Option<Box<super::RequestDone>>,
+    /// Status code and start of the app call, when metrics are on.
+    pub metric: Option<(u16, Instant)>,
 }
 
 pub struct Connection {

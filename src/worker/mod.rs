@@ -90,6 +90,8 @@ struct Worker<'a> {
     /// Keep each request's head and timing until its response ends (for
     /// the access log or the post_request hook).
     track: bool,
+    /// Count responses for `--metrics-bind` / statsd.
+    metrics: bool,
     /// A pre_request hook is set.
     pre_request: bool,
     age: u64,
@@ -232,6 +234,27 @@ impl RequestDone {
         }
         Ok(d.into_any())
     }
+}
+
+/// The status code at the start of a status line (`200 OK`), 0 if none.
+fn status_code(status: &[u8]) -> u16 {
+    match status.get(..3) {
+        Some(&[a, b, c]) if [a, b, c].iter().all(u8::is_ascii_digit) => {
+            (a - b'0') as u16 * 100 + (b - b'0') as u16 * 10 + (c - b'0') as u16
+        }
+        _ => 0,
+    }
+}
+
+/// A response ended (metrics on): count it in the status table and for statsd.
+fn response_ended(status: Option<&Status>, code: u16, started: Instant) {
+    let took = started.elapsed();
+    if let Some(s) = status {
+        s.record_response(code, took.as_micros() as u64);
+        s.in_flight
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    crate::log::statsd::request(code, took);
 }
 
 /// Marks the end of an app call when dropped (whatever path leaves the pump).
@@ -463,6 +486,9 @@ impl Worker<'_> {
                 "Overloaded: 503 for a request that waited {:.3} s",
                 waited.as_secs_f64()
             );
+            if let Some(s) = self.status {
+                s.record_shed(shm::monotonic_ms());
+            }
             if !write_overloaded(&mut c.out, &mut self.date, req_info) {
                 c.phase = Phase::CloseAfterSend;
             }
@@ -487,6 +513,13 @@ impl Worker<'_> {
                 return;
             }
         }
+        let metric_start = self.metrics.then(|| {
+            if let Some(s) = self.status {
+                s.in_flight
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            started.as_ref().map_or_else(Instant::now, |t| t.1)
+        });
         if let Some(s) = self.status {
             s.begin_call(shm::monotonic_ms(), req.head.method(), req.head.target());
         }
@@ -513,6 +546,9 @@ impl Worker<'_> {
                 let before = c.out.len();
                 http::error_response(&mut c.out, 500, "Internal Server Error");
                 c.phase = Phase::CloseAfterSend;
+                if let Some(t) = metric_start {
+                    response_ended(self.status, 500, t);
+                }
                 if let Some((start_sys, start, peer)) = started {
                     let done = RequestDone {
                         head: req.head,
@@ -537,6 +573,7 @@ impl Worker<'_> {
                     body.known_len(),
                     force_close,
                 );
+                let metric = metric_start.map(|t| (status_code(&head.status), t));
                 let done = started.map(|(start_sys, start, peer)| {
                     Box::new(RequestDone {
                         head: req.head,
@@ -549,7 +586,12 @@ impl Worker<'_> {
                         scheme,
                     })
                 });
-                c.stream = Some(Stream { writer, body, done });
+                c.stream = Some(Stream {
+                    writer,
+                    body,
+                    done,
+                    metric,
+                });
             }
         }
     }
@@ -580,6 +622,9 @@ impl Worker<'_> {
                     if !keep {
                         c.phase = Phase::CloseAfterSend;
                     }
+                    if let Some((code, t)) = stream.metric {
+                        response_ended(self.status, code, t);
+                    }
                     if let Some(d) = stream.done {
                         d.report(py, self.cfg, self.age);
                     }
@@ -589,6 +634,9 @@ impl Worker<'_> {
                     // The head is already out: all we can do is end the connection.
                     stream.body.close(py);
                     c.phase = Phase::CloseAfterSend;
+                    if let Some((code, t)) = stream.metric {
+                        response_ended(self.status, code, t);
+                    }
                     if let Some(d) = stream.done {
                         d.report(py, self.cfg, self.age);
                     }
@@ -661,6 +709,11 @@ impl Worker<'_> {
         let Some(c) = slot.take() else { return };
         if let Some(stream) = c.stream {
             stream.body.close(py);
+            // The client left mid-response: no longer in flight, not counted as answered.
+            if let (Some(_), Some(s)) = (stream.metric, self.status) {
+                s.in_flight
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         self.state.open -= 1;
         self.engine.close(id);

@@ -22,7 +22,11 @@ pub(crate) fn format_exception(py: Python<'_>, err: &PyErr) -> String {
 
 /// Log `context`, then the traceback of `err` on the following lines.
 pub(crate) fn exception(py: Python<'_>, context: &str, err: &PyErr) {
-    error(&format!("{context}\n{}", format_exception(py, err)));
+    let message = format!("{context}\n{}", format_exception(py, err));
+    #[cfg(not(test))]
+    crate::log::exception(format_args!("{message}"));
+    #[cfg(test)]
+    captured::push(&message);
 }
 
 pub(crate) fn warning(message: &str) {
