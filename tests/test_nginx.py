@@ -297,25 +297,29 @@ def test_hup_under_traffic_through_nginx_gives_no_502(behind_nginx):
     failures = []
     lock = threading.Lock()
     stop = threading.Event()
-    paths = ["/", "/api/students", "/api/students/2", "/static/school.css"]
+    # (method, path, expected status); the POST is never retried by nginx.
+    mix = [("GET", "/", 200), ("GET", "/api/students", 200), ("GET", "/api/students/2", 200),
+           ("GET", "/static/school.css", 200), ("POST", "/students", 303)]
+    form = {"name": "Katherine Johnson", "course": "MATH101"}
 
     def client(n):
         with requests.Session() as http:
             i = n
             while not stop.is_set():
-                path = paths[i % len(paths)]
+                method, path, expected = mix[i % len(mix)]
                 i += 1
                 try:
-                    resp = http.get(url + path, verify=ca, timeout=IO_TIMEOUT)
+                    resp = http.request(method, url + path, verify=ca, timeout=IO_TIMEOUT,
+                                        data=form if method == "POST" else None,
+                                        allow_redirects=False)
                     with lock:
                         statuses[resp.status_code] += 1
-                    if resp.status_code != 200:
-                        with lock:
-                            failures.append("%s: %d %s" % (path, resp.status_code,
-                                                           resp.text[:200]))
+                        if resp.status_code != expected:
+                            failures.append("%s %s: %d %s" % (method, path, resp.status_code,
+                                                              resp.text[:200]))
                 except requests.RequestException as e:
                     with lock:
-                        failures.append("%s: %r" % (path, e))
+                        failures.append("%s %s: %r" % (method, path, e))
 
     threads = [threading.Thread(target=client, args=(n,), daemon=True)
                for n in range(LOAD_THREADS)]
