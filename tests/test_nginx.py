@@ -14,10 +14,12 @@ after each test, whatever happened.
 The nginx binary: $FERROCORN_TEST_NGINX, else `nginx` on PATH or in
 /usr/sbin (scripts/test installs Debian's package when it is missing).
 """
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -117,7 +119,6 @@ class Nginx:
         pytest.fail("nginx did not listen within %gs\n%s" % (START_TIMEOUT, self.log_tail()))
 
     def _port_open(self):
-        import socket
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1.0):
                 return True
@@ -163,16 +164,22 @@ def tls(tmp_path):
 
 
 @pytest.fixture
-def behind_nginx(serve, tmp_path, tls, request):
+def sock_dir():
+    """A short directory for the unix socket, removed after the server stopped."""
+    path = short_tempdir()
+    yield Path(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def behind_nginx(sock_dir, serve, tmp_path, tls, request):
     """behind_nginx(app="app:app", chdir=examples/school) -> (server, nginx, url, cafile)
 
     Starts ferrocorn with `app` (WORKERS workers on a unix socket) and an
-    nginx in front of it; both are stopped after the test (nginx by the
-    finalizer here, ferrocorn by the `serve` fixture).
+    nginx in front of it; both are stopped after the test: nginx first, by
+    the finalizer here, then ferrocorn, by the `serve` fixture.
     """
     certfile, keyfile, cafile = tls
-    sock_dir = short_tempdir()
-    request.addfinalizer(lambda: shutil.rmtree(sock_dir, ignore_errors=True))
     started = []
 
     def stop_all():
@@ -182,7 +189,7 @@ def behind_nginx(serve, tmp_path, tls, request):
     request.addfinalizer(stop_all)
 
     def start(app="app:app", chdir=SCHOOL):
-        socket_path = Path(sock_dir) / ("app-%d.sock" % len(started))
+        socket_path = sock_dir / ("app-%d.sock" % len(started))
         server = serve(app, workers=WORKERS, bind="unix:%s" % socket_path, chdir=chdir)
         nginx = Nginx(tmp_path / ("nginx-%d" % len(started)), free_port(), socket_path,
                       certfile, keyfile)
@@ -284,8 +291,9 @@ def test_app_sees_https_and_the_forwarded_headers_nginx_sets(behind_nginx):
     env = get(url + "/environ", ca, headers={"X-Forwarded-For": "203.0.113.7"}).json()
     assert env["HTTP_X_FORWARDED_FOR"] == "203.0.113.7, 127.0.0.1"
     # Straight to the socket, without the header, the scheme is http.
-    direct = server.request(target="/environ")
-    assert b'"wsgi.url_scheme": "http"' in direct.body
+    direct = json.loads(server.request(target="/environ").body)
+    assert direct["wsgi.url_scheme"] == "http"
+    assert "HTTP_X_FORWARDED_PROTO" not in direct
 
 
 # ---------------------------------------------------------------- reload under traffic
