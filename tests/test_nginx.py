@@ -11,6 +11,10 @@ The site configuration is tests/nginx/site.conf, the very file the
 deployment guide shows (a test below checks that). Both servers are stopped
 after each test, whatever happened.
 
+One test replays, without nginx, the way nginx uses an upstream connection
+(HTTP/1.0, closed as soon as the response is complete), since that is what
+a rare 502 under traffic comes from when the server mishandles it.
+
 The nginx binary: $FERROCORN_TEST_NGINX, else `nginx` on PATH or in
 /usr/sbin (scripts/test installs Debian's package when it is missing).
 """
@@ -173,9 +177,10 @@ def sock_dir():
 
 @pytest.fixture
 def behind_nginx(sock_dir, serve, tmp_path, tls, request):
-    """behind_nginx(app="app:app", chdir=examples/school) -> (server, nginx, url, cafile)
+    """behind_nginx(app="app:app", *args, chdir=examples/school) -> (server, nginx, url, cafile)
 
-    Starts ferrocorn with `app` (WORKERS workers on a unix socket) and an
+    Starts ferrocorn with `app` and extra CLI `args` (WORKERS workers on a
+    unix socket) and an
     nginx in front of it; both are stopped after the test: nginx first, by
     the finalizer here, then ferrocorn, by the `serve` fixture.
     """
@@ -188,9 +193,9 @@ def behind_nginx(sock_dir, serve, tmp_path, tls, request):
             nginx.stop()
     request.addfinalizer(stop_all)
 
-    def start(app="app:app", chdir=SCHOOL):
+    def start(app="app:app", *args, chdir=SCHOOL):
         socket_path = sock_dir / ("app-%d.sock" % len(started))
-        server = serve(app, workers=WORKERS, bind="unix:%s" % socket_path, chdir=chdir)
+        server = serve(app, *args, workers=WORKERS, bind="unix:%s" % socket_path, chdir=chdir)
         nginx = Nginx(tmp_path / ("nginx-%d" % len(started)), free_port(), socket_path,
                       certfile, keyfile)
         started.append(nginx)
@@ -356,6 +361,69 @@ def test_hup_under_traffic_through_nginx_gives_no_502(behind_nginx):
     wait_until(lambda: (lambda w: len(w) == WORKERS and not set(w) & first)(server.workers()),
                20, what="%d new workers after the HUPs" % WORKERS)
     assert get(url + "/api/students/1", ca).json()["name"] == "Ada Lovelace"
+
+
+# ---------------------------------------------------------------- how nginx talks to the app
+
+# nginx speaks HTTP/1.0 with `Connection: close` to the upstream (no
+# `keepalive` in the upstream block), reads the response up to its
+# Content-Length and closes its side at once, without waiting for the
+# server's FIN. This replays that, without nginx, from a few threads for a
+# few seconds: every connection must get its whole answer.
+UPSTREAM_SECONDS = 3.0
+UPSTREAM_REQUEST = (b"GET /say/upstream HTTP/1.0\r\nHost: 127.0.0.1\r\n"
+                    b"X-Forwarded-For: 127.0.0.1\r\nX-Forwarded-Proto: https\r\n"
+                    b"Connection: close\r\n\r\n")
+
+
+def proxy_style_exchange(path):
+    """One request the way nginx sends it upstream; returns the response
+    bytes, read up to the end of its Content-Length body and no further."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(IO_TIMEOUT)
+        sock.connect(str(path))
+        sock.sendall(UPSTREAM_REQUEST)
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+            head, sep, body = data.partition(b"\r\n\r\n")
+            m = re.search(rb"(?im)^content-length: *(\d+)", head)
+            if sep and m and len(body) >= int(m.group(1)):
+                return data  # closed at once, as nginx does
+
+
+def test_every_connection_is_answered_when_the_proxy_closes_right_after_each_response(
+        serve, sock_dir):
+    path = sock_dir / "upstream.sock"
+    server = serve("basic:app", workers=2, bind="unix:%s" % path, chdir=APPS)
+    outcomes = Counter()
+    lock = threading.Lock()
+    deadline = time.monotonic() + UPSTREAM_SECONDS
+
+    def client():
+        while time.monotonic() < deadline:
+            try:
+                data = proxy_style_exchange(path)
+                outcome = "ok" if data.endswith(b"\r\n\r\nupstream") else (
+                    "no response" if not data else "bad: %r" % data[:60])
+            except OSError as e:
+                outcome = repr(e)
+            with lock:
+                outcomes[outcome] += 1
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(LOAD_THREADS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(UPSTREAM_SECONDS + IO_TIMEOUT + 5)
+    assert not any(t.is_alive() for t in threads), "a client thread is stuck"
+    ok = outcomes.pop("ok", 0)
+    assert ok >= 100, "only %d requests in %gs: %s" % (ok, UPSTREAM_SECONDS, dict(outcomes))
+    assert not outcomes, "%d answered, and then: %s\n%s" % (ok, dict(outcomes),
+                                                         server.log_tail())
 
 
 # ---------------------------------------------------------------- the guide
