@@ -42,6 +42,27 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
 }
 
+# nginx for tests/test_nginx.py: Debian's package, installed only when no
+# nginx is found (on PATH or in /usr/sbin). Only the binary is wanted, so
+# the package is kept from starting a system-wide nginx on port 80: a
+# policy-rc.d that refuses every service start is put in place for the
+# install when the machine has none.
+ensure_nginx() {
+    if command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]]; then
+        return
+    fi
+    local policy=/usr/sbin/policy-rc.d added=0
+    if [[ "$(id -u)" == 0 && ! -e "$policy" ]] && command -v apt-get >/dev/null; then
+        printf '#!/bin/sh\n# no service starts while scripts/test installs nginx\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        added=1
+    fi
+    local rc=0
+    apt_install nginx || rc=$?
+    if [[ $added == 1 ]]; then rm -f "$policy"; fi
+    [[ $rc == 0 ]] || die "installing nginx failed (exit $rc)"
+}
+
 require_tools() {
     command -v python3 >/dev/null || die "python3 not found: install Python 3.10 or newer"
     command -v cargo >/dev/null || die "cargo not found: install Rust (rustup) first"
