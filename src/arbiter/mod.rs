@@ -481,7 +481,23 @@ impl Arbiter {
                         && self.status(d).is_some_and(|s| s.is_ready())
                 })
             };
-            if c.slot >= self.num_workers || (c.replaced && successor_ready()) {
+            // Of the replaced workers of a slot, only the newest ready one
+            // still has a job (serving until its successor is ready): older
+            // ones, and ones still booting, go at once, so repeated HUPs do
+            // not pile workers up.
+            let newer_ready_replaced = || {
+                self.children.iter().any(|d| {
+                    d.slot == c.slot
+                        && d.replaced
+                        && !d.retiring
+                        && d.started > c.started
+                        && self.status(d).is_some_and(|s| s.is_ready())
+                })
+            };
+            let booting = || !self.status(c).is_some_and(|s| s.is_ready());
+            if c.slot >= self.num_workers
+                || (c.replaced && (successor_ready() || booting() || newer_ready_replaced()))
+            {
                 retire.push(c.pid);
             }
         }
