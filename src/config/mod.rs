@@ -355,6 +355,13 @@ fn load_given(
     apply_given(&mut r, &given, &Origin::CommandLine).map_err(LoadError::Invalid)?;
 
     for (s, v, o) in r.iter() {
+        if s.name == "worker_class" {
+            if let Some(kind) = v.as_str() {
+                if let Some(reason) = unsupported_worker_class(kind) {
+                    return Err(LoadError::Invalid(bad(&r, "worker_class", kind, reason)));
+                }
+            }
+        }
         if let Support::No(reason) = s.support {
             if *o != Origin::Default && *v != Value::from_default(s.default) {
                 warnings.push(format!(
@@ -529,6 +536,20 @@ fn edit_distance(a: &str, b: &str) -> usize {
 }
 
 /// An error about a resolved setting: its name, value and origin.
+/// Worker classes ferrocorn refuses instead of running the app the wrong way.
+fn unsupported_worker_class(kind: &str) -> Option<&'static str> {
+    match kind {
+        "eventlet" => Some(
+            "eventlet is retired upstream and gunicorn 26 removed its worker; \
+             run the app with the default worker (drop -k)",
+        ),
+        "asgi" | "uvicorn.workers.UvicornWorker" | "uvicorn.workers.UvicornH11Worker" => {
+            Some("ASGI apps are not supported yet; ferrocorn serves WSGI apps with its own worker")
+        }
+        _ => None,
+    }
+}
+
 fn bad(r: &Resolved, name: &str, shown: &str, why: impl std::fmt::Display) -> String {
     let origin = r.origin(name);
     let label = match (

@@ -227,7 +227,10 @@ pub static SETTINGS: &[Setting] = &[
         flags: &["-k", "--worker-class"],
         default: Default::Str("sync"),
         doc: "gunicorn's worker type. ferrocorn runs its own event-loop worker whatever the value.",
-        support: Support::No("ferrocorn runs its own worker"),
+        support: Support::No(
+            "ferrocorn runs its own event-loop worker: gevent and gthread apps run \
+             there one request at a time per worker, without greenlets or threads",
+        ),
         ..BASE
     },
     Setting {
