@@ -62,6 +62,12 @@ def nworkers_changed(server, new_value, old_value):
 
 def on_exit(server):
     _rec("on_exit", pid=server.pid)
+
+def worker_abort(worker):
+    _rec("worker_abort", worker_pid=worker.pid)
+
+def worker_int(worker):
+    _rec("worker_int", worker_pid=worker.pid)
 """
 
 
@@ -170,3 +176,22 @@ def test_post_request_exception_is_logged_and_the_response_stands(serve, tmp_pat
     assert server.request().body == b"hello"
     wait_until(lambda: "Exception in post_request hook" in server.log(), timeout=5)
     assert "post_request fails" in server.log()
+
+
+def test_timeout_calls_worker_abort_in_the_stuck_worker(recorded):
+    server, record = recorded("--timeout", "1")
+    (worker,) = server.wait_workers(1)
+    from support import ConnectionClosed
+    with pytest.raises((OSError, ConnectionClosed)):
+        server.request(target="/sleep?s=10")  # the worker is aborted mid-request: no answer
+    wait_until(lambda: "worker_abort" in names(record), timeout=15)
+    rec = [r for r in records(record) if r["hook"] == "worker_abort"][0]
+    assert rec["worker_pid"] == rec["os_pid"] == worker
+    assert "WORKER TIMEOUT" in server.log()
+
+
+def test_int_calls_worker_int(recorded):
+    server, record = recorded()
+    (worker,) = server.wait_workers(1)
+    server.stop(signal.SIGINT)
+    assert [r["worker_pid"] for r in records(record) if r["hook"] == "worker_int"] == [worker]

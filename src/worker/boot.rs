@@ -40,7 +40,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
     unblock_all(SIGNALS);
     let _ = process::set_parent_death_signal(Signal::SIGTERM);
     let pinned = affinity::pin_current(cpu);
-    if let Err(e) = arm_timeout_report(py) {
+    if let Err(e) = arm_timeout_report(py, cfg, age) {
         crate::warn!("Timeout tracebacks unavailable: {e}");
     }
     if let Err(e) = drop_privileges(cfg) {
@@ -208,12 +208,46 @@ fn unblock_all(signals: &[Signal]) {
 /// On SIGABRT (sent by the arbiter when `--timeout` expires), Python's
 /// faulthandler writes every thread's traceback to stderr and the process
 /// ends. It also reports a crash in the app's native code the same way.
-fn arm_timeout_report(py: Python<'_>) -> PyResult<()> {
+fn arm_timeout_report(py: Python<'_>, cfg: &Config, age: u64) -> PyResult<()> {
+    let _ = ABORT_CONTEXT.set((cfg.clone(), age));
     py.run(
         c"import faulthandler, sys\nfaulthandler.enable(file=sys.stderr, all_threads=True)",
         None,
         None,
-    )
+    )?;
+    let handler = wrap_pyfunction!(on_timeout_abort, py)?;
+    py.import("signal")?
+        .getattr("signal")?
+        .call1((Signal::SIGABRT as i32, handler))?;
+    Ok(())
+}
+
+/// The worker's settings and age, for the `worker_abort` hook.
+static ABORT_CONTEXT: std::sync::OnceLock<(Config, u64)> = std::sync::OnceLock::new();
+
+/// SIGABRT from the arbiter (`--timeout`), run by the interpreter as soon as
+/// the stuck Python code gives it a chance (a sleep or blocking call is
+/// interrupted for it): write every thread's traceback, run `worker_abort`,
+/// and leave. If the code is stuck where Python cannot run a handler, the
+/// arbiter's SIGKILL follows.
+#[pyfunction]
+fn on_timeout_abort(py: Python<'_>, _signum: i32, _frame: Bound<'_, PyAny>) {
+    crate::error!("Worker aborted after the timeout; the stuck request's traceback follows");
+    let _ = py.run(
+        c"import faulthandler, sys\nsys.stderr.flush()\nfaulthandler.dump_traceback(file=sys.stderr, all_threads=True)",
+        None,
+        None,
+    );
+    if let Some((cfg, age)) = ABORT_CONTEXT.get() {
+        let _ = crate::hooks::call_worker_abort(py, &worker_info(cfg, *age));
+    }
+    crate::log::flush();
+    let _ = py.run(
+        c"import sys\nsys.stdout.flush()\nsys.stderr.flush()",
+        None,
+        None,
+    );
+    process::exit_now(1);
 }
 
 /// `--group`, `--initgroups`, `--user`, in that order (setuid last).
