@@ -30,6 +30,7 @@ def test_changed_module_is_reloaded(serve, tmp_path):
     wait_until(lambda: body(server) == b"v2", 15, what="the new code to answer")
     assert "Worker reloading:" in server.log()
     assert "reloadme.py modified" in server.log()
+    assert "inotify unavailable" not in server.log()
 
 
 def test_extra_file_glob_triggers_a_reload(serve, tmp_path):

@@ -467,7 +467,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Choice(&["auto", "poll", "inotify"]),
         default: Default::Str("auto"),
         doc: "How --reload watches files.",
-        support: Support::No("ferrocorn's reloader always polls file times once a second"),
+        support: Support::No("ferrocorn's reloader always uses inotify and a once-a-second poll together"),
         ..BASE
     },
     Setting {

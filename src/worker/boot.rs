@@ -105,6 +105,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
     let mut worker = Worker {
         cfg,
         reloader,
+        reload_requested: false,
         track: crate::log::access_enabled() || cfg.hooks.is_set(crate::hooks::Hook::PostRequest),
         metrics: cfg.metrics_bind.is_some() || crate::log::statsd::enabled(),
         pre_request: cfg.hooks.is_set(crate::hooks::Hook::PreRequest),
@@ -134,6 +135,8 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
             trust_proxy: cfg.proxy_allow_from.clone(),
             signal_fd: signals.fd(),
             signalled: false,
+            reload_fd: None,
+            reload_notified: false,
             tls: tls.clone(),
             plain: Vec::new(),
         },
@@ -149,6 +152,12 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
     if let Err(e) = worker.engine.watch(worker.state.signal_fd) {
         crate::error!("Worker failed to boot: cannot watch signals: {e}");
         return WORKER_BOOT_ERROR;
+    }
+    if let Some(fd) = worker.reloader.as_ref().and_then(|r| r.fd()) {
+        match worker.engine.watch(fd) {
+            Ok(()) => worker.state.reload_fd = Some(fd),
+            Err(e) => crate::warn!("--reload: inotify unavailable ({e}); polling once a second"),
+        }
     }
     crate::info!(
         "Worker ready (pid: {}, slot {slot}, cpu {}, io engine {})",

@@ -113,6 +113,8 @@ impl State {
             Event::Readable { fd } => {
                 if fd == self.signal_fd {
                     self.signalled = true;
+                } else if Some(fd) == self.reload_fd {
+                    self.reload_notified = true;
                 }
             }
         }

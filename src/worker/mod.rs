@@ -63,6 +63,9 @@ struct State {
     trust_proxy: http::AllowList,
     signal_fd: i32,
     signalled: bool,
+    /// The `--reload` inotify descriptor, and whether it fired.
+    reload_fd: Option<i32>,
+    reload_notified: bool,
     tls: Option<crate::tls::TlsConfig>,
     /// Scratch space for decrypted bytes.
     plain: Vec<u8>,
@@ -87,6 +90,7 @@ struct Worker<'a> {
     cfg: &'a crate::config::Config,
     /// `--reload`: watches the app's files until one changes.
     reloader: Option<reload::Reloader>,
+    reload_requested: bool,
     /// Keep each request's head and timing until its response ends (for
     /// the access log or the post_request hook).
     track: bool,
@@ -290,6 +294,9 @@ impl Worker<'_> {
                 crate::error!("io engine failed: {e}");
                 return WORKER_BOOT_ERROR;
             }
+            if self.state.reload_notified {
+                self.check_reload(py);
+            }
             if std::mem::take(&mut self.state.signalled) {
                 for sig in self.signals.drain() {
                     match sig {
@@ -346,10 +353,19 @@ impl Worker<'_> {
     /// `--reload`: when a watched file changed, ask the arbiter for a
     /// replacement (it retires this worker once the new one is ready).
     fn check_reload(&mut self, py: Python<'_>) {
+        let notified = std::mem::take(&mut self.state.reload_notified);
+        if self.reload_requested {
+            return;
+        }
         let Some(r) = &mut self.reloader else { return };
-        let Some(path) = r.poll(py) else { return };
+        let changed = if notified { r.notified(py) } else { None };
+        let Some(path) = changed.or_else(|| r.poll(py)) else {
+            return;
+        };
         crate::info!("Worker reloading: {} modified", path.display());
-        self.reloader = None;
+        // The reloader (and its inotify descriptor, which the engine
+        // watches) stays until the worker exits; it just stops asking.
+        self.reload_requested = true;
         if let Some(s) = self.status {
             s.state
                 .fetch_or(shm::REPLACE, std::sync::atomic::Ordering::AcqRel);

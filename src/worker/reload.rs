@@ -1,11 +1,18 @@
 //! `--reload`: notice when the app's code changes, so the worker can ask
 //! the arbiter for a fresh replacement (development only).
 //!
-//! Polls, once a second, the modification times of every file in
-//! `sys.modules` and of `--reload-extra-file` paths and glob patterns.
+//! The directories of every file in `sys.modules` and of the
+//! `--reload-extra-file` paths and glob patterns are watched with inotify
+//! (the worker's io engine wakes the loop when something changed there);
+//! once a second the list is refreshed (newly imported modules) and the
+//! files' modification times compared, which also covers filesystems where
+//! inotify sees nothing (network mounts, some container volumes).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsFd, AsRawFd, RawFd};
 use std::path::PathBuf;
+
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use std::time::{Duration, Instant, SystemTime};
 
 use pyo3::prelude::*;
@@ -16,19 +23,45 @@ pub struct Reloader {
     seen: HashMap<PathBuf, SystemTime>,
     extra: Vec<String>,
     next_check: Instant,
+    inotify: Option<Inotify>,
+    watched_dirs: HashSet<PathBuf>,
 }
 
 impl Reloader {
     /// Record the files as they are now (after the app was imported).
     pub fn new(py: Python<'_>, extra: &[String]) -> Reloader {
+        let inotify = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok();
         let mut r = Reloader {
             seen: HashMap::new(),
             extra: extra.to_vec(),
             next_check: Instant::now(),
+            inotify,
+            watched_dirs: HashSet::new(),
         };
         let _ = r.changed_file(py);
         r.next_check = Instant::now() + EVERY;
         r
+    }
+
+    /// The inotify descriptor for the engine to watch (None: polling only).
+    pub fn fd(&self) -> Option<RawFd> {
+        self.inotify.as_ref().map(|i| i.as_fd().as_raw_fd())
+    }
+
+    /// inotify reported activity: drain it and look at once.
+    pub fn notified(&mut self, py: Python<'_>) -> Option<PathBuf> {
+        let touched = match &self.inotify {
+            Some(i) => i
+                .read_events()
+                .map(|events| !events.is_empty())
+                .unwrap_or(false),
+            None => false,
+        };
+        if !touched {
+            return None;
+        }
+        self.next_check = Instant::now() + EVERY;
+        self.changed_file(py)
     }
 
     /// A watched file that changed since the last look, at most once a second.
@@ -43,6 +76,18 @@ impl Reloader {
     fn changed_file(&mut self, py: Python<'_>) -> Option<PathBuf> {
         let mut changed = None;
         for path in watched(py, &self.extra) {
+            if let (Some(ino), Some(dir)) = (&self.inotify, path.parent()) {
+                if !self.watched_dirs.contains(dir) {
+                    let mask = AddWatchFlags::IN_MODIFY
+                        | AddWatchFlags::IN_CLOSE_WRITE
+                        | AddWatchFlags::IN_MOVED_TO
+                        | AddWatchFlags::IN_CREATE
+                        | AddWatchFlags::IN_ATTRIB;
+                    if ino.add_watch(dir, mask).is_ok() {
+                        self.watched_dirs.insert(dir.to_path_buf());
+                    }
+                }
+            }
             let Ok(modified) = std::fs::metadata(&path).and_then(|m| m.modified()) else {
                 continue;
             };
