@@ -166,3 +166,13 @@ def test_ttin_adds_a_worker_and_ttou_removes_one(serve):
     # accepts any more (several tries, as the kernel spreads connections).
     for i in range(8):
         assert server.request(target="/say/resized-%d" % i).body == b"resized-%d" % i
+
+
+@pytest.mark.ferrocorn_only
+def test_no_pin_workers_leaves_workers_on_every_allowed_cpu(serve):
+    server = serve("basic:app", "--no-pin-workers", workers=2)
+    workers = server.wait_workers(2)
+    allowed = cpus_allowed(server.pid)
+    for pid in workers:
+        assert cpus_allowed(pid) == allowed, (pid, cpus_allowed(pid), allowed)
+    wait_until(lambda: server.log().count("not pinned") == 2, 10, what="both workers' ready lines")

@@ -63,6 +63,8 @@ pub struct Config {
     pub keep_alive: u32,
     pub backlog: i32,
     pub reuse_port: bool,
+    /// Pin each worker to one CPU (`--no-pin-workers` turns it off).
+    pub pin_workers: bool,
     pub io_engine: EngineChoice,
     pub graceful_timeout: u32,
     pub timeout: u32,
@@ -782,6 +784,7 @@ fn build(
         keep_alive: int("keepalive") as u32,
         backlog: int("backlog") as i32,
         reuse_port: flag("reuse_port"),
+        pin_workers: flag("pin_workers"),
         io_engine,
         graceful_timeout: int("graceful_timeout") as u32,
         worker_connections: int("worker_connections") as usize,

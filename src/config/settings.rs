@@ -211,6 +211,17 @@ pub static SETTINGS: &[Setting] = &[
     },
     // Worker processes
     Setting {
+        name: "pin_workers",
+        section: S::WorkerProcesses,
+        flags: &["--pin-workers"],
+        negative_flag: Some("--no-pin-workers"),
+        kind: Kind::Bool,
+        default: Default::Bool(true),
+        meta: "",
+        doc: "Pin each worker to one CPU, round-robin over the CPUs the process may use; --no-pin-workers leaves scheduling to the kernel (containers limited by a CPU quota rather than a CPU set).",
+        ..BASE
+    },
+    Setting {
         name: "workers",
         section: S::WorkerProcesses,
         flags: &["-w", "--workers"],

@@ -39,7 +39,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
     };
     unblock_all(SIGNALS);
     let _ = process::set_parent_death_signal(Signal::SIGTERM);
-    let pinned = affinity::pin_current(cpu);
+    let pinned = cfg.pin_workers && affinity::pin_current(cpu);
     if let Err(e) = arm_timeout_report(py, cfg, age) {
         crate::warn!("Timeout tracebacks unavailable: {e}");
     }
@@ -164,8 +164,10 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
         std::process::id(),
         if pinned {
             cpu.to_string()
-        } else {
+        } else if cfg.pin_workers {
             format!("{cpu} (pinning refused)")
+        } else {
+            "any (not pinned)".to_string()
         },
         match kind {
             EngineKind::Uring => "io_uring",
