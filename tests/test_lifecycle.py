@@ -1,6 +1,7 @@
 """What a process supervisor sees: the pidfile, process titles, systemd's
 readiness notifications, and `-D/--daemon`."""
 import os
+import re
 import shutil
 import signal
 import socket
@@ -92,6 +93,8 @@ def test_notify_socket_hears_ready_reloading_and_stopping(serve, notify_socket):
     server.send_signal(signal.SIGHUP)
     got = messages_until(sock, "RELOADING=1")
     assert not any("READY=1" in m for m in got)
+    reloading = [m for m in got if "RELOADING=1" in m][0]
+    assert re.search(r"MONOTONIC_USEC=\d+", reloading), reloading
     messages_until(sock, "READY=1")
     server.send_signal(signal.SIGTERM)
     messages_until(sock, "STOPPING=1")

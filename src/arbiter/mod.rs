@@ -542,7 +542,9 @@ impl Arbiter {
     /// HUP: read the command line again, start a new generation of
     /// workers, and retire each old worker once its successor is ready.
     fn reload(&mut self, py: Python<'_>) {
-        sd_notify("RELOADING=1");
+        // MONOTONIC_USEC lets systemd's Type=notify-reload match this to its HUP.
+        let now_us = shm::monotonic_ms() * 1000;
+        sd_notify(&format!("RELOADING=1\nMONOTONIC_USEC={now_us}"));
         let _ = hooks::call_on_reload(py, &self.server_info());
         match config::from_args_quiet(&self.argv) {
             Ok(cfg) => {
