@@ -8,7 +8,7 @@
 
 use super::error::{HttpError, HttpErrorKind};
 use super::limits::Limits;
-use super::scan::{find_lf, has_value_ctl, is_ows, is_token_byte, trim_ows_range};
+use super::scan::{has_value_ctl, is_ows, is_token_byte, seek_line_end, trim_ows_range, LineEnd};
 use super::{Config, Header, HeaderMapPolicy};
 
 /// Spans of values joined from obs-fold lines point into `FieldSection::extra`
@@ -143,21 +143,18 @@ impl FieldSection {
                 _ => ctx.limits.field_size,
             };
             let window_end = (start + budget).min(self.start + ctx.limits.block);
-            let search_end = buf.len().min(window_end);
-            let from = self.scanned.max(start);
-            let Some(lf) = buf
-                .get(from..search_end)
-                .and_then(find_lf)
-                .map(|i| from + i)
-            else {
-                if buf.len() >= window_end {
+            let lf = match seek_line_end(buf, self.scanned.max(start), window_end) {
+                LineEnd::At(lf) => lf,
+                LineEnd::NeedMore(scanned) => {
+                    self.scanned = scanned;
+                    return Ok(None);
+                }
+                LineEnd::TooLong => {
                     return Err(err(
                         HttpErrorKind::LimitRequestHeaders,
                         "field line too large",
-                    ));
+                    ))
                 }
-                self.scanned = search_end;
-                return Ok(None);
             };
             if buf[lf - 1] != b'\r' {
                 return Err(err(

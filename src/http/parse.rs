@@ -9,7 +9,7 @@
 use super::error::{HttpError, HttpErrorKind};
 use super::fields::{FieldCtx, FieldSection, Section, FOLDED};
 use super::limits::Limits;
-use super::scan::{find_lf, is_token};
+use super::scan::{is_token, seek_line_end, LineEnd};
 use super::target::split_target;
 use super::{Config, Head, Span, Version};
 
@@ -100,22 +100,18 @@ impl HeadParser {
         if self.phase == Phase::RequestLine {
             let start = self.line_start;
             // The line may hold `request_line` bytes plus its CRLF.
-            let window_end = start + limits.request_line + 2;
-            let search_end = buf.len().min(window_end);
-            let from = self.scanned;
-            let Some(lf) = buf
-                .get(from..search_end)
-                .and_then(find_lf)
-                .map(|i| from + i)
-            else {
-                if buf.len() >= window_end {
+            let lf = match seek_line_end(buf, self.scanned, start + limits.request_line + 2) {
+                LineEnd::At(lf) => lf,
+                LineEnd::NeedMore(scanned) => {
+                    self.scanned = scanned;
+                    return Ok(None);
+                }
+                LineEnd::TooLong => {
                     return Err(err(
                         HttpErrorKind::LimitRequestLine,
                         "request line too long",
-                    ));
+                    ))
                 }
-                self.scanned = search_end;
-                return Ok(None);
             };
             if lf == start || buf[lf - 1] != b'\r' {
                 return Err(err(

@@ -112,9 +112,41 @@ pub(super) fn find_lf(s: &[u8]) -> Option<usize> {
         .map(|i| base + i)
 }
 
+/// Where a line ending in LF stands in `buf`, searching from `from` (bytes
+/// before it were searched already) up to `window_end`, the end of the
+/// longest line a limit allows.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum LineEnd {
+    /// The index of the LF.
+    At(usize),
+    /// No LF yet and the window is not full: searched up to this index.
+    NeedMore(usize),
+    /// No LF within the window: the line is over its limit.
+    TooLong,
+}
+
+pub(super) fn seek_line_end(buf: &[u8], from: usize, window_end: usize) -> LineEnd {
+    let search_end = buf.len().min(window_end);
+    match buf.get(from..search_end).and_then(find_lf) {
+        Some(i) => LineEnd::At(from + i),
+        None if buf.len() >= window_end => LineEnd::TooLong,
+        None => LineEnd::NeedMore(search_end),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn seek_line_end_finds_waits_or_overflows() {
+        assert_eq!(seek_line_end(b"ab\ncd", 0, 10), LineEnd::At(2));
+        assert_eq!(seek_line_end(b"ab\ncd\n", 3, 10), LineEnd::At(5));
+        assert_eq!(seek_line_end(b"abcd", 0, 10), LineEnd::NeedMore(4));
+        assert_eq!(seek_line_end(b"abcd", 0, 4), LineEnd::TooLong);
+        assert_eq!(seek_line_end(b"abcd\n", 0, 4), LineEnd::TooLong);
+        assert_eq!(seek_line_end(b"abcd", 6, 10), LineEnd::NeedMore(4));
+    }
 
     #[test]
     fn find_lf_finds_the_first_line_feed_at_any_offset() {
