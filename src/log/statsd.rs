@@ -187,7 +187,8 @@ struct Client {
 }
 
 impl Client {
-    fn send_now(&mut self, name: &str, value: std::fmt::Arguments<'_>, kind: Kind) {
+    /// Format one metric line into `scratch`.
+    fn format(&mut self, name: &str, value: std::fmt::Arguments<'_>, kind: Kind) {
         self.scratch.clear();
         line(
             &mut self.scratch,
@@ -197,19 +198,15 @@ impl Client {
             kind,
             &self.tags,
         );
+    }
+
+    fn send_now(&mut self, name: &str, value: std::fmt::Arguments<'_>, kind: Kind) {
+        self.format(name, value, kind);
         self.sock.send(&self.scratch);
     }
 
     fn batch(&mut self, name: &str, value: std::fmt::Arguments<'_>, kind: Kind) {
-        self.scratch.clear();
-        line(
-            &mut self.scratch,
-            &self.prefix,
-            name,
-            value,
-            kind,
-            &self.tags,
-        );
+        self.format(name, value, kind);
         if !self.batch.is_empty() && self.batch.len() + 1 + self.scratch.len() > MAX_DATAGRAM {
             self.flush();
         }
