@@ -109,6 +109,8 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
         track: crate::log::access_enabled() || cfg.hooks.is_set(crate::hooks::Hook::PostRequest),
         metrics: cfg.metrics_bind.is_some() || crate::log::statsd::enabled(),
         pre_request: cfg.hooks.is_set(crate::hooks::Hook::PreRequest),
+        keep_environ: cfg.hooks.is_set(crate::hooks::Hook::PostRequest)
+            || (crate::log::access_enabled() && !crate::log::access_environ_keys().is_empty()),
         age,
         status,
         header_timeout: cfg.header_timeout,

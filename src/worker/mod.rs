@@ -98,6 +98,9 @@ struct Worker<'a> {
     metrics: bool,
     /// A pre_request hook is set.
     pre_request: bool,
+    /// Keep each request's environ until its response ends (post_request,
+    /// `{NAME}e` access-log atoms).
+    keep_environ: bool,
     age: u64,
     status: Option<&'a Status>,
     header_timeout: Duration,
@@ -134,26 +137,33 @@ pub(crate) struct RequestDone {
     sent: u64,
     peer: String,
     scheme: &'static str,
+    /// The environ the app received, kept when post_request or a `{NAME}e`
+    /// access-log atom needs it.
+    environ: Option<Py<PyAny>>,
 }
 
 impl RequestDone {
     fn report(&self, py: Python<'_>, cfg: &crate::config::Config, age: u64) {
-        let status_code = self
-            .status
-            .get(..3)
-            .and_then(|d| std::str::from_utf8(d).ok())
-            .and_then(|d| d.parse().ok())
-            .unwrap_or(0);
+        let environ = self.environ.as_ref().map(|e| e.bind(py));
         if crate::log::access_enabled() {
             let path = http::percent_decode(self.head.path());
             let mut rec =
                 crate::log::AccessRecord::for_request(&self.head, &self.peer, self.start_sys);
             rec.path = &path;
-            rec.status = status_code;
+            rec.status = status_code(&self.status);
             rec.response_headers = crate::log::Headers::Owned(&self.headers);
             rec.bytes_sent = Some(self.sent);
             rec.duration = self.start.elapsed();
-            let lookup = |name: &str| self.cgi_var(name);
+            // `{NAME}e` atoms read the environ the app received, by the name
+            // as written in the format, else upper-cased.
+            let lookup = |name: &str| {
+                let e = environ?;
+                let value = e
+                    .get_item(name)
+                    .or_else(|_| e.get_item(name.to_ascii_uppercase()))
+                    .ok()?;
+                value.str().ok().map(|s| s.to_string())
+            };
             rec.environ = Some(&lookup);
             crate::log::access(&rec);
         }
@@ -163,80 +173,8 @@ impl RequestDone {
             headers: crate::log::Headers::Owned(&self.headers),
             sent: self.sent,
         };
-        let environ = if cfg.hooks.is_set(crate::hooks::Hook::PostRequest) {
-            self.environ_dict(py).ok()
-        } else {
-            None
-        };
-        let _ = crate::hooks::call_post_request(
-            py,
-            &boot::worker_info(cfg, age),
-            &req,
-            environ.as_ref(),
-            &resp,
-        );
-    }
-
-    /// The CGI-style variables of the request (what the environ had before
-    /// the app ran), for `{NAME}e` atoms and the post_request hook.
-    fn cgi_var(&self, name: &str) -> Option<String> {
-        let text = |b: &[u8]| b.iter().map(|&c| c as char).collect::<String>();
-        let upper = name.to_ascii_uppercase();
-        Some(match upper.as_str() {
-            "REQUEST_METHOD" => text(self.head.method()),
-            "RAW_URI" => text(self.head.target()),
-            "PATH_INFO" => text(&http::percent_decode(self.head.path())),
-            "QUERY_STRING" => text(self.head.query()),
-            "SERVER_PROTOCOL" => self.head.version.as_str().to_string(),
-            "REMOTE_ADDR" => self.peer.clone(),
-            "WSGI.URL_SCHEME" => self.scheme.to_string(),
-            _ => {
-                let header = upper.strip_prefix("HTTP_").or(match upper.as_str() {
-                    "CONTENT_TYPE" | "CONTENT_LENGTH" => Some(upper.as_str()),
-                    _ => None,
-                })?;
-                let want = header.replace('_', "-");
-                let values: Vec<String> = self
-                    .head
-                    .header_pairs()
-                    .filter(|(n, _)| n.eq_ignore_ascii_case(want.as_bytes()))
-                    .map(|(_, v)| text(v))
-                    .collect();
-                if values.is_empty() {
-                    return None;
-                }
-                values.join(",")
-            }
-        })
-    }
-
-    fn environ_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let d = pyo3::types::PyDict::new(py);
-        for key in [
-            "REQUEST_METHOD",
-            "RAW_URI",
-            "PATH_INFO",
-            "QUERY_STRING",
-            "SERVER_PROTOCOL",
-            "REMOTE_ADDR",
-        ] {
-            if let Some(v) = self.cgi_var(key) {
-                d.set_item(key, v)?;
-            }
-        }
-        d.set_item("wsgi.url_scheme", self.scheme)?;
-        for (name, _) in self.head.header_pairs() {
-            let key = format!(
-                "HTTP_{}",
-                String::from_utf8_lossy(name)
-                    .to_ascii_uppercase()
-                    .replace('-', "_")
-            );
-            if let Some(v) = self.cgi_var(&key) {
-                d.set_item(key, v)?;
-            }
-        }
-        Ok(d.into_any())
+        let _ =
+            crate::hooks::call_post_request(py, &boot::worker_info(cfg, age), &req, environ, &resp);
     }
 }
 
@@ -539,7 +477,9 @@ impl Worker<'_> {
         if let Some(s) = self.status {
             s.begin_call(shm::monotonic_ms(), req.head.method(), req.head.target());
         }
-        let reply = self.app.call(py, &req, &c.info);
+        let (reply, environ) = self
+            .app
+            .call_keeping_environ(py, &req, &c.info, self.keep_environ);
         if let Some(s) = self.status {
             s.end_call();
             s.requests
@@ -575,6 +515,7 @@ impl Worker<'_> {
                         sent: (c.out.len() - before) as u64,
                         peer,
                         scheme,
+                        environ,
                     };
                     done.report(py, self.cfg, self.age);
                 }
@@ -600,6 +541,7 @@ impl Worker<'_> {
                         sent: 0,
                         peer,
                         scheme,
+                        environ,
                     })
                 });
                 c.stream = Some(Stream {

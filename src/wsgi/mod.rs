@@ -140,6 +140,19 @@ impl WsgiApp {
     /// non-empty chunk (or exhausted its iterable), so `start_response` has
     /// been called when this returns `Reply::Response`.
     pub fn call(&self, py: Python<'_>, req: &Request, conn: &ConnInfo) -> Reply {
+        self.call_keeping_environ(py, req, conn, false).0
+    }
+
+    /// `call`, also handing back the environ dict the app received when
+    /// `keep` is set (for the `post_request` hook and `{NAME}e` access-log
+    /// atoms); `None` when no environ was built.
+    pub fn call_keeping_environ(
+        &self,
+        py: Python<'_>,
+        req: &Request,
+        conn: &ConnInfo,
+        keep: bool,
+    ) -> (Reply, Option<Py<PyAny>>) {
         let context = || {
             format!(
                 "Error handling request {} {}",
@@ -151,7 +164,7 @@ impl WsgiApp {
             Ok(r) => r,
             Err(e) => {
                 report::exception(py, &context(), &e);
-                return Reply::Failed;
+                return (Reply::Failed, None);
             }
         };
         let environ = match self.template.build(py, req, conn) {
@@ -161,20 +174,21 @@ impl WsgiApp {
                 let ip = conn.peer.map(|p| p.ip().to_string()).unwrap_or_default();
                 report::warning(&format!("Invalid request from ip={ip}: {message}"));
                 self.pool.give(py, responder);
-                return Reply::Failed;
+                return (Reply::Failed, None);
             }
             Err(EnvironError::Python(e)) => {
                 report::exception(py, &context(), &e);
                 drop(e);
                 self.pool.give(py, responder);
-                return Reply::Failed;
+                return (Reply::Failed, None);
             }
         };
+        let kept = keep.then(|| environ.clone().into_any().unbind());
         let result = self
             .app
             .bind(py)
             .call1((environ, responder.callable.bind(py)));
-        match result {
+        let reply = match result {
             Ok(result) => Body::begin(py, result, responder, self.pool.clone(), &context),
             Err(e) => {
                 report::exception(py, &context(), &e);
@@ -182,7 +196,8 @@ impl WsgiApp {
                 self.pool.give(py, responder);
                 Reply::Failed
             }
-        }
+        };
+        (reply, kept)
     }
 }
 
@@ -895,6 +910,26 @@ def input_app(environ, start_response):
 
     fn closed_count(m: &Bound<'_, PyModule>) -> usize {
         m.getattr("closed").unwrap().len().unwrap()
+    }
+
+    #[test]
+    fn the_environ_the_app_saw_is_handed_back_only_when_asked() {
+        with_py(|py| {
+            let (app, _m) = app(py, APPS, "closing_app");
+            let (reply, environ) = app.call_keeping_environ(py, &get("/"), &conn(), true);
+            let Reply::Response { body, .. } = reply else {
+                panic!("failed");
+            };
+            body.close(py);
+            let environ = environ.expect("environ kept").into_bound(py);
+            let path: String = environ.get_item("PATH_INFO").unwrap().extract().unwrap();
+            assert_eq!(path, "/");
+            let (reply, environ) = app.call_keeping_environ(py, &get("/"), &conn(), false);
+            assert!(environ.is_none());
+            if let Reply::Response { body, .. } = reply {
+                body.close(py);
+            }
+        });
     }
 
     #[test]
