@@ -318,7 +318,7 @@ mod tests {
         match unsafe { nix::unistd::fork() }.unwrap() {
             nix::unistd::ForkResult::Child => {
                 t.get(0).unwrap().requests.store(42, Ordering::Release);
-                unsafe { libc::_exit(0) };
+                crate::sys::process::exit_now(0);
             }
             nix::unistd::ForkResult::Parent { child } => {
                 nix::sys::wait::waitpid(child, None).unwrap();
