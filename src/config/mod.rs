@@ -86,6 +86,8 @@ pub struct Config {
     pub tls: crate::tls::TlsSettings,
     /// `threads` (app threads per worker).
     pub threads: usize,
+    /// `worker_class` as given (`sync`, `gthread`, ...).
+    pub worker_class: String,
     /// `sendfile`: false with `--no-sendfile` or `SENDFILE=0`.
     pub sendfile: bool,
     /// `-e KEY=VALUE` pairs, already set in this process by `from_args`.
@@ -100,6 +102,17 @@ pub struct Config {
     pub settings: Arc<Resolved>,
     /// `--metrics-bind`: where the master serves /metrics, /healthz and /readyz.
     pub metrics_bind: Option<std::net::SocketAddr>,
+}
+
+impl Config {
+    /// Requests go to app threads (gthread, or sync with more than one thread).
+    pub fn threaded(&self) -> bool {
+        self.threads > 1
+            || matches!(
+                self.worker_class.as_str(),
+                "gthread" | "gevent" | "gevent_wsgi" | "gevent_pywsgi"
+            )
+    }
 }
 
 /// What the command line asks for.
@@ -362,6 +375,14 @@ fn load_given(
                 if let Some(reason) = unsupported_worker_class(kind) {
                     return Err(LoadError::Invalid(bad(&r, "worker_class", kind, reason)));
                 }
+                if kind.starts_with("gevent") {
+                    warnings.push(format!(
+                        "worker_class = '{kind}': ferrocorn has no gevent worker; the app runs in \
+                         app threads instead (gthread, --threads sets how many). Code that needs \
+                         gevent's monkey-patching should move to threads or to ASGI: see \
+                         docs/gunicorn-differences.md"
+                    ));
+                }
             }
         }
         if let Support::No(reason) = s.support {
@@ -543,7 +564,8 @@ fn unsupported_worker_class(kind: &str) -> Option<&'static str> {
     match kind {
         "eventlet" => Some(
             "eventlet is retired upstream and gunicorn 26 removed its worker; \
-             run the app with the default worker (drop -k)",
+             use app threads for blocking calls (--threads N, gunicorn's gthread), \
+             -k gevent (which runs as gthread here), or serve an async app with -k asgi",
         ),
         "asgi" | "uvicorn.workers.UvicornWorker" | "uvicorn.workers.UvicornH11Worker" => {
             Some("ASGI apps are not supported yet; ferrocorn serves WSGI apps with its own worker")
@@ -794,6 +816,7 @@ fn build(
         http: Arc::new(http),
         tls,
         threads: int("threads") as usize,
+        worker_class: text("worker_class").unwrap_or_else(|| "sync".into()),
         sendfile: flag("sendfile"),
         raw_env,
         log,
