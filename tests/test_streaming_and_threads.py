@@ -141,25 +141,28 @@ def test_pipelined_requests_keep_their_order_with_threads(serve):
         assert conn.read_response().body == b"four"
 
 
-def test_threads_share_the_load_across_keep_alive_connections(serve):
+def test_concurrent_requests_run_in_different_app_threads(serve):
     server = serve("streaming:app", "--threads", "3")
     names = set()
     lock = threading.Lock()
 
     def one():
         with server.connect() as conn:
-            conn.send(request_bytes(target="/sleep?s=0.3"))
-            assert conn.read_response().body == b"slept"
-            conn.send(request_bytes(target="/thread"))
+            # Three requests in the app at once need three threads.
+            conn.send(request_bytes(target="/thread?s=0.4"))
+            body = conn.read_response().body
             with lock:
-                names.add(conn.read_response().body)
+                names.add(body)
+            # Keep-alive: the same connection is served again.
+            conn.send(request_bytes(target="/say/again"))
+            assert conn.read_response().body == b"again"
 
     clients = [threading.Thread(target=one) for _ in range(3)]
     for c in clients:
         c.start()
     for c in clients:
         c.join(10)
-    assert len(names) >= 2, names
+    assert len(names) == 3, names
 
 
 def test_write_callable_streams_before_the_app_returns_with_threads(serve):

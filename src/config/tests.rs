@@ -222,24 +222,12 @@ fn unknown_config_file_names_are_warned_about_with_a_hint() {
 #[test]
 fn unimplemented_gunicorn_settings_are_accepted_with_a_warning() {
     let l = load_with(
-        &[
-            "--threads",
-            "4",
-            "-k",
-            "gthread",
-            "--ssl-version",
-            "TLSv1_2",
-            "app:app",
-        ],
+        &["--spew", "--ssl-version", "TLSv1_2", "app:app"],
         &[],
         &no_file,
     )
     .unwrap();
-    for name in [
-        "threads = 4",
-        "worker_class = 'gthread'",
-        "ssl_version = 'TLSv1_2'",
-    ] {
+    for name in ["spew = True", "ssl_version = 'TLSv1_2'"] {
         assert!(
             l.warnings
                 .iter()
@@ -251,6 +239,20 @@ fn unimplemented_gunicorn_settings_are_accepted_with_a_warning() {
     // The default value changes nothing, so it is not worth a warning.
     let l = load_with(&["-k", "sync", "app:app"], &[], &no_file).unwrap();
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+}
+
+#[test]
+fn threads_and_gthread_select_app_threads_without_a_warning() {
+    let l = load_with(&["--threads", "4", "app:app"], &[], &no_file).unwrap();
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    assert!(l.config.threaded());
+    let l = load_with(&["-k", "gthread", "app:app"], &[], &no_file).unwrap();
+    assert!(l.config.threaded() && l.config.threads == 1);
+    let l = load_with(&["-k", "gevent", "app:app"], &[], &no_file).unwrap();
+    assert!(l.config.threaded());
+    assert!(l.warnings.iter().any(|w| w.contains("no gevent worker")));
+    let l = load_with(&["app:app"], &[], &no_file).unwrap();
+    assert!(!l.config.threaded());
 }
 
 #[test]

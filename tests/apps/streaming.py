@@ -6,7 +6,7 @@ Routes (by PATH_INFO):
   /endless?tag=T     a generator of up to 4 GiB whose close() appends T to
                      $TEST_CLOSE_LOG (for clients that leave mid-stream)
   /sleep?s=S         answers "slept" after S seconds
-  /thread            the name of the thread that runs the app
+  /thread?s=S        the name of the thread that runs the app, after S seconds
   /multithread       wsgi.multithread as "True"/"False"
   /write-then-sleep  write() "first;", sleeps 1 s, then returns "second"
 """
@@ -60,6 +60,7 @@ def app(environ, start_response):
         time.sleep(float(q.get("s", "0.5")))
         return _reply(start_response, "slept")
     if path == "/thread":
+        time.sleep(float(q.get("s", "0")))
         return _reply(start_response, threading.current_thread().name)
     if path == "/multithread":
         return _reply(start_response, str(environ["wsgi.multithread"]))
