@@ -186,7 +186,7 @@ fn drain(conn: &mut Conn, out: &mut Outcome) -> bool {
                         .header_pairs()
                         .map(|(n, v)| (n.to_ascii_uppercase(), v.to_vec()))
                         .collect(),
-                    body: r.body,
+                    body: r.body.to_vec().expect("body file readable"),
                     proxied: r.proxy.is_some(),
                 });
             }
