@@ -11,6 +11,7 @@ use std::sync::Arc;
 use base64::Engine;
 use serde_json::Value;
 
+use super::body::testing::Unlinked;
 use super::{
     percent_decode, AllowList, Config, Conn, Event, HeaderMapPolicy, HttpErrorKind, PeerTrust,
     ProxyProtocol,
@@ -385,6 +386,19 @@ fn every_corpus_case_parses_as_gunicorn_does_however_it_is_split() {
             run(&cfg, &trust, &[a, b]) != whole
         }) {
             failures.push(format!("{name}: split at byte {k}, the outcome differs"));
+            continue;
+        }
+        // Every body in a temporary file: the same requests, the same end.
+        let spilling = Arc::new(Config {
+            body_buffer_size: 0,
+            temp_files: Some(Arc::new(Unlinked)),
+            ..(*cfg).clone()
+        });
+        if run(&spilling, &trust, &[&bytes]) != whole || run(&spilling, &trust, &bytewise) != whole
+        {
+            failures.push(format!(
+                "{name}: with the body in a temporary file, the outcome differs"
+            ));
             continue;
         }
         passed += 1;
