@@ -203,6 +203,20 @@ def test_missing_temp_dir_stops_the_server_at_start_with_the_setting_named(tmp_p
     assert str(missing) in res.stderr and "temporary files" in res.stderr
 
 
+def test_temp_dir_without_write_permission_stops_the_server_at_start(tmp_path):
+    if os.geteuid() == 0:
+        # Root writes anywhere permissions allow; sysfs refuses new files even to root.
+        unwritable = "/sys"
+    else:
+        unwritable = tmp_path / "read-only"
+        unwritable.mkdir(mode=0o555)
+    res = run_cli(["-b", "127.0.0.1:0", "--body-temp-dir", str(unwritable), "uploads:app"],
+                  cwd=tmp_path)
+    assert res.returncode == 1, res
+    assert "Invalid value for --body-temp-dir" in res.stderr
+    assert "Permission denied" in res.stderr
+
+
 def test_temp_dir_that_is_a_file_stops_the_server_at_start(tmp_path):
     not_dir = tmp_path / "file"
     not_dir.write_text("")
