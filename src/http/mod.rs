@@ -351,6 +351,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn requests_and_settings_may_move_to_other_threads() {
+        fn movable<T: Send + 'static>() {}
+        fn shared<T: Send + Sync + 'static>() {}
+        movable::<Request>();
+        movable::<RequestBody>();
+        shared::<Config>();
+        shared::<RequestBody>();
+    }
+
+    #[test]
     fn allow_list_matches_addresses_and_networks() {
         let l = AllowList::parse("127.0.0.1, 10.0.0.0/8,::1").unwrap();
         assert!(l.contains("127.0.0.1".parse().unwrap()));
