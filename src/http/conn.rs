@@ -94,18 +94,37 @@ impl Conn {
 
     /// Append bytes received from the peer. While a body is being received
     /// its bytes are decoded here and now (an error is kept for `poll`).
+    #[inline]
     pub fn feed(&mut self, data: &[u8]) {
+        if let State::Body(_) = self.state {
+            return self.feed_body(data);
+        }
         if self.eof || matches!(self.state, State::Failed(_) | State::Finished) {
             return;
         }
-        let nothing_buffered = self.pos == self.buf.len();
+        self.compact();
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Drop the bytes consumed by returned requests.
+    #[inline]
+    fn compact(&mut self) {
         if self.pos > 0 {
             // Positions inside the parsers are relative to `pos`.
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
+    }
+
+    /// `feed` while a body is being received: decode `data` into the body,
+    /// buffering only what the decoder cannot use yet.
+    fn feed_body(&mut self, data: &[u8]) {
+        if self.eof {
+            return;
+        }
+        let nothing_buffered = self.pos == self.buf.len();
+        self.compact();
         let State::Body(b) = &mut self.state else {
-            self.buf.extend_from_slice(data);
             return;
         };
         let decoded = if nothing_buffered {
@@ -260,12 +279,13 @@ impl Conn {
         ))
     }
 
+    /// A complete request; the state is `Head` again (its callers made it so).
     fn request(&mut self, head: Head, body: RequestBody, keep_alive: bool) -> Event {
-        self.state = if keep_alive {
-            State::Head
-        } else {
-            State::Finished
-        };
+        debug_assert!(matches!(self.state, State::Head));
+        // Only a closing request changes the state: keep-alive costs no drop.
+        if !keep_alive {
+            self.state = State::Finished;
+        }
         Event::Request(Request {
             head,
             body,
