@@ -16,6 +16,7 @@ mod bind;
 mod cli;
 mod docs;
 pub mod settings;
+mod temp_dir;
 mod value;
 
 #[cfg(feature = "python")]
@@ -30,7 +31,7 @@ pub use docs::{print_config, settings_markdown};
 pub use settings::{Setting, DEFAULT_ACCESS_LOG_FORMAT, SETTINGS};
 pub use value::{Origin, Raw, Value};
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::engine::EngineChoice;
@@ -400,8 +401,15 @@ fn load_given(
     let app = nonempty(&given.app)
         .or_else(|| env_given.as_ref().and_then(|g| nonempty(&g.app)))
         .or_else(|| r.get("wsgi_app").as_str().map(String::from));
-    let config =
-        build(r, app, hooks, source.map(|s| s.display()), env).map_err(LoadError::Invalid)?;
+    let config = build(
+        r,
+        app,
+        hooks,
+        source.map(|s| s.display()),
+        env,
+        &mut warnings,
+    )
+    .map_err(LoadError::Invalid)?;
     let print_config = config.settings.get("print_config").as_bool();
     let check_config = config.settings.get("check_config").as_bool();
     Ok(Loaded {
@@ -596,6 +604,7 @@ fn build(
     hooks: Hooks,
     config_file: Option<String>,
     env: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
 ) -> Result<Config, String> {
     let int = |n: &str| r.get(n).as_int();
     let flag = |n: &str| r.get(n).as_bool();
@@ -664,6 +673,8 @@ fn build(
         secure_scheme_headers,
         proxy_protocol,
         limit_request_body: int("limit_request_body") as u64,
+        body_buffer_size: int("body_buffer_size") as u64,
+        temp_files: body_temp_files(&r, text("chdir").as_deref(), warnings)?,
     };
 
     let user = match text("user") {
@@ -825,6 +836,53 @@ fn build(
         settings: Arc::new(resolved),
         metrics_bind,
     })
+}
+
+/// The directory for request bodies over `body_buffer_size`:
+/// `body_temp_dir`, else `worker_tmp_dir`, else the system's. A directory
+/// given in the settings must take a file now; the system's only warns, for
+/// a server that never gets a large body needs none.
+fn body_temp_files(
+    r: &Resolved,
+    chdir: Option<&str>,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Arc<dyn http::TempFiles>>, String> {
+    if r.get("body_buffer_size").as_int() == 0 {
+        return Ok(None);
+    }
+    let given = ["body_temp_dir", "worker_tmp_dir"]
+        .into_iter()
+        .find_map(|name| Some((name, r.get(name).as_str()?.to_string())));
+    let dir = match &given {
+        Some((_, dir)) => PathBuf::from(dir),
+        None => std::env::temp_dir(),
+    };
+    // Workers run in `chdir`: resolve against it now, before it applies.
+    let dir = if dir.is_relative() {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        cwd.join(chdir.unwrap_or(".")).join(dir)
+    } else {
+        dir
+    };
+    let temp = temp_dir::BodyTempDir::new(dir);
+    if let Err(e) = http::TempFiles::create(&temp) {
+        match &given {
+            Some((name, shown)) => {
+                return Err(bad(
+                    r,
+                    name,
+                    shown,
+                    format!("expected a directory where temporary files can be created ({e})"),
+                ))
+            }
+            None => warnings.push(format!(
+                "Request bodies over --body-buffer-size will be answered 500: \
+                 cannot create a temporary file in {} ({e}); set --body-temp-dir",
+                temp.path().display()
+            )),
+        }
+    }
+    Ok(Some(Arc::new(temp)))
 }
 
 /// Set `-e KEY=VALUE` in this process (and in Python's `os.environ`), so

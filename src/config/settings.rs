@@ -581,8 +581,25 @@ pub static SETTINGS: &[Setting] = &[
         section: S::ServerMechanics,
         flags: &["--worker-tmp-dir"],
         meta: "DIR",
-        doc: "gunicorn's heartbeat file directory; ferrocorn's heartbeat is in shared memory and needs none.",
-        support: Support::No("the heartbeat lives in shared memory, not in a file"),
+        doc: "gunicorn's heartbeat file directory. ferrocorn's heartbeat is in shared memory; this directory is the default --body-temp-dir.",
+        ..BASE
+    },
+    Setting {
+        name: "body_buffer_size",
+        section: S::ServerMechanics,
+        flags: &["--body-buffer-size"],
+        kind: uint(i64::MAX),
+        default: Default::Int(1 << 20),
+        meta: "BYTES",
+        doc: "Request bodies up to this many bytes are kept in memory; larger ones go to an anonymous file in --body-temp-dir (0 = always in memory).",
+        ..BASE
+    },
+    Setting {
+        name: "body_temp_dir",
+        section: S::ServerMechanics,
+        flags: &["--body-temp-dir"],
+        meta: "DIR",
+        doc: "Directory for request bodies over --body-buffer-size (default: --worker-tmp-dir if set, else $TMPDIR or /tmp). Checked at start-up.",
         ..BASE
     },
     Setting {

@@ -17,7 +17,7 @@ use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
 use super::input::Input;
 use super::{ConnInfo, WorkerInfo};
-use crate::http::{Request, Version};
+use crate::http::{Request, RequestBody, Version};
 
 /// Why no environ could be built.
 pub(crate) enum EnvironError {
@@ -282,11 +282,18 @@ impl Template {
             }
         }
 
-        if !req.body.is_empty() {
-            let input = Input::new(PyBytes::new(py, &req.body).unbind());
-            env.set_item(intern!(py, "wsgi.input"), Py::new(py, input)?)?;
+        match &req.body {
+            RequestBody::Memory(bytes) if !bytes.is_empty() => {
+                let input = Input::new(PyBytes::new(py, bytes).unbind());
+                env.set_item(intern!(py, "wsgi.input"), Py::new(py, input)?)?;
+            }
+            RequestBody::File { file, len } => {
+                let input = Input::from_file(file.clone(), *len);
+                env.set_item(intern!(py, "wsgi.input"), Py::new(py, input)?)?;
+            }
+            // The template's shared empty input stays.
+            RequestBody::Memory(_) => {}
         }
-        // Otherwise the template's shared empty input stays.
         Ok(env)
     }
 }

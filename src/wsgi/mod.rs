@@ -317,7 +317,7 @@ pub(crate) mod testing {
                 headers,
                 https_forwarded: false,
             },
-            body: body.to_vec(),
+            body: body.to_vec().into(),
             keep_alive: true,
             proxy: None,
         }
