@@ -51,7 +51,7 @@ def run(hub, app, loop_kind, lifespan_mode, grace):
             hub.started(error)
             loop.run_until_complete(server.lifespan.abandon())
             return
-        hub.log_debug("ASGI event loop: %s" % name)
+        hub.log_info("ASGI app running on the %s event loop" % name)
         loop.add_reader(hub.fd, server.on_wake)
         hub.started(None)
         # A stop asked for before the reader was added must not be missed.
