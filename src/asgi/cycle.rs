@@ -245,6 +245,8 @@ impl Cycle {
             self.post(Output::End);
             self.stage = Stage::Complete;
             self.log_access();
+            // Nothing more will be sent: no reason to wait for the client.
+            return Ok(false);
         }
         Ok(room == Room::Full)
     }

@@ -144,10 +144,7 @@ impl Hub {
 
     /// Everything posted since the last call: new requests (as cycles),
     /// notes `(kind, id)`, and the stop timeout in seconds (or None).
-    fn take<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> PyResult<Taken<'py>> {
+    fn take<'py>(&self, py: Python<'py>) -> PyResult<Taken<'py>> {
         let inbox = self.shared.take();
         let cycles = PyList::empty(py);
         for job in inbox.jobs {

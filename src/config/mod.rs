@@ -86,6 +86,8 @@ pub struct Config {
     pub tls: crate::tls::TlsSettings,
     /// `threads` (app threads per worker).
     pub threads: usize,
+    /// `worker_class` as given (`sync`, `gthread`, ...).
+    pub worker_class: String,
     /// `sendfile`: false with `--no-sendfile` or `SENDFILE=0`.
     pub sendfile: bool,
     /// `-e KEY=VALUE` pairs, already set in this process by `from_args`.
@@ -160,6 +162,17 @@ impl AsgiLifespan {
             AsgiLifespan::On => "on",
             AsgiLifespan::Off => "off",
         }
+    }
+}
+
+impl Config {
+    /// Requests go to app threads (gthread, or sync with more than one thread).
+    pub fn threaded(&self) -> bool {
+        self.threads > 1
+            || matches!(
+                self.worker_class.as_str(),
+                "gthread" | "gevent" | "gevent_wsgi" | "gevent_pywsgi"
+            )
     }
 }
 
@@ -423,9 +436,13 @@ fn load_given(
                 if let Some(reason) = unsupported_worker_class(kind) {
                     return Err(LoadError::Invalid(bad(&r, "worker_class", kind, reason)));
                 }
-                if asgi_worker_class(kind) {
-                    // Selects the ASGI interface: nothing is ignored.
-                    continue;
+                if kind.starts_with("gevent") {
+                    warnings.push(format!(
+                        "worker_class = '{kind}': ferrocorn has no gevent worker; the app runs in \
+                         app threads instead (gthread, --threads sets how many). Code that needs \
+                         gevent's monkey-patching should move to threads or to ASGI: see \
+                         docs/gunicorn-differences.md"
+                    ));
                 }
             }
         }
@@ -608,7 +625,8 @@ fn unsupported_worker_class(kind: &str) -> Option<&'static str> {
     match kind {
         "eventlet" => Some(
             "eventlet is retired upstream and gunicorn 26 removed its worker; \
-             run the app with the default worker (drop -k)",
+             use app threads for blocking calls (--threads N, gunicorn's gthread), \
+             -k gevent (which runs as gthread here), or serve an async app with -k asgi",
         ),
         _ => None,
     }
@@ -900,6 +918,7 @@ fn build(
         http: Arc::new(http),
         tls,
         threads: int("threads") as usize,
+        worker_class: text("worker_class").unwrap_or_else(|| "sync".into()),
         sendfile: flag("sendfile"),
         raw_env,
         log,

@@ -237,11 +237,12 @@ pub static SETTINGS: &[Setting] = &[
         section: S::WorkerProcesses,
         flags: &["-k", "--worker-class"],
         default: Default::Str("sync"),
-        doc: "gunicorn's worker type. ferrocorn runs its own event-loop worker whatever the value.",
-        support: Support::No(
-            "ferrocorn runs its own event-loop worker: gevent and gthread apps run \
-             there one request at a time per worker, without greenlets or threads",
-        ),
+        doc: "The worker type. `sync`: the app is called on the worker's event-loop thread, \
+              one request at a time per worker. `gthread`: app threads (see --threads; `sync` \
+              with --threads above 1 is the same). `gevent`/`gevent_wsgi`/`gevent_pywsgi` run as \
+              `gthread` with a warning (see docs/gunicorn-differences.md). `asgi`, \
+              `uvicorn.workers.UvicornWorker`, `uvicorn.workers.UvicornH11Worker`: the app is an \
+              ASGI app (--interface asgi).",
         ..BASE
     },
     Setting {
@@ -251,8 +252,9 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Int { min: 1, max: 4096 },
         default: Default::Int(1),
         meta: "INT",
-        doc: "Threads per worker that run the app.",
-        support: Support::No("app threads are not implemented yet; each worker calls the app on its loop thread"),
+        doc: "Threads per worker that run the app (gthread). Above 1 (or with -k gthread) the \
+              worker's loop thread keeps all network I/O and hands complete requests to this many \
+              app threads; wsgi.multithread is then true.",
         ..BASE
     },
     Setting {

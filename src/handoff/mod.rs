@@ -279,7 +279,7 @@ impl Flow {
 /// The app side of a worker that hands requests off: the `--threads`
 /// pool, or the ASGI runner. The loop thread calls these without holding
 /// the interpreter lock.
-pub trait Runner {
+pub trait Runner: Send {
     /// Hand a job over. Never blocks.
     fn submit(&self, job: Job);
     /// Jobs handed over and not yet started (admission control sheds

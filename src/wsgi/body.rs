@@ -92,6 +92,7 @@ impl Body {
             pool,
             failed: false,
             file_untouched: false,
+            head_streamed: false,
         };
         let started = if sequence {
             body.take_sequence(&result)
@@ -115,6 +116,7 @@ impl Body {
             Some(r) => {
                 let mut st = lock(&r.state);
                 st.committed = true;
+                body.head_streamed = st.head_sent;
                 st.head.take()
             }
             None => None,
@@ -203,6 +205,12 @@ impl Body {
                 Ok(true)
             }
         }
+    }
+
+    /// The head already went out through the `WriteSink` given to
+    /// `WsgiApp::call_with` (the app called `write()`): do not send it again.
+    pub fn head_streamed(&self) -> bool {
+        self.head_streamed
     }
 
     /// The total body size when it is known without iterating further

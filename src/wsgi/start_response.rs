@@ -8,11 +8,11 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyAssertionError, PyBrokenPipeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
-use super::ResponseHead;
+use super::{ResponseHead, WriteSink};
 
 /// What the app told `start_response` and `write` during one request.
 #[derive(Default)]
@@ -26,6 +26,10 @@ pub(crate) struct State {
     pub committed: bool,
     /// Data given to `write()`, sent before the iterable's data.
     pub written: Vec<Vec<u8>>,
+    /// Where `write()` data goes at once instead of into `written`.
+    pub sink: Option<Arc<dyn WriteSink>>,
+    /// The head went out through `sink` (on the first `write()`).
+    pub head_sent: bool,
 }
 
 impl State {
@@ -34,6 +38,8 @@ impl State {
         self.head = None;
         self.committed = false;
         self.written.clear();
+        self.sink = None;
+        self.head_sent = false;
     }
 }
 
@@ -100,7 +106,7 @@ impl StartResponse {
 
 #[pymethods]
 impl Writer {
-    fn write(&self, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let data = data
             .cast::<PyBytes>()
             .map_err(|_| PyTypeError::new_err(format!("{} is not a byte", repr(data))))?;
@@ -112,6 +118,24 @@ impl Writer {
         }
         st.committed = true;
         let bytes = data.as_bytes();
+        if let Some(sink) = st.sink.clone() {
+            let head = match (st.head_sent, &st.head) {
+                (false, Some(h)) => Some(ResponseHead {
+                    status: h.status.clone(),
+                    headers: h.headers.clone(),
+                }),
+                _ => None,
+            };
+            st.head_sent = true;
+            drop(st);
+            if let Some(h) = head {
+                sink.head(&h);
+            }
+            if !bytes.is_empty() && !sink.data(py, bytes.to_vec()) {
+                return Err(PyBrokenPipeError::new_err("the client disconnected"));
+            }
+            return Ok(());
+        }
         if !bytes.is_empty() {
             st.written.push(bytes.to_vec());
         }
@@ -382,5 +406,99 @@ mod tests {
         assert_eq!(trim_sp_htab(b" \tab c\t ".to_vec()), b"ab c");
         assert_eq!(trim_sp_htab(b"   ".to_vec()), b"");
         assert_eq!(trim_sp_htab(b"x".to_vec()), b"x");
+    }
+
+    /// Records what reaches it; refuses data once `gone` is set.
+    #[derive(Default)]
+    struct Recorder {
+        heads: Mutex<Vec<Vec<u8>>>,
+        data: Mutex<Vec<Vec<u8>>>,
+        gone: std::sync::atomic::AtomicBool,
+    }
+
+    impl WriteSink for Recorder {
+        fn head(&self, head: &ResponseHead) {
+            self.heads.lock().unwrap().push(head.status.clone());
+        }
+        fn data(&self, _py: Python<'_>, data: Vec<u8>) -> bool {
+            self.data.lock().unwrap().push(data);
+            !self.gone.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    const WRITER_APP: &str = r#"
+def app(environ, start_response):
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    write(b"one;")
+    write(b"two;")
+    return [b"three"]
+
+def stubborn(environ, start_response):
+    write = start_response("200 OK", [])
+    try:
+        write(b"x")
+    except BrokenPipeError:
+        return [b"saw-broken-pipe"]
+    return [b"no-error"]
+"#;
+
+    #[test]
+    fn write_goes_to_the_sink_at_once_and_the_head_only_once() {
+        use crate::wsgi::testing::{app, conn, get, with_py};
+        use crate::wsgi::{Chunk, Reply};
+        with_py(|py| {
+            let (wsgi, _m) = app(py, WRITER_APP, "app");
+            let sink = Arc::new(Recorder::default());
+            let (reply, _) = wsgi.call_with(
+                py,
+                &get("/"),
+                &conn(),
+                false,
+                Some(sink.clone() as Arc<dyn WriteSink>),
+            );
+            let Reply::Response { mut body, .. } = reply else {
+                panic!("expected a response");
+            };
+            assert!(body.head_streamed());
+            assert_eq!(*sink.heads.lock().unwrap(), vec![b"200 OK".to_vec()]);
+            assert_eq!(
+                *sink.data.lock().unwrap(),
+                vec![b"one;".to_vec(), b"two;".to_vec()]
+            );
+            // The iterable's data still comes through the body.
+            match body.next_chunk(py) {
+                Chunk::Data(d) => assert_eq!(d, b"three"),
+                _ => panic!("expected the iterable's chunk"),
+            }
+            body.close(py);
+        });
+    }
+
+    #[test]
+    fn write_raises_broken_pipe_once_the_client_is_gone() {
+        use crate::wsgi::testing::{app, conn, get, run, with_py};
+        with_py(|py| {
+            let (wsgi, _m) = app(py, WRITER_APP, "stubborn");
+            let sink = Arc::new(Recorder::default());
+            sink.gone.store(true, std::sync::atomic::Ordering::SeqCst);
+            let (reply, _) = wsgi.call_with(
+                py,
+                &get("/"),
+                &conn(),
+                false,
+                Some(sink.clone() as Arc<dyn WriteSink>),
+            );
+            let crate::wsgi::Reply::Response { mut body, .. } = reply else {
+                panic!("expected a response");
+            };
+            match body.next_chunk(py) {
+                crate::wsgi::Chunk::Data(d) => assert_eq!(d, b"saw-broken-pipe"),
+                _ => panic!("expected the iterable's chunk"),
+            }
+            body.close(py);
+            // Without a sink, write() data waits for the body as before.
+            let (plain, _m) = app(py, WRITER_APP, "app");
+            assert_eq!(run(py, &plain, &get("/")).body(), b"one;two;three");
+        });
     }
 }
