@@ -3,6 +3,10 @@
   /wait-disconnect   reads the body, then waits for http.disconnect and
                      appends "disconnect <path>" to $ASGI_EVENT_LOG
   /echo              answers the request body, read in as many events as it takes
+  /produce?n=N       streams N pieces of 64 KiB, writing "produced <i>" to
+                     $ASGI_EVENT_LOG after each, and "stopped <exception>"
+                     when a send fails
+  /raise             raises before responding
   anything else      a short text/plain answer naming the path
 """
 import os
@@ -39,6 +43,22 @@ async def app(scope, receive, send):
         message = await receive()
         _note("%s %s" % (message["type"].split(".")[-1], path))
         return
+    if path == "/produce":
+        n = int(scope["query_string"].decode().partition("=")[2] or "1")
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"application/octet-stream")]})
+        piece = b"z" * 65536
+        try:
+            for i in range(n):
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+                _note("produced %d" % (i + 1))
+        except OSError as e:
+            _note("stopped %s" % type(e).__name__)
+            raise
+        await send({"type": "http.response.body", "body": b""})
+        return
+    if path == "/raise":
+        raise RuntimeError("the app broke")
     if path == "/echo":
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"application/octet-stream"),
