@@ -177,3 +177,54 @@ def test_write_callable_streams_before_the_app_returns_with_threads(serve):
             rest += s.recv(65536)
         assert b"second" in rest
         assert time.monotonic() - t0 >= 0.9
+
+
+def _get_status(port, target, results, i):
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        s.sendall(("GET %s HTTP/1.0\r\n\r\n" % target).encode())
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        results[i] = int(data.split(b" ", 2)[1]) if data else None
+
+
+def _all_at_once(port, targets):
+    results = [None] * len(targets)
+    clients = [threading.Thread(target=_get_status, args=(port, t, results, i))
+               for i, t in enumerate(targets)]
+    for c in clients:
+        c.start()
+    for c in clients:
+        c.join(30)
+    return results
+
+
+def test_threads_shed_requests_beyond_the_queue_bound(serve):
+    server = serve("streaming:app", "--threads", "2", "--max-queued-requests", "2")
+    busy = {}
+    blocker = threading.Thread(
+        target=lambda: busy.update(r=_all_at_once(server.port, ["/sleep?s=0.8"] * 2)))
+    blocker.start()
+    time.sleep(0.3)  # both app threads are now inside the app
+    statuses = sorted(_all_at_once(server.port, ["/say/q"] * 6))
+    blocker.join(10)
+    assert busy["r"] == [200, 200]
+    # Two wait for a thread; the rest are told to come back.
+    assert statuses.count(200) >= 2 and statuses.count(503) >= 3, statuses
+
+
+def test_term_with_threads_lets_in_flight_requests_finish(serve):
+    import signal
+    server = serve("streaming:app", "--threads", "4")
+    results = {}
+    clients = threading.Thread(
+        target=lambda: results.update(r=_all_at_once(server.port, ["/sleep?s=0.6"] * 4)))
+    clients.start()
+    time.sleep(0.3)
+    server.send_signal(signal.SIGTERM)
+    clients.join(10)
+    assert results["r"] == [200] * 4
+    assert server.wait_exit() == 0, server.log_tail()
