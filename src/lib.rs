@@ -19,6 +19,8 @@ pub mod tls;
 #[cfg(feature = "python")]
 pub mod arbiter;
 #[cfg(feature = "python")]
+pub mod asgi;
+#[cfg(feature = "python")]
 pub mod handoff;
 #[cfg(feature = "python")]
 pub mod worker;

@@ -103,6 +103,67 @@ pub struct Config {
     pub settings: Arc<Resolved>,
     /// `--metrics-bind`: where the master serves /metrics, /healthz and /readyz.
     pub metrics_bind: Option<std::net::SocketAddr>,
+    /// `--interface` (or an ASGI worker class): how the app is called.
+    pub interface: Interface,
+    /// `--asgi-loop`.
+    pub asgi_loop: AsgiLoop,
+    /// `--asgi-lifespan`.
+    pub asgi_lifespan: AsgiLifespan,
+    /// `--asgi-disconnect-grace-period`: how long an ASGI app may go on
+    /// after its client left before it is cancelled.
+    pub asgi_disconnect_grace_period: std::time::Duration,
+    /// `--root-path`: the ASGI scope's root_path.
+    pub root_path: String,
+}
+
+/// The protocol the app speaks (`--interface`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interface {
+    /// ASGI when the loaded app object is a coroutine function (or its
+    /// `__call__` is one), else WSGI.
+    Auto,
+    Wsgi,
+    Asgi,
+}
+
+/// The event loop of an ASGI worker (`--asgi-loop`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AsgiLoop {
+    /// uvloop when it can be imported, else asyncio.
+    Auto,
+    Asyncio,
+    Uvloop,
+}
+
+impl AsgiLoop {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AsgiLoop::Auto => "auto",
+            AsgiLoop::Asyncio => "asyncio",
+            AsgiLoop::Uvloop => "uvloop",
+        }
+    }
+}
+
+/// The ASGI lifespan protocol (`--asgi-lifespan`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AsgiLifespan {
+    /// Run it; an app that raises before answering startup does not speak
+    /// it and is served anyway.
+    Auto,
+    /// Run it; any failure stops the worker.
+    On,
+    Off,
+}
+
+impl AsgiLifespan {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AsgiLifespan::Auto => "auto",
+            AsgiLifespan::On => "on",
+            AsgiLifespan::Off => "off",
+        }
+    }
 }
 
 impl Config {
@@ -575,10 +636,39 @@ fn unsupported_worker_class(kind: &str) -> Option<&'static str> {
              use app threads for blocking calls (--threads N, gunicorn's gthread), \
              -k gevent (which runs as gthread here), or serve an async app with -k asgi",
         ),
-        "asgi" | "uvicorn.workers.UvicornWorker" | "uvicorn.workers.UvicornH11Worker" => {
-            Some("ASGI apps are not supported yet; ferrocorn serves WSGI apps with its own worker")
-        }
         _ => None,
+    }
+}
+
+/// Worker classes that mean "the app is an ASGI app" (gunicorn's own and
+/// uvicorn's, which gunicorn users name in their configs).
+fn asgi_worker_class(kind: &str) -> bool {
+    matches!(
+        kind,
+        "asgi" | "uvicorn.workers.UvicornWorker" | "uvicorn.workers.UvicornH11Worker"
+    )
+}
+
+/// `--interface`, or ASGI when the worker class names an ASGI worker.
+fn interface(r: &Resolved) -> Result<Interface, String> {
+    let asgi_class = r
+        .get("worker_class")
+        .as_str()
+        .is_some_and(asgi_worker_class);
+    match r.get("interface").as_str() {
+        Some("wsgi") if asgi_class => {
+            let kind = r.get("worker_class").as_str().unwrap_or_default();
+            Err(bad(
+                r,
+                "worker_class",
+                kind,
+                "this is an ASGI worker class, but --interface wsgi was given",
+            ))
+        }
+        Some("wsgi") => Ok(Interface::Wsgi),
+        Some("asgi") => Ok(Interface::Asgi),
+        _ if asgi_class => Ok(Interface::Asgi),
+        _ => Ok(Interface::Auto),
     }
 }
 
@@ -765,6 +855,18 @@ fn build(
         }
     }
     let _ = env;
+    let interface = interface(&r)?;
+    let asgi_loop = match r.get("asgi_loop").as_str() {
+        Some("asyncio") => AsgiLoop::Asyncio,
+        Some("uvloop") => AsgiLoop::Uvloop,
+        _ => AsgiLoop::Auto,
+    };
+    let asgi_lifespan = match r.get("asgi_lifespan").as_str() {
+        Some("on") => AsgiLifespan::On,
+        Some("off") => AsgiLifespan::Off,
+        _ => AsgiLifespan::Auto,
+    };
+    let root_path = text("root_path").unwrap_or_default();
 
     let mut resolved = r.clone();
     resolved.set(
@@ -835,6 +937,13 @@ fn build(
         hooks: Arc::new(hooks),
         settings: Arc::new(resolved),
         metrics_bind,
+        interface,
+        asgi_loop,
+        asgi_lifespan,
+        asgi_disconnect_grace_period: std::time::Duration::from_secs(int(
+            "asgi_disconnect_grace_period",
+        ) as u64),
+        root_path,
     })
 }
 

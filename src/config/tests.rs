@@ -462,3 +462,63 @@ fn tls_settings_reach_the_tls_layer() {
     let err = parse(&["--cert-reqs", "3", "app:app"], &[]).unwrap_err();
     assert!(err.contains("--cert-reqs") && err.contains("'3'"), "{err}");
 }
+
+#[test]
+fn asgi_worker_classes_select_the_asgi_interface_without_a_warning() {
+    for kind in [
+        "asgi",
+        "uvicorn.workers.UvicornWorker",
+        "uvicorn.workers.UvicornH11Worker",
+    ] {
+        let l = load_with(&["-k", kind, "app:app"], &[], &no_file).unwrap();
+        assert_eq!(l.config.interface, Interface::Asgi, "{kind}");
+        assert!(l.warnings.is_empty(), "{kind}: {:?}", l.warnings);
+    }
+    assert_eq!(parse(&["app:app"], &[]).unwrap().interface, Interface::Auto);
+    assert_eq!(
+        parse(&["--interface", "asgi", "app:app"], &[])
+            .unwrap()
+            .interface,
+        Interface::Asgi
+    );
+}
+
+#[test]
+fn an_asgi_worker_class_with_interface_wsgi_is_refused() {
+    let e = parse(&["-k", "asgi", "--interface", "wsgi", "app:app"], &[]).unwrap_err();
+    assert!(
+        e.contains("--worker-class") && e.contains("--interface wsgi"),
+        "{e}"
+    );
+}
+
+#[test]
+fn asgi_settings_are_read() {
+    let c = parse(
+        &[
+            "--asgi-loop",
+            "asyncio",
+            "--asgi-lifespan",
+            "off",
+            "--asgi-disconnect-grace-period",
+            "7",
+            "--root-path",
+            "/api",
+            "app:app",
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.asgi_loop, AsgiLoop::Asyncio);
+    assert_eq!(c.asgi_lifespan, AsgiLifespan::Off);
+    assert_eq!(
+        c.asgi_disconnect_grace_period,
+        std::time::Duration::from_secs(7)
+    );
+    assert_eq!(c.root_path, "/api");
+    let d = parse(&["app:app"], &[]).unwrap();
+    assert_eq!(
+        (d.asgi_loop, d.asgi_lifespan, d.root_path.as_str()),
+        (AsgiLoop::Auto, AsgiLifespan::Auto, "")
+    );
+}

@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::threads;
+use crate::asgi::{AsgiApp, AsgiOptions};
+use crate::config::Interface;
 use crate::handoff::{Mailbox, Runner};
 
 /// The worker process's main: returns its exit code.
@@ -109,7 +111,33 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
     let pre_request = cfg.hooks.is_set(crate::hooks::Hook::PreRequest);
     let keep_environ = cfg.hooks.is_set(crate::hooks::Hook::PostRequest)
         || (crate::log::access_enabled() && !crate::log::access_environ_keys().is_empty());
-    let (runner, mailbox) = if threaded {
+    let asgi = match cfg.interface {
+        Interface::Asgi => true,
+        Interface::Wsgi => false,
+        Interface::Auto => crate::asgi::is_asgi_app(py, app.app().bind(py)),
+    };
+    let (runner, mailbox) = if asgi {
+        let mailbox = match Mailbox::new() {
+            Ok(m) => Arc::new(m),
+            Err(e) => {
+                crate::error!("Worker failed to boot: cannot create the mailbox: {e}");
+                return WORKER_BOOT_ERROR;
+            }
+        };
+        let opts = AsgiOptions::from_config(cfg);
+        match AsgiApp::start(py, app.app().clone_ref(py), opts, mailbox.clone()) {
+            Ok(a) => (Some(Box::new(a) as Box<dyn Runner>), Some(mailbox)),
+            Err(e) => {
+                // A failed lifespan startup stops the server like a failed import.
+                crate::error!(
+                    "Exception in worker process: the ASGI app {:?} did not start:\n{}",
+                    cfg.app,
+                    e.0
+                );
+                return APP_LOAD_ERROR;
+            }
+        }
+    } else if threaded {
         let started = Mailbox::new().and_then(|mailbox| {
             let mailbox = Arc::new(mailbox);
             let opts = threads::Options {
