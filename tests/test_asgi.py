@@ -162,6 +162,20 @@ def test_a_large_body_reaches_the_app_in_pieces(serve):
     assert int(resp.header("x-events")) >= 4
 
 
+@pytest.mark.parametrize("buffer", ["1048576", "1"])
+def test_a_body_kept_in_a_temporary_file_reaches_the_app_whole(serve, buffer):
+    # Over --body-buffer-size the body waits in a temporary file; the app
+    # still gets it in pieces, byte for byte.
+    server = serve("asgi_app:app", "--body-buffer-size", buffer)
+    body = bytes(range(251)) * 12000  # ~2.9 MiB
+    resp = server.request("POST", "/echo", headers=[("Host", "x"),
+                                                    ("Content-Length", str(len(body)))],
+                          body=body)
+    assert resp.status == 200
+    assert resp.body == body
+    assert int(resp.header("x-events")) >= len(body) // 65536
+
+
 def test_the_app_sees_http_disconnect_when_the_client_leaves(serve, tmp_path):
     events = tmp_path / "events.log"
     events.write_text("")

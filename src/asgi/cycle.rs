@@ -12,7 +12,7 @@ use pyo3::types::{PyByteArray, PyBytes, PyDict};
 
 use super::hub::{Shared, NOTE_HANGUP, NOTE_ROOM};
 use crate::handoff::{Flow, Job, Mailbox, Output, Room, Ticket};
-use crate::http::{self, Request};
+use crate::http::{self, Request, RequestBody};
 use crate::wsgi::ConnInfo;
 
 pyo3::create_exception!(
@@ -89,8 +89,24 @@ impl Cycle {
         }
     }
 
-    fn body(&self) -> &[u8] {
-        &self.req.body
+    /// The next piece of the request body (at most `BODY_PIECE` bytes)
+    /// and whether more follows; read from the temporary file for a body
+    /// that went to disk.
+    fn next_body_piece(&mut self) -> std::io::Result<(Vec<u8>, bool)> {
+        let total = self.req.body.len();
+        let start = (self.body_given as u64).min(total);
+        let end = (start + BODY_PIECE as u64).min(total);
+        let piece = match &self.req.body {
+            RequestBody::Memory(v) => v[start as usize..end as usize].to_vec(),
+            RequestBody::File { file, .. } => {
+                use std::os::unix::fs::FileExt;
+                let mut buf = vec![0; (end - start) as usize];
+                file.read_exact_at(&mut buf, start)?;
+                buf
+            }
+        };
+        self.body_given = end as usize;
+        Ok((piece, end < total))
     }
 
     fn post(&self, out: Output) {
@@ -271,12 +287,10 @@ impl Cycle {
     fn receive<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
         let event = PyDict::new(py);
         if !self.body_done {
-            let body = self.body();
-            let start = self.body_given.min(body.len());
-            let end = (start + BODY_PIECE).min(body.len());
-            let piece = PyBytes::new(py, &body[start..end]);
-            let more = end < body.len();
-            self.body_given = end;
+            let (piece, more) = self.next_body_piece().map_err(|e| {
+                PyOSError::new_err(format!("cannot read the request body back: {e}"))
+            })?;
+            let piece = PyBytes::new(py, &piece);
             self.body_done = !more;
             event.set_item(intern!(py, "type"), intern!(py, "http.request"))?;
             event.set_item(intern!(py, "body"), piece)?;
