@@ -14,10 +14,14 @@ import hashlib
 import json
 import os
 import socket
+import ssl
+import time
 
 import pytest
+import trustme
 
 from support import IO_TIMEOUT
+from test_tls import client_context, write_pair
 
 SIZE = 20 << 20
 
@@ -111,8 +115,8 @@ def data(data_file):
 def start(serve, data_file, tmp_path):
     (tmp_path / "sendfile_app.py").write_text(APP)
 
-    def start(*args):
-        return serve("sendfile_app:app", *args, chdir=tmp_path,
+    def start(*args, wait=True):
+        return serve("sendfile_app:app", *args, chdir=tmp_path, wait=wait,
                      env={"TEST_SENDFILE_DATA": str(data_file)})
     return start
 
@@ -354,5 +358,31 @@ def test_client_leaving_mid_file_does_not_disturb_the_worker(start, data):
         assert stats["closed"] == 1
         status, _, body, _ = c.get("/file?length=%d" % SIZE)
         assert status == 200 and sha(body) == sha(data)
+    finally:
+        c.close()
+
+
+def test_tls_connections_read_the_file(start, data, tmp_path):
+    ca = trustme.CA()
+    certfile, keyfile = write_pair(ca, tmp_path)
+    server = start("--certfile", str(certfile), "--keyfile", str(keyfile), wait=False)
+    ctx = client_context(ca)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT)
+            tls = ctx.wrap_socket(sock, server_hostname="localhost")
+            break
+        except (OSError, ssl.SSLError):
+            assert time.monotonic() < deadline, server.log_tail()
+            time.sleep(0.1)
+    c = Client.__new__(Client)
+    c.sock, c.buf = tls, bytearray()
+    try:
+        status, headers, body, _ = c.get("/file?length=%d" % SIZE)
+        assert status == 200 and sha(body) == sha(data)
+        stats = c.stats()
+        assert stats["reads"] >= SIZE // 65536, "TLS cannot use sendfile: the file must be read"
+        assert stats["closed"] == 1
     finally:
         c.close()
