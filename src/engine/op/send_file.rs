@@ -17,8 +17,8 @@
 //!   then goes to the back of the line (it stays in the dirty list).
 //! * io_uring has no sendfile: a piece goes file → pipe → socket with two
 //!   `IORING_OP_SPLICE`s through a pipe the connection borrows from a
-//!   per-worker pool (created on demand, 1 MiB when the pipe size limit
-//!   allows). The pages move by reference, never through user memory, and
+//!   per-worker pool (created on demand, 256 KiB when the pipe size limit
+//!   allows; a piece is at most one pipeful). The pages move by reference, never through user memory, and
 //!   a page-cache miss blocks a kernel worker thread, not the loop. The
 //!   sockets are non-blocking, so the splice into the socket answers
 //!   EAGAIN when it is full; then a one-shot `POLL_ADD` for POLLOUT waits.
@@ -46,6 +46,11 @@ use crate::engine::uring::{self, ConnState, UringEngine};
 pub const PIECE: u32 = 1 << 20;
 /// Empty pipes the io_uring engine keeps for the next file.
 const SPARE_PIPES: usize = 16;
+/// The size asked for a pipe (io_uring). Measured on loopback, 256 KiB
+/// moves a file as fast as 1 MiB and 1.5-2 times as fast as the default
+/// 64 KiB, while using a quarter of the pipe pages an unprivileged user
+/// may have before the kernel hands out tiny pipes (`pipe-user-pages-soft`).
+const PIPE_SIZE: libc::c_int = 256 << 10;
 
 /// A new descriptor (close-on-exec) for the file `fd` refers to, owned by
 /// the caller; the original stays the app's to close.
@@ -96,9 +101,9 @@ pub struct Pipe {
 impl Pipe {
     fn new() -> io::Result<Pipe> {
         let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        // Bigger pipes move a whole piece per round trip; above the user's
-        // pipe limit the kernel refuses and the default (64 KiB) stays.
-        let _ = fcntl(&write, FcntlArg::F_SETPIPE_SZ(PIECE as libc::c_int));
+        // Above the user's pipe limit the kernel refuses, and the pipe
+        // keeps the size it was given.
+        let _ = fcntl(&write, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
         let capacity = fcntl(&write, FcntlArg::F_GETPIPE_SZ)?.max(4096) as u32;
         Ok(Pipe {
             read,
