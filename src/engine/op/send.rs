@@ -14,7 +14,9 @@
 //! Both: `Sent` once the queue has drained; `SendFailed` with the errno on
 //! EPIPE, ECONNRESET and the like, after which the queue is dropped.
 //! MSG_NOSIGNAL keeps a gone peer from raising SIGPIPE. `shutdown_write`
-//! sends the FIN once the queue has drained.
+//! sends the FIN once the queue has drained. A file range queued with
+//! `send_file` is written in its place in the queue by the code in
+//! `send_file.rs`; the send in flight then is one of its steps.
 
 use std::io::IoSlice;
 
