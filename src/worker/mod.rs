@@ -12,6 +12,7 @@ mod boot;
 mod conn;
 mod events;
 mod reload;
+mod sendfile;
 mod threads;
 
 pub use boot::run;
@@ -708,7 +709,7 @@ impl Worker<'_> {
     /// Pull body chunks until the body ends or enough output is waiting.
     fn pump(&mut self, py: Python<'_>, id: ConnId) {
         let Some(c) = self.state.get(id) else { return };
-        let Some(mut stream) = c.stream.take() else {
+        let Some(stream) = c.stream.take() else {
             return;
         };
         if let Some(s) = self.status {
@@ -717,6 +718,10 @@ impl Worker<'_> {
                 .store(shm::monotonic_ms(), std::sync::atomic::Ordering::Release);
         }
         let _call = CallGuard(self.status);
+        let Some(mut stream) = self.send_file_body(py, id, stream) else {
+            return;
+        };
+        let Some(c) = self.state.get(id) else { return };
         while c.pending_output() < OUTPUT_HIGH_WATER {
             match stream.body.next_chunk(py) {
                 Chunk::Data(data) => {
