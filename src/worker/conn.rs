@@ -64,6 +64,31 @@ impl InFlight {
     }
 }
 
+impl Stream {
+    /// The body ended (`keep`: the connection may serve another request):
+    /// close the iterable, count the response, log it and run post_request.
+    pub fn end(
+        self,
+        py: pyo3::Python<'_>,
+        c: &mut Connection,
+        keep: bool,
+        status: Option<&crate::sys::shm::Status>,
+        cfg: &crate::config::Config,
+        age: u64,
+    ) {
+        self.body.close(py);
+        if !keep {
+            c.phase = Phase::CloseAfterSend;
+        }
+        if let Some((code, t)) = self.metric {
+            super::response_ended(status, code, t);
+        }
+        if let Some(d) = self.done {
+            d.report(py, cfg, age);
+        }
+    }
+}
+
 pub struct Connection {
     pub http: http::Conn,
     /// The environ's view of the connection (listener address, peer), built once at accept.

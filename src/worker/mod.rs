@@ -732,29 +732,11 @@ impl Worker<'_> {
                 }
                 Chunk::End => {
                     let keep = stream.writer.finish(&mut c.out);
-                    stream.body.close(py);
-                    if !keep {
-                        c.phase = Phase::CloseAfterSend;
-                    }
-                    if let Some((code, t)) = stream.metric {
-                        response_ended(self.status, code, t);
-                    }
-                    if let Some(d) = stream.done {
-                        d.report(py, self.cfg, self.age);
-                    }
-                    return;
+                    return stream.end(py, c, keep, self.status, self.cfg, self.age);
                 }
                 Chunk::Failed => {
                     // The head is already out: all we can do is end the connection.
-                    stream.body.close(py);
-                    c.phase = Phase::CloseAfterSend;
-                    if let Some((code, t)) = stream.metric {
-                        response_ended(self.status, code, t);
-                    }
-                    if let Some(d) = stream.done {
-                        d.report(py, self.cfg, self.age);
-                    }
-                    return;
+                    return stream.end(py, c, false, self.status, self.cfg, self.age);
                 }
             }
         }

@@ -23,7 +23,7 @@ use std::os::fd::OwnedFd;
 
 use pyo3::prelude::*;
 
-use super::{response_ended, Phase, Stream, Worker};
+use super::{Stream, Worker};
 use crate::engine::{self, ConnId};
 use crate::http::ResponseFraming;
 
@@ -118,16 +118,7 @@ impl Worker<'_> {
             d.sent += sent;
         }
         // The same ending as after the last chunk of a body that is read.
-        stream.body.close(py);
-        if !keep {
-            c.phase = Phase::CloseAfterSend;
-        }
-        if let Some((code, t)) = stream.metric {
-            response_ended(self.status, code, t);
-        }
-        if let Some(d) = stream.done {
-            d.report(py, self.cfg, self.age);
-        }
+        stream.end(py, c, keep, self.status, self.cfg, self.age);
         self.flush(id);
         None
     }
