@@ -29,7 +29,7 @@ pub mod wsgi;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-#[cfg(feature = "python")]
+#[cfg(all(feature = "python", not(feature = "system-allocator")))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

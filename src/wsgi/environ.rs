@@ -42,13 +42,21 @@ pub(crate) struct Template {
     conn_cache: Mutex<ConnCache>,
 }
 
-/// The strings of the last listener and peer seen: consecutive requests
-/// mostly share the listener, and keep-alive requests the peer.
+/// Strings for the environ's connection entries, reused across requests:
+/// the last listener seen (consecutive requests mostly share it), the last
+/// peer address (local clients and a proxy share one), and the peer ports
+/// of recent connections (a keep-alive connection sends many requests,
+/// interleaved with other connections').
 #[derive(Default)]
 struct ConnCache {
     server: Option<(String, String, Py<PyString>, Py<PyString>)>,
-    peer: Option<(SocketAddr, Py<PyString>, Py<PyString>)>,
+    peer_ip: Option<(IpAddr, Py<PyString>)>,
+    /// Direct-mapped by port number.
+    ports: Vec<Option<(u16, Py<PyString>)>>,
 }
+
+/// Slots of the peer-port cache.
+const PORT_SLOTS: usize = 256;
 
 impl ConnCache {
     fn server<'py>(
@@ -79,15 +87,28 @@ impl ConnCache {
         py: Python<'py>,
         peer: SocketAddr,
     ) -> (Bound<'py, PyString>, Bound<'py, PyString>) {
-        match &self.peer {
-            Some((a, addr, port)) if *a == peer => (addr.bind(py).clone(), port.bind(py).clone()),
+        let ip = match &self.peer_ip {
+            Some((a, s)) if *a == peer.ip() => s.bind(py).clone(),
             _ => {
-                let addr = PyString::new(py, &ip_text(peer.ip()));
-                let port = PyString::new(py, &decimal(peer.port()));
-                self.peer = Some((peer, addr.clone().unbind(), port.clone().unbind()));
-                (addr, port)
+                let s = PyString::new(py, &ip_text(peer.ip()));
+                self.peer_ip = Some((peer.ip(), s.clone().unbind()));
+                s
             }
+        };
+        if self.ports.is_empty() {
+            self.ports.resize_with(PORT_SLOTS, || None);
         }
+        let slot = &mut self.ports[usize::from(peer.port()) % PORT_SLOTS];
+        let port = match slot {
+            Some((p, s)) if *p == peer.port() => s.bind(py).clone(),
+            _ => {
+                let mut buf = [0u8; 5];
+                let s = PyString::new(py, decimal(peer.port(), &mut buf));
+                *slot = Some((peer.port(), s.clone().unbind()));
+                s
+            }
+        };
+        (ip, port)
     }
 }
 
@@ -100,7 +121,8 @@ fn ip_text(ip: IpAddr) -> String {
                 if i > 0 {
                     s.push('.');
                 }
-                s.push_str(&decimal(u16::from(*octet)));
+                let mut buf = [0u8; 5];
+                s.push_str(decimal(u16::from(*octet), &mut buf));
             }
             s
         }
@@ -108,18 +130,19 @@ fn ip_text(ip: IpAddr) -> String {
     }
 }
 
-fn decimal(mut n: u16) -> String {
-    let mut digits = [0u8; 5];
-    let mut i = digits.len();
+/// `n` in decimal, written into `buf`.
+fn decimal(mut n: u16, buf: &mut [u8; 5]) -> &str {
+    let mut i = buf.len();
     loop {
         i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
+        buf[i] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    digits[i..].iter().map(|&d| char::from(d)).collect()
+    // Only ASCII digits were written.
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 impl Template {
@@ -415,9 +438,29 @@ mod tests {
         assert_eq!(ip_text("0.0.0.0".parse().unwrap()), "0.0.0.0");
         assert_eq!(ip_text("::1".parse().unwrap()), "::1");
         assert_eq!(ip_text("::ffff:1.2.3.4".parse().unwrap()), "::ffff:1.2.3.4");
-        assert_eq!(decimal(0), "0");
-        assert_eq!(decimal(65535), "65535");
-        assert_eq!(decimal(80), "80");
+        let mut buf = [0u8; 5];
+        assert_eq!(decimal(0, &mut buf), "0");
+        assert_eq!(decimal(65535, &mut buf), "65535");
+        assert_eq!(decimal(80, &mut buf), "80");
+    }
+
+    #[test]
+    fn peer_strings_stay_right_when_cache_slots_collide() {
+        crate::wsgi::testing::with_py(|py| {
+            let mut cache = ConnCache::default();
+            let text =
+                |(a, p): (Bound<'_, PyString>, Bound<'_, PyString>)| (a.to_string(), p.to_string());
+            let a: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+            // Same slot (ports 256 apart), another address.
+            let b: SocketAddr = "10.1.2.3:40256".parse().unwrap();
+            for _ in 0..2 {
+                assert_eq!(
+                    text(cache.peer(py, a)),
+                    ("127.0.0.1".into(), "40000".into())
+                );
+                assert_eq!(text(cache.peer(py, b)), ("10.1.2.3".into(), "40256".into()));
+            }
+        });
     }
 
     #[test]

@@ -30,6 +30,50 @@ pub(crate) struct State {
     pub sink: Option<Arc<dyn WriteSink>>,
     /// The head went out through `sink` (on the first `write()`).
     pub head_sent: bool,
+    /// Header tuples this callable validated before (kept across requests).
+    pub header_cache: HeaderCache,
+}
+
+/// Validated headers by the identity of the app's `(name, value)` tuple.
+/// An app's literal tuples (`("Content-Type", "text/plain")`) are the same
+/// constant objects on every call, and a tuple of two `str` cannot change,
+/// so its checked bytes can be reused. Only tuples something else also
+/// holds are kept (a constant is held by its code object), so tuples built
+/// per response do not churn the cache; holding a reference keeps the
+/// address from being reused by another object.
+#[derive(Default)]
+pub(crate) struct HeaderCache {
+    entries: Vec<(Py<PyAny>, (Vec<u8>, Vec<u8>))>,
+    next: usize,
+}
+
+/// Tuples kept per `start_response`.
+const HEADER_CACHE_SIZE: usize = 8;
+
+impl HeaderCache {
+    fn get(&self, item: &Bound<'_, PyAny>) -> Option<(Vec<u8>, Vec<u8>)> {
+        self.entries
+            .iter()
+            .find(|(t, _)| t.as_ptr() == item.as_ptr())
+            .map(|(_, h)| h.clone())
+    }
+
+    /// `get_refcnt` is deprecated for being approximate on free-threaded
+    /// builds; here it only decides what is worth caching.
+    #[allow(deprecated)]
+    fn offer(&mut self, item: &Bound<'_, PyAny>, header: &(Vec<u8>, Vec<u8>)) {
+        // Ours (the Bound) + the list's = 2: a tuple built for this call.
+        if !item.is_exact_instance_of::<PyTuple>() || item.get_refcnt() < 3 {
+            return;
+        }
+        let entry = (item.clone().unbind(), header.clone());
+        if self.entries.len() < HEADER_CACHE_SIZE {
+            self.entries.push(entry);
+        } else {
+            self.entries[self.next] = entry;
+            self.next = (self.next + 1) % HEADER_CACHE_SIZE;
+        }
+    }
 }
 
 impl State {
@@ -96,8 +140,13 @@ impl StartResponse {
             None => {}
         }
         let status = parse_status(status)?;
-        let headers = parse_headers(headers)?;
+        // The lock is not held while Python objects are looked at (a
+        // `__repr__` in an error message runs app code).
+        let mut cache = std::mem::take(&mut lock(&self.state).header_cache);
+        let headers = parse_headers(headers, &mut cache);
         let mut st = lock(&self.state);
+        st.header_cache = cache;
+        let headers = headers?;
         st.started = true;
         st.head = Some(ResponseHead { status, headers });
         Ok(self.write.clone_ref(py))
@@ -275,7 +324,10 @@ fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     }
 }
 
-fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
+fn parse_headers(
+    headers: &Bound<'_, PyAny>,
+    cache: &mut HeaderCache,
+) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
     if headers.is_instance_of::<PyString>() || headers.is_instance_of::<PyBytes>() {
         return Err(PyTypeError::new_err(
             "headers must be a list of (name, value) tuples",
@@ -285,7 +337,14 @@ fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>
     if let Ok(list) = headers.cast::<PyList>() {
         out.reserve(list.len());
         for item in list.iter() {
-            out.push(parse_header(&item)?);
+            match cache.get(&item) {
+                Some(h) => out.push(h),
+                None => {
+                    let h = parse_header(&item)?;
+                    cache.offer(&item, &h);
+                    out.push(h);
+                }
+            }
         }
     } else {
         for item in headers.try_iter()? {
@@ -406,6 +465,61 @@ mod tests {
         assert_eq!(trim_sp_htab(b" \tab c\t ".to_vec()), b"ab c");
         assert_eq!(trim_sp_htab(b"   ".to_vec()), b"");
         assert_eq!(trim_sp_htab(b"x".to_vec()), b"x");
+    }
+
+    #[test]
+    fn header_cache_keeps_shared_tuples_and_skips_per_call_ones() {
+        crate::wsgi::testing::with_py(|py| {
+            let mut cache = HeaderCache::default();
+            let header = (b"A".to_vec(), b"b".to_vec());
+            let fresh = PyTuple::new(py, ["A", "b"]).unwrap().into_any();
+            cache.offer(&fresh, &header);
+            assert!(
+                cache.get(&fresh).is_none(),
+                "a tuple only we hold is not kept"
+            );
+            let shared = PyTuple::new(py, ["A", "b"]).unwrap().into_any();
+            let _held_elsewhere = (shared.clone(), shared.clone());
+            cache.offer(&shared, &header);
+            assert_eq!(cache.get(&shared), Some(header.clone()));
+            // An equal tuple that is another object is not a hit.
+            assert!(cache.get(&fresh).is_none());
+            // The cache stays bounded.
+            let many: Vec<_> = (0..20)
+                .map(|i| PyTuple::new(py, ["A", &i.to_string()]).unwrap().into_any())
+                .collect();
+            let _refs: Vec<_> = many.iter().map(|t| (t.clone(), t.clone())).collect();
+            for t in &many {
+                cache.offer(t, &header);
+            }
+            assert_eq!(cache.entries.len(), HEADER_CACHE_SIZE);
+        });
+    }
+
+    #[test]
+    fn constant_header_tuples_validate_the_same_on_every_call() {
+        use crate::wsgi::testing::{app, get, run, with_py};
+        const APP: &str = r#"
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-N", environ["QUERY_STRING"])])
+    return [b"x"]
+"#;
+        with_py(|py| {
+            let (wsgi, _m) = app(py, APP, "app");
+            for q in ["1", "2", "3"] {
+                let out = run(py, &wsgi, &get(&format!("/?{q}")));
+                let crate::wsgi::testing::Outcome::Sent { headers, .. } = out else {
+                    panic!("expected a response");
+                };
+                assert_eq!(
+                    headers,
+                    vec![
+                        ("Content-Type".to_string(), "text/plain".to_string()),
+                        ("X-N".to_string(), q.to_string())
+                    ]
+                );
+            }
+        });
     }
 
     /// Records what reaches it; refuses data once `gone` is set.
