@@ -43,9 +43,12 @@ pub(crate) struct State {
 /// address from being reused by another object.
 #[derive(Default)]
 pub(crate) struct HeaderCache {
-    entries: Vec<(Py<PyAny>, (Vec<u8>, Vec<u8>))>,
+    entries: Vec<(Py<PyAny>, Header)>,
     next: usize,
 }
+
+/// A checked (name, value) pair, latin-1 bytes.
+type Header = (Vec<u8>, Vec<u8>);
 
 /// Tuples kept per `start_response`.
 const HEADER_CACHE_SIZE: usize = 8;
