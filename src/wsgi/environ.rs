@@ -40,6 +40,43 @@ pub(crate) struct Template {
     /// (no path can start with it).
     script_name: Option<Vec<u8>>,
     conn_cache: Mutex<ConnCache>,
+    values: Mutex<ValueCache>,
+}
+
+/// Header value strings seen recently, direct-mapped by a hash of their
+/// bytes: clients send the same Host, User-Agent and Accept values request
+/// after request, so the `str` objects are built once and shared.
+#[derive(Default)]
+struct ValueCache {
+    slots: Vec<Option<(Vec<u8>, Py<PyString>)>>,
+}
+
+const VALUE_SLOTS: usize = 64;
+/// Longer values (cookies, tokens) are rarely repeated verbatim across clients.
+const VALUE_MAX_LEN: usize = 256;
+
+impl ValueCache {
+    fn get<'py>(&mut self, py: Python<'py>, value: &[u8]) -> Bound<'py, PyString> {
+        if value.len() > VALUE_MAX_LEN {
+            return latin1(py, value);
+        }
+        if self.slots.is_empty() {
+            self.slots.resize_with(VALUE_SLOTS, || None);
+        }
+        // FNV-1a over the bytes.
+        let hash = value.iter().fold(0x811c_9dc5u32, |h, &b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+        let slot = &mut self.slots[hash as usize % VALUE_SLOTS];
+        match slot {
+            Some((bytes, s)) if bytes.as_slice() == value => s.bind(py).clone(),
+            _ => {
+                let s = latin1(py, value);
+                *slot = Some((value.to_vec(), s.clone().unbind()));
+                s
+            }
+        }
+    }
 }
 
 /// Strings for the environ's connection entries, reused across requests:
@@ -194,6 +231,7 @@ impl Template {
             base: base.unbind(),
             script_name: script_name_bytes,
             conn_cache: Mutex::default(),
+            values: Mutex::default(),
         })
     }
 
@@ -231,6 +269,10 @@ impl Template {
         )?;
 
         let mut script_name_header = None;
+        // Taken out, not held locked while Python objects are made (app
+        // threads build environs too; one that finds it taken uses a fresh one).
+        let mut values =
+            std::mem::take(&mut *self.values.lock().unwrap_or_else(|p| p.into_inner()));
         for (i, (name, value)) in head.header_pairs().enumerate() {
             if name.eq_ignore_ascii_case(b"content-type") {
                 env.set_item(intern!(py, "CONTENT_TYPE"), latin1(py, value))?;
@@ -245,7 +287,7 @@ impl Template {
             }
             let key = header_key(py, name);
             let before = env.len();
-            env.set_item(&key, latin1(py, value))?;
+            env.set_item(&key, values.get(py, value))?;
             if env.len() == before {
                 // A repeated field: its values joined with ',' in order.
                 let joined = join_repeats(req, i, name);
@@ -253,6 +295,7 @@ impl Template {
             }
         }
 
+        *self.values.lock().unwrap_or_else(|p| p.into_inner()) = values;
         let script_name = match script_name_header {
             Some(value) => {
                 env.set_item(intern!(py, "SCRIPT_NAME"), latin1(py, value))?;
@@ -442,6 +485,27 @@ mod tests {
         assert_eq!(decimal(0, &mut buf), "0");
         assert_eq!(decimal(65535, &mut buf), "65535");
         assert_eq!(decimal(80, &mut buf), "80");
+    }
+
+    #[test]
+    fn header_value_cache_returns_the_value_asked_for() {
+        crate::wsgi::testing::with_py(|py| {
+            let mut cache = ValueCache::default();
+            let values: Vec<Vec<u8>> = (0..200)
+                .map(|i| format!("value-{i}").into_bytes())
+                .chain([b"caf\xe9".to_vec(), vec![b'x'; VALUE_MAX_LEN + 1]])
+                .collect();
+            // Twice over, so later lookups hit or replace earlier entries.
+            for _ in 0..2 {
+                for v in &values {
+                    let s = cache.get(py, v);
+                    assert_eq!(s.to_string(), latin1(py, v).to_string());
+                }
+            }
+            let a = cache.get(py, b"localhost:8000");
+            let b = cache.get(py, b"localhost:8000");
+            assert!(a.is(&b), "a repeated value is the same object");
+        });
     }
 
     #[test]
