@@ -247,3 +247,25 @@ def test_an_app_exception_is_a_500_logged_with_its_traceback_and_responses_are_a
     assert "Error handling request GET /raise" in log
     assert "RuntimeError: the app broke" in log
     assert '"GET /raise HTTP/1.1" 500' in log
+
+
+def test_an_event_loop_blocked_past_the_timeout_gets_the_worker_replaced(serve):
+    server = serve("asgi_app:app", "--timeout", "2")
+    (first,) = server.wait_workers(1)
+    with pytest.raises(Exception):
+        # The app blocks its loop with time.sleep: the master aborts the worker.
+        server.request(target="/block?s=30", headers=[("Host", "x")])
+    wait_until(lambda: "WORKER TIMEOUT" in server.log(), 15, what="the timeout")
+    replaced = wait_until(lambda: (lambda w: w if w and first not in w else None)(server.workers()),
+                          15, what="a new worker")
+    assert replaced
+    assert server.request(target="/after", headers=[("Host", "x")]).status == 200
+
+
+def test_an_idle_asgi_worker_is_not_timed_out(serve):
+    server = serve("asgi_app:app", "--timeout", "1")
+    (first,) = server.wait_workers(1)
+    time.sleep(2.5)
+    assert server.request(target="/x", headers=[("Host", "x")]).status == 200
+    assert first in server.workers()
+    assert "WORKER TIMEOUT" not in server.log()

@@ -19,6 +19,8 @@ LIFESPAN_ASGI = {"version": "3.0", "spec_version": "2.0"}
 # Note kinds the hub hands back (see src/asgi/hub.rs).
 NOTE_ROOM = 0
 NOTE_HANGUP = 1
+# Seconds between the loop's heartbeats (see _heartbeat).
+HEARTBEAT_EVERY = 0.25
 
 
 def new_loop(kind):
@@ -53,6 +55,7 @@ def run(hub, app, loop_kind, lifespan_mode, grace):
             return
         hub.log_info("ASGI app running on the %s event loop" % name)
         loop.add_reader(hub.fd, server.on_wake)
+        _heartbeat(loop, hub)
         hub.started(None)
         # A stop asked for before the reader was added must not be missed.
         server.on_wake()
@@ -65,6 +68,13 @@ def run(hub, app, loop_kind, lifespan_mode, grace):
             pass
         asyncio.set_event_loop(None)
         loop.close()
+
+
+def _heartbeat(loop, hub):
+    """Tell the worker the loop is alive, four times a second; a loop the
+    app blocks for ``--timeout`` seconds gets the worker replaced."""
+    hub.beat()
+    loop.call_later(HEARTBEAT_EVERY, _heartbeat, loop, hub)
 
 
 def _format_exc():

@@ -41,6 +41,8 @@ impl Inbox {
 pub(crate) struct Shared {
     inbox: Mutex<Inbox>,
     waker: Waker,
+    /// When the asyncio loop last ran its heartbeat timer (monotonic ms).
+    pub beat_ms: AtomicU64,
 }
 
 impl Shared {
@@ -48,6 +50,7 @@ impl Shared {
         Ok(Shared {
             inbox: Mutex::new(Inbox::default()),
             waker: Waker::new()?,
+            beat_ms: AtomicU64::new(crate::sys::shm::monotonic_ms()),
         })
     }
 
@@ -160,6 +163,14 @@ impl Hub {
             cycles.append(Py::new(py, cycle)?)?;
         }
         Ok((cycles, inbox.notes, inbox.stop.map(|d| d.as_secs_f64())))
+    }
+
+    /// The asyncio loop is alive (called from a timer four times a second):
+    /// a loop blocked by the app for `--timeout` gets the worker replaced.
+    fn beat(&self) {
+        self.shared
+            .beat_ms
+            .store(crate::sys::shm::monotonic_ms(), Ordering::Relaxed);
     }
 
     /// The lifespan startup finished: `None`, or why the worker must stop.

@@ -201,6 +201,14 @@ impl Runner for AsgiApp {
         self.shared.backlog()
     }
 
+    fn alive_at_ms(&self) -> Option<u64> {
+        Some(
+            self.shared
+                .beat_ms
+                .load(std::sync::atomic::Ordering::Relaxed),
+        )
+    }
+
     /// Requests in flight get `timeout` to finish (then they are
     /// cancelled), the lifespan shutdown runs, the loop stops. Call without
     /// the interpreter lock: the loop thread needs it to finish.

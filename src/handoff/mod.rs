@@ -288,6 +288,13 @@ pub trait Runner: Send {
     /// Shut down: stop taking jobs, let those running finish for up to
     /// `timeout`, run the app's shutdown steps (ASGI lifespan), join threads.
     fn stop(&mut self, timeout: std::time::Duration);
+
+    /// When (monotonic ms) the app side's own event loop last showed it is
+    /// alive, for `--timeout`; `None` when it has no loop of its own (app
+    /// threads: like gunicorn's gthread, a slow request is not a hang).
+    fn alive_at_ms(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Jobs waiting for an app thread, first in first out.

@@ -229,8 +229,14 @@ impl Worker<'_> {
         let mut next_sweep = Instant::now() + SWEEP_EVERY;
         loop {
             if let Some(s) = self.status {
-                s.loop_ms
-                    .store(shm::monotonic_ms(), std::sync::atomic::Ordering::Release);
+                // An app side with a loop of its own (ASGI) must be alive too.
+                let now = shm::monotonic_ms();
+                let alive = self
+                    .runner
+                    .as_ref()
+                    .and_then(|r| r.alive_at_ms())
+                    .map_or(now, |t| t.min(now));
+                s.loop_ms.store(alive, std::sync::atomic::Ordering::Release);
             }
             let now = Instant::now();
             let timeout = next_sweep.saturating_duration_since(now);

@@ -7,9 +7,11 @@
                      $ASGI_EVENT_LOG after each, and "stopped <exception>"
                      when a send fails
   /raise             raises before responding
+  /block?s=S         blocks the event loop for S seconds (time.sleep), then answers
   anything else      a short text/plain answer naming the path
 """
 import os
+import time
 
 
 def _note(text):
@@ -57,6 +59,8 @@ async def app(scope, receive, send):
             raise
         await send({"type": "http.response.body", "body": b""})
         return
+    if path == "/block":
+        time.sleep(float(scope["query_string"].decode().partition("=")[2] or "1"))
     if path == "/raise":
         raise RuntimeError("the app broke")
     if path == "/echo":
