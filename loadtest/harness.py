@@ -563,10 +563,10 @@ def capture_environ(args, running, tmp):
     return None
 
 
-def ceiling_once(app, args, environ_file):
+def ceiling_once(app, args, environ_file, seconds=None, repeat=5):
     """The app called in a loop in one process pinned to the server CPU."""
     argv = ["taskset", "-c", str(args.server_cpu), sys.executable, os.path.join(HERE, "inprocess.py"),
-            app, "--seconds", str(args.ceiling_seconds)]
+            app, "--seconds", str(seconds or args.ceiling_seconds), "--repeat", str(repeat)]
     if environ_file:
         argv += ["--environ", environ_file]
     p = subprocess.run(argv, cwd=APPS, capture_output=True, env=server_env(),
@@ -574,6 +574,48 @@ def ceiling_once(app, args, environ_file):
     if p.returncode != 0:
         return {"error": p.stderr.decode("utf-8", "replace")[-800:]}
     return json.loads(p.stdout.decode().strip().splitlines()[-1])
+
+
+def paired_ceiling(proc, port, scenario, args, environ_file):
+    """Server and app alone, alternating on the same core: the ratio a busy machine disturbs least.
+
+    `--pair-rounds` rounds of: wrk against the server for `--pair-seconds`,
+    then the app called in-process for as long (the server idle meanwhile).
+    Both CPU figures are the scheduler's runtime in ns (the server's live
+    threads from /proc/<pid>/task/*/schedstat, the loop's own
+    CLOCK_PROCESS_CPUTIME_ID), so they are on one clock; alternating puts
+    both under the same moments of other people's load.
+    """
+    srv_cpu = srv_req = srv_wall = app_cpu = app_calls = app_wall = 0.0
+    rounds = []
+    for _ in range(args.pair_rounds):
+        pids = tree(proc.pid)
+        c0 = sched_runtime_ns(pids)
+        result, _ = run_wrk(port, scenario, KEEP_ALIVE, args.pair_seconds, args)
+        c1 = sched_runtime_ns(pids)
+        c = ceiling_once(scenario.app, args, environ_file, seconds=args.pair_seconds, repeat=1)
+        if "error" in c or not result["requests"]:
+            return {"error": c.get("error", "no request completed")}
+        srv = (c1 - c0) / 1e9
+        srv_cpu += srv
+        srv_req += result["requests"]
+        srv_wall += result["duration_us"] / 1e6
+        app_cpu += c["cpu_us_per_call"] * c["calls"] / 1e6
+        app_calls += c["calls"]
+        app_wall += c["seconds"]
+        rounds.append({"server_cpu_us_per_req": round(srv / result["requests"] * 1e6, 2),
+                       "app_cpu_us_per_call": c["cpu_us_per_call"]})
+    return {
+        "rounds": len(rounds),
+        "seconds_each": args.pair_seconds,
+        "server_rps": round(srv_req / srv_wall, 1),
+        "server_cpu_us_per_req": round(srv_cpu / srv_req * 1e6, 2),
+        "app_calls_per_s": round(app_calls / app_wall, 1),
+        "app_cpu_us_per_call": round(app_cpu / app_calls * 1e6, 2),
+        "cpu_ratio": round((app_cpu / app_calls) / (srv_cpu / srv_req), 3),
+        "rps_ratio": round((srv_req / srv_wall) / (app_calls / app_wall), 3),
+        "each": rounds,
+    }
 
 
 def ceiling(before, after):
@@ -671,7 +713,7 @@ def parse_args(argv):
     )
     p.add_argument("--quick", action="store_true",
                    help="smoke test: few cells, 1 s runs, results in results/quick/")
-    p.add_argument("--duration", type=int, help="seconds of each measured run (default 10, quick 1)")
+    p.add_argument("--duration", type=int, help="seconds of each measured run (default 8, quick 1)")
     p.add_argument("--warmup", type=int, help="seconds of warm-up before each run (default 2, quick 1)")
     p.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
     p.add_argument("--servers", type=lambda s: parse_list(s, list(SERVERS)),
@@ -684,6 +726,11 @@ def parse_args(argv):
     p.add_argument("--server-cpu", type=int, default=0, help="CPU the servers are pinned to (default 0)")
     p.add_argument("--client-cpu", type=int, default=1, help="CPU wrk is pinned to (default 1)")
     p.add_argument("--ceiling-seconds", type=int, help="seconds of the in-process ceiling (default 5, quick 1)")
+    p.add_argument("--pair-rounds", type=int,
+                   help="rounds of server / app-alone alternation for the ceiling ratio "
+                        "(default 5, quick 2; 0: none)")
+    p.add_argument("--pair-seconds", type=int, default=1,
+                   help="seconds of each half of a round (default 1)")
     p.add_argument("--start-timeout", type=float, default=30.0, help="seconds a server may take to answer")
     p.add_argument("--out", help="results directory (default results/<date>/, quick: results/quick/)")
     p.add_argument("--probes", type=lambda s: [] if s == "none" else parse_list(s, list(PROBES)),
@@ -712,13 +759,15 @@ def parse_args(argv):
     p.add_argument("--pids-file", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.duration is None:
-        args.duration = 1 if args.quick else 10
+        args.duration = 1 if args.quick else 8
     if args.warmup is None:
         args.warmup = 1 if args.quick else 2
     if args.ceiling_seconds is None:
         args.ceiling_seconds = 2 if args.quick else 5
     if args.probes is None:
         args.probes = list(PROBES)
+    if args.pair_rounds is None:
+        args.pair_rounds = 2 if args.quick else 5
     if args.duration < 1 or args.warmup < 0 or args.connections < 1:
         p.error("--duration must be >= 1, --warmup >= 0, --connections >= 1")
     return args
@@ -735,6 +784,7 @@ def main(argv):
             if s.serves(scen.name, w, c)]
     starts = sum(len(servers) for _, _, _, servers in cells)
     est = 2.0 * starts + len(runs) * (args.warmup + args.duration + 0.5) + 4 * (args.ceiling_seconds + 2)
+    est += 4 * args.pair_rounds * (2 * args.pair_seconds + 1.5)
     est += probes.estimate_seconds(args)
     print(f"plan: {len(cells)} cells, {len(runs)} measured runs of {args.duration}s "
           f"(+{args.warmup}s warm-up), probes: {','.join(args.probes) or 'none'}; "
@@ -789,6 +839,10 @@ def main(argv):
                     for conn in todo:
                         try:
                             r = measure(proc, port, scen, conn, args)
+                            if (with_ceiling and conn == KEEP_ALIVE and args.pair_rounds > 0
+                                    and server.name.startswith("ferrocorn-") and r["valid"]):
+                                r["paired_ceiling"] = paired_ceiling(proc, port, scen, args,
+                                                                     environ_file)
                         except (OSError, http.client.HTTPException, CheckFailed,
                                 subprocess.SubprocessError) as e:
                             r = {"valid": False, "problems": [f"{type(e).__name__}: {e}"]}
@@ -817,6 +871,7 @@ def main(argv):
         "duration_s": args.duration, "warmup_s": args.warmup, "connections": args.connections,
         "wrk_threads": 1, "server_cpu": args.server_cpu, "client_cpu": args.client_cpu,
         "quick": args.quick, "ceiling_seconds": args.ceiling_seconds,
+        "pair_rounds": args.pair_rounds, "pair_seconds": args.pair_seconds,
     }
     meta["servers"] = {s.name: s.describe for s in SERVERS.values()}
     meta["scenarios"] = {s.name: s.title for s in SCENARIOS.values()}
