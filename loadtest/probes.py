@@ -599,8 +599,8 @@ def alloc(args, running, tmp):
            "sys.argv[0] = 'ferrocorn'; from ferrocorn.__main__ import main; sys.exit(main())"]
     out = {"available": True, "feature": ALLOC_FEATURE, "hello": [], "memory": []}
     scen = H.SCENARIOS["hello"]
-    for variant, cmd in (("mimalloc", None), ("system", exe)):
-        for engine in ENGINES:
+    for engine in ENGINES:
+        for variant, cmd in (("mimalloc", None), ("system", exe)):
             port = H.free_port()
             proc, log = spawn(ferrocorn_argv(engine, 1, port, exe=cmd), running, tmp,
                               f"alloc-{variant}-{engine}", args=args)

@@ -102,6 +102,11 @@ def markdown(doc):
         "cores** = the share of the server's core / wrk's core that other processes (and the "
         "hypervisor's steal) took during the run, a measure of the noise.\n")
 
+    table = targets_table(doc)
+    if table:
+        out.append("## Targets\n")
+        out.extend(table)
+        out.append("")
     out.append("## Summary\n")
     out.extend(summary(doc))
 
@@ -305,6 +310,87 @@ def engine_lines(doc):
     return lines
 
 
+def targets_table(doc):
+    """One table of the issue's targets: the figure per engine and whether it is met."""
+    def get(cell, server, key="rps"):
+        r = find(doc, cell, server)
+        return r[key] if r else None
+
+    hello = ("hello", 1, "keep-alive")
+    flask = ("flask", 1, "keep-alive")
+    pr = doc.get("probes") or {}
+    rows = []
+
+    def row(label, values, good):
+        if all(v is None for v in values):
+            return
+        cells_ = []
+        for v in values:
+            if v is None:
+                cells_.append("–")
+            else:
+                text, x = v
+                cells_.append(f"{text} ({'met' if good(x) else '**not met**'})")
+        rows.append(f"| {label} | " + " | ".join(cells_) + " |")
+
+    engines = ("ferrocorn-uring", "ferrocorn-epoll")
+
+    def rel(peer, key, fmt=fmt_ratio):
+        out = []
+        for e in engines:
+            x = ratio(get(hello, e, key), get(hello, peer, key))
+            out.append(None if x is None else (fmt(x), x))
+        return out
+
+    row("hello req/s vs nginx `return 200` (>= 0.95x)", rel("nginx", "rps"), lambda x: x >= 0.95)
+    row("hello CPU/req vs bjoern (<= 0.75x)", rel("bjoern", "server_cpu_us_per_req"),
+        lambda x: x <= 0.75)
+    row("hello CPU/req vs granian (<= 0.4x)", rel("granian", "server_cpu_us_per_req"),
+        lambda x: x <= 0.4)
+    row("hello CPU/req vs granian single-thread (<= 0.4x)", rel("granian-st", "server_cpu_us_per_req"),
+        lambda x: x <= 0.4)
+    row("hello req/s vs gunicorn sync (>= 30x)", rel("gunicorn-sync", "rps"), lambda x: x >= 30)
+    vals = []
+    for e in engines:
+        p = (find(doc, flask, e) or {}).get("paired_ceiling") or {}
+        vals.append((f"{p['cpu_ratio'] * 100:.0f} % by CPU, {p['rps_ratio'] * 100:.0f} % by req/s",
+                     p["cpu_ratio"]) if "cpu_ratio" in p else None)
+    row("Flask hello vs the app in-process (>= 90 %)", vals, lambda x: x >= 0.9)
+    wins = total = 0
+    for cell in cells(doc):
+        u, e = find(doc, cell, engines[0]), find(doc, cell, engines[1])
+        if u and e:
+            total += 1
+            wins += u["rps"] >= e["rps"]
+    if total:
+        rows.append(f"| io_uring >= epoll (req/s), every cell | {wins} of {total} cells "
+                    f"({'met' if wins == total else '**not met**'}) | |")
+    mem = {m["engine"]: m for m in pr.get("memory") or [] if "error" not in m}
+    row("RSS per idle keep-alive connection (<= 8 KiB)",
+        [(f"{mem[e]['rss_kib_per_conn']:.1f} KiB", mem[e]["rss_kib_per_conn"]) if e in mem else None
+         for e in ("uring", "epoll")], lambda x: x <= 8)
+    rss = {r["engine"]: r for r in pr.get("rss") or [] if "error" not in r}
+
+    def flat(e):
+        r = rss.get(e)
+        if not r or r["slope_kib_per_1m_requests"] is None:
+            return None
+        # Flat: growth over the run within 1 % of the worker's RSS.
+        grow = abs(r["slope_kib_per_1m_requests"]) * r["requests"] / 1e6
+        return (f"{r['start_kib'] / 1024:.1f} → {r['end_kib'] / 1024:.1f} MiB over "
+                f"{r['requests'] / 1e6:.2f}M requests, {fmt_slope(r['slope_kib_per_1m_requests'])}",
+                grow / max(r["start_kib"], 1))
+
+    row("RSS over 1M requests flat (growth < 1 %)", [flat("uring"), flat("epoll")], lambda x: x < 0.01)
+    st = (pr.get("startup") or {}).get("servers") or {}
+    row("start to ready, `-w 4`, app import excluded (< 300 ms)",
+        [(f"{st[e]['ready_ms']['median']:.0f} ms", st[e]["ready_ms"]["median"])
+         if "ready_ms" in st.get(e, {}) else None for e in engines], lambda x: x < 300)
+    if not rows:
+        return []
+    return ["| target | ferrocorn-uring | ferrocorn-epoll |", "|---|---|---|"] + rows
+
+
 def probe_summary(doc):
     """The target lines of the probes (memory, RSS, start-up)."""
     pr = doc.get("probes") or {}
@@ -439,6 +525,7 @@ def probe_sections(doc):
         elif "error" in al:
             out.append(f"failed: {al['error'][:400]}")
         else:
+            out.append("hello, 1 worker, keep-alive; the two builds alternate per engine.\n")
             out.append("| allocator | engine | req/s | CPU µs/req |")
             out.append("|---|---|---:|---:|")
             for h in al["hello"]:
