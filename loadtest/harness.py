@@ -713,7 +713,7 @@ def parse_args(argv):
     )
     p.add_argument("--quick", action="store_true",
                    help="smoke test: few cells, 1 s runs, results in results/quick/")
-    p.add_argument("--duration", type=int, help="seconds of each measured run (default 8, quick 1)")
+    p.add_argument("--duration", type=int, help="seconds of each measured run (default 7, quick 1)")
     p.add_argument("--warmup", type=int, help="seconds of warm-up before each run (default 2, quick 1)")
     p.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
     p.add_argument("--servers", type=lambda s: parse_list(s, list(SERVERS)),
@@ -759,7 +759,7 @@ def parse_args(argv):
     p.add_argument("--pids-file", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.duration is None:
-        args.duration = 1 if args.quick else 8
+        args.duration = 1 if args.quick else 7
     if args.warmup is None:
         args.warmup = 1 if args.quick else 2
     if args.ceiling_seconds is None:

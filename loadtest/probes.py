@@ -640,7 +640,7 @@ def estimate_seconds(args):
         elif probe == "startup":
             est += 3 * s["startup_reps"] * 1.5
         elif probe == "profile":
-            est += 60 + s["profile_requests"] / 400
+            est += 15 + s["profile_requests"] / 800
         elif probe == "alloc":
             est += 5 if not alloc_feature_available() else 600
     return est
