@@ -884,10 +884,8 @@ def main(argv):
     with open(os.path.join(out_dir, "results.json"), "w") as f:
         json.dump(doc, f, indent=1)
         f.write("\n")
+    report.write(doc, out_dir)
     md = report.markdown(doc)
-    with open(os.path.join(out_dir, "results.md"), "w") as f:
-        f.write(md)
-    report.plots(doc, out_dir)
     if not args.quick and not args.out:
         link = os.path.join(HERE, "results", "latest")
         if os.path.islink(link) or os.path.exists(link):

@@ -391,6 +391,31 @@ def targets_table(doc):
     return ["| target | ferrocorn-uring | ferrocorn-epoll |", "|---|---|---|"] + rows
 
 
+def headline(doc):
+    """The targets and the hello keep-alive cell, short enough for a README."""
+    out = []
+    table = targets_table(doc)
+    if table:
+        out.extend(table)
+        out.append("")
+    cell = ("hello", 1, "keep-alive")
+    rs = [r for r in rows(doc, cell) if r.get("valid")]
+    if rs:
+        base = find(doc, cell, BASELINE)
+        out.append(f"hello-world WSGI, 1 worker on one core, keep-alive, wrk -t1 -c{doc['meta']['settings']['connections']} "
+                   "on the other core:\n")
+        out.append(f"| server | req/s | CPU µs/req (user / sys) | req/s vs {BASELINE} |")
+        out.append("|---|---:|---:|---:|")
+        for r in rs:
+            out.append(f"| {r['server']} | {r['rps']:,.0f} | {r['server_cpu_us_per_req']:.1f} ({fmt_split(r)}) "
+                       f"| {fmt_ratio(ratio(r['rps'], base and base['rps']))} |")
+        out.append("")
+    noise = noise_summary(doc)
+    if noise:
+        out.append(noise.replace("**", "") + "\n")
+    return "\n".join(out)
+
+
 def probe_summary(doc):
     """The target lines of the probes (memory, RSS, start-up)."""
     pr = doc.get("probes") or {}
@@ -615,8 +640,15 @@ def main(argv):
     with open(path) as f:
         doc = json.load(f)
     out_dir = os.path.dirname(os.path.abspath(path))
+    write(doc, out_dir)
+
+
+def write(doc, out_dir):
+    """results.md, headline.md and the plots of one run."""
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write(markdown(doc))
+    with open(os.path.join(out_dir, "headline.md"), "w") as f:
+        f.write(headline(doc))
     plots(doc, out_dir)
 
 
