@@ -404,11 +404,12 @@ def headline(doc):
         base = find(doc, cell, BASELINE)
         out.append(f"hello-world WSGI, 1 worker on one core, keep-alive, wrk -t1 -c{doc['meta']['settings']['connections']} "
                    "on the other core:\n")
-        out.append(f"| server | req/s | CPU µs/req (user / sys) | req/s vs {BASELINE} |")
-        out.append("|---|---:|---:|---:|")
+        out.append(f"| server | req/s | CPU µs/req (user / sys) | req/s vs {BASELINE} "
+                   "| others on cores (server / wrk) |")
+        out.append("|---|---:|---:|---:|---:|")
         for r in rs:
             out.append(f"| {r['server']} | {r['rps']:,.0f} | {r['server_cpu_us_per_req']:.1f} ({fmt_split(r)}) "
-                       f"| {fmt_ratio(ratio(r['rps'], base and base['rps']))} |")
+                       f"| {fmt_ratio(ratio(r['rps'], base and base['rps']))} | {fmt_noise(r.get('noise'))} |")
         out.append("")
     noise = noise_summary(doc)
     if noise:
