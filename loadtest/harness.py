@@ -751,6 +751,10 @@ def parse_args(argv):
     p.add_argument("--profile-engine", choices=["uring", "epoll"], default="epoll",
                    help="io engine of the profiled worker (default epoll: under valgrind the "
                         "uring worker does not see its stop signal, so it never writes a profile)")
+    p.add_argument("--profile-scenarios", type=lambda s: parse_list(s, ["hello", "flask"]),
+                   default=["hello", "flask"],
+                   help="apps the profiled worker serves, one profile each (default hello,flask; "
+                        "flask also counts the app's instructions alone)")
     p.add_argument("--profile-timeout", type=float, default=300.0,
                    help="seconds the profiled server may take to start and to serve")
     p.add_argument("--alloc-build-timeout", type=float, default=1200.0,

@@ -151,6 +151,26 @@ def run(app, template, seconds, repeat):
     }
 
 
+def run_calls(app, template, calls):
+    """One checked call, then exactly `calls` more: for counting instructions per call."""
+    def start_response(status, headers, exc_info=None):
+        if not status.startswith("200"):
+            raise SystemExit(f"app answered {status!r}, expected 200")
+        return lambda data: None
+
+    for _ in range(calls + 1):
+        environ = dict(template)
+        environ["wsgi.input"] = io.BytesIO(b"")
+        result = app(environ, start_response)
+        try:
+            for _chunk in result:
+                pass
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("app", help="MODULE:NAME, imported from the current directory")
@@ -158,11 +178,17 @@ def main():
     parser.add_argument("--repeat", type=int, default=5, help="slices; the best one is reported")
     parser.add_argument("--path", default="/")
     parser.add_argument("--environ", help="JSON of the environ a server passed (from the harness)")
+    parser.add_argument("--calls", type=int,
+                        help="make exactly this many calls after one check call and print nothing "
+                             "(for instruction counting under callgrind)")
     args = parser.parse_args()
     sys.path.insert(0, os.getcwd())
     module, _, name = args.app.partition(":")
     app = getattr(importlib.import_module(module), name or "application")
     template = load_environ(args.path, args.environ) if args.environ else make_environ(args.path)
+    if args.calls is not None:
+        run_calls(app, template, args.calls)
+        return
     result = run(app, template, args.seconds, max(1, args.repeat))
     result["app"] = args.app
     print(json.dumps(result))

@@ -440,7 +440,7 @@ def profile(engine, requests, args, running, tmp):
                             f"--callgrind-out-file={outdir}/callgrind.out.%p")
     exe = [valgrind, "--tool=callgrind", f"{H.VENV_BIN}/python", f"{H.VENV_BIN}/ferrocorn"]
     argv = ferrocorn_argv(engine, 1, port, ["--timeout", "900", "--graceful-timeout", "20"],
-                          exe=exe)
+                          app=H.SCENARIOS[args.profile_scenario].app, exe=exe)
     proc, log = spawn(argv, running, tmp, f"profile-{engine}", env=env, args=args)
     t0 = time.monotonic()
     worker = None
@@ -448,7 +448,7 @@ def profile(engine, requests, args, running, tmp):
     try:
         worker = wait_ready(proc, port, log, args.profile_timeout)[0]
         served = 1  # wait_ready's check
-        scen = H.SCENARIOS["hello"]
+        scen = H.SCENARIOS[args.profile_scenario]
         for _ in range(20):
             H.check(port, scen, H.KEEP_ALIVE, timeout=30)
         served += 20
@@ -465,11 +465,12 @@ def profile(engine, requests, args, running, tmp):
                                            f"{H.log_tail(log)}"}
     dump = os.path.join(outdir, sorted(dumps)[0])
     result = summarize_callgrind(dump, served)
-    result.update({"engine": engine, "requests": served, "seconds": round(time.monotonic() - t0, 1),
+    result.update({"engine": engine, "app": scen.app, "requests": served,
+                   "seconds": round(time.monotonic() - t0, 1),
                    "counted": f"inside {SERVE_LOOP} only (user-space instructions; the kernel's "
                               "share is not visible to callgrind)"})
     os.makedirs(args.out_dir, exist_ok=True)
-    keep = os.path.join(args.out_dir, f"callgrind-{engine}.txt")
+    keep = os.path.join(args.out_dir, f"callgrind-{args.profile_scenario}-{engine}.txt")
     with open(keep, "w") as f:
         p = subprocess.run(["callgrind_annotate", "--inclusive=yes", "--threshold=99", dump],
                            capture_output=True, timeout=300)
@@ -479,6 +480,29 @@ def profile(engine, requests, args, running, tmp):
 
 
 SERVE_LOOP = "ferrocorn::worker::Worker::serve"
+
+
+def inprocess_ir(app, environ_file, args, tmp):
+    """Instructions per call of the app alone: callgrind over two loops of different length.
+
+    The difference of the two totals divided by the difference of the call
+    counts leaves out the interpreter's start-up and the app's import.
+    """
+    valgrind = shutil.which("valgrind")
+    totals = {}
+    for calls in (200, 1200):
+        out = os.path.join(tmp, f"inprocess-{calls}.callgrind")
+        argv = [valgrind, "--tool=callgrind", f"--callgrind-out-file={out}", sys.executable,
+                os.path.join(H.HERE, "inprocess.py"), app, "--calls", str(calls)]
+        if environ_file:
+            argv += ["--environ", environ_file]
+        p = subprocess.run(argv, cwd=H.APPS, capture_output=True, env=H.server_env(),
+                           timeout=args.profile_timeout, stdin=subprocess.DEVNULL)
+        total, _ = annotate_rows(out, inclusive=False) if p.returncode == 0 else (None, None)
+        if not total:
+            return {"error": p.stderr.decode("utf-8", "replace")[-400:]}
+        totals[calls] = total
+    return {"ir_per_call": round((totals[1200] - totals[200]) / 1000), "app": app}
 
 
 def drive(port, requests, conns, timeout):
@@ -648,6 +672,8 @@ def estimate_seconds(args):
             est += 3 * s["startup_reps"] * 1.5
         elif probe == "profile":
             est += 15 + s["profile_requests"] / 800
+            if "flask" in args.profile_scenarios:
+                est += 40 + s["profile_requests"] / 7 / 100
         elif probe == "alloc":
             est += 5 if not alloc_feature_available() else 600
     return est
@@ -670,8 +696,29 @@ def run_selected(args, running, tmp, extra):
             elif probe == "startup":
                 extra["startup"] = startup(s["startup_reps"], args, running, tmp)
             elif probe == "profile":
-                extra["profile"] = [profile(args.profile_engine, s["profile_requests"], args,
-                                            running, tmp)]
+                extra["profile"] = []
+                for scen in args.profile_scenarios:
+                    n = s["profile_requests"] if scen == "hello" else max(200, s["profile_requests"] // 7)
+                    args.profile_scenario = scen
+                    extra["profile"].append(profile(args.profile_engine, n, args, running, tmp))
+                if "flask" in args.profile_scenarios:
+                    # Flask's first requests cost far more (lazy set-up): a
+                    # shorter second profile gives the marginal cost per
+                    # request, as the in-process figure is a marginal one.
+                    args.profile_scenario = "flask"
+                    big = next((p for p in extra["profile"]
+                                if p.get("app") == H.SCENARIOS["flask"].app and "total_ir" in p), None)
+                    small = profile(args.profile_engine, max(100, s["profile_requests"] // 40), args,
+                                    running, tmp)
+                    env_file = H.capture_environ(args, running, tmp)
+                    alone = inprocess_ir(H.SCENARIOS["flask"].app, env_file, args, tmp)
+                    if big and "total_ir" in small and "ir_per_call" in alone \
+                            and big["requests"] > small["requests"]:
+                        marginal = ((big["total_ir"] - small["total_ir"])
+                                    / (big["requests"] - small["requests"]))
+                        alone["server_ir_per_request"] = round(marginal)
+                        alone["ratio"] = round(alone["ir_per_call"] / marginal, 4)
+                    extra["flask_instructions"] = alone
             elif probe == "alloc":
                 extra["alloc"] = alloc(args, running, tmp)
         finally:

@@ -438,6 +438,11 @@ def probe_summary(doc):
             f"* RSS over {r['requests']:,} hello requests, {r['engine']} (target: flat): "
             f"{r['start_kib']:,} KiB at the start, {r['end_kib']:,} at the end, max {r['max_kib']:,}; "
             f"slope **{fmt_slope(r['slope_kib_per_1m_requests'])}**.")
+    fi = pr.get("flask_instructions")
+    if fi and "ratio" in fi:
+        lines.append(f"* Flask hello by user-space instructions (callgrind, no noise): the app alone "
+                     f"{fi['ir_per_call']:,} per call, through ferrocorn {fi['server_ir_per_request']:,} "
+                     f"per request: **{fi['ratio'] * 100:.1f} %**.")
     st = pr.get("startup")
     if st:
         parts = []
@@ -518,11 +523,11 @@ def probe_sections(doc):
                 return f"{v['median']:.0f} ({v['min']:.0f}–{v['max']:.0f})" if v else "–"
             out.append(f"| {name} | {rng('ready_ms')} | {rng('all_workers_ms')} |")
     for p in pr.get("profile") or []:
-        out.append(f"\n## Profile (callgrind, {p.get('engine')} engine)\n")
+        out.append(f"\n## Profile (callgrind, {p.get('app', 'wsgi_apps:hello')}, {p.get('engine')} engine)\n")
         if "error" in p:
             out.append(f"failed: {p['error'][:400]}")
             continue
-        out.append(f"One worker served {p['requests']:,} hello requests over 8 keep-alive "
+        out.append(f"One worker served {p['requests']:,} requests over 8 keep-alive "
                    f"connections under callgrind; counted {p['counted']}. "
                    f"**{p['ir_per_request']:,} instructions per request** in user space. "
                    f"Full listing: `{p.get('annotate')}`.\n")
@@ -543,6 +548,21 @@ def probe_sections(doc):
             out.append(f"| {r['ir_per_request']:,} | {r['share'] * 100:.1f} % | `{r['function'][:100]}` |")
             if len(seen) >= 20:
                 break
+    fi = pr.get("flask_instructions")
+    if fi:
+        out.append("\n## Flask by instructions\n")
+        if "ratio" in fi:
+            out.append(f"The Flask app called in-process under callgrind (the difference of a 1,200- "
+                       f"and a 200-call loop, so start-up and import cancel out): "
+                       f"**{fi['ir_per_call']:,} instructions per call**; served by ferrocorn (the "
+                       f"difference of two profiles of different length, serve loop only, so Flask's "
+                       f"costly first requests cancel out too): "
+                       f"{fi['server_ir_per_request']:,} per request, so the "
+                       f"app is **{fi['ratio'] * 100:.1f} %** of the user-space instructions of a "
+                       "request. Instructions are not time: the kernel's share (system time) and the "
+                       "app's slower run between network work (colder caches) are not in them.")
+        else:
+            out.append(f"failed: {fi.get('error', '?')[:400]}")
     al = pr.get("alloc")
     if al:
         out.append("\n## Allocator\n")
