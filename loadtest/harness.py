@@ -519,6 +519,56 @@ def measure(proc, port, scenario, conn, args):
     }
 
 
+def noise_share(r):
+    """Other processes' and steal's share of both cores during a run (lower: quieter)."""
+    return sum(n["others"] + n["steal"] for n in (r.get("noise") or {}).values())
+
+
+def second_pass(scen, servers, args, running, tmp, results):
+    """Measure the cell's keep-alive runs again in reverse order; keep each server's quieter run.
+
+    On a shared machine one server's run can coincide with someone's build
+    and another's not; a second pass in the opposite order, keeping for
+    each server the run with less of other processes on the two cores,
+    makes the cell's ratios much less a matter of luck. The other run stays
+    in results.json as `other_pass`.
+    """
+    if args.passes < 2:
+        return
+    for server in reversed(servers):
+        if not server.serves(scen.name, 1, KEEP_ALIVE):
+            continue
+        first = next((r for r in results if r["scenario"] == scen.name and r["workers"] == 1
+                      and r["conn"] == KEEP_ALIVE and r["server"] == server.name), None)
+        try:
+            proc, port, _ = start_server(server, scen, 1, args, running, tmp)
+        except (OSError, http.client.HTTPException, CheckFailed, subprocess.SubprocessError):
+            running.stop_all()
+            continue
+        try:
+            r = measure(proc, port, scen, KEEP_ALIVE, args)
+        except (OSError, http.client.HTTPException, CheckFailed, subprocess.SubprocessError):
+            continue
+        finally:
+            running.stop(proc)
+        r = dict({"scenario": scen.name, "workers": 1, "server": server.name, "conn": KEEP_ALIVE}, **r)
+        if first is None or not r["valid"]:
+            continue
+        keep_first = first.get("valid") and noise_share(first) <= noise_share(r)
+        chosen, other = (first, r) if keep_first else (r, first)
+        chosen["pass"] = 1 if keep_first else 2
+        chosen["other_pass"] = {k: other.get(k) for k in (
+            "rps", "server_cpu_us_per_req", "server_user_us_per_req", "server_sys_us_per_req",
+            "noise", "valid")}
+        if not keep_first:
+            if "paired_ceiling" in first:
+                chosen["paired_ceiling"] = first["paired_ceiling"]
+            results[results.index(first)] = chosen
+        print(f"  pass 2 {server.name:17} {r['rps']:>10.0f} req/s, cpu {r['server_cpu_us_per_req']:.1f} us/req, "
+              f"noise {noise_share(r):.2f} against {noise_share(first):.2f}: keeping pass "
+              f"{chosen['pass']}", flush=True)
+
+
 # ---------------------------------------------------------------- the run
 
 
@@ -713,7 +763,7 @@ def parse_args(argv):
     )
     p.add_argument("--quick", action="store_true",
                    help="smoke test: few cells, 1 s runs, results in results/quick/")
-    p.add_argument("--duration", type=int, help="seconds of each measured run (default 7, quick 1)")
+    p.add_argument("--duration", type=int, help="seconds of each measured run (default 6, quick 1)")
     p.add_argument("--warmup", type=int, help="seconds of warm-up before each run (default 2, quick 1)")
     p.add_argument("--connections", type=int, default=50, help="wrk connections (default 50)")
     p.add_argument("--servers", type=lambda s: parse_list(s, list(SERVERS)),
@@ -726,6 +776,9 @@ def parse_args(argv):
     p.add_argument("--server-cpu", type=int, default=0, help="CPU the servers are pinned to (default 0)")
     p.add_argument("--client-cpu", type=int, default=1, help="CPU wrk is pinned to (default 1)")
     p.add_argument("--ceiling-seconds", type=int, help="seconds of the in-process ceiling (default 5, quick 1)")
+    p.add_argument("--passes", type=int,
+                   help="passes over the hello 1-worker keep-alive cell, the second in reverse "
+                        "order; each server keeps its quieter run (default 2, quick 1)")
     p.add_argument("--pair-rounds", type=int,
                    help="rounds of server / app-alone alternation for the ceiling ratio "
                         "(default 5, quick 2; 0: none)")
@@ -763,7 +816,7 @@ def parse_args(argv):
     p.add_argument("--pids-file", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.duration is None:
-        args.duration = 1 if args.quick else 7
+        args.duration = 1 if args.quick else 6
     if args.warmup is None:
         args.warmup = 1 if args.quick else 2
     if args.ceiling_seconds is None:
@@ -772,6 +825,8 @@ def parse_args(argv):
         args.probes = list(PROBES)
     if args.pair_rounds is None:
         args.pair_rounds = 2 if args.quick else 5
+    if args.passes is None:
+        args.passes = 1 if args.quick else 2
     if args.duration < 1 or args.warmup < 0 or args.connections < 1:
         p.error("--duration must be >= 1, --warmup >= 0, --connections >= 1")
     return args
@@ -789,6 +844,11 @@ def main(argv):
     starts = sum(len(servers) for _, _, _, servers in cells)
     est = 2.0 * starts + len(runs) * (args.warmup + args.duration + 0.5) + 4 * (args.ceiling_seconds + 2)
     est += 4 * args.pair_rounds * (2 * args.pair_seconds + 1.5)
+    if args.passes > 1:
+        est += sum(len([s for s in servers if s.serves("hello", 1, KEEP_ALIVE)])
+                   * (2.0 + args.warmup + args.duration + 0.5)
+                   for scen, w, conns, servers in cells
+                   if scen.name == "hello" and w == 1 and KEEP_ALIVE in conns)
     est += probes.estimate_seconds(args)
     print(f"plan: {len(cells)} cells, {len(runs)} measured runs of {args.duration}s "
           f"(+{args.warmup}s warm-up), probes: {','.join(args.probes) or 'none'}; "
@@ -855,6 +915,8 @@ def main(argv):
                         print_line(r)
                 finally:
                     running.stop(proc)
+            if scen.name == "hello" and workers == 1 and KEEP_ALIVE in conns:
+                second_pass(scen, servers, args, running, tmp, results)
             if with_ceiling:
                 ceilings[scen.name] = ceiling(before, ceiling_once(scen.app, args, environ_file))
                 c = ceilings[scen.name]
@@ -875,7 +937,7 @@ def main(argv):
         "duration_s": args.duration, "warmup_s": args.warmup, "connections": args.connections,
         "wrk_threads": 1, "server_cpu": args.server_cpu, "client_cpu": args.client_cpu,
         "quick": args.quick, "ceiling_seconds": args.ceiling_seconds,
-        "pair_rounds": args.pair_rounds, "pair_seconds": args.pair_seconds,
+        "pair_rounds": args.pair_rounds, "pair_seconds": args.pair_seconds, "passes": args.passes,
     }
     meta["servers"] = {s.name: s.describe for s in SERVERS.values()}
     meta["scenarios"] = {s.name: s.title for s in SCENARIOS.values()}
