@@ -44,7 +44,7 @@ Content-Length: 45\r\n\
 fn parse_one(conn: &mut Conn, bytes: &[u8]) -> usize {
     conn.feed(bytes);
     let n = match conn.poll() {
-        Event::Request(req) => req.head.headers.len() + req.body.len(),
+        Event::Request(req) => req.head.headers.len() + req.body.len() as usize,
         other => panic!("expected a request, got {other:?}"),
     };
     match conn.poll() {

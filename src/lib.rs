@@ -19,13 +19,17 @@ pub mod tls;
 #[cfg(feature = "python")]
 pub mod arbiter;
 #[cfg(feature = "python")]
+pub mod asgi;
+#[cfg(feature = "python")]
+pub mod handoff;
+#[cfg(feature = "python")]
 pub mod worker;
 #[cfg(feature = "python")]
 pub mod wsgi;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-#[cfg(feature = "python")]
+#[cfg(all(feature = "python", not(feature = "system-allocator")))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

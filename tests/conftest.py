@@ -16,6 +16,9 @@ Environment:
                             (e.g. `gunicorn`) to run the suite against it:
                             no --io-engine flag, one run per test, and the
                             tests marked `ferrocorn_only` are skipped.
+  FERROCORN_TEST_EXTRA_ARGS extra arguments for every server `serve` starts
+                            (e.g. "--threads 4": scripts/test reruns the
+                            request and response suites with app threads).
 """
 import os
 import shlex
@@ -38,6 +41,7 @@ REFERENCE = os.environ.get("FERROCORN_TEST_REFERENCE", "")
 # The name the server gives itself (Server header, SERVER_SOFTWARE, --version).
 SERVER_NAME = REFERENCE or "ferrocorn"
 ENGINES = ["reference"] if REFERENCE else ["uring", "epoll"]
+EXTRA_ARGS = shlex.split(os.environ.get("FERROCORN_TEST_EXTRA_ARGS", ""))
 
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
@@ -254,7 +258,7 @@ def serve(engine, tmp_path):
             argv += ["--io-engine", io_engine]
         if chdir is not None:
             argv += ["--chdir", str(chdir)]
-        argv += list(args) + [app]
+        argv += list(args) + EXTRA_ARGS + [app]
         server = Server(argv, tmp_path / ("server-%d.log" % len(servers)), env=env,
                         cwd=cwd or tmp_path, host=host, port=port, unix_path=unix_path)
         servers.append(server)
@@ -287,6 +291,12 @@ def close_log(tmp_path):
 
 
 def pytest_collection_modifyitems(config, items):
+    if EXTRA_ARGS:
+        skip = pytest.mark.skip(reason="needs the sync worker; running with %s"
+                                % " ".join(EXTRA_ARGS))
+        for item in items:
+            if "sync_worker" in item.keywords:
+                item.add_marker(skip)
     if not REFERENCE:
         return
     skip = pytest.mark.skip(reason="ferrocorn-specific; running against %s" % REFERENCE)

@@ -314,15 +314,23 @@ def test_settings_doc_is_generated_from_the_table():
         "docs/settings.md is stale: run `ferrocorn --print-settings-doc > docs/settings.md`"
 
 
-@pytest.mark.parametrize("kind", ["eventlet", "asgi", "uvicorn.workers.UvicornWorker"])
-def test_worker_classes_that_cannot_run_are_refused_with_the_reason(kind):
-    result = run_cli(["-k", kind, "-b", "127.0.0.1:0", "--chdir", str(APPS), "basic:app"])
+def test_eventlet_is_refused_naming_the_alternatives():
+    result = run_cli(["-k", "eventlet", "-b", "127.0.0.1:0", "--chdir", str(APPS), "basic:app"])
     assert result.returncode == 1, result.stderr
-    assert "--worker-class" in result.stderr and kind in result.stderr
-    assert "not supported" in result.stderr or "removed its worker" in result.stderr
+    assert "--worker-class" in result.stderr and "eventlet" in result.stderr
+    assert "removed its worker" in result.stderr
+    for alternative in ("--threads", "-k gevent", "-k asgi"):
+        assert alternative in result.stderr
 
 
-def test_gevent_worker_class_is_explained_and_the_app_still_served():
+def test_gevent_worker_class_is_explained_and_runs_as_gthread():
     result = run_cli(["-k", "gevent", "--check-config", "--chdir", str(APPS), "basic:app"])
     assert result.returncode == 0, result.stderr
-    assert "one request at a time per worker" in result.stderr
+    assert "no gevent worker" in result.stderr
+    assert "app threads" in result.stderr and "docs/gunicorn-differences.md" in result.stderr
+
+
+def test_gevent_worker_class_serves_in_app_threads(serve):
+    server = serve("streaming:app", "-k", "gevent")
+    assert server.request(target="/multithread").body == b"True"
+    assert "no gevent worker" in server.log()

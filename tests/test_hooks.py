@@ -178,6 +178,7 @@ def test_post_request_exception_is_logged_and_the_response_stands(serve, tmp_pat
     assert "post_request fails" in server.log()
 
 
+@pytest.mark.sync_worker
 def test_timeout_calls_worker_abort_in_the_stuck_worker(recorded):
     server, record = recorded("--timeout", "1")
     (worker,) = server.wait_workers(1)

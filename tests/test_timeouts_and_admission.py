@@ -104,6 +104,7 @@ def test_without_admission_control_every_request_waits_its_turn(serve):
     assert [r[0] for r in results] == [200] * 8, results
 
 
+@pytest.mark.sync_worker
 def test_queue_bound_sheds_requests_beyond_it(serve):
     server = serve("basic:app", "--max-queued-requests", "2")
     results = {}

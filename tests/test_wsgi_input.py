@@ -1,6 +1,8 @@
 """wsgi.input: read(), read(n), readline(), readline(n), iteration and
-readlines(), over Content-Length and chunked bodies."""
+readlines(), over Content-Length and chunked bodies, held in memory or (with
+a tiny --body-buffer-size) in a temporary file."""
 import json
+import os
 
 import pytest
 
@@ -14,9 +16,13 @@ def chunked(data, size=7):
     return out + b"0\r\n\r\n"
 
 
-@pytest.fixture
-def server(serve):
-    return serve("basic:app")
+@pytest.fixture(params=["memory", "file"])
+def server(request, serve, tmp_path):
+    if request.param == "memory":
+        return serve("basic:app")
+    if os.environ.get("FERROCORN_TEST_REFERENCE"):
+        pytest.skip("--body-buffer-size is ferrocorn's")
+    return serve("basic:app", "--body-buffer-size", "8", "--body-temp-dir", str(tmp_path))
 
 
 @pytest.fixture(params=["content-length", "chunked"])

@@ -16,6 +16,7 @@ mod bind;
 mod cli;
 mod docs;
 pub mod settings;
+mod temp_dir;
 mod value;
 
 #[cfg(feature = "python")]
@@ -30,7 +31,7 @@ pub use docs::{print_config, settings_markdown};
 pub use settings::{Setting, DEFAULT_ACCESS_LOG_FORMAT, SETTINGS};
 pub use value::{Origin, Raw, Value};
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::engine::EngineChoice;
@@ -86,6 +87,8 @@ pub struct Config {
     pub tls: crate::tls::TlsSettings,
     /// `threads` (app threads per worker).
     pub threads: usize,
+    /// `worker_class` as given (`sync`, `gthread`, ...).
+    pub worker_class: String,
     /// `sendfile`: false with `--no-sendfile` or `SENDFILE=0`.
     pub sendfile: bool,
     /// `-e KEY=VALUE` pairs, already set in this process by `from_args`.
@@ -100,6 +103,78 @@ pub struct Config {
     pub settings: Arc<Resolved>,
     /// `--metrics-bind`: where the master serves /metrics, /healthz and /readyz.
     pub metrics_bind: Option<std::net::SocketAddr>,
+    /// `--interface` (or an ASGI worker class): how the app is called.
+    pub interface: Interface,
+    /// `--asgi-loop`.
+    pub asgi_loop: AsgiLoop,
+    /// `--asgi-lifespan`.
+    pub asgi_lifespan: AsgiLifespan,
+    /// `--asgi-disconnect-grace-period`: how long an ASGI app may go on
+    /// after its client left before it is cancelled.
+    pub asgi_disconnect_grace_period: std::time::Duration,
+    /// `--root-path`: the ASGI scope's root_path.
+    pub root_path: String,
+}
+
+/// The protocol the app speaks (`--interface`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Interface {
+    /// ASGI when the loaded app object is a coroutine function (or its
+    /// `__call__` is one), else WSGI.
+    Auto,
+    Wsgi,
+    Asgi,
+}
+
+/// The event loop of an ASGI worker (`--asgi-loop`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AsgiLoop {
+    /// uvloop when it can be imported, else asyncio.
+    Auto,
+    Asyncio,
+    Uvloop,
+}
+
+impl AsgiLoop {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AsgiLoop::Auto => "auto",
+            AsgiLoop::Asyncio => "asyncio",
+            AsgiLoop::Uvloop => "uvloop",
+        }
+    }
+}
+
+/// The ASGI lifespan protocol (`--asgi-lifespan`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AsgiLifespan {
+    /// Run it; an app that raises before answering startup does not speak
+    /// it and is served anyway.
+    Auto,
+    /// Run it; any failure stops the worker.
+    On,
+    Off,
+}
+
+impl AsgiLifespan {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AsgiLifespan::Auto => "auto",
+            AsgiLifespan::On => "on",
+            AsgiLifespan::Off => "off",
+        }
+    }
+}
+
+impl Config {
+    /// Requests go to app threads (gthread, or sync with more than one thread).
+    pub fn threaded(&self) -> bool {
+        self.threads > 1
+            || matches!(
+                self.worker_class.as_str(),
+                "gthread" | "gevent" | "gevent_wsgi" | "gevent_pywsgi"
+            )
+    }
 }
 
 /// What the command line asks for.
@@ -362,6 +437,14 @@ fn load_given(
                 if let Some(reason) = unsupported_worker_class(kind) {
                     return Err(LoadError::Invalid(bad(&r, "worker_class", kind, reason)));
                 }
+                if kind.starts_with("gevent") {
+                    warnings.push(format!(
+                        "worker_class = '{kind}': ferrocorn has no gevent worker; the app runs in \
+                         app threads instead (gthread, --threads sets how many). Code that needs \
+                         gevent's monkey-patching should move to threads or to ASGI: see \
+                         docs/gunicorn-differences.md"
+                    ));
+                }
             }
         }
         if let Support::No(reason) = s.support {
@@ -379,8 +462,15 @@ fn load_given(
     let app = nonempty(&given.app)
         .or_else(|| env_given.as_ref().and_then(|g| nonempty(&g.app)))
         .or_else(|| r.get("wsgi_app").as_str().map(String::from));
-    let config =
-        build(r, app, hooks, source.map(|s| s.display()), env).map_err(LoadError::Invalid)?;
+    let config = build(
+        r,
+        app,
+        hooks,
+        source.map(|s| s.display()),
+        env,
+        &mut warnings,
+    )
+    .map_err(LoadError::Invalid)?;
     let print_config = config.settings.get("print_config").as_bool();
     let check_config = config.settings.get("check_config").as_bool();
     Ok(Loaded {
@@ -543,12 +633,42 @@ fn unsupported_worker_class(kind: &str) -> Option<&'static str> {
     match kind {
         "eventlet" => Some(
             "eventlet is retired upstream and gunicorn 26 removed its worker; \
-             run the app with the default worker (drop -k)",
+             use app threads for blocking calls (--threads N, gunicorn's gthread), \
+             -k gevent (which runs as gthread here), or serve an async app with -k asgi",
         ),
-        "asgi" | "uvicorn.workers.UvicornWorker" | "uvicorn.workers.UvicornH11Worker" => {
-            Some("ASGI apps are not supported yet; ferrocorn serves WSGI apps with its own worker")
-        }
         _ => None,
+    }
+}
+
+/// Worker classes that mean "the app is an ASGI app" (gunicorn's own and
+/// uvicorn's, which gunicorn users name in their configs).
+fn asgi_worker_class(kind: &str) -> bool {
+    matches!(
+        kind,
+        "asgi" | "uvicorn.workers.UvicornWorker" | "uvicorn.workers.UvicornH11Worker"
+    )
+}
+
+/// `--interface`, or ASGI when the worker class names an ASGI worker.
+fn interface(r: &Resolved) -> Result<Interface, String> {
+    let asgi_class = r
+        .get("worker_class")
+        .as_str()
+        .is_some_and(asgi_worker_class);
+    match r.get("interface").as_str() {
+        Some("wsgi") if asgi_class => {
+            let kind = r.get("worker_class").as_str().unwrap_or_default();
+            Err(bad(
+                r,
+                "worker_class",
+                kind,
+                "this is an ASGI worker class, but --interface wsgi was given",
+            ))
+        }
+        Some("wsgi") => Ok(Interface::Wsgi),
+        Some("asgi") => Ok(Interface::Asgi),
+        _ if asgi_class => Ok(Interface::Asgi),
+        _ => Ok(Interface::Auto),
     }
 }
 
@@ -574,6 +694,7 @@ fn build(
     hooks: Hooks,
     config_file: Option<String>,
     env: &dyn Fn(&str) -> Option<String>,
+    warnings: &mut Vec<String>,
 ) -> Result<Config, String> {
     let int = |n: &str| r.get(n).as_int();
     let flag = |n: &str| r.get(n).as_bool();
@@ -642,6 +763,8 @@ fn build(
         secure_scheme_headers,
         proxy_protocol,
         limit_request_body: int("limit_request_body") as u64,
+        body_buffer_size: int("body_buffer_size") as u64,
+        temp_files: body_temp_files(&r, text("chdir").as_deref(), warnings)?,
     };
 
     let user = match text("user") {
@@ -732,6 +855,18 @@ fn build(
         }
     }
     let _ = env;
+    let interface = interface(&r)?;
+    let asgi_loop = match r.get("asgi_loop").as_str() {
+        Some("asyncio") => AsgiLoop::Asyncio,
+        Some("uvloop") => AsgiLoop::Uvloop,
+        _ => AsgiLoop::Auto,
+    };
+    let asgi_lifespan = match r.get("asgi_lifespan").as_str() {
+        Some("on") => AsgiLifespan::On,
+        Some("off") => AsgiLifespan::Off,
+        _ => AsgiLifespan::Auto,
+    };
+    let root_path = text("root_path").unwrap_or_default();
 
     let mut resolved = r.clone();
     resolved.set(
@@ -794,6 +929,7 @@ fn build(
         http: Arc::new(http),
         tls,
         threads: int("threads") as usize,
+        worker_class: text("worker_class").unwrap_or_else(|| "sync".into()),
         sendfile: flag("sendfile"),
         raw_env,
         log,
@@ -801,7 +937,61 @@ fn build(
         hooks: Arc::new(hooks),
         settings: Arc::new(resolved),
         metrics_bind,
+        interface,
+        asgi_loop,
+        asgi_lifespan,
+        asgi_disconnect_grace_period: std::time::Duration::from_secs(int(
+            "asgi_disconnect_grace_period",
+        ) as u64),
+        root_path,
     })
+}
+
+/// The directory for request bodies over `body_buffer_size`:
+/// `body_temp_dir`, else `worker_tmp_dir`, else the system's. A directory
+/// given in the settings must take a file now; the system's only warns, for
+/// a server that never gets a large body needs none.
+fn body_temp_files(
+    r: &Resolved,
+    chdir: Option<&str>,
+    warnings: &mut Vec<String>,
+) -> Result<Option<Arc<dyn http::TempFiles>>, String> {
+    if r.get("body_buffer_size").as_int() == 0 {
+        return Ok(None);
+    }
+    let given = ["body_temp_dir", "worker_tmp_dir"]
+        .into_iter()
+        .find_map(|name| Some((name, r.get(name).as_str()?.to_string())));
+    let dir = match &given {
+        Some((_, dir)) => PathBuf::from(dir),
+        None => std::env::temp_dir(),
+    };
+    // Workers run in `chdir`: resolve against it now, before it applies.
+    let dir = if dir.is_relative() {
+        let cwd = std::env::current_dir().unwrap_or_default();
+        cwd.join(chdir.unwrap_or(".")).join(dir)
+    } else {
+        dir
+    };
+    let temp = temp_dir::BodyTempDir::new(dir);
+    if let Err(e) = http::TempFiles::create(&temp) {
+        match &given {
+            Some((name, shown)) => {
+                return Err(bad(
+                    r,
+                    name,
+                    shown,
+                    format!("expected a directory where temporary files can be created ({e})"),
+                ))
+            }
+            None => warnings.push(format!(
+                "Request bodies over --body-buffer-size will be answered 500: \
+                 cannot create a temporary file in {} ({e}); set --body-temp-dir",
+                temp.path().display()
+            )),
+        }
+    }
+    Ok(Some(Arc::new(temp)))
 }
 
 /// Set `-e KEY=VALUE` in this process (and in Python's `os.environ`), so

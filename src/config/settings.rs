@@ -237,11 +237,12 @@ pub static SETTINGS: &[Setting] = &[
         section: S::WorkerProcesses,
         flags: &["-k", "--worker-class"],
         default: Default::Str("sync"),
-        doc: "gunicorn's worker type. ferrocorn runs its own event-loop worker whatever the value.",
-        support: Support::No(
-            "ferrocorn runs its own event-loop worker: gevent and gthread apps run \
-             there one request at a time per worker, without greenlets or threads",
-        ),
+        doc: "The worker type. `sync`: the app is called on the worker's event-loop thread, \
+              one request at a time per worker. `gthread`: app threads (see --threads; `sync` \
+              with --threads above 1 is the same). `gevent`/`gevent_wsgi`/`gevent_pywsgi` run as \
+              `gthread` with a warning (see docs/gunicorn-differences.md). `asgi`, \
+              `uvicorn.workers.UvicornWorker`, `uvicorn.workers.UvicornH11Worker`: the app is an \
+              ASGI app (--interface asgi).",
         ..BASE
     },
     Setting {
@@ -251,8 +252,9 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Int { min: 1, max: 4096 },
         default: Default::Int(1),
         meta: "INT",
-        doc: "Threads per worker that run the app.",
-        support: Support::No("app threads are not implemented yet; each worker calls the app on its loop thread"),
+        doc: "Threads per worker that run the app (gthread). Above 1 (or with -k gthread) the \
+              worker's loop thread keeps all network I/O and hands complete requests to this many \
+              app threads; wsgi.multithread is then true.",
         ..BASE
     },
     Setting {
@@ -332,8 +334,8 @@ pub static SETTINGS: &[Setting] = &[
         flags: &["--asgi-loop"],
         kind: Kind::Choice(&["auto", "asyncio", "uvloop"]),
         default: Default::Str("auto"),
-        doc: "The event loop of ASGI workers.",
-        support: Support::No("ASGI is not implemented yet"),
+        meta: "LOOP",
+        doc: "The event loop of ASGI workers: auto (uvloop when it can be imported, else asyncio), asyncio or uvloop.",
         ..BASE
     },
     Setting {
@@ -342,8 +344,8 @@ pub static SETTINGS: &[Setting] = &[
         flags: &["--asgi-lifespan"],
         kind: Kind::Choice(&["auto", "on", "off"]),
         default: Default::Str("auto"),
-        doc: "ASGI lifespan protocol handling.",
-        support: Support::No("ASGI is not implemented yet"),
+        meta: "MODE",
+        doc: "ASGI lifespan protocol: auto (run it; an app that does not speak it is served anyway), on (an app that fails it stops the worker) or off.",
         ..BASE
     },
     Setting {
@@ -354,7 +356,16 @@ pub static SETTINGS: &[Setting] = &[
         default: Default::Int(3),
         meta: "INT",
         doc: "Seconds an ASGI app gets after a client disconnects before it is cancelled.",
-        support: Support::No("ASGI is not implemented yet"),
+        ..BASE
+    },
+    Setting {
+        name: "interface",
+        section: S::WorkerProcesses,
+        flags: &["--interface"],
+        kind: Kind::Choice(&["auto", "wsgi", "asgi"]),
+        default: Default::Str("auto"),
+        meta: "INTERFACE",
+        doc: "The protocol the app speaks: auto (ASGI when the app object is a coroutine function or its __call__ is one, else WSGI), wsgi or asgi. -k asgi and -k uvicorn.workers.UvicornWorker mean asgi. ferrocorn only.",
         ..BASE
     },
     Setting {
@@ -581,8 +592,25 @@ pub static SETTINGS: &[Setting] = &[
         section: S::ServerMechanics,
         flags: &["--worker-tmp-dir"],
         meta: "DIR",
-        doc: "gunicorn's heartbeat file directory; ferrocorn's heartbeat is in shared memory and needs none.",
-        support: Support::No("the heartbeat lives in shared memory, not in a file"),
+        doc: "gunicorn's heartbeat file directory. ferrocorn's heartbeat is in shared memory; this directory is the default --body-temp-dir.",
+        ..BASE
+    },
+    Setting {
+        name: "body_buffer_size",
+        section: S::ServerMechanics,
+        flags: &["--body-buffer-size"],
+        kind: uint(i64::MAX),
+        default: Default::Int(1 << 20),
+        meta: "BYTES",
+        doc: "Request bodies up to this many bytes are kept in memory; larger ones go to an anonymous file in --body-temp-dir (0 = always in memory).",
+        ..BASE
+    },
+    Setting {
+        name: "body_temp_dir",
+        section: S::ServerMechanics,
+        flags: &["--body-temp-dir"],
+        meta: "DIR",
+        doc: "Directory for request bodies over --body-buffer-size (default: --worker-tmp-dir if set, else $TMPDIR or /tmp). Checked at start-up.",
         ..BASE
     },
     Setting {
@@ -784,8 +812,7 @@ pub static SETTINGS: &[Setting] = &[
         section: S::ServerMechanics,
         flags: &["--root-path"],
         default: Default::Str(""),
-        doc: "The ASGI root_path.",
-        support: Support::No("ASGI is not implemented yet"),
+        doc: "The ASGI root_path: the path prefix the app is mounted at behind a proxy (prepended to scope path and raw_path).",
         ..BASE
     },
     Setting {

@@ -222,24 +222,12 @@ fn unknown_config_file_names_are_warned_about_with_a_hint() {
 #[test]
 fn unimplemented_gunicorn_settings_are_accepted_with_a_warning() {
     let l = load_with(
-        &[
-            "--threads",
-            "4",
-            "-k",
-            "gthread",
-            "--ssl-version",
-            "TLSv1_2",
-            "app:app",
-        ],
+        &["--spew", "--ssl-version", "TLSv1_2", "app:app"],
         &[],
         &no_file,
     )
     .unwrap();
-    for name in [
-        "threads = 4",
-        "worker_class = 'gthread'",
-        "ssl_version = 'TLSv1_2'",
-    ] {
+    for name in ["spew = True", "ssl_version = 'TLSv1_2'"] {
         assert!(
             l.warnings
                 .iter()
@@ -251,6 +239,20 @@ fn unimplemented_gunicorn_settings_are_accepted_with_a_warning() {
     // The default value changes nothing, so it is not worth a warning.
     let l = load_with(&["-k", "sync", "app:app"], &[], &no_file).unwrap();
     assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+}
+
+#[test]
+fn threads_and_gthread_select_app_threads_without_a_warning() {
+    let l = load_with(&["--threads", "4", "app:app"], &[], &no_file).unwrap();
+    assert!(l.warnings.is_empty(), "{:?}", l.warnings);
+    assert!(l.config.threaded());
+    let l = load_with(&["-k", "gthread", "app:app"], &[], &no_file).unwrap();
+    assert!(l.config.threaded() && l.config.threads == 1);
+    let l = load_with(&["-k", "gevent", "app:app"], &[], &no_file).unwrap();
+    assert!(l.config.threaded());
+    assert!(l.warnings.iter().any(|w| w.contains("no gevent worker")));
+    let l = load_with(&["app:app"], &[], &no_file).unwrap();
+    assert!(!l.config.threaded());
 }
 
 #[test]
@@ -459,4 +461,64 @@ fn tls_settings_reach_the_tls_layer() {
     assert!(!parse(&["app:app"], &[]).unwrap().tls.is_enabled());
     let err = parse(&["--cert-reqs", "3", "app:app"], &[]).unwrap_err();
     assert!(err.contains("--cert-reqs") && err.contains("'3'"), "{err}");
+}
+
+#[test]
+fn asgi_worker_classes_select_the_asgi_interface_without_a_warning() {
+    for kind in [
+        "asgi",
+        "uvicorn.workers.UvicornWorker",
+        "uvicorn.workers.UvicornH11Worker",
+    ] {
+        let l = load_with(&["-k", kind, "app:app"], &[], &no_file).unwrap();
+        assert_eq!(l.config.interface, Interface::Asgi, "{kind}");
+        assert!(l.warnings.is_empty(), "{kind}: {:?}", l.warnings);
+    }
+    assert_eq!(parse(&["app:app"], &[]).unwrap().interface, Interface::Auto);
+    assert_eq!(
+        parse(&["--interface", "asgi", "app:app"], &[])
+            .unwrap()
+            .interface,
+        Interface::Asgi
+    );
+}
+
+#[test]
+fn an_asgi_worker_class_with_interface_wsgi_is_refused() {
+    let e = parse(&["-k", "asgi", "--interface", "wsgi", "app:app"], &[]).unwrap_err();
+    assert!(
+        e.contains("--worker-class") && e.contains("--interface wsgi"),
+        "{e}"
+    );
+}
+
+#[test]
+fn asgi_settings_are_read() {
+    let c = parse(
+        &[
+            "--asgi-loop",
+            "asyncio",
+            "--asgi-lifespan",
+            "off",
+            "--asgi-disconnect-grace-period",
+            "7",
+            "--root-path",
+            "/api",
+            "app:app",
+        ],
+        &[],
+    )
+    .unwrap();
+    assert_eq!(c.asgi_loop, AsgiLoop::Asyncio);
+    assert_eq!(c.asgi_lifespan, AsgiLifespan::Off);
+    assert_eq!(
+        c.asgi_disconnect_grace_period,
+        std::time::Duration::from_secs(7)
+    );
+    assert_eq!(c.root_path, "/api");
+    let d = parse(&["app:app"], &[]).unwrap();
+    assert_eq!(
+        (d.asgi_loop, d.asgi_lifespan, d.root_path.as_str()),
+        (AsgiLoop::Auto, AsgiLifespan::Auto, "")
+    );
 }

@@ -7,7 +7,8 @@
 //! call, not a trait object. Imports only `sys` and `log` of this crate.
 //!
 //! Layout: `uring/` and `epoll/` hold each engine's state and wait loop;
-//! `op/` holds one file per operation (accept, recv, send, close, watch)
+//! `op/` holds one file per operation (accept, recv, send, send_file,
+//! close, watch)
 //! with both engines' code side by side; `queue.rs` is the output queue
 //! both use; `token.rs` the tag layout shared by io_uring `user_data` and
 //! mio tokens. `tests.rs` runs the contract against both engines.
@@ -18,7 +19,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::time::Duration;
 
 pub mod epoll;
@@ -26,6 +27,8 @@ mod op;
 mod queue;
 mod token;
 pub mod uring;
+
+pub use op::send_file::{dup_fd, PIECE as FILE_PIECE};
 
 #[cfg(test)]
 mod tests;
@@ -179,6 +182,18 @@ impl Engine {
     /// the connection. Ignored after `shutdown_write` or `SendFailed`.
     pub fn send(&mut self, conn: ConnId, data: Vec<u8>) {
         each!(self, e => e.send(conn.0, data))
+    }
+
+    /// Queue `len` bytes of `file` from `offset` to be written on `conn`
+    /// after anything queued before and before anything queued after,
+    /// without passing through user memory: sendfile (epoll) or splice
+    /// through a pipe (io_uring), at most `FILE_PIECE` bytes per operation.
+    /// The engine owns `file` (pass a `dup_fd`) and closes it once the range
+    /// is written or the connection ends. `Sent` and `SendFailed` as for
+    /// `send`; a file shorter than the range fails with EIO. Ignored (and
+    /// `file` closed) after `shutdown_write` or `SendFailed`.
+    pub fn send_file(&mut self, conn: ConnId, file: OwnedFd, offset: u64, len: u64) {
+        each!(self, e => e.send_file(conn.0, file, offset, len))
     }
 
     /// Shut down the sending side once queued data is written (FIN), and

@@ -1,22 +1,43 @@
-//! A connection's output queue: owned buffers written front to back, the
-//! front one possibly in part.
+//! A connection's output queue: owned buffers and file ranges, written
+//! front to back, the front one possibly in part.
 //!
-//! Both engines use it. Buffers are only appended at the back and only
-//! dropped from the front by `consume`, so while io_uring has a send in
-//! flight that points into the front buffers, appending more output never
-//! moves the bytes the kernel is reading (a `Vec`'s heap block stays put
-//! when the `Vec` itself moves inside the deque).
+//! Both engines use it. Entries are only appended at the back and only
+//! dropped from the front, so while io_uring has a send in flight that
+//! points into the front buffers, appending more output never moves the
+//! bytes the kernel is reading (a `Vec`'s heap block stays put when the
+//! `Vec` itself moves inside the deque).
+//!
+//! A file range (`send_file`) keeps its descriptor open until its last
+//! byte is written or the queue is cleared: the engine owns it, so the app
+//! closing its own file early cannot break the transfer. Byte buffers are
+//! written with vectored sends up to the next file range; a file range is
+//! written by the engine's file path (sendfile, splice) on its own.
 
 use std::collections::VecDeque;
 use std::io::IoSlice;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 /// Most buffers handed to one send call (well under the kernel's IOV_MAX).
 pub const MAX_IOV: usize = 64;
 
+/// The unwritten part of a file queued with `send_file`.
+pub struct FileRange {
+    pub fd: OwnedFd,
+    /// Where the next unwritten byte is in the file.
+    pub offset: u64,
+    /// Bytes still to write.
+    pub left: u64,
+}
+
+enum Entry {
+    Bytes(Vec<u8>),
+    File(FileRange),
+}
+
 #[derive(Default)]
 pub struct SendQueue {
-    bufs: VecDeque<Vec<u8>>,
-    /// Bytes of `bufs[0]` already written.
+    entries: VecDeque<Entry>,
+    /// Bytes of the front entry already written (when it is `Bytes`).
     head: usize,
 }
 
@@ -24,24 +45,52 @@ impl SendQueue {
     /// Append `data` (an empty buffer is not queued).
     pub fn push(&mut self, data: Vec<u8>) {
         if !data.is_empty() {
-            self.bufs.push_back(data);
+            self.entries.push_back(Entry::Bytes(data));
+        }
+    }
+
+    /// Append `len` bytes of `fd` from `offset` (nothing for `len == 0`;
+    /// the descriptor is then closed at once).
+    pub fn push_file(&mut self, fd: OwnedFd, offset: u64, len: u64) {
+        if len > 0 {
+            self.entries.push_back(Entry::File(FileRange {
+                fd,
+                offset,
+                left: len,
+            }));
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.bufs.is_empty()
+        self.entries.is_empty()
     }
 
-    /// Drop everything queued (the connection is gone).
+    /// Drop everything queued (the connection is gone); file descriptors
+    /// are closed.
     pub fn clear(&mut self) {
-        self.bufs.clear();
+        self.entries.clear();
         self.head = 0;
     }
 
-    /// The unwritten bytes as up to `out.len()` slices; returns how many.
+    /// The front entry is a file range: (descriptor, offset, bytes left).
+    pub fn front_file(&self) -> Option<(RawFd, u64, u64)> {
+        match self.entries.front() {
+            Some(Entry::File(f)) => Some((f.fd.as_raw_fd(), f.offset, f.left)),
+            _ => None,
+        }
+    }
+
+    /// The front entry is a byte buffer.
+    pub fn front_is_bytes(&self) -> bool {
+        matches!(self.entries.front(), Some(Entry::Bytes(_)))
+    }
+
+    /// The unwritten bytes before the first file range, as up to
+    /// `out.len()` slices; returns how many.
     pub fn slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
-        for (i, buf) in self.bufs.iter().enumerate() {
+        for (i, entry) in self.entries.iter().enumerate() {
+            let Entry::Bytes(buf) = entry else { break };
             if n == out.len() {
                 break;
             }
@@ -52,11 +101,13 @@ impl SendQueue {
         n
     }
 
-    /// The unwritten bytes as raw iovecs (for io_uring, which keeps them
-    /// until the send completes), replacing the contents of `out`.
+    /// The unwritten bytes before the first file range as raw iovecs (for
+    /// io_uring, which keeps them until the send completes), replacing the
+    /// contents of `out`.
     pub fn iovecs(&self, out: &mut Vec<libc::iovec>) {
         out.clear();
-        for (i, buf) in self.bufs.iter().take(MAX_IOV).enumerate() {
+        for (i, entry) in self.entries.iter().take(MAX_IOV).enumerate() {
+            let Entry::Bytes(buf) = entry else { break };
             let start = if i == 0 { self.head } else { 0 };
             let rest = &buf[start..];
             out.push(libc::iovec {
@@ -66,10 +117,11 @@ impl SendQueue {
         }
     }
 
-    /// Mark `n` bytes from the front as written, dropping finished buffers.
+    /// Mark `n` buffered bytes from the front as written, dropping finished
+    /// buffers. Stops at a file range (use `consume_file` for those).
     pub fn consume(&mut self, mut n: usize) {
         while n > 0 {
-            let Some(front) = self.bufs.front() else {
+            let Some(Entry::Bytes(front)) = self.entries.front() else {
                 break;
             };
             let left = front.len() - self.head;
@@ -78,7 +130,22 @@ impl SendQueue {
                 return;
             }
             n -= left;
-            self.bufs.pop_front();
+            self.entries.pop_front();
+            self.head = 0;
+        }
+    }
+
+    /// Mark `n` bytes of the front file range as written (at most what it
+    /// has left), dropping it, and closing its descriptor, once done.
+    pub fn consume_file(&mut self, n: u64) {
+        let Some(Entry::File(f)) = self.entries.front_mut() else {
+            return;
+        };
+        let n = n.min(f.left);
+        f.offset += n;
+        f.left -= n;
+        if f.left == 0 {
+            self.entries.pop_front();
             self.head = 0;
         }
     }
@@ -92,6 +159,10 @@ mod tests {
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
         let n = q.slices(&mut slices);
         slices[..n].iter().flat_map(|s| s.iter().copied()).collect()
+    }
+
+    fn some_fd() -> OwnedFd {
+        std::fs::File::open("/dev/null").expect("open").into()
     }
 
     #[test]
@@ -124,5 +195,36 @@ mod tests {
         let mut iov = Vec::new();
         q.iovecs(&mut iov);
         assert_eq!(iov.len(), MAX_IOV);
+    }
+
+    #[test]
+    fn bytes_stop_at_a_file_range_which_then_comes_to_the_front() {
+        let mut q = SendQueue::default();
+        q.push(b"head".to_vec());
+        q.push_file(some_fd(), 10, 5);
+        q.push(b"tail".to_vec());
+        assert_eq!(unwritten(&q), b"head");
+        let mut iov = Vec::new();
+        q.iovecs(&mut iov);
+        assert_eq!(iov.len(), 1);
+        assert!(q.front_is_bytes());
+        assert_eq!(q.front_file(), None);
+        // Consuming more than the bytes before the file stops at the file.
+        q.consume(100);
+        let (_, offset, left) = q.front_file().expect("file at the front");
+        assert_eq!((offset, left), (10, 5));
+        assert_eq!(unwritten(&q), b"");
+        q.consume_file(2);
+        assert_eq!(q.front_file().map(|f| (f.1, f.2)), Some((12, 3)));
+        q.consume_file(3);
+        assert_eq!(q.front_file(), None);
+        assert_eq!(unwritten(&q), b"tail");
+    }
+
+    #[test]
+    fn empty_file_range_is_not_queued() {
+        let mut q = SendQueue::default();
+        q.push_file(some_fd(), 0, 0);
+        assert!(q.is_empty());
     }
 }

@@ -592,6 +592,237 @@ both!(receives_continue_after_the_buffer_ring_runs_dry, |kind| {
     }
 });
 
+/// A file in the temp dir holding `len` bytes of a pattern, unique per
+/// test and engine; removed when dropped.
+struct TempFile {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+}
+
+impl TempFile {
+    fn new(name: &str, kind: EngineKind, len: usize) -> TempFile {
+        let path = std::env::temp_dir().join(format!(
+            "ferrocorn-engine-{}-{name}-{kind:?}",
+            std::process::id()
+        ));
+        std::fs::write(&path, pattern(0, len)).expect("write temp file");
+        let file = std::fs::File::open(&path).expect("open temp file");
+        TempFile { path, file }
+    }
+
+    /// A descriptor for the engine to own.
+    fn dup(&self) -> std::os::fd::OwnedFd {
+        dup_fd(self.file.as_raw_fd()).expect("dup")
+    }
+
+    /// How many descriptors of this process refer to the file (the
+    /// test's own is one).
+    fn holders(&self) -> usize {
+        std::fs::read_dir("/proc/self/fd")
+            .expect("/proc/self/fd")
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter(|target| *target == self.path)
+            .count()
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// The bytes at `offset..offset + len` of every test file.
+fn pattern(offset: usize, len: usize) -> Vec<u8> {
+    (offset..offset + len).map(|i| (i % 251) as u8).collect()
+}
+
+/// Read exactly `len` bytes on a thread, slowly when `pause` is set (so
+/// the socket fills up and the engine has to wait for room).
+fn reader(
+    mut c: TcpStream,
+    len: usize,
+    pause: Option<Duration>,
+) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut got = Vec::with_capacity(len);
+        let mut buf = vec![0; 256 * 1024];
+        while got.len() < len {
+            if let Some(p) = pause {
+                std::thread::sleep(p);
+            }
+            let want = buf.len().min(len - got.len());
+            let n = c.read(&mut buf[..want]).expect("read");
+            assert!(n > 0, "early end of stream at {}", got.len());
+            got.extend_from_slice(&buf[..n]);
+        }
+        got
+    })
+}
+
+both!(
+    file_bigger_than_a_piece_arrives_in_order_between_sends,
+    |kind| {
+        // More than the socket buffers hold, so the engine has to wait for room.
+        let len = 12 * FILE_PIECE as usize + 12_345;
+        let f = TempFile::new("between", kind, len);
+        let l = tcp_listener();
+        let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+        let c = client(&l);
+        let (conn, _) = h.accept();
+        let total = 5 + len + 5;
+        let read = reader(c, total, Some(Duration::from_millis(1)));
+        h.engine.send(conn, b"head:".to_vec());
+        h.engine.send_file(conn, f.dup(), 0, len as u64);
+        h.engine.send(conn, b":tail".to_vec());
+        h.expect("sent", |e| *e == Ev::Sent(conn));
+        let got = h.pump_while(move || read.join().expect("reader"));
+        assert_eq!(&got[..5], b"head:");
+        assert!(got[5..5 + len] == pattern(0, len)[..], "file bytes differ");
+        assert_eq!(&got[5 + len..], b":tail");
+        assert_eq!(h.log.iter().filter(|e| matches!(e, Ev::Sent(_))).count(), 1);
+        assert_eq!(f.holders(), 1, "the engine closed its descriptor");
+        if let Engine::Uring(e) = &h.engine {
+            assert_eq!(e.pipes.len(), 1, "the pipe went back to the pool");
+            assert!(
+                e.file_waits > 0,
+                "the socket never filled: waiting untested"
+            );
+            assert_eq!(e.conns[conn.index()].in_pipe, 0);
+        }
+    }
+);
+
+both!(file_range_honours_offset_and_length, |kind| {
+    let f = TempFile::new("range", kind, 100_000);
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let c = client(&l);
+    let (conn, _) = h.accept();
+    // Two ranges back to back, then bytes: each in its place.
+    h.engine.send_file(conn, f.dup(), 1_000, 5_000);
+    h.engine.send_file(conn, f.dup(), 99_990, 10);
+    h.engine.send(conn, b"!".to_vec());
+    h.expect("sent", |e| *e == Ev::Sent(conn));
+    let got = h.pump_while(move || reader(c, 5_011, None).join().expect("reader"));
+    let mut want = pattern(1_000, 5_000);
+    want.extend(pattern(99_990, 10));
+    want.push(b'!');
+    assert!(got == want, "range bytes differ");
+    // The app's own descriptor is untouched: its position did not move.
+    use std::io::Seek;
+    assert_eq!((&f.file).stream_position().unwrap(), 0);
+});
+
+both!(file_shorter_than_its_range_fails_with_eio, |kind| {
+    let f = TempFile::new("short", kind, 1_000);
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let c = client(&l);
+    let (conn, _) = h.accept();
+    h.engine.send_file(conn, f.dup(), 0, 5_000);
+    match h.expect("send failure", |e| e.conn() == Some(conn)) {
+        Ev::SendFailed(_, errno) => assert_eq!(errno, libc::EIO),
+        other => panic!("expected SendFailed, got {other:?}"),
+    }
+    // What the file had went out first.
+    let got = h.pump_while(move || reader(c, 1_000, None).join().expect("reader"));
+    assert!(got == pattern(0, 1_000));
+});
+
+both!(file_to_a_gone_peer_fails_and_is_closed, |kind| {
+    let f = TempFile::new("gone", kind, 4 << 20);
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let c = client(&l);
+    let (conn, _) = h.accept();
+    // SO_LINGER 0: closing sends a reset instead of a FIN.
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt with a live linger struct of the size given.
+    unsafe {
+        libc::setsockopt(
+            c.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    drop(c);
+    h.expect("eof", |e| *e == Ev::Eof(conn));
+    h.engine.send_file(conn, f.dup(), 0, 4 << 20);
+    match h.expect("send failure", |e| e.conn() == Some(conn)) {
+        Ev::SendFailed(_, errno) => assert!(
+            errno == libc::EPIPE || errno == libc::ECONNRESET,
+            "errno {errno}"
+        ),
+        other => panic!("expected SendFailed, got {other:?}"),
+    }
+    // Only the test's own descriptor is left once the failure is reported.
+    assert_eq!(f.holders(), 1, "the engine still holds the file");
+    h.engine.close(conn);
+    h.quiet();
+});
+
+both!(close_in_the_middle_of_a_file_releases_it, |kind| {
+    let f = TempFile::new("closed", kind, 16 << 20);
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let _silent = client(&l);
+    let (conn, _) = h.accept();
+    h.engine.send_file(conn, f.dup(), 0, 16 << 20);
+    h.quiet();
+    assert!(
+        h.log
+            .iter()
+            .all(|e| e.conn() != Some(conn) || matches!(e, Ev::Accepted(..))),
+        "a silent peer cannot take 16 MiB: {:?}",
+        h.log
+    );
+    assert_eq!(f.holders(), 2, "the engine holds the file while sending");
+    h.engine.close(conn);
+    h.quiet();
+    assert_eq!(
+        f.holders(),
+        1,
+        "the engine still holds the file after close"
+    );
+});
+
+both!(big_file_does_not_hold_up_other_connections, |kind| {
+    // A fast reader takes a 32 MiB file; meanwhile another connection's
+    // echo round trips complete before the file is through.
+    let len = 32 << 20;
+    let f = TempFile::new("fair", kind, len);
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let big = client(&l);
+    let (big_conn, _) = h.accept();
+    let mut small = client(&l);
+    let (small_conn, _) = h.accept();
+    let read = reader(big, len, None);
+    h.engine.send_file(big_conn, f.dup(), 0, len as u64);
+    for round in 0..3u8 {
+        small.write_all(&[round]).unwrap();
+        let got = h.read(small_conn, 1);
+        h.engine.send(small_conn, got);
+        h.expect("echo sent", |e| *e == Ev::Sent(small_conn));
+        let mut back = [0u8; 1];
+        small.read_exact(&mut back).unwrap();
+        assert_eq!(back, [round]);
+    }
+    assert!(
+        !h.log.contains(&Ev::Sent(big_conn)),
+        "the file was through before the echoes: the test proves nothing"
+    );
+    h.expect("file sent", |e| *e == Ev::Sent(big_conn));
+    let got = h.pump_while(move || read.join().expect("reader"));
+    assert_eq!(got.len(), len);
+});
+
 #[test]
 fn uring_stop_reclaims_a_send_stuck_on_a_silent_peer() {
     if !available(EngineKind::Uring) {

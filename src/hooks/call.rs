@@ -123,13 +123,19 @@ fn worker_object<'py>(py: Python<'py>, w: &WorkerInfo<'_>) -> PyResult<Bound<'py
     if w.pid == 0 {
         return new_worker_object(py, w);
     }
-    let mut cache = WORKER_OBJECT.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((pid, age, obj)) = cache.as_ref() {
-        if *pid == w.pid && *age == w.age {
-            return Ok(obj.bind(py).clone());
+    // The lock is never held while Python runs: building the object may
+    // release the interpreter lock (imports), and another app thread
+    // holding it could then wait on this lock forever.
+    {
+        let cache = WORKER_OBJECT.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((pid, age, obj)) = cache.as_ref() {
+            if *pid == w.pid && *age == w.age {
+                return Ok(obj.bind(py).clone());
+            }
         }
     }
     let obj = new_worker_object(py, w)?;
+    let mut cache = WORKER_OBJECT.lock().unwrap_or_else(|e| e.into_inner());
     *cache = Some((w.pid, w.age, obj.clone().unbind()));
     Ok(obj)
 }

@@ -4,10 +4,16 @@
 //! Every state remembers how far it has looked, so feeding bytes one at a
 //! time costs no rescans. Unconsumed bytes stay buffered for the next
 //! request (pipelining). Errors are sticky.
+//!
+//! Once a head is parsed, body bytes are decoded as soon as they are fed
+//! (not at the next `poll`), straight into the body's memory or file: the
+//! input buffer only ever holds a partial chunk-size line or trailer, and
+//! the bytes after the body.
 
 use std::mem;
 use std::sync::Arc;
 
+use super::body::{too_large, BodyWriter, RequestBody};
 use super::decode::Decoder;
 use super::error::{HttpError, HttpErrorKind};
 use super::framing::{framing, BodyKind};
@@ -32,10 +38,24 @@ enum State {
 struct BodyState {
     head: Head,
     decoder: Decoder,
-    body: Vec<u8>,
+    body: BodyWriter,
     keep_alive: bool,
     /// `Expect: 100-continue` on HTTP/1.1, and no `SendContinue` returned yet.
     wants_continue: bool,
+    /// The decoder has seen the end of the body; the next `poll` returns it.
+    done: bool,
+}
+
+impl BodyState {
+    /// Decode body bytes from the start of `input`; returns how many were used.
+    fn advance(&mut self, input: &[u8], cfg: &Config, limits: &Limits) -> Result<usize, HttpError> {
+        if self.done {
+            return Ok(0);
+        }
+        let progress = self.decoder.decode(input, &mut self.body, cfg, limits)?;
+        self.done = progress.done;
+        Ok(progress.consumed)
+    }
 }
 
 pub struct Conn {
@@ -72,17 +92,55 @@ impl Conn {
         }
     }
 
-    /// Append bytes received from the peer.
+    /// Append bytes received from the peer. While a body is being received
+    /// its bytes are decoded here and now (an error is kept for `poll`).
+    #[inline]
     pub fn feed(&mut self, data: &[u8]) {
+        if let State::Body(_) = self.state {
+            return self.feed_body(data);
+        }
         if self.eof || matches!(self.state, State::Failed(_) | State::Finished) {
             return;
         }
+        self.compact();
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Drop the bytes consumed by returned requests.
+    #[inline]
+    fn compact(&mut self) {
         if self.pos > 0 {
             // Positions inside the parsers are relative to `pos`.
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
-        self.buf.extend_from_slice(data);
+    }
+
+    /// `feed` while a body is being received: decode `data` into the body,
+    /// buffering only what the decoder cannot use yet.
+    fn feed_body(&mut self, data: &[u8]) {
+        if self.eof {
+            return;
+        }
+        let nothing_buffered = self.pos == self.buf.len();
+        self.compact();
+        let State::Body(b) = &mut self.state else {
+            return;
+        };
+        let decoded = if nothing_buffered {
+            // Decode straight from `data`; keep only what is left.
+            b.advance(data, &self.config, &self.limits).map(|used| {
+                self.buf.extend_from_slice(&data[used..]);
+                0
+            })
+        } else {
+            self.buf.extend_from_slice(data);
+            b.advance(&self.buf, &self.config, &self.limits)
+        };
+        match decoded {
+            Ok(used) => self.pos = used,
+            Err(e) => self.state = State::Failed(e),
+        }
     }
 
     /// The peer shut down its sending side (a read returned 0).
@@ -150,36 +208,31 @@ impl Conn {
                     let limit = self.config.limit_request_body;
                     if let BodyKind::Length(n) = framing.body {
                         if limit > 0 && n > limit {
-                            return Err(body_too_large(limit));
+                            return Err(too_large(limit));
                         }
                     }
-                    let decoder = match framing.body {
+                    let (decoder, expected) = match framing.body {
                         BodyKind::Empty => {
-                            return Ok(self.request(parsed.head, Vec::new(), framing.keep_alive))
+                            let body = RequestBody::default();
+                            return Ok(self.request(parsed.head, body, framing.keep_alive));
                         }
-                        BodyKind::Length(n) => Decoder::length(n),
-                        BodyKind::Chunked => Decoder::chunked(),
+                        BodyKind::Length(n) => (Decoder::length(n), Some(n)),
+                        BodyKind::Chunked => (Decoder::chunked(), None),
                     };
-                    let body = Vec::with_capacity(decoder.size_hint());
+                    let body = BodyWriter::new(expected, &self.config)?;
                     self.state = State::Body(Box::new(BodyState {
                         head: parsed.head,
                         decoder,
                         body,
                         keep_alive: framing.keep_alive,
                         wants_continue: parsed.expect_continue,
+                        done: false,
                     }));
                     continue;
                 }
                 State::Body(b) => {
-                    let progress =
-                        b.decoder
-                            .decode(input, &mut b.body, &self.config, &self.limits)?;
-                    self.pos += progress.consumed;
-                    let limit = self.config.limit_request_body;
-                    if limit > 0 && b.body.len() as u64 > limit {
-                        return Err(body_too_large(limit));
-                    }
-                    if progress.done {
+                    self.pos += b.advance(input, &self.config, &self.limits)?;
+                    if b.done {
                         break;
                     }
                     if self.eof {
@@ -201,6 +254,7 @@ impl Conn {
                     keep_alive,
                     ..
                 } = *b;
+                let body = body.finish()?;
                 Ok(self.request(head, body, keep_alive))
             }
             other => {
@@ -225,12 +279,13 @@ impl Conn {
         ))
     }
 
-    fn request(&mut self, head: Head, body: Vec<u8>, keep_alive: bool) -> Event {
-        self.state = if keep_alive {
-            State::Head
-        } else {
-            State::Finished
-        };
+    /// A complete request; the state is `Head` again (its callers made it so).
+    fn request(&mut self, head: Head, body: RequestBody, keep_alive: bool) -> Event {
+        debug_assert!(matches!(self.state, State::Head));
+        // Only a closing request changes the state: keep-alive costs no drop.
+        if !keep_alive {
+            self.state = State::Finished;
+        }
         Event::Request(Request {
             head,
             body,
@@ -240,16 +295,10 @@ impl Conn {
     }
 }
 
-fn body_too_large(limit: u64) -> HttpError {
-    HttpError::new(
-        HttpErrorKind::RequestBodyTooLarge,
-        format!("request body larger than limit_request_body ({limit} bytes)"),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::http::body::testing::{Refusing, Unlinked};
     use crate::http::HeaderMapPolicy;
 
     /// A request reduced to what the tests compare.
@@ -259,6 +308,8 @@ mod tests {
         target: String,
         headers: Vec<(String, String)>,
         body: Vec<u8>,
+        /// The body came in a temporary file.
+        spilled: bool,
         keep_alive: bool,
         proxy: Option<ProxyInfo>,
         https: bool,
@@ -285,7 +336,8 @@ mod tests {
                 .header_pairs()
                 .map(|(n, v)| (text(n), text(v)))
                 .collect(),
-            body: r.body,
+            body: r.body.to_vec().expect("body file readable"),
+            spilled: matches!(r.body, RequestBody::File { .. }),
             keep_alive: r.keep_alive,
             proxy: r.proxy,
             https: r.head.https_forwarded,
@@ -430,7 +482,9 @@ mod tests {
         assert!(matches!(conn.poll(), Event::SendContinue));
         assert!(matches!(conn.poll(), Event::NeedMore));
         conn.feed(b"llo");
-        assert!(matches!(conn.poll(), Event::Request(r) if r.body == b"hello"));
+        assert!(
+            matches!(conn.poll(), Event::Request(r) if r.body.as_bytes() == Some(&b"hello"[..]))
+        );
 
         // Body already there: no interim response needed.
         let mut conn = Conn::new(cfg.clone(), trusted());
@@ -645,5 +699,141 @@ mod tests {
         // With the protocol off, a PROXY line is not HTTP.
         let (_, end) = feed_everywhere(Config::default(), trusted(), input, true);
         assert_eq!(end, End::Error(HttpErrorKind::InvalidRequestLine));
+    }
+
+    /// Bodies over `buffer` bytes go to unlinked files in the temp dir.
+    fn spilling(buffer: u64) -> Config {
+        Config {
+            body_buffer_size: buffer,
+            temp_files: Some(Arc::new(Unlinked)),
+            ..Config::default()
+        }
+    }
+
+    const CHUNKED_11: &[u8] = b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n4;x=y\r\n wor\r\n2\r\nld\r\n0\r\nVary: *\r\n\r\n";
+
+    #[test]
+    fn chunked_body_crossing_the_buffer_size_spills_however_it_is_split() {
+        // The body is 11 bytes: its chunks end at 5, 9 and 11. Every buffer
+        // size puts the crossing in a different chunk (or nowhere).
+        for buffer in 0..=12 {
+            let (reqs, end) = feed_everywhere(spilling(buffer), trusted(), CHUNKED_11, true);
+            assert_eq!(end, End::Closed, "buffer {buffer}");
+            assert_eq!(reqs[0].body, b"hello world", "buffer {buffer}");
+            assert_eq!(reqs[0].spilled, buffer < 11, "buffer {buffer}");
+            assert!(reqs[0].keep_alive);
+        }
+    }
+
+    #[test]
+    fn length_body_over_the_buffer_size_spills_and_pipelining_goes_on() {
+        let input = b"POST /a HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789POST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nxyzGET /c HTTP/1.1\r\n\r\n";
+        let (reqs, end) = feed_everywhere(spilling(4), trusted(), input, true);
+        assert_eq!(end, End::Closed);
+        let bodies: Vec<_> = reqs
+            .iter()
+            .map(|r| (r.body.as_slice(), r.spilled))
+            .collect();
+        assert_eq!(
+            bodies,
+            [
+                (&b"0123456789"[..], true),
+                (&b"xyz"[..], false),
+                (&b""[..], false)
+            ]
+        );
+    }
+
+    #[test]
+    fn body_bytes_do_not_stay_in_the_input_buffer_while_a_body_streams() {
+        let mut conn = Conn::new(Arc::new(spilling(1024)), trusted());
+        let total = 1 << 20;
+        conn.feed(format!("POST / HTTP/1.1\r\nContent-Length: {total}\r\n\r\n").as_bytes());
+        assert!(matches!(conn.poll(), Event::NeedMore));
+        let piece = vec![b'z'; 16 * 1024];
+        for _ in 0..total / piece.len() - 1 {
+            conn.feed(&piece);
+            assert_eq!(conn.buffered(), 0);
+        }
+        conn.feed(&piece);
+        conn.feed(b"GET /next HTTP/1.1\r\n\r\n");
+        match conn.poll() {
+            Event::Request(r) => {
+                assert!(matches!(r.body, RequestBody::File { len, .. } if len == total as u64));
+                assert!(r.body.to_vec().unwrap().iter().all(|&b| b == b'z'));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(conn.poll(), Event::Request(r) if r.head.target() == b"/next"));
+
+        // Chunked: only a partial size line is ever kept.
+        let mut conn = Conn::new(Arc::new(spilling(1024)), trusted());
+        conn.feed(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert!(matches!(conn.poll(), Event::NeedMore));
+        let mut chunk = b"4000\r\n".to_vec();
+        chunk.extend_from_slice(&piece);
+        chunk.extend_from_slice(b"\r\n");
+        for _ in 0..64 {
+            for part in chunk.chunks(5000) {
+                conn.feed(part);
+                assert!(conn.buffered() < 8, "{}", conn.buffered());
+            }
+        }
+        conn.feed(b"0\r\n\r\n");
+        assert!(matches!(conn.poll(), Event::Request(r) if r.body.len() == 64 * 16 * 1024));
+    }
+
+    #[test]
+    fn limit_request_body_holds_for_spilled_bodies() {
+        let cfg = Config {
+            limit_request_body: 10,
+            ..spilling(4)
+        };
+        let (reqs, end) = feed_everywhere(cfg.clone(), trusted(), CHUNKED_11, true);
+        assert!(reqs.is_empty());
+        assert_eq!(end, End::Error(HttpErrorKind::RequestBodyTooLarge));
+        let big = b"POST / HTTP/1.1\r\nContent-Length: 11\r\n\r\n";
+        let (_, end) = feed_everywhere(cfg.clone(), trusted(), big, false);
+        assert_eq!(end, End::Error(HttpErrorKind::RequestBodyTooLarge));
+        let ok = b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789";
+        let (reqs, _) = feed_everywhere(cfg, trusted(), ok, true);
+        assert!(reqs[0].spilled);
+    }
+
+    #[test]
+    fn a_body_that_cannot_be_stored_is_a_500() {
+        let cfg = Config {
+            body_buffer_size: 4,
+            temp_files: Some(Arc::new(Refusing)),
+            ..Config::default()
+        };
+        let (_, end) = feed_everywhere(cfg.clone(), trusted(), CHUNKED_11, true);
+        assert_eq!(end, End::Error(HttpErrorKind::BodyNotStored));
+        let big = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n";
+        let (_, end) = feed_everywhere(cfg.clone(), trusted(), big, false);
+        assert_eq!(end, End::Error(HttpErrorKind::BodyNotStored));
+        // Small bodies never need a file.
+        let small = b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nabcd";
+        let (reqs, _) = feed_everywhere(cfg, trusted(), small, true);
+        assert_eq!(reqs[0].body, b"abcd");
+    }
+
+    #[test]
+    fn expect_continue_is_still_signalled_for_a_spilled_body() {
+        let mut conn = Conn::new(Arc::new(spilling(2)), trusted());
+        conn.feed(b"POST /e HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+        assert!(matches!(conn.poll(), Event::SendContinue));
+        conn.feed(b"hel");
+        assert!(matches!(conn.poll(), Event::NeedMore));
+        conn.feed(b"lo");
+        assert!(matches!(conn.poll(), Event::Request(r) if r.body.to_vec().unwrap() == b"hello"));
+    }
+
+    #[test]
+    fn eof_inside_a_spilled_body_is_no_more_data() {
+        let input = b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n01234";
+        let (reqs, end) = feed_everywhere(spilling(2), trusted(), input, true);
+        assert!(reqs.is_empty());
+        assert_eq!(end, End::Error(HttpErrorKind::NoMoreData));
     }
 }

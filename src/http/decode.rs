@@ -5,14 +5,12 @@
 //! syntax, CRLF after each chunk, and a trailer section read with the header
 //! rules (forbidden names refused) and then dropped.
 
+use super::body::BodyWriter;
 use super::error::{HttpError, HttpErrorKind};
 use super::fields::{FieldCtx, FieldSection, Section};
 use super::limits::Limits;
 use super::scan::{find_lf, is_ows, is_token_byte};
 use super::Config;
-
-/// Reserve at most this much for a body ahead of its bytes arriving.
-const MAX_PREALLOC: u64 = 1 << 20;
 
 #[derive(Debug)]
 pub(super) enum Decoder {
@@ -64,26 +62,18 @@ impl Decoder {
         })
     }
 
-    /// Capacity worth reserving for the body up front.
-    pub fn size_hint(&self) -> usize {
-        match self {
-            Decoder::Length { remaining } => (*remaining).min(MAX_PREALLOC) as usize,
-            Decoder::Chunked(_) => 0,
-        }
-    }
-
     /// Decode from the start of `input`, appending body bytes to `body`.
     pub fn decode(
         &mut self,
         input: &[u8],
-        body: &mut Vec<u8>,
+        body: &mut BodyWriter,
         cfg: &Config,
         limits: &Limits,
     ) -> Result<Progress, HttpError> {
         match self {
             Decoder::Length { remaining } => {
                 let n = (*remaining).min(input.len() as u64) as usize;
-                body.extend_from_slice(&input[..n]);
+                body.write(&input[..n], cfg)?;
                 *remaining -= n as u64;
                 Ok(Progress {
                     consumed: n,
@@ -119,7 +109,7 @@ impl Chunked {
     fn decode(
         &mut self,
         input: &[u8],
-        body: &mut Vec<u8>,
+        body: &mut BodyWriter,
         cfg: &Config,
         limits: &Limits,
     ) -> Result<Progress, HttpError> {
@@ -152,12 +142,12 @@ impl Chunked {
                         self.trailers.reset(0);
                     } else {
                         self.state = ChunkState::Data(size);
-                        body.reserve(size.min(MAX_PREALLOC) as usize);
+                        body.reserve(size, cfg);
                     }
                 }
                 ChunkState::Data(remaining) => {
                     let n = remaining.min((input.len() - at) as u64) as usize;
-                    body.extend_from_slice(&input[at..at + n]);
+                    body.write(&input[at..at + n], cfg)?;
                     at += n;
                     if remaining == n as u64 {
                         self.state = ChunkState::DataEnd;
@@ -368,26 +358,27 @@ mod tests {
         let cfg = Config::default();
         let limits = Limits::from_config(&cfg);
         let mut d = decoder();
-        let mut body = Vec::new();
+        let mut body = BodyWriter::new(None, &cfg).unwrap();
         let whole = d
             .decode(input, &mut body, &cfg, &limits)
             .map_err(|e| e.kind)
             .and_then(|p| {
                 if p.done {
-                    Ok((body.clone(), p.consumed))
+                    Ok((bytes(body), p.consumed))
                 } else {
                     Err(d.eof_error().kind)
                 }
             });
 
         let mut d = decoder();
-        let mut body = Vec::new();
+        let mut body = Some(BodyWriter::new(None, &cfg).unwrap());
         let mut pending = Vec::new();
         let mut consumed_total = 0;
         let mut split = Err(HttpErrorKind::NoMoreData);
         for &b in input {
             pending.push(b);
-            match d.decode(&pending, &mut body, &cfg, &limits) {
+            let Some(w) = body.as_mut() else { break };
+            match d.decode(&pending, w, &cfg, &limits) {
                 Err(e) => {
                     split = Err(e.kind);
                     break;
@@ -396,7 +387,7 @@ mod tests {
                     pending.drain(..p.consumed);
                     consumed_total += p.consumed;
                     if p.done {
-                        split = Ok((body.clone(), consumed_total));
+                        split = Ok((body.take().map(bytes).unwrap_or_default(), consumed_total));
                         break;
                     }
                     split = Err(d.eof_error().kind);
@@ -408,6 +399,10 @@ mod tests {
         }
         assert_eq!(whole, split, "split feeding changed the result");
         whole
+    }
+
+    fn bytes(body: BodyWriter) -> Vec<u8> {
+        body.finish().unwrap().to_vec().unwrap()
     }
 
     fn chunked(input: &[u8]) -> Result<(Vec<u8>, usize), HttpErrorKind> {

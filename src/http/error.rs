@@ -24,6 +24,9 @@ pub enum HttpErrorKind {
     RequestBodyTooLarge,
     /// The client stopped in the middle of a request: close without answering.
     NoMoreData,
+    /// The server could not keep a request body (its temporary file could
+    /// not be made or written): not the client's fault, a 500.
+    BodyNotStored,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,6 +54,7 @@ impl HttpError {
             ExpectationFailed => Some(417),
             ForbiddenProxyRequest => Some(403),
             RequestBodyTooLarge => Some(413),
+            BodyNotStored => Some(500),
             NoMoreData => None,
             _ => Some(400),
         }

@@ -5,9 +5,21 @@
 //! PROXY protocol preamble, response encoding and the keep-alive/pipelining
 //! state of one connection. It imports nothing else of the crate: no sockets,
 //! no Python, no libc. Every error carries the status a server should answer.
+//!
+//! Request bodies: a body of at most `Config::body_buffer_size` bytes is
+//! kept in memory; a larger one (by its Content-Length, or once its chunks
+//! pass the size) is written to an anonymous temporary file as its bytes are
+//! fed, so neither the body nor the connection's input buffer grows with the
+//! upload. This layer still owns no I/O of its own: the caller supplies the
+//! file factory (`Config::temp_files`, a `TempFiles`), and the layer only
+//! writes decoded body bytes to the `std::fs::File` it returns, from inside
+//! `Conn::feed`, and hands the file over in `RequestBody::File`. A plain
+//! `File` rather than a sink trait keeps the finished body readable at any
+//! offset by whoever gets the request, on any thread.
 
 #![forbid(unsafe_code)]
 
+mod body;
 #[cfg(test)]
 mod conformance;
 mod conn;
@@ -24,6 +36,7 @@ mod scan;
 mod status;
 mod target;
 
+pub use body::{RequestBody, TempFiles};
 pub use conn::Conn;
 pub use conn::CONTINUE;
 pub use date::DateCache;
@@ -35,6 +48,7 @@ pub use target::percent_decode;
 
 use std::net::IpAddr;
 use std::ops::Range;
+use std::sync::Arc;
 
 /// Parser settings, gunicorn's names and meanings (see docs/settings.md).
 #[derive(Clone, Debug)]
@@ -59,6 +73,10 @@ pub struct Config {
     /// Max bytes of a request body (0 = unlimited). Larger: 413, refused
     /// from the Content-Length before any of the body is read.
     pub limit_request_body: u64,
+    /// Bodies larger than this many bytes go to a temporary file from
+    /// `temp_files` (none: every body stays in memory).
+    pub body_buffer_size: u64,
+    pub temp_files: Option<Arc<dyn TempFiles>>,
 }
 
 impl Default for Config {
@@ -81,6 +99,8 @@ impl Default for Config {
             ],
             proxy_protocol: ProxyProtocol::Off,
             limit_request_body: 0,
+            body_buffer_size: 1 << 20,
+            temp_files: None,
         }
     }
 }
@@ -221,11 +241,12 @@ impl Head {
     }
 }
 
-/// A complete request: head plus the whole body (de-chunked).
+/// A complete request: head plus the whole body (de-chunked). `Send` and
+/// `'static`: it may be handed to another thread.
 #[derive(Debug)]
 pub struct Request {
     pub head: Head,
-    pub body: Vec<u8>,
+    pub body: RequestBody,
     /// The client wants the connection kept open after this response
     /// (HTTP/1.1 without `Connection: close`, or HTTP/1.0 with `keep-alive`),
     /// and the framing allows it.
@@ -328,6 +349,16 @@ fn prefix_match(net: IpAddr, ip: IpAddr, bits: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requests_and_settings_may_move_to_other_threads() {
+        fn movable<T: Send + 'static>() {}
+        fn shared<T: Send + Sync + 'static>() {}
+        movable::<Request>();
+        movable::<RequestBody>();
+        shared::<Config>();
+        shared::<RequestBody>();
+    }
 
     #[test]
     fn allow_list_matches_addresses_and_networks() {

@@ -78,6 +78,7 @@ fn has_zero(x: u64) -> bool {
 
 /// Whether `s` holds a byte a request field value must not: a control other
 /// than HTAB, or DEL. A word at a time; values are the bulk of a head.
+#[inline]
 pub(super) fn has_value_ctl(s: &[u8]) -> bool {
     let mut chunks = s.chunks_exact(8);
     for chunk in &mut chunks {

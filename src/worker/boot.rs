@@ -14,7 +14,13 @@ use crate::sys::shm;
 use crate::sys::signal::SignalPipe;
 use crate::sys::{affinity, process, proctitle, signal};
 use crate::wsgi::{ConnInfo, WorkerInfo, WsgiApp};
+use std::sync::Arc;
 use std::time::Duration;
+
+use super::threads;
+use crate::asgi::{AsgiApp, AsgiOptions};
+use crate::config::Interface;
+use crate::handoff::{Mailbox, Runner};
 
 /// The worker process's main: returns its exit code.
 pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
@@ -60,9 +66,10 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
         crate::error!("Worker failed to boot: cannot set sys.path: {e}");
         return WORKER_BOOT_ERROR;
     }
+    let threaded = cfg.threaded();
     let info = WorkerInfo {
         multiprocess: cfg.workers > 1,
-        multithread: false,
+        multithread: threaded,
     };
     let app = match WsgiApp::load(py, &cfg.app, info) {
         Ok(app) => app,
@@ -99,6 +106,60 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
             return WORKER_BOOT_ERROR;
         }
     };
+    let app = Arc::new(app);
+    let track = crate::log::access_enabled() || cfg.hooks.is_set(crate::hooks::Hook::PostRequest);
+    let pre_request = cfg.hooks.is_set(crate::hooks::Hook::PreRequest);
+    let keep_environ = cfg.hooks.is_set(crate::hooks::Hook::PostRequest)
+        || (crate::log::access_enabled() && !crate::log::access_environ_keys().is_empty());
+    let asgi = match cfg.interface {
+        Interface::Asgi => true,
+        Interface::Wsgi => false,
+        Interface::Auto => crate::asgi::is_asgi_app(py, app.app().bind(py)),
+    };
+    let (runner, mailbox) = if asgi {
+        let mailbox = match Mailbox::new() {
+            Ok(m) => Arc::new(m),
+            Err(e) => {
+                crate::error!("Worker failed to boot: cannot create the mailbox: {e}");
+                return WORKER_BOOT_ERROR;
+            }
+        };
+        let opts = AsgiOptions::from_config(cfg);
+        match AsgiApp::start(py, app.app().clone_ref(py), opts, mailbox.clone()) {
+            Ok(a) => (Some(Box::new(a) as Box<dyn Runner>), Some(mailbox)),
+            Err(e) => {
+                // A failed lifespan startup stops the server like a failed import.
+                crate::error!(
+                    "Exception in worker process: the ASGI app {:?} did not start:\n{}",
+                    cfg.app,
+                    e.0
+                );
+                return APP_LOAD_ERROR;
+            }
+        }
+    } else if threaded {
+        let started = Mailbox::new().and_then(|mailbox| {
+            let mailbox = Arc::new(mailbox);
+            let opts = threads::Options {
+                threads: cfg.threads,
+                age,
+                track,
+                keep_environ,
+                pre_request,
+            };
+            let pool = threads::ThreadPool::start(cfg, app.clone(), mailbox.clone(), opts)?;
+            Ok((pool, mailbox))
+        });
+        match started {
+            Ok((pool, mailbox)) => (Some(Box::new(pool) as Box<dyn Runner>), Some(mailbox)),
+            Err(e) => {
+                crate::error!("Worker failed to boot: cannot start app threads: {e}");
+                return WORKER_BOOT_ERROR;
+            }
+        }
+    } else {
+        (None, None)
+    };
     let reloader = cfg
         .reload
         .then(|| super::reload::Reloader::new(py, &cfg.reload_extra_files));
@@ -106,11 +167,10 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
         cfg,
         reloader,
         reload_requested: false,
-        track: crate::log::access_enabled() || cfg.hooks.is_set(crate::hooks::Hook::PostRequest),
+        track,
         metrics: cfg.metrics_bind.is_some() || crate::log::statsd::enabled(),
-        pre_request: cfg.hooks.is_set(crate::hooks::Hook::PreRequest),
-        keep_environ: cfg.hooks.is_set(crate::hooks::Hook::PostRequest)
-            || (crate::log::access_enabled() && !crate::log::access_environ_keys().is_empty()),
+        pre_request,
+        keep_environ,
         age,
         status,
         header_timeout: cfg.header_timeout,
@@ -139,10 +199,17 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
             signalled: false,
             reload_fd: None,
             reload_notified: false,
+            mail_fd: mailbox.as_ref().map(|m| m.fd()),
+            mail: false,
             tls: tls.clone(),
             plain: Vec::new(),
         },
         app,
+        runner,
+        mailbox,
+        mail: Vec::new(),
+        next_serial: 0,
+        quick_exit: false,
         date: DateCache::new(),
         keep_alive: Duration::from_secs(cfg.keep_alive as u64),
         max_connections: cfg.worker_connections,
@@ -154,6 +221,12 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
     if let Err(e) = worker.engine.watch(worker.state.signal_fd) {
         crate::error!("Worker failed to boot: cannot watch signals: {e}");
         return WORKER_BOOT_ERROR;
+    }
+    if let Some(fd) = worker.state.mail_fd {
+        if let Err(e) = worker.engine.watch(fd) {
+            crate::error!("Worker failed to boot: cannot watch the app threads' mailbox: {e}");
+            return WORKER_BOOT_ERROR;
+        }
     }
     if let Some(fd) = worker.reloader.as_ref().and_then(|r| r.fd()) {
         match worker.engine.watch(fd) {
@@ -187,6 +260,14 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
         signal::poke(wake_fd);
     }
     let code = worker.serve(py);
+    if let Some(runner) = &mut worker.runner {
+        let wait = if worker.quick_exit {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(cfg.graceful_timeout as u64)
+        };
+        py.detach(|| runner.stop(wait));
+    }
     crate::log::flush();
     let server = crate::hooks::ServerInfo {
         cfg,

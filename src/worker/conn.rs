@@ -30,6 +30,65 @@ pub struct Stream {
     pub metric: Option<(u16, Instant)>,
 }
 
+/// A request handed to app threads (`--threads`, ASGI) and not yet fully
+/// answered: the loop encodes what they post back.
+pub struct InFlight {
+    pub serial: u64,
+    pub flow: std::sync::Arc<crate::handoff::Flow>,
+    pub req: http::RequestInfo,
+    pub force_close: bool,
+    /// Set once the head arrived.
+    pub writer: Option<ResponseWriter>,
+    /// Start of the request, when metrics are on; the status code once known.
+    pub metric_start: Option<Instant>,
+    pub code: u16,
+    /// Body bytes put in `out` and not yet handed to the engine.
+    pub body_unflushed: usize,
+    /// Body bytes handed to the engine and not yet reported written.
+    pub body_handed: usize,
+}
+
+impl InFlight {
+    /// The engine wrote everything handed to it: tell the app side.
+    pub fn handed_written(&mut self) {
+        self.flow.written(std::mem::take(&mut self.body_handed));
+    }
+
+    /// The output was handed to the engine; with nothing queued there
+    /// (a HEAD response drops body bytes), all of it counts as written.
+    pub fn flushed(&mut self, queued: usize) {
+        self.body_handed += std::mem::take(&mut self.body_unflushed);
+        if queued == 0 {
+            self.handed_written();
+        }
+    }
+}
+
+impl Stream {
+    /// The body ended (`keep`: the connection may serve another request):
+    /// close the iterable, count the response, log it and run post_request.
+    pub fn end(
+        self,
+        py: pyo3::Python<'_>,
+        c: &mut Connection,
+        keep: bool,
+        status: Option<&crate::sys::shm::Status>,
+        cfg: &crate::config::Config,
+        age: u64,
+    ) {
+        self.body.close(py);
+        if !keep {
+            c.phase = Phase::CloseAfterSend;
+        }
+        if let Some((code, t)) = self.metric {
+            super::response_ended(status, code, t);
+        }
+        if let Some(d) = self.done {
+            d.report(py, cfg, age);
+        }
+    }
+}
+
 pub struct Connection {
     pub http: http::Conn,
     /// The environ's view of the connection (listener address, peer), built once at accept.
@@ -40,6 +99,8 @@ pub struct Connection {
     /// Bytes handed to the engine and not yet reported written.
     pub queued: usize,
     pub stream: Option<Stream>,
+    /// A request being answered by app threads.
+    pub inflight: Option<InFlight>,
     pub phase: Phase,
     pub last_active: Instant,
     /// When the first byte of the request being received arrived.
@@ -68,6 +129,7 @@ impl Connection {
             out: Vec::new(),
             queued: 0,
             stream: None,
+            inflight: None,
             phase: Phase::Open,
             last_active: now,
             request_started: None,
@@ -85,6 +147,7 @@ impl Connection {
     pub fn is_idle(&self) -> bool {
         self.phase == Phase::Open
             && self.stream.is_none()
+            && self.inflight.is_none()
             && self.queued == 0
             && self.out.is_empty()
             && self.http.buffered() == 0

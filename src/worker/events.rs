@@ -92,6 +92,9 @@ impl State {
             }
             Event::Eof { conn } => {
                 if let Some(c) = self.get(conn) {
+                    if let Some(f) = &c.inflight {
+                        f.flow.hang_up();
+                    }
                     c.eof = true;
                     c.http.feed_eof();
                     self.mark_ready(conn);
@@ -100,6 +103,9 @@ impl State {
             Event::Sent { conn } => {
                 if let Some(c) = self.get(conn) {
                     c.queued = 0;
+                    if let Some(f) = &mut c.inflight {
+                        f.handed_written();
+                    }
                     c.last_active = now;
                     self.mark_ready(conn);
                 }
@@ -115,6 +121,8 @@ impl State {
                     self.signalled = true;
                 } else if Some(fd) == self.reload_fd {
                     self.reload_notified = true;
+                } else if Some(fd) == self.mail_fd {
+                    self.mail = true;
                 }
             }
         }

@@ -12,6 +12,8 @@ mod boot;
 mod conn;
 mod events;
 mod reload;
+mod sendfile;
+mod threads;
 
 pub use boot::run;
 
@@ -23,13 +25,14 @@ use pyo3::prelude::*;
 
 use crate::arbiter::{SlotListener, WORKER_BOOT_ERROR};
 use crate::engine::{ConnId, Engine};
+use crate::handoff::{Flow, Job, Mailbox, Output, Runner, Ticket};
 use crate::http::{self, DateCache, RequestInfo, ResponseWriter};
 use crate::sys::shm::{self, Status};
 use crate::sys::signal;
 use crate::sys::signal::SignalPipe;
 use crate::wsgi::{Chunk, ConnInfo, Reply, WsgiApp};
 
-use conn::{Connection, Phase, Stream};
+use conn::{Connection, InFlight, Phase, Stream};
 
 /// Stop pulling a response body or answering pipelined requests while this
 /// many output bytes wait to be written (backpressure).
@@ -66,6 +69,9 @@ struct State {
     /// The `--reload` inotify descriptor, and whether it fired.
     reload_fd: Option<i32>,
     reload_notified: bool,
+    /// The mailbox of app threads, and whether it was written to.
+    mail_fd: Option<i32>,
+    mail: bool,
     tls: Option<crate::tls::TlsConfig>,
     /// Scratch space for decrypted bytes.
     plain: Vec<u8>,
@@ -117,7 +123,15 @@ struct Worker<'a> {
     requests: u64,
     engine: Engine,
     state: State,
-    app: WsgiApp,
+    app: Arc<WsgiApp>,
+    /// App threads or the ASGI loop, when requests are handed off.
+    runner: Option<Box<dyn Runner>>,
+    mailbox: Option<Arc<Mailbox>>,
+    /// Messages taken from the mailbox (kept for its allocation).
+    mail: Vec<(Ticket, Output)>,
+    next_serial: u64,
+    /// INT/QUIT: leave without waiting for app threads.
+    quick_exit: bool,
     date: DateCache,
     keep_alive: Duration,
     max_connections: usize,
@@ -240,6 +254,7 @@ impl Worker<'_> {
                     match sig {
                         Signal::SIGTERM => self.begin_stop(),
                         Signal::SIGINT | Signal::SIGQUIT => {
+                            self.quick_exit = true;
                             let _ = crate::hooks::call_worker_int(
                                 py,
                                 &boot::worker_info(self.cfg, self.age),
@@ -250,6 +265,9 @@ impl Worker<'_> {
                         _ => {}
                     }
                 }
+            }
+            if std::mem::take(&mut self.state.mail) {
+                self.apply_mail();
             }
             self.batch_calls = 0;
             let ready = std::mem::take(&mut self.state.ready);
@@ -366,7 +384,11 @@ impl Worker<'_> {
             return self.finish_close(py, id);
         }
         // Reading more only makes sense while we keep up with writing.
-        let backed_up = c.stream.is_some() || c.pending_output() >= OUTPUT_HIGH_WATER;
+        // While app threads answer, keep reading (to see the client leave)
+        // unless pipelined requests pile up.
+        let backed_up = c.stream.is_some()
+            || c.pending_output() >= OUTPUT_HIGH_WATER
+            || (c.inflight.is_some() && c.http.buffered() >= OUTPUT_HIGH_WATER);
         if backed_up && !c.recv_paused {
             c.recv_paused = true;
             self.engine.pause_recv(id);
@@ -381,6 +403,9 @@ impl Worker<'_> {
     fn process(&mut self, py: Python<'_>, id: ConnId) {
         loop {
             let Some(c) = self.state.get(id) else { return };
+            if c.inflight.is_some() {
+                break;
+            }
             if c.stream.is_some() {
                 self.pump(py, id);
                 let Some(c) = self.state.get(id) else { return };
@@ -433,7 +458,11 @@ impl Worker<'_> {
             keep_alive: req.keep_alive,
         };
         let waited = c.last_active.elapsed();
-        let shed = (self.max_queued_requests > 0 && self.batch_calls >= self.max_queued_requests)
+        let queued = match &self.runner {
+            Some(r) => r.backlog(),
+            None => self.batch_calls,
+        };
+        let shed = (self.max_queued_requests > 0 && queued >= self.max_queued_requests)
             || self.max_queue_wait.is_some_and(|w| waited > w);
         if shed {
             crate::debug!(
@@ -449,6 +478,43 @@ impl Worker<'_> {
             return;
         }
         self.batch_calls += 1;
+        if let Some(runner) = &self.runner {
+            self.next_serial += 1;
+            let serial = self.next_serial;
+            let flow = Arc::new(Flow::new());
+            let metric_start = self.metrics.then(|| {
+                if let Some(s) = self.status {
+                    s.in_flight
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Instant::now()
+            });
+            c.inflight = Some(InFlight {
+                serial,
+                flow: flow.clone(),
+                req: req_info,
+                force_close,
+                writer: None,
+                metric_start,
+                code: 0,
+                body_unflushed: 0,
+                body_handed: 0,
+            });
+            if c.eof {
+                flow.hang_up();
+            }
+            let job = Job {
+                ticket: Ticket { conn: id.0, serial },
+                req,
+                conn: c.info.clone(),
+                flow,
+                arrived: c.request_started.unwrap_or_else(Instant::now),
+                closing: force_close,
+            };
+            runner.submit(job);
+            self.count_request();
+            return;
+        }
         let track = self.track;
         let scheme = if c.info.tls || req.head.https_forwarded {
             "https"
@@ -482,21 +548,11 @@ impl Worker<'_> {
             .call_keeping_environ(py, &req, &c.info, self.keep_environ);
         if let Some(s) = self.status {
             s.end_call();
-            s.requests
-                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
-        self.requests += 1;
-        if self.max_requests == Some(self.requests) {
-            crate::info!(
-                "Autorestarting worker after current request ({} requests).",
-                self.requests
-            );
-            if let Some(s) = self.status {
-                s.state
-                    .fetch_or(shm::REPLACE, std::sync::atomic::Ordering::AcqRel);
-                signal::poke(self.wake_fd);
-            }
-        }
+        self.count_request();
+        let Some(c) = self.state.get(id) else {
+            return;
+        };
         match reply {
             Reply::Failed => {
                 let before = c.out.len();
@@ -554,10 +610,106 @@ impl Worker<'_> {
         }
     }
 
+    /// One more request answered: count it, and ask for a replacement at `--max-requests`.
+    fn count_request(&mut self) {
+        if let Some(s) = self.status {
+            s.requests
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        self.requests += 1;
+        if self.max_requests == Some(self.requests) {
+            crate::info!(
+                "Autorestarting worker after current request ({} requests).",
+                self.requests
+            );
+            if let Some(s) = self.status {
+                s.state
+                    .fetch_or(shm::REPLACE, std::sync::atomic::Ordering::AcqRel);
+                signal::poke(self.wake_fd);
+            }
+        }
+    }
+
+    /// Apply what app threads posted: encode heads and body bytes into
+    /// their connections' output, finish responses, then flush.
+    fn apply_mail(&mut self) {
+        let Some(mailbox) = &self.mailbox else { return };
+        let mut mail = std::mem::take(&mut self.mail);
+        mailbox.drain(&mut mail);
+        for (ticket, out) in mail.drain(..) {
+            let id = ConnId(ticket.conn);
+            let Some(c) = self.state.get(id) else {
+                continue;
+            };
+            let Some(f) = c.inflight.as_mut().filter(|f| f.serial == ticket.serial) else {
+                // A message for a connection that has closed since.
+                continue;
+            };
+            let mut ended = None;
+            match out {
+                Output::Head {
+                    status,
+                    headers,
+                    known_len,
+                } => {
+                    f.code = status_code(&status);
+                    f.writer = Some(ResponseWriter::start(
+                        &mut c.out,
+                        &mut self.date,
+                        f.req,
+                        &status,
+                        &headers,
+                        known_len,
+                        f.force_close || self.stopping.is_some(),
+                    ));
+                }
+                Output::Data(data) => {
+                    f.body_unflushed += data.len();
+                    if let Some(w) = &mut f.writer {
+                        w.body(&mut c.out, &data);
+                    }
+                }
+                Output::End => {
+                    let keep = match &mut f.writer {
+                        Some(w) => w.finish(&mut c.out),
+                        None => {
+                            http::error_response(&mut c.out, 500, "Internal Server Error");
+                            false
+                        }
+                    };
+                    ended = Some((keep, f.code));
+                }
+                Output::Failed => {
+                    if f.writer.is_none() {
+                        http::error_response(&mut c.out, 500, "Internal Server Error");
+                        f.code = 500;
+                    }
+                    ended = Some((false, f.code));
+                }
+            }
+            if let Some((keep, code)) = ended {
+                if let Some(mut f) = c.inflight.take() {
+                    // The app side is done: whatever it handed over no longer needs counting.
+                    f.body_unflushed = 0;
+                    f.handed_written();
+                    if let Some(t) = f.metric_start {
+                        response_ended(self.status, code, t);
+                    }
+                }
+                if !keep {
+                    c.phase = Phase::CloseAfterSend;
+                }
+                c.last_active = Instant::now();
+            }
+            self.state.mark_ready(id);
+        }
+        self.mail = mail;
+    }
+
     /// Pull body chunks until the body ends or enough output is waiting.
     fn pump(&mut self, py: Python<'_>, id: ConnId) {
         let Some(c) = self.state.get(id) else { return };
-        let Some(mut stream) = c.stream.take() else {
+        let Some(stream) = c.stream.take() else {
             return;
         };
         if let Some(s) = self.status {
@@ -566,6 +718,10 @@ impl Worker<'_> {
                 .store(shm::monotonic_ms(), std::sync::atomic::Ordering::Release);
         }
         let _call = CallGuard(self.status);
+        let Some(mut stream) = self.send_file_body(py, id, stream) else {
+            return;
+        };
+        let Some(c) = self.state.get(id) else { return };
         while c.pending_output() < OUTPUT_HIGH_WATER {
             match stream.body.next_chunk(py) {
                 Chunk::Data(data) => {
@@ -576,29 +732,11 @@ impl Worker<'_> {
                 }
                 Chunk::End => {
                     let keep = stream.writer.finish(&mut c.out);
-                    stream.body.close(py);
-                    if !keep {
-                        c.phase = Phase::CloseAfterSend;
-                    }
-                    if let Some((code, t)) = stream.metric {
-                        response_ended(self.status, code, t);
-                    }
-                    if let Some(d) = stream.done {
-                        d.report(py, self.cfg, self.age);
-                    }
-                    return;
+                    return stream.end(py, c, keep, self.status, self.cfg, self.age);
                 }
                 Chunk::Failed => {
                     // The head is already out: all we can do is end the connection.
-                    stream.body.close(py);
-                    c.phase = Phase::CloseAfterSend;
-                    if let Some((code, t)) = stream.metric {
-                        response_ended(self.status, code, t);
-                    }
-                    if let Some(d) = stream.done {
-                        d.report(py, self.cfg, self.age);
-                    }
-                    return;
+                    return stream.end(py, c, false, self.status, self.cfg, self.age);
                 }
             }
         }
@@ -630,6 +768,10 @@ impl Worker<'_> {
             let out = std::mem::take(&mut c.out);
             c.queued += out.len();
             self.engine.send(id, out);
+        }
+        let queued = c.queued;
+        if let Some(f) = &mut c.inflight {
+            f.flushed(queued);
         }
     }
 
@@ -665,6 +807,14 @@ impl Worker<'_> {
             return;
         };
         let Some(c) = slot.take() else { return };
+        if let Some(f) = c.inflight {
+            // The app side stops producing and closes its body.
+            f.flow.close();
+            if let (Some(_), Some(s)) = (f.metric_start, self.status) {
+                s.in_flight
+                    .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         if let Some(stream) = c.stream {
             stream.body.close(py);
             // The client left mid-response: no longer in flight, not counted as answered.
@@ -702,7 +852,7 @@ impl Worker<'_> {
                         expired.push(id);
                     }
                 }
-                Phase::Open if c.stream.is_none() && c.queued == 0 => {
+                Phase::Open if c.stream.is_none() && c.inflight.is_none() && c.queued == 0 => {
                     // In the middle of receiving a request.
                     let late = if c.http.reading_body() {
                         idle_for >= self.body_timeout
@@ -736,10 +886,11 @@ impl Worker<'_> {
     }
 }
 
-/// 503 with Retry-After, for requests shed by admission control.
-fn write_overloaded(out: &mut Vec<u8>, date: &mut DateCache, req: RequestInfo) -> bool {
-    const BODY: &[u8] = b"Service Unavailable: the server is overloaded, retry shortly.\n";
-    let headers = [
+/// The body of the 503 answer to requests shed by admission control.
+const OVERLOADED_BODY: &[u8] = b"Service Unavailable: the server is overloaded, retry shortly.\n";
+
+fn overloaded_headers() -> Vec<(Vec<u8>, Vec<u8>)> {
+    vec![
         (
             b"Content-Type".to_vec(),
             b"text/plain; charset=utf-8".to_vec(),
@@ -747,18 +898,22 @@ fn write_overloaded(out: &mut Vec<u8>, date: &mut DateCache, req: RequestInfo) -
         (b"Retry-After".to_vec(), b"1".to_vec()),
         (
             b"Content-Length".to_vec(),
-            BODY.len().to_string().into_bytes(),
+            OVERLOADED_BODY.len().to_string().into_bytes(),
         ),
-    ];
+    ]
+}
+
+/// 503 with Retry-After, for requests shed by admission control.
+fn write_overloaded(out: &mut Vec<u8>, date: &mut DateCache, req: RequestInfo) -> bool {
     let mut w = ResponseWriter::start(
         out,
         date,
         req,
         b"503 Service Unavailable",
-        &headers,
+        &overloaded_headers(),
         None,
         false,
     );
-    w.body(out, BODY);
+    w.body(out, OVERLOADED_BODY);
     w.finish(out)
 }

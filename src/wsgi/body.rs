@@ -92,12 +92,13 @@ impl Body {
             pool,
             failed: false,
             file_untouched: false,
+            head_streamed: false,
         };
         let started = if sequence {
             body.take_sequence(&result)
         } else if result.is_instance_of::<FileWrapper>() {
             // No app code runs while a file is read, so the head is final
-            // now; reading is left to the worker (and later to sendfile).
+            // now; reading (or sendfile) is left to the worker.
             body.file_untouched = true;
             body.iterate(&result)
         } else {
@@ -115,6 +116,7 @@ impl Body {
             Some(r) => {
                 let mut st = lock(&r.state);
                 st.committed = true;
+                body.head_streamed = st.head_sent;
                 st.head.take()
             }
             None => None,
@@ -205,6 +207,12 @@ impl Body {
         }
     }
 
+    /// The head already went out through the `WriteSink` given to
+    /// `WsgiApp::call_with` (the app called `write()`): do not send it again.
+    pub fn head_streamed(&self) -> bool {
+        self.head_streamed
+    }
+
     /// The total body size when it is known without iterating further
     /// (a list or tuple of bytes), for a Content-Length the app left out.
     pub fn known_len(&self) -> Option<u64> {
@@ -262,5 +270,142 @@ impl Body {
         let iterable = self.iterable.as_ref()?.bind(py);
         let wrapper = iterable.cast::<FileWrapper>().ok()?;
         Some(wrapper.get().filelike(py).clone())
+    }
+
+    /// Where the kernel can send the file of `file()` from: its descriptor
+    /// and, when it has `tell()`, its position. `None` when there is no such
+    /// file, or it has no usable `fileno()` (BytesIO, a wrapper whose
+    /// `fileno` raises) or `tell()`: then the body is read as usual.
+    ///
+    /// The descriptor is the app's and stays valid only while the file is
+    /// open: duplicate it before any app code can run again.
+    pub fn file_source(&self, py: Python<'_>) -> Option<FileSource> {
+        let file = self.file(py)?;
+        let fd = file
+            .call_method0(intern!(py, "fileno"))
+            .ok()?
+            .extract::<i32>()
+            .ok()
+            .filter(|&fd| fd >= 0)?;
+        // `tell()` counts what a buffered reader already read ahead, which
+        // the descriptor's own offset does not.
+        let position = if file.hasattr(intern!(py, "tell")).unwrap_or(false) {
+            let pos = file.call_method0(intern!(py, "tell")).ok()?;
+            Some(pos.extract::<u64>().ok()?)
+        } else {
+            None
+        };
+        Some(FileSource { fd, position })
+    }
+}
+
+/// The file of a `wsgi.file_wrapper` response (see `Body::file_source`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileSource {
+    /// The app's descriptor (borrowed: duplicate it).
+    pub fd: std::os::fd::RawFd,
+    /// The file object's `tell()`; `None` when it has none (then the
+    /// descriptor's offset is the position).
+    pub position: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{app, get, with_py};
+    use super::super::{Chunk, Reply};
+    use super::*;
+
+    const APPS: &str = r#"
+import io, os, tempfile
+
+class NoFileno(io.BytesIO):
+    pass
+
+class BrokenFileno:
+    def __init__(self, f):
+        self.f = f
+    def fileno(self):
+        raise OSError("no descriptor here")
+    def read(self, n):
+        return self.f.read(n)
+
+class NoTell:
+    def __init__(self, f):
+        self.f = f
+    def fileno(self):
+        return self.f.fileno()
+    def read(self, n):
+        return self.f.read(n)
+
+def real_file(skip):
+    f = tempfile.TemporaryFile()
+    f.write(b"0123456789" * 1000)
+    f.seek(0)
+    f.read(skip)
+    return f
+
+def app(environ, start_response):
+    start_response("200 OK", [])
+    kind = environ["PATH_INFO"]
+    if kind == "/real":
+        return environ["wsgi.file_wrapper"](real_file(10), 64)
+    if kind == "/bytesio":
+        return environ["wsgi.file_wrapper"](NoFileno(b"abc"))
+    if kind == "/broken":
+        return environ["wsgi.file_wrapper"](BrokenFileno(real_file(0)))
+    if kind == "/notell":
+        f = real_file(0)
+        os.lseek(f.fileno(), 7, os.SEEK_SET)
+        return environ["wsgi.file_wrapper"](NoTell(f))
+    return [b"not a file"]
+"#;
+
+    fn body_of(py: Python<'_>, app: &super::super::WsgiApp, path: &str) -> Body {
+        match app.call(py, &get(path), &super::super::testing::conn()) {
+            Reply::Response { body, .. } => body,
+            Reply::Failed => panic!("{path} failed"),
+        }
+    }
+
+    #[test]
+    fn real_file_gives_its_descriptor_and_python_position() {
+        with_py(|py| {
+            let (app, _m) = app(py, APPS, "app");
+            let mut body = body_of(py, &app, "/real");
+            let src = body.file_source(py).expect("a real file has a source");
+            assert!(src.fd > 2);
+            // The buffered reader read ahead; tell() is where the app is.
+            assert_eq!(src.position, Some(10));
+            // Once a chunk was pulled, the file is no longer untouched.
+            assert!(
+                matches!(body.next_chunk(py), Chunk::Data(d) if d == b"0123456789".repeat(7)[..64])
+            );
+            assert_eq!(body.file_source(py), None);
+            body.close(py);
+        });
+    }
+
+    #[test]
+    fn file_likes_without_a_usable_fileno_have_no_source() {
+        with_py(|py| {
+            let (app, _m) = app(py, APPS, "app");
+            for path in ["/bytesio", "/broken", "/list"] {
+                let body = body_of(py, &app, path);
+                assert_eq!(body.file_source(py), None, "{path}");
+                assert!(PyErr::take(py).is_none(), "{path} left an exception set");
+                body.close(py);
+            }
+        });
+    }
+
+    #[test]
+    fn file_without_tell_leaves_the_position_to_the_descriptor() {
+        with_py(|py| {
+            let (app, _m) = app(py, APPS, "app");
+            let body = body_of(py, &app, "/notell");
+            let src = body.file_source(py).expect("a descriptor");
+            assert_eq!(src.position, None);
+            body.close(py);
+        });
     }
 }

@@ -17,7 +17,7 @@ use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
 use super::input::Input;
 use super::{ConnInfo, WorkerInfo};
-use crate::http::{Request, Version};
+use crate::http::{Request, RequestBody, Version};
 
 /// Why no environ could be built.
 pub(crate) enum EnvironError {
@@ -40,15 +40,60 @@ pub(crate) struct Template {
     /// (no path can start with it).
     script_name: Option<Vec<u8>>,
     conn_cache: Mutex<ConnCache>,
+    values: Mutex<ValueCache>,
 }
 
-/// The strings of the last listener and peer seen: consecutive requests
-/// mostly share the listener, and keep-alive requests the peer.
+/// Header value strings seen recently, direct-mapped by a hash of their
+/// bytes: clients send the same Host, User-Agent and Accept values request
+/// after request, so the `str` objects are built once and shared.
+#[derive(Default)]
+struct ValueCache {
+    slots: Vec<Option<(Vec<u8>, Py<PyString>)>>,
+}
+
+const VALUE_SLOTS: usize = 64;
+/// Longer values (cookies, tokens) are rarely repeated verbatim across clients.
+const VALUE_MAX_LEN: usize = 256;
+
+impl ValueCache {
+    fn get<'py>(&mut self, py: Python<'py>, value: &[u8]) -> Bound<'py, PyString> {
+        if value.len() > VALUE_MAX_LEN {
+            return latin1(py, value);
+        }
+        if self.slots.is_empty() {
+            self.slots.resize_with(VALUE_SLOTS, || None);
+        }
+        // FNV-1a over the bytes.
+        let hash = value.iter().fold(0x811c_9dc5u32, |h, &b| {
+            (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+        });
+        let slot = &mut self.slots[hash as usize % VALUE_SLOTS];
+        match slot {
+            Some((bytes, s)) if bytes.as_slice() == value => s.bind(py).clone(),
+            _ => {
+                let s = latin1(py, value);
+                *slot = Some((value.to_vec(), s.clone().unbind()));
+                s
+            }
+        }
+    }
+}
+
+/// Strings for the environ's connection entries, reused across requests:
+/// the last listener seen (consecutive requests mostly share it), the last
+/// peer address (local clients and a proxy share one), and the peer ports
+/// of recent connections (a keep-alive connection sends many requests,
+/// interleaved with other connections').
 #[derive(Default)]
 struct ConnCache {
     server: Option<(String, String, Py<PyString>, Py<PyString>)>,
-    peer: Option<(SocketAddr, Py<PyString>, Py<PyString>)>,
+    peer_ip: Option<(IpAddr, Py<PyString>)>,
+    /// Direct-mapped by port number.
+    ports: Vec<Option<(u16, Py<PyString>)>>,
 }
+
+/// Slots of the peer-port cache.
+const PORT_SLOTS: usize = 256;
 
 impl ConnCache {
     fn server<'py>(
@@ -79,15 +124,28 @@ impl ConnCache {
         py: Python<'py>,
         peer: SocketAddr,
     ) -> (Bound<'py, PyString>, Bound<'py, PyString>) {
-        match &self.peer {
-            Some((a, addr, port)) if *a == peer => (addr.bind(py).clone(), port.bind(py).clone()),
+        let ip = match &self.peer_ip {
+            Some((a, s)) if *a == peer.ip() => s.bind(py).clone(),
             _ => {
-                let addr = PyString::new(py, &ip_text(peer.ip()));
-                let port = PyString::new(py, &decimal(peer.port()));
-                self.peer = Some((peer, addr.clone().unbind(), port.clone().unbind()));
-                (addr, port)
+                let s = PyString::new(py, &ip_text(peer.ip()));
+                self.peer_ip = Some((peer.ip(), s.clone().unbind()));
+                s
             }
+        };
+        if self.ports.is_empty() {
+            self.ports.resize_with(PORT_SLOTS, || None);
         }
+        let slot = &mut self.ports[usize::from(peer.port()) % PORT_SLOTS];
+        let port = match slot {
+            Some((p, s)) if *p == peer.port() => s.bind(py).clone(),
+            _ => {
+                let mut buf = [0u8; 5];
+                let s = PyString::new(py, decimal(peer.port(), &mut buf));
+                *slot = Some((peer.port(), s.clone().unbind()));
+                s
+            }
+        };
+        (ip, port)
     }
 }
 
@@ -100,7 +158,8 @@ fn ip_text(ip: IpAddr) -> String {
                 if i > 0 {
                     s.push('.');
                 }
-                s.push_str(&decimal(u16::from(*octet)));
+                let mut buf = [0u8; 5];
+                s.push_str(decimal(u16::from(*octet), &mut buf));
             }
             s
         }
@@ -108,18 +167,19 @@ fn ip_text(ip: IpAddr) -> String {
     }
 }
 
-fn decimal(mut n: u16) -> String {
-    let mut digits = [0u8; 5];
-    let mut i = digits.len();
+/// `n` in decimal, written into `buf`.
+fn decimal(mut n: u16, buf: &mut [u8; 5]) -> &str {
+    let mut i = buf.len();
     loop {
         i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
+        buf[i] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
             break;
         }
     }
-    digits[i..].iter().map(|&d| char::from(d)).collect()
+    // Only ASCII digits were written.
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 impl Template {
@@ -171,6 +231,7 @@ impl Template {
             base: base.unbind(),
             script_name: script_name_bytes,
             conn_cache: Mutex::default(),
+            values: Mutex::default(),
         })
     }
 
@@ -208,6 +269,10 @@ impl Template {
         )?;
 
         let mut script_name_header = None;
+        // Taken out, not held locked while Python objects are made (app
+        // threads build environs too; one that finds it taken uses a fresh one).
+        let mut values =
+            std::mem::take(&mut *self.values.lock().unwrap_or_else(|p| p.into_inner()));
         for (i, (name, value)) in head.header_pairs().enumerate() {
             if name.eq_ignore_ascii_case(b"content-type") {
                 env.set_item(intern!(py, "CONTENT_TYPE"), latin1(py, value))?;
@@ -222,7 +287,7 @@ impl Template {
             }
             let key = header_key(py, name);
             let before = env.len();
-            env.set_item(&key, latin1(py, value))?;
+            env.set_item(&key, values.get(py, value))?;
             if env.len() == before {
                 // A repeated field: its values joined with ',' in order.
                 let joined = join_repeats(req, i, name);
@@ -230,6 +295,7 @@ impl Template {
             }
         }
 
+        *self.values.lock().unwrap_or_else(|p| p.into_inner()) = values;
         let script_name = match script_name_header {
             Some(value) => {
                 env.set_item(intern!(py, "SCRIPT_NAME"), latin1(py, value))?;
@@ -282,11 +348,18 @@ impl Template {
             }
         }
 
-        if !req.body.is_empty() {
-            let input = Input::new(PyBytes::new(py, &req.body).unbind());
-            env.set_item(intern!(py, "wsgi.input"), Py::new(py, input)?)?;
+        match &req.body {
+            RequestBody::Memory(bytes) if !bytes.is_empty() => {
+                let input = Input::new(PyBytes::new(py, bytes).unbind());
+                env.set_item(intern!(py, "wsgi.input"), Py::new(py, input)?)?;
+            }
+            RequestBody::File { file, len } => {
+                let input = Input::from_file(file.clone(), *len);
+                env.set_item(intern!(py, "wsgi.input"), Py::new(py, input)?)?;
+            }
+            // The template's shared empty input stays.
+            RequestBody::Memory(_) => {}
         }
-        // Otherwise the template's shared empty input stays.
         Ok(env)
     }
 }
@@ -408,9 +481,50 @@ mod tests {
         assert_eq!(ip_text("0.0.0.0".parse().unwrap()), "0.0.0.0");
         assert_eq!(ip_text("::1".parse().unwrap()), "::1");
         assert_eq!(ip_text("::ffff:1.2.3.4".parse().unwrap()), "::ffff:1.2.3.4");
-        assert_eq!(decimal(0), "0");
-        assert_eq!(decimal(65535), "65535");
-        assert_eq!(decimal(80), "80");
+        let mut buf = [0u8; 5];
+        assert_eq!(decimal(0, &mut buf), "0");
+        assert_eq!(decimal(65535, &mut buf), "65535");
+        assert_eq!(decimal(80, &mut buf), "80");
+    }
+
+    #[test]
+    fn header_value_cache_returns_the_value_asked_for() {
+        crate::wsgi::testing::with_py(|py| {
+            let mut cache = ValueCache::default();
+            let values: Vec<Vec<u8>> = (0..200)
+                .map(|i| format!("value-{i}").into_bytes())
+                .chain([b"caf\xe9".to_vec(), vec![b'x'; VALUE_MAX_LEN + 1]])
+                .collect();
+            // Twice over, so later lookups hit or replace earlier entries.
+            for _ in 0..2 {
+                for v in &values {
+                    let s = cache.get(py, v);
+                    assert_eq!(s.to_string(), latin1(py, v).to_string());
+                }
+            }
+            let a = cache.get(py, b"localhost:8000");
+            let b = cache.get(py, b"localhost:8000");
+            assert!(a.is(&b), "a repeated value is the same object");
+        });
+    }
+
+    #[test]
+    fn peer_strings_stay_right_when_cache_slots_collide() {
+        crate::wsgi::testing::with_py(|py| {
+            let mut cache = ConnCache::default();
+            let text =
+                |(a, p): (Bound<'_, PyString>, Bound<'_, PyString>)| (a.to_string(), p.to_string());
+            let a: SocketAddr = "127.0.0.1:40000".parse().unwrap();
+            // Same slot (ports 256 apart), another address.
+            let b: SocketAddr = "10.1.2.3:40256".parse().unwrap();
+            for _ in 0..2 {
+                assert_eq!(
+                    text(cache.peer(py, a)),
+                    ("127.0.0.1".into(), "40000".into())
+                );
+                assert_eq!(text(cache.peer(py, b)), ("10.1.2.3".into(), "40256".into()));
+            }
+        });
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `wsgi.file_wrapper`: iterates `filelike.read(blksize)` until it returns
 //! nothing, and forwards `close()`. The bridge recognises it (see
-//! `Body::file`) so the file can later go out with sendfile.
+//! `Body::file_source`) so that a real file goes out with sendfile or
+//! splice instead of being iterated.
 
 use pyo3::prelude::*;
 

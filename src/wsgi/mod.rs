@@ -104,6 +104,19 @@ pub struct Body {
     failed: bool,
     /// A `wsgi.file_wrapper` nothing has been read from yet.
     file_untouched: bool,
+    /// The head already went out through a `WriteSink`.
+    head_streamed: bool,
+}
+
+/// Where `write()` data goes as soon as the app writes it, when the app
+/// runs in a thread of its own (the worker's app threads). Without a sink,
+/// `write()` data is queued and sent with the body once the app returns.
+pub trait WriteSink: Send + Sync {
+    /// The first `write()`: the head is final, send it.
+    fn head(&self, head: &ResponseHead);
+    /// Send body bytes; may wait (with the interpreter lock released)
+    /// while the client is behind. `false`: the client is gone.
+    fn data(&self, py: Python<'_>, data: Vec<u8>) -> bool;
 }
 
 /// The next piece of a body.
@@ -153,6 +166,19 @@ impl WsgiApp {
         conn: &ConnInfo,
         keep: bool,
     ) -> (Reply, Option<Py<PyAny>>) {
+        self.call_with(py, req, conn, keep, None)
+    }
+
+    /// `call_keeping_environ`, with `write()` data going to `sink` as it
+    /// is written (then `Body::head_streamed` says the head went out too).
+    pub fn call_with(
+        &self,
+        py: Python<'_>,
+        req: &Request,
+        conn: &ConnInfo,
+        keep: bool,
+        sink: Option<Arc<dyn WriteSink>>,
+    ) -> (Reply, Option<Py<PyAny>>) {
         let context = || {
             format!(
                 "Error handling request {} {}",
@@ -167,6 +193,9 @@ impl WsgiApp {
                 return (Reply::Failed, None);
             }
         };
+        if sink.is_some() {
+            start_response::lock(&responder.state).sink = sink;
+        }
         let environ = match self.template.build(py, req, conn) {
             Ok(env) => env,
             Err(EnvironError::ScriptName(message)) => {
@@ -288,7 +317,7 @@ pub(crate) mod testing {
                 headers,
                 https_forwarded: false,
             },
-            body: body.to_vec(),
+            body: body.to_vec().into(),
             keep_alive: true,
             proxy: None,
         }

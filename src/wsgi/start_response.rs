@@ -8,11 +8,11 @@
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use pyo3::exceptions::{PyAssertionError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyAssertionError, PyBrokenPipeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
-use super::ResponseHead;
+use super::{ResponseHead, WriteSink};
 
 /// What the app told `start_response` and `write` during one request.
 #[derive(Default)]
@@ -26,6 +26,57 @@ pub(crate) struct State {
     pub committed: bool,
     /// Data given to `write()`, sent before the iterable's data.
     pub written: Vec<Vec<u8>>,
+    /// Where `write()` data goes at once instead of into `written`.
+    pub sink: Option<Arc<dyn WriteSink>>,
+    /// The head went out through `sink` (on the first `write()`).
+    pub head_sent: bool,
+    /// Header tuples this callable validated before (kept across requests).
+    pub header_cache: HeaderCache,
+}
+
+/// Validated headers by the identity of the app's `(name, value)` tuple.
+/// An app's literal tuples (`("Content-Type", "text/plain")`) are the same
+/// constant objects on every call, and a tuple of two `str` cannot change,
+/// so its checked bytes can be reused. Only tuples something else also
+/// holds are kept (a constant is held by its code object), so tuples built
+/// per response do not churn the cache; holding a reference keeps the
+/// address from being reused by another object.
+#[derive(Default)]
+pub(crate) struct HeaderCache {
+    entries: Vec<(Py<PyAny>, Header)>,
+    next: usize,
+}
+
+/// A checked (name, value) pair, latin-1 bytes.
+type Header = (Vec<u8>, Vec<u8>);
+
+/// Tuples kept per `start_response`.
+const HEADER_CACHE_SIZE: usize = 8;
+
+impl HeaderCache {
+    fn get(&self, item: &Bound<'_, PyAny>) -> Option<(Vec<u8>, Vec<u8>)> {
+        self.entries
+            .iter()
+            .find(|(t, _)| t.as_ptr() == item.as_ptr())
+            .map(|(_, h)| h.clone())
+    }
+
+    /// `get_refcnt` is deprecated for being approximate on free-threaded
+    /// builds; here it only decides what is worth caching.
+    #[allow(deprecated)]
+    fn offer(&mut self, item: &Bound<'_, PyAny>, header: &(Vec<u8>, Vec<u8>)) {
+        // Ours (the Bound) + the list's = 2: a tuple built for this call.
+        if !item.is_exact_instance_of::<PyTuple>() || item.get_refcnt() < 3 {
+            return;
+        }
+        let entry = (item.clone().unbind(), header.clone());
+        if self.entries.len() < HEADER_CACHE_SIZE {
+            self.entries.push(entry);
+        } else {
+            self.entries[self.next] = entry;
+            self.next = (self.next + 1) % HEADER_CACHE_SIZE;
+        }
+    }
 }
 
 impl State {
@@ -34,6 +85,8 @@ impl State {
         self.head = None;
         self.committed = false;
         self.written.clear();
+        self.sink = None;
+        self.head_sent = false;
     }
 }
 
@@ -90,8 +143,13 @@ impl StartResponse {
             None => {}
         }
         let status = parse_status(status)?;
-        let headers = parse_headers(headers)?;
+        // The lock is not held while Python objects are looked at (a
+        // `__repr__` in an error message runs app code).
+        let mut cache = std::mem::take(&mut lock(&self.state).header_cache);
+        let headers = parse_headers(headers, &mut cache);
         let mut st = lock(&self.state);
+        st.header_cache = cache;
+        let headers = headers?;
         st.started = true;
         st.head = Some(ResponseHead { status, headers });
         Ok(self.write.clone_ref(py))
@@ -100,7 +158,7 @@ impl StartResponse {
 
 #[pymethods]
 impl Writer {
-    fn write(&self, data: &Bound<'_, PyAny>) -> PyResult<()> {
+    fn write(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let data = data
             .cast::<PyBytes>()
             .map_err(|_| PyTypeError::new_err(format!("{} is not a byte", repr(data))))?;
@@ -112,6 +170,24 @@ impl Writer {
         }
         st.committed = true;
         let bytes = data.as_bytes();
+        if let Some(sink) = st.sink.clone() {
+            let head = match (st.head_sent, &st.head) {
+                (false, Some(h)) => Some(ResponseHead {
+                    status: h.status.clone(),
+                    headers: h.headers.clone(),
+                }),
+                _ => None,
+            };
+            st.head_sent = true;
+            drop(st);
+            if let Some(h) = head {
+                sink.head(&h);
+            }
+            if !bytes.is_empty() && !sink.data(py, bytes.to_vec()) {
+                return Err(PyBrokenPipeError::new_err("the client disconnected"));
+            }
+            return Ok(());
+        }
         if !bytes.is_empty() {
             st.written.push(bytes.to_vec());
         }
@@ -251,7 +327,10 @@ fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     }
 }
 
-fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
+fn parse_headers(
+    headers: &Bound<'_, PyAny>,
+    cache: &mut HeaderCache,
+) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
     if headers.is_instance_of::<PyString>() || headers.is_instance_of::<PyBytes>() {
         return Err(PyTypeError::new_err(
             "headers must be a list of (name, value) tuples",
@@ -261,7 +340,14 @@ fn parse_headers(headers: &Bound<'_, PyAny>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>
     if let Ok(list) = headers.cast::<PyList>() {
         out.reserve(list.len());
         for item in list.iter() {
-            out.push(parse_header(&item)?);
+            match cache.get(&item) {
+                Some(h) => out.push(h),
+                None => {
+                    let h = parse_header(&item)?;
+                    cache.offer(&item, &h);
+                    out.push(h);
+                }
+            }
         }
     } else {
         for item in headers.try_iter()? {
@@ -382,5 +468,154 @@ mod tests {
         assert_eq!(trim_sp_htab(b" \tab c\t ".to_vec()), b"ab c");
         assert_eq!(trim_sp_htab(b"   ".to_vec()), b"");
         assert_eq!(trim_sp_htab(b"x".to_vec()), b"x");
+    }
+
+    #[test]
+    fn header_cache_keeps_shared_tuples_and_skips_per_call_ones() {
+        crate::wsgi::testing::with_py(|py| {
+            let mut cache = HeaderCache::default();
+            let header = (b"A".to_vec(), b"b".to_vec());
+            let fresh = PyTuple::new(py, ["A", "b"]).unwrap().into_any();
+            cache.offer(&fresh, &header);
+            assert!(
+                cache.get(&fresh).is_none(),
+                "a tuple only we hold is not kept"
+            );
+            let shared = PyTuple::new(py, ["A", "b"]).unwrap().into_any();
+            let _held_elsewhere = (shared.clone(), shared.clone());
+            cache.offer(&shared, &header);
+            assert_eq!(cache.get(&shared), Some(header.clone()));
+            // An equal tuple that is another object is not a hit.
+            assert!(cache.get(&fresh).is_none());
+            // The cache stays bounded.
+            let many: Vec<_> = (0..20)
+                .map(|i| PyTuple::new(py, ["A", &i.to_string()]).unwrap().into_any())
+                .collect();
+            let _refs: Vec<_> = many.iter().map(|t| (t.clone(), t.clone())).collect();
+            for t in &many {
+                cache.offer(t, &header);
+            }
+            assert_eq!(cache.entries.len(), HEADER_CACHE_SIZE);
+        });
+    }
+
+    #[test]
+    fn constant_header_tuples_validate_the_same_on_every_call() {
+        use crate::wsgi::testing::{app, get, run, with_py};
+        const APP: &str = r#"
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain"), ("X-N", environ["QUERY_STRING"])])
+    return [b"x"]
+"#;
+        with_py(|py| {
+            let (wsgi, _m) = app(py, APP, "app");
+            for q in ["1", "2", "3"] {
+                let out = run(py, &wsgi, &get(&format!("/?{q}")));
+                let crate::wsgi::testing::Outcome::Sent { headers, .. } = out else {
+                    panic!("expected a response");
+                };
+                assert_eq!(
+                    headers,
+                    vec![
+                        ("Content-Type".to_string(), "text/plain".to_string()),
+                        ("X-N".to_string(), q.to_string())
+                    ]
+                );
+            }
+        });
+    }
+
+    /// Records what reaches it; refuses data once `gone` is set.
+    #[derive(Default)]
+    struct Recorder {
+        heads: Mutex<Vec<Vec<u8>>>,
+        data: Mutex<Vec<Vec<u8>>>,
+        gone: std::sync::atomic::AtomicBool,
+    }
+
+    impl WriteSink for Recorder {
+        fn head(&self, head: &ResponseHead) {
+            self.heads.lock().unwrap().push(head.status.clone());
+        }
+        fn data(&self, _py: Python<'_>, data: Vec<u8>) -> bool {
+            self.data.lock().unwrap().push(data);
+            !self.gone.load(std::sync::atomic::Ordering::SeqCst)
+        }
+    }
+
+    const WRITER_APP: &str = r#"
+def app(environ, start_response):
+    write = start_response("200 OK", [("Content-Type", "text/plain")])
+    write(b"one;")
+    write(b"two;")
+    return [b"three"]
+
+def stubborn(environ, start_response):
+    write = start_response("200 OK", [])
+    try:
+        write(b"x")
+    except BrokenPipeError:
+        return [b"saw-broken-pipe"]
+    return [b"no-error"]
+"#;
+
+    #[test]
+    fn write_goes_to_the_sink_at_once_and_the_head_only_once() {
+        use crate::wsgi::testing::{app, conn, get, with_py};
+        use crate::wsgi::{Chunk, Reply};
+        with_py(|py| {
+            let (wsgi, _m) = app(py, WRITER_APP, "app");
+            let sink = Arc::new(Recorder::default());
+            let (reply, _) = wsgi.call_with(
+                py,
+                &get("/"),
+                &conn(),
+                false,
+                Some(sink.clone() as Arc<dyn WriteSink>),
+            );
+            let Reply::Response { mut body, .. } = reply else {
+                panic!("expected a response");
+            };
+            assert!(body.head_streamed());
+            assert_eq!(*sink.heads.lock().unwrap(), vec![b"200 OK".to_vec()]);
+            assert_eq!(
+                *sink.data.lock().unwrap(),
+                vec![b"one;".to_vec(), b"two;".to_vec()]
+            );
+            // The iterable's data still comes through the body.
+            match body.next_chunk(py) {
+                Chunk::Data(d) => assert_eq!(d, b"three"),
+                _ => panic!("expected the iterable's chunk"),
+            }
+            body.close(py);
+        });
+    }
+
+    #[test]
+    fn write_raises_broken_pipe_once_the_client_is_gone() {
+        use crate::wsgi::testing::{app, conn, get, run, with_py};
+        with_py(|py| {
+            let (wsgi, _m) = app(py, WRITER_APP, "stubborn");
+            let sink = Arc::new(Recorder::default());
+            sink.gone.store(true, std::sync::atomic::Ordering::SeqCst);
+            let (reply, _) = wsgi.call_with(
+                py,
+                &get("/"),
+                &conn(),
+                false,
+                Some(sink.clone() as Arc<dyn WriteSink>),
+            );
+            let crate::wsgi::Reply::Response { mut body, .. } = reply else {
+                panic!("expected a response");
+            };
+            match body.next_chunk(py) {
+                crate::wsgi::Chunk::Data(d) => assert_eq!(d, b"saw-broken-pipe"),
+                _ => panic!("expected the iterable's chunk"),
+            }
+            body.close(py);
+            // Without a sink, write() data waits for the body as before.
+            let (plain, _m) = app(py, WRITER_APP, "app");
+            assert_eq!(run(py, &plain, &get("/")).body(), b"one;two;three");
+        });
     }
 }

@@ -190,7 +190,7 @@ impl EpollEngine {
             return Ok(());
         }
         self.polled_last = true;
-        let timeout = if delivered || !self.ready.is_empty() {
+        let timeout = if delivered || !self.ready.is_empty() || !self.dirty.is_empty() {
             Some(Duration::ZERO)
         } else {
             timeout

@@ -33,7 +33,7 @@ impl UringEngine {
             return;
         }
         let (recv_armed, failed) = (c.recv_armed, c.failed);
-        if !c.sending && !c.out.is_empty() && !failed {
+        if !c.sending && c.out.front_is_bytes() && !failed {
             // One attempt at what is queued; the cancel below stops it if the
             // socket cannot take it right away.
             self.submit_send(id);
@@ -79,7 +79,7 @@ impl EpollEngine {
         if !c.open {
             return;
         }
-        if !c.blocked && !c.failed && !c.out.is_empty() {
+        if !c.blocked && !c.failed && c.out.front_is_bytes() {
             let mut slices = [IoSlice::new(&[]); MAX_IOV];
             let n = c.out.slices(&mut slices);
             let _ = transport::send_vectored(c.fd, &slices[..n]);

@@ -6,4 +6,5 @@ pub mod accept;
 pub mod close;
 pub mod recv;
 pub mod send;
+pub mod send_file;
 pub mod watch;

@@ -14,13 +14,16 @@
 //! Both: `Sent` once the queue has drained; `SendFailed` with the errno on
 //! EPIPE, ECONNRESET and the like, after which the queue is dropped.
 //! MSG_NOSIGNAL keeps a gone peer from raising SIGPIPE. `shutdown_write`
-//! sends the FIN once the queue has drained.
+//! sends the FIN once the queue has drained. A file range queued with
+//! `send_file` is written in its place in the queue by the code in
+//! `send_file.rs`; the send in flight then is one of its steps.
 
 use std::io::IoSlice;
 
 use io_uring::opcode;
 
 use crate::engine::epoll::{self, EpollEngine};
+use crate::engine::op::send_file::{self, FileWrite, Next, Stage};
 use crate::engine::queue::MAX_IOV;
 use crate::engine::token::Kind;
 use crate::engine::uring::{self, ConnState, UringEngine};
@@ -60,7 +63,7 @@ impl UringEngine {
             c.dirty = false;
             if c.sending {
                 // The completion starts the next send with what was added.
-            } else if !c.out.is_empty() {
+            } else if c.has_output() {
                 self.submit_send(id);
             } else if !c.failed {
                 // Only empty buffers were queued: nothing to wait for.
@@ -74,10 +77,15 @@ impl UringEngine {
     }
 
     pub fn submit_send(&mut self, id: u32) {
+        let c = &self.conns[id as usize];
+        if c.in_pipe > 0 || !c.out.front_is_bytes() {
+            return self.submit_file_step(id);
+        }
         let tag = self.conn_tag(Kind::Send, id);
         let fd = self.fd_of(id);
         let c = &mut self.conns[id as usize];
         c.out.iovecs(&mut c.iovs);
+        c.stage = Stage::Bytes;
         c.sending = true;
         c.ops += 1;
         let sqe = if c.iovs.len() == 1 {
@@ -100,36 +108,53 @@ impl UringEngine {
             return;
         };
         c.sending = false;
+        let stage = std::mem::take(&mut c.stage);
         if !c.is_open(gen) {
             // Closing: the send was cancelled or finished; either way the
             // buffers are the kernel's no more.
             self.op_done(id);
             return;
         }
-        if res > 0 {
-            c.out.consume(res as usize);
-            if !c.out.is_empty() {
+        let next = match stage {
+            Stage::Bytes if res > 0 => {
+                c.out.consume(res as usize);
+                Next::Continue
+            }
+            Stage::Bytes if res == -libc::EINTR || res == -libc::EAGAIN => Next::Continue,
+            // 0 bytes for a non-empty send means the peer cannot take more.
+            Stage::Bytes if res == 0 => Next::Failed(libc::EPIPE),
+            Stage::Bytes => Next::Failed(-res),
+            _ => self.file_step_done(id, stage, res),
+        };
+        let c = &mut self.conns[id as usize];
+        match next {
+            Next::Continue if c.has_output() => {
                 self.op_done(id);
                 self.submit_send(id);
                 return;
             }
-            on_event(Event::Sent { conn: ConnId(id) });
-            if c.shut == uring::Shut::Requested {
-                self.submit_shutdown(id);
+            Next::Continue => {
+                on_event(Event::Sent { conn: ConnId(id) });
+                if c.shut == uring::Shut::Requested {
+                    self.submit_shutdown(id);
+                }
             }
-        } else if res == -libc::EINTR || res == -libc::EAGAIN {
-            self.op_done(id);
-            self.submit_send(id);
-            return;
-        } else {
-            // 0 bytes for a non-empty send means the peer cannot take more.
-            let errno = if res == 0 { libc::EPIPE } else { -res };
-            c.failed = true;
-            c.out.clear();
-            on_event(Event::SendFailed {
-                conn: ConnId(id),
-                errno,
-            });
+            Next::WaitWritable => {
+                self.op_done(id);
+                self.submit_wait_writable(id);
+                return;
+            }
+            Next::Failed(errno) => {
+                c.failed = true;
+                c.out.clear();
+                // A pipe with bytes of the lost response in it is no use.
+                c.pipe = None;
+                c.in_pipe = 0;
+                on_event(Event::SendFailed {
+                    conn: ConnId(id),
+                    errno,
+                });
+            }
         }
         self.op_done(id);
     }
@@ -141,7 +166,7 @@ impl UringEngine {
         if c.state != ConnState::Open || c.shut != uring::Shut::No {
             return;
         }
-        if c.sending || !c.out.is_empty() {
+        if c.sending || c.has_output() {
             c.shut = uring::Shut::Requested;
         } else {
             self.submit_shutdown(id);
@@ -183,7 +208,7 @@ impl EpollEngine {
         if self.dirty.is_empty() {
             return false;
         }
-        let dirty = std::mem::take(&mut self.dirty);
+        let mut dirty = std::mem::take(&mut self.dirty);
         let mut delivered = false;
         for &(id, gen) in &dirty {
             let c = &mut self.conns[id as usize];
@@ -195,8 +220,12 @@ impl EpollEngine {
                 delivered |= self.flush(id, on_event);
             }
         }
-        self.dirty = dirty;
-        self.dirty.clear();
+        // A flush that wrote its piece of a file put its connection back
+        // in the list; otherwise reuse the allocation.
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
         delivered
     }
 
@@ -217,6 +246,30 @@ impl EpollEngine {
             return false;
         }
         while !c.out.is_empty() {
+            if c.out.front_file().is_some() {
+                match send_file::write_file(c) {
+                    FileWrite::Done => continue,
+                    FileWrite::Blocked => {
+                        c.blocked = true;
+                        return false;
+                    }
+                    FileWrite::Yield => {
+                        // Other connections first; this one goes on next turn.
+                        c.dirty = true;
+                        self.dirty.push((id, c.gen));
+                        return false;
+                    }
+                    FileWrite::Failed(errno) => {
+                        c.failed = true;
+                        c.out.clear();
+                        on_event(Event::SendFailed {
+                            conn: ConnId(id),
+                            errno,
+                        });
+                        return true;
+                    }
+                }
+            }
             let mut slices = [IoSlice::new(&[]); MAX_IOV];
             let n = c.out.slices(&mut slices);
             let offered: usize = slices[..n].iter().map(|s| s.len()).sum();

@@ -8,7 +8,8 @@
 //! **Memory handed to the kernel belongs to the operation until its
 //! completion arrives.** A send's buffers stay in the connection's
 //! `SendQueue` and its iovec array/`msghdr` stay in the slot until the send
-//! completes (cancelled or not); the receive buffers belong to the
+//! completes (cancelled or not), and so do the file and the pipe a splice
+//! names; the receive buffers belong to the
 //! buffer ring, which outlives every receive. So:
 //! * a connection slot is freed — and its id handed out again — only when
 //!   every operation of that connection (receive, send, shutdown, close)
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use self::bufring::BufRing;
+use crate::engine::op::send_file::{Pipe, Stage};
 use crate::engine::queue::SendQueue;
 use crate::engine::token::{self, Kind};
 use crate::engine::{ConnId, EngineConfig, Event, ListenerId};
@@ -90,7 +92,13 @@ pub struct Conn {
     pub held: Vec<u8>,
     pub held_eof: bool,
     pub out: SendQueue,
+    /// The one send in flight (buffers, or a step of a file range).
     pub sending: bool,
+    pub stage: Stage,
+    /// The pipe a file range goes through, while the connection sends one.
+    pub pipe: Option<Pipe>,
+    /// Bytes of the front file range in `pipe`, not yet in the socket.
+    pub in_pipe: u32,
     pub iovs: Vec<libc::iovec>,
     pub msg: Box<libc::msghdr>,
     pub shut: Shut,
@@ -117,6 +125,9 @@ impl Conn {
             held_eof: false,
             out: SendQueue::default(),
             sending: false,
+            stage: Stage::Bytes,
+            pipe: None,
+            in_pipe: 0,
             iovs: Vec::new(),
             // SAFETY: msghdr is plain data; all-zero is a valid empty header.
             msg: Box::new(unsafe { std::mem::zeroed() }),
@@ -129,6 +140,11 @@ impl Conn {
 
     pub fn is_open(&self, gen: u32) -> bool {
         self.state == ConnState::Open && self.gen == gen
+    }
+
+    /// Something is queued or in the pipe, not yet written.
+    pub fn has_output(&self) -> bool {
+        !self.out.is_empty() || self.in_pipe > 0
     }
 }
 
@@ -170,6 +186,8 @@ pub struct UringEngine {
     /// Connections whose send queue has work for the next wait: (id, gen).
     pub dirty: Vec<(u32, u32)>,
     pub pending: Vec<Pending>,
+    /// Empty pipes for the next file range (see `op/send_file.rs`).
+    pub pipes: Vec<Pipe>,
     /// Completions copied out of the ring, so handlers can queue entries.
     cqes: Vec<cqueue::Entry>,
     /// Set while dropping: nothing is re-armed.
@@ -177,6 +195,8 @@ pub struct UringEngine {
     /// Receives that ended because the buffer ring ran dry (and were
     /// re-armed): a sign `RECV_BUFFERS` is small for the load.
     pub recv_out_of_buffers: u64,
+    /// Splices into a socket that found it full (then a poll waited).
+    pub file_waits: u64,
 }
 
 // SAFETY: the raw pointers inside (buffer ring memory, iovecs and msghdr in
@@ -249,9 +269,11 @@ impl UringEngine {
             watches: Vec::new(),
             dirty: Vec::with_capacity(64),
             pending: Vec::new(),
+            pipes: Vec::new(),
             cqes: Vec::with_capacity(CQ_ENTRIES as usize),
             stopping: false,
             recv_out_of_buffers: 0,
+            file_waits: 0,
         };
         for l in 0..engine.listeners.len() {
             engine.arm_accept(l);
@@ -301,6 +323,7 @@ impl UringEngine {
         c.eof = false;
         c.held_eof = false;
         c.sending = false;
+        c.stage = Stage::Bytes;
         c.shut = Shut::No;
         c.failed = false;
         c.dirty = false;
@@ -325,6 +348,7 @@ impl UringEngine {
             c.fd = -1;
             c.out.clear();
             c.held = Vec::new();
+            self.release_pipe(id);
             self.free.push(id);
         }
     }

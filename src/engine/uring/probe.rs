@@ -23,6 +23,8 @@ const NEEDED: &[(u8, &str)] = &[
     (opcode::Close::CODE, "CLOSE"),
     (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
     (opcode::PollAdd::CODE, "POLL_ADD"),
+    (opcode::Splice::CODE, "SPLICE"),
+    (opcode::Nop::CODE, "NOP"),
 ];
 
 fn unavailable(why: String) -> Unavailable {

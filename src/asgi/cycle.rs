@@ -1,0 +1,439 @@
+//! One request in flight on the asyncio side: its `http.request` events,
+//! the checks on what the app sends, and the `Output` messages posted to
+//! the worker's mailbox.
+
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use pyo3::exceptions::{PyOSError, PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyDict};
+
+use super::hub::{Shared, NOTE_HANGUP, NOTE_ROOM};
+use crate::handoff::{Flow, Job, Mailbox, Output, Room, Ticket};
+use crate::http::{self, Request, RequestBody};
+use crate::wsgi::ConnInfo;
+
+pyo3::create_exception!(
+    ferrocorn,
+    ClientDisconnected,
+    PyOSError,
+    "The client went away: nothing more can be sent (ASGI spec 2.4)."
+);
+
+/// `http.request` events carry the body in pieces of at most this size,
+/// so apps that stream the request body see it in several events.
+pub const BODY_PIECE: usize = 64 * 1024;
+
+/// Where the response is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    /// Nothing sent yet.
+    Waiting,
+    /// `http.response.start` received; its head is posted with the first body.
+    Started,
+    /// The head is posted, more body to come.
+    Streaming,
+    /// `End` (or `Failed`) posted.
+    Complete,
+}
+
+#[pyclass]
+pub(crate) struct Cycle {
+    #[pyo3(get)]
+    id: u64,
+    scope: Option<Py<PyDict>>,
+    ticket: Ticket,
+    req: Request,
+    conn: ConnInfo,
+    flow: Arc<Flow>,
+    /// Body bytes already handed to the app.
+    body_given: usize,
+    body_done: bool,
+    stage: Stage,
+    status: u16,
+    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    sent: u64,
+    shared: Arc<Shared>,
+    mailbox: Arc<Mailbox>,
+    start: Instant,
+    start_sys: SystemTime,
+}
+
+impl Cycle {
+    pub fn new(
+        id: u64,
+        scope: Py<PyDict>,
+        job: Job,
+        shared: Arc<Shared>,
+        mailbox: Arc<Mailbox>,
+    ) -> Cycle {
+        Cycle {
+            id,
+            scope: Some(scope),
+            ticket: job.ticket,
+            req: job.req,
+            conn: job.conn,
+            flow: job.flow,
+            body_given: 0,
+            body_done: false,
+            stage: Stage::Waiting,
+            status: 0,
+            headers: Vec::new(),
+            sent: 0,
+            shared,
+            mailbox,
+            start: Instant::now(),
+            start_sys: SystemTime::now(),
+        }
+    }
+
+    /// The next piece of the request body (at most `BODY_PIECE` bytes)
+    /// and whether more follows; read from the temporary file for a body
+    /// that went to disk.
+    fn next_body_piece(&mut self) -> std::io::Result<(Vec<u8>, bool)> {
+        let total = self.req.body.len();
+        let start = (self.body_given as u64).min(total);
+        let end = (start + BODY_PIECE as u64).min(total);
+        let piece = match &self.req.body {
+            RequestBody::Memory(v) => v[start as usize..end as usize].to_vec(),
+            RequestBody::File { file, .. } => {
+                use std::os::unix::fs::FileExt;
+                let mut buf = vec![0; (end - start) as usize];
+                file.read_exact_at(&mut buf, start)?;
+                buf
+            }
+        };
+        self.body_given = end as usize;
+        Ok((piece, end < total))
+    }
+
+    fn post(&self, out: Output) {
+        self.mailbox.post(self.ticket, out);
+    }
+
+    fn context(&self) -> String {
+        format!(
+            "Error handling request {} {}",
+            String::from_utf8_lossy(self.req.head.method()),
+            String::from_utf8_lossy(self.req.head.target())
+        )
+    }
+
+    /// The response cannot be completed: a 500 when nothing was posted,
+    /// else the loop closes the connection.
+    fn fail(&mut self) {
+        if self.stage == Stage::Complete {
+            return;
+        }
+        self.post(Output::Failed);
+        if self.stage != Stage::Streaming {
+            self.status = 500;
+            self.headers.clear();
+        }
+        self.stage = Stage::Complete;
+        self.log_access();
+    }
+
+    fn log_access(&self) {
+        if !crate::log::access_enabled() {
+            return;
+        }
+        let head = &self.req.head;
+        let client = self
+            .req
+            .proxy
+            .as_ref()
+            .and_then(|p| p.source)
+            .or(self.conn.peer);
+        let peer = client.map(|a| a.ip().to_string()).unwrap_or_default();
+        let path = http::percent_decode(head.path());
+        let mut rec = crate::log::AccessRecord::for_request(head, &peer, self.start_sys);
+        rec.path = &path;
+        rec.status = self.status;
+        rec.response_headers = crate::log::Headers::Owned(&self.headers);
+        rec.bytes_sent = Some(self.sent);
+        rec.duration = self.start.elapsed();
+        crate::log::access(&rec);
+    }
+
+    fn start_response(&mut self, message: &Bound<'_, PyDict>) -> PyResult<()> {
+        let py = message.py();
+        if self.stage != Stage::Waiting {
+            return Err(PyRuntimeError::new_err(
+                "Unexpected ASGI message 'http.response.start' sent, after response already started.",
+            ));
+        }
+        let status = match message.get_item(intern!(py, "status"))? {
+            Some(s) => s
+                .extract::<i64>()
+                .map_err(|_| PyTypeError::new_err("http.response.start 'status' must be an int"))?,
+            None => return Err(PyValueError::new_err("http.response.start has no 'status'")),
+        };
+        let status = u16::try_from(status)
+            .ok()
+            .filter(|s| (100..=999).contains(s))
+            .ok_or_else(|| PyValueError::new_err(format!("invalid HTTP status {status}")))?;
+        let mut headers = Vec::new();
+        if let Some(list) = message.get_item(intern!(py, "headers"))? {
+            for pair in list.try_iter()? {
+                let pair = pair?;
+                let mut it = pair.try_iter()?;
+                let (Some(name), Some(value), None) = (it.next(), it.next(), it.next()) else {
+                    return Err(PyValueError::new_err(
+                        "each ASGI response header must be a [name, value] pair",
+                    ));
+                };
+                let name = bytes_of(&name?, "header name")?;
+                let value = bytes_of(&value?, "header value")?;
+                if !http::validate_response_header(&name, &value) {
+                    return Err(PyValueError::new_err(format!(
+                        "invalid response header {:?}: {:?}",
+                        String::from_utf8_lossy(&name),
+                        String::from_utf8_lossy(&value)
+                    )));
+                }
+                headers.push((name, value));
+            }
+        }
+        self.status = status;
+        self.headers = headers;
+        self.stage = Stage::Started;
+        Ok(())
+    }
+
+    /// Returns whether the caller must wait for room before sending more.
+    fn body_message(&mut self, message: &Bound<'_, PyDict>) -> PyResult<bool> {
+        let py = message.py();
+        match self.stage {
+            Stage::Waiting => {
+                return Err(PyRuntimeError::new_err(
+                    "Unexpected ASGI message 'http.response.body' sent, before 'http.response.start'.",
+                ))
+            }
+            Stage::Complete => {
+                return Err(PyRuntimeError::new_err(
+                    "Unexpected ASGI message 'http.response.body' sent, after response already completed.",
+                ))
+            }
+            Stage::Started | Stage::Streaming => {}
+        }
+        let body = match message.get_item(intern!(py, "body"))? {
+            Some(b) => bytes_of(&b, "body")?,
+            None => Vec::new(),
+        };
+        let more = match message.get_item(intern!(py, "more_body"))? {
+            Some(m) => m.is_truthy()?,
+            None => false,
+        };
+        if self.flow.room() == Room::Gone {
+            return Err(ClientDisconnected::new_err("the client disconnected"));
+        }
+        // A HEAD response carries no body: nothing to hand over.
+        let body = if self.req.head.is_head() {
+            Vec::new()
+        } else {
+            body
+        };
+        if self.stage == Stage::Started {
+            // A response whose whole body comes in its first message gets a
+            // Content-Length instead of chunked framing.
+            let known_len = (!more && !self.req.head.is_head()).then_some(body.len() as u64);
+            let reason = http::reason_phrase(self.status);
+            self.post(Output::Head {
+                status: format!("{} {reason}", self.status).into_bytes(),
+                headers: self.headers.clone(),
+                known_len,
+            });
+            self.stage = Stage::Streaming;
+        }
+        let mut room = Room::Free;
+        if !body.is_empty() {
+            room = self.flow.add(body.len());
+            if room == Room::Gone {
+                return Err(ClientDisconnected::new_err("the client disconnected"));
+            }
+            self.sent += body.len() as u64;
+            self.post(Output::Data(body));
+        }
+        if !more {
+            self.post(Output::End);
+            self.stage = Stage::Complete;
+            self.log_access();
+            // Nothing more will be sent: no reason to wait for the client.
+            return Ok(false);
+        }
+        Ok(room == Room::Full)
+    }
+}
+
+#[pymethods]
+impl Cycle {
+    /// The request's scope (built once; the same dict every time).
+    #[getter]
+    fn scope<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyDict>> {
+        self.scope.as_ref().map(|s| s.bind(py).clone())
+    }
+
+    /// The response is complete (or failed): nothing more goes out.
+    #[getter]
+    fn complete(&self) -> bool {
+        self.stage == Stage::Complete
+    }
+
+    /// The next `receive()` event, or None when the app must wait (the body
+    /// was delivered and the client is still there).
+    fn receive<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let event = PyDict::new(py);
+        if !self.body_done {
+            let (piece, more) = self.next_body_piece().map_err(|e| {
+                PyOSError::new_err(format!("cannot read the request body back: {e}"))
+            })?;
+            let piece = PyBytes::new(py, &piece);
+            self.body_done = !more;
+            event.set_item(intern!(py, "type"), intern!(py, "http.request"))?;
+            event.set_item(intern!(py, "body"), piece)?;
+            event.set_item(intern!(py, "more_body"), more)?;
+            return Ok(Some(event));
+        }
+        if self.stage == Stage::Complete || self.flow.hung_up() {
+            event.set_item(intern!(py, "type"), intern!(py, "http.disconnect"))?;
+            return Ok(Some(event));
+        }
+        Ok(None)
+    }
+
+    /// Handle one message from the app. Returns True when the caller must
+    /// wait (`wait_room`) before sending more.
+    fn send(&mut self, message: &Bound<'_, PyAny>) -> PyResult<bool> {
+        let py = message.py();
+        let message = message
+            .cast::<PyDict>()
+            .map_err(|_| PyTypeError::new_err("an ASGI message must be a dict"))?;
+        let kind = match message.get_item(intern!(py, "type"))? {
+            Some(t) => t
+                .extract::<String>()
+                .map_err(|_| PyTypeError::new_err("an ASGI message's 'type' must be a str"))?,
+            None => return Err(PyValueError::new_err("an ASGI message needs a 'type'")),
+        };
+        match kind.as_str() {
+            "http.response.start" => self.start_response(message).map(|()| false),
+            "http.response.body" => self.body_message(message),
+            other => Err(PyRuntimeError::new_err(format!(
+                "Unexpected ASGI message '{other}' sent for an http request."
+            ))),
+        }
+    }
+
+    /// Note this cycle (`NOTE_ROOM`) once there is room again or the client is gone.
+    fn wait_room(&self) {
+        let shared = self.shared.clone();
+        let id = self.id;
+        self.flow
+            .on_room(Box::new(move || shared.note(NOTE_ROOM, id)));
+    }
+
+    /// Note this cycle (`NOTE_HANGUP`) once the client hangs up or is gone.
+    fn watch_hangup(&self) {
+        let shared = self.shared.clone();
+        let id = self.id;
+        self.flow
+            .on_hangup(Box::new(move || shared.note(NOTE_HANGUP, id)));
+    }
+
+    /// Raise `ClientDisconnected` if the client is gone.
+    fn check_gone(&self) -> PyResult<()> {
+        if self.flow.room() == Room::Gone {
+            return Err(ClientDisconnected::new_err("the client disconnected"));
+        }
+        Ok(())
+    }
+
+    /// The app raised.
+    fn failed(&mut self, exc: &Bound<'_, PyAny>) {
+        let py = exc.py();
+        if self.flow.room() == Room::Gone {
+            // The client left and the app stopped because of it: not an error.
+            crate::debug!(
+                "{}: the client disconnected ({})",
+                self.context(),
+                exc.repr().map(|r| r.to_string()).unwrap_or_default()
+            );
+        } else {
+            crate::log::exception(format_args!(
+                "{}\n{}",
+                self.context(),
+                traceback_text(py, exc)
+            ));
+        }
+        self.fail();
+    }
+
+    /// The app was cancelled (its client left and the grace period ran out,
+    /// or the worker is stopping).
+    fn cancelled(&mut self) {
+        if self.stage != Stage::Complete {
+            crate::info!(
+                "{}: cancelled before its response was complete",
+                self.context()
+            );
+        }
+        self.fail();
+    }
+
+    /// The app returned.
+    fn returned(&mut self) {
+        match self.stage {
+            Stage::Complete => {}
+            Stage::Waiting => {
+                crate::error!(
+                    "{}: the ASGI app returned without starting a response",
+                    self.context()
+                );
+                self.fail();
+            }
+            Stage::Started | Stage::Streaming => {
+                if self.flow.room() != Room::Gone {
+                    crate::error!(
+                        "{}: the ASGI app returned without completing its response",
+                        self.context()
+                    );
+                }
+                self.fail();
+            }
+        }
+    }
+}
+
+/// The bytes of a `bytes` or `bytearray`.
+fn bytes_of(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(b.as_bytes().to_vec());
+    }
+    if let Ok(b) = obj.cast::<PyByteArray>() {
+        return Ok(b.to_vec());
+    }
+    Err(PyTypeError::new_err(format!(
+        "ASGI {what} must be bytes, not {}",
+        obj.get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default()
+    )))
+}
+
+/// The traceback of an exception object as Python prints it.
+pub(crate) fn traceback_text(py: Python<'_>, exc: &Bound<'_, PyAny>) -> String {
+    let format = || -> PyResult<String> {
+        let lines = py.import("traceback")?.call_method1(
+            "format_exception",
+            (exc.get_type(), exc, exc.getattr("__traceback__")?),
+        )?;
+        let text: String = pyo3::types::PyString::new(py, "")
+            .call_method1("join", (lines,))?
+            .extract()?;
+        Ok(text.trim_end().to_string())
+    };
+    format().unwrap_or_else(|_| exc.to_string())
+}

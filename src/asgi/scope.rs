@@ -1,0 +1,91 @@
+//! The `http` scope of one request, per the ASGI HTTP spec.
+
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+
+use crate::http::{self, Request};
+use crate::wsgi::ConnInfo;
+
+/// `asgi` is `{"version": "3.0", "spec_version": "2.4"}`: 2.4 because a
+/// `send` after the client left raises `OSError`, so apps need not listen
+/// for `http.disconnect` while they stream.
+pub(crate) fn build<'py>(
+    py: Python<'py>,
+    req: &Request,
+    conn: &ConnInfo,
+    root_path: &str,
+) -> PyResult<Bound<'py, PyDict>> {
+    let head = &req.head;
+    let scope = PyDict::new(py);
+    scope.set_item(intern!(py, "type"), intern!(py, "http"))?;
+    let asgi = PyDict::new(py);
+    asgi.set_item(intern!(py, "version"), intern!(py, "3.0"))?;
+    asgi.set_item(intern!(py, "spec_version"), intern!(py, "2.4"))?;
+    scope.set_item(intern!(py, "asgi"), asgi)?;
+    let version = head.version.as_str();
+    scope.set_item(
+        intern!(py, "http_version"),
+        version.strip_prefix("HTTP/").unwrap_or(version),
+    )?;
+    scope.set_item(intern!(py, "method"), latin1(py, head.method()))?;
+    let https = conn.tls || head.https_forwarded;
+    scope.set_item(
+        intern!(py, "scheme"),
+        if https {
+            intern!(py, "https")
+        } else {
+            intern!(py, "http")
+        },
+    )?;
+    // The path the app sees includes root_path (as uvicorn and Starlette
+    // expect: routing strips it again).
+    let decoded = http::percent_decode(head.path());
+    let mut path = String::with_capacity(root_path.len() + decoded.len());
+    path.push_str(root_path);
+    path.push_str(&String::from_utf8_lossy(&decoded));
+    scope.set_item(intern!(py, "path"), path)?;
+    let mut raw_path = Vec::with_capacity(root_path.len() + head.path().len());
+    raw_path.extend_from_slice(root_path.as_bytes());
+    raw_path.extend_from_slice(head.path());
+    scope.set_item(intern!(py, "raw_path"), PyBytes::new(py, &raw_path))?;
+    scope.set_item(intern!(py, "query_string"), PyBytes::new(py, head.query()))?;
+    scope.set_item(intern!(py, "root_path"), root_path)?;
+    let headers = PyList::empty(py);
+    let mut lower = Vec::new();
+    for (name, value) in head.header_pairs() {
+        lower.clear();
+        lower.extend(name.iter().map(u8::to_ascii_lowercase));
+        headers.append(PyTuple::new(
+            py,
+            [PyBytes::new(py, &lower), PyBytes::new(py, value)],
+        )?)?;
+    }
+    scope.set_item(intern!(py, "headers"), headers)?;
+    let client = req.proxy.as_ref().and_then(|p| p.source).or(conn.peer);
+    match client {
+        Some(addr) => {
+            scope.set_item(intern!(py, "client"), (addr.ip().to_string(), addr.port()))?
+        }
+        None => scope.set_item(intern!(py, "client"), py.None())?,
+    }
+    match req.proxy.as_ref().and_then(|p| p.dest) {
+        Some(addr) => {
+            scope.set_item(intern!(py, "server"), (addr.ip().to_string(), addr.port()))?
+        }
+        None => match conn.server_port.parse::<u16>() {
+            Ok(port) => scope.set_item(intern!(py, "server"), (&conn.server_name, port))?,
+            // A unix socket: its path, and no port.
+            Err(_) => scope.set_item(intern!(py, "server"), (&conn.server_name, py.None()))?,
+        },
+    }
+    Ok(scope)
+}
+
+/// Bytes as a str, one char per byte (what HTTP allows in a method).
+fn latin1<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
+    match std::str::from_utf8(b) {
+        Ok(s) => PyString::new(py, s),
+        Err(_) => PyString::new(py, &b.iter().map(|&c| char::from(c)).collect::<String>()),
+    }
+}

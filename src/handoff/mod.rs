@@ -1,0 +1,475 @@
+//! Hand-off between a worker's loop thread and the threads that run the
+//! app: the `--threads` pool (WSGI) or the asyncio loop (ASGI).
+//!
+//! The loop thread keeps all I/O. It turns a complete request into a `Job`
+//! and hands it to the app side; the app side answers with `Output`
+//! messages posted to the worker's `Mailbox`, whose eventfd the engine
+//! watches, so the loop wakes without polling. Each job carries a `Flow`:
+//! the app side counts the body bytes it hands over and waits (a blocked
+//! thread, or an asyncio future) while too many are unwritten; the loop
+//! counts them down as the engine writes them, and marks the flow gone
+//! when the client leaves, so the app side stops producing and runs the
+//! iterable's `close()` promptly.
+//!
+//! Pure Rust: no Python, no engine. Imports `http` (the request) and
+//! `wsgi::ConnInfo` (what the environ or scope says about the connection).
+
+#![forbid(unsafe_code)]
+
+use std::collections::VecDeque;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+use nix::sys::eventfd::{EfdFlags, EventFd};
+
+use crate::http::Request;
+use crate::wsgi::ConnInfo;
+
+/// The app side waits while this many body bytes it handed over are not
+/// yet written to the client (the same mark the loop uses for inline apps).
+pub const HIGH_WATER: usize = 64 * 1024;
+
+/// Which request a message belongs to: the connection slot and a serial
+/// number unique within the worker, so a message for a connection that
+/// closed (and whose slot was reused) is recognised and dropped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    pub conn: u32,
+    pub serial: u64,
+}
+
+/// A complete request handed to the app side.
+pub struct Job {
+    pub ticket: Ticket,
+    pub req: Request,
+    pub conn: ConnInfo,
+    pub flow: std::sync::Arc<Flow>,
+    /// When the request's first byte arrived (for `--max-queue-wait-ms`).
+    pub arrived: Instant,
+    /// The loop will close the connection after this response (graceful
+    /// stop or keep-alive off): the app side may say `Connection: close`.
+    pub closing: bool,
+}
+
+/// What the app side says about one request, in order: `Head`, any number
+/// of `Data`, then `End`; or `Failed` at any point.
+#[derive(Debug)]
+pub enum Output {
+    /// The status line and headers (validated), and the body length when
+    /// the app declared it.
+    Head {
+        status: Vec<u8>,
+        headers: Vec<(Vec<u8>, Vec<u8>)>,
+        known_len: Option<u64>,
+    },
+    /// Body bytes (already counted on the job's `Flow`).
+    Data(Vec<u8>),
+    /// The body is complete.
+    End,
+    /// The app failed. Before `Head`: answer 500. After: close the
+    /// connection (the response cannot be completed).
+    Failed,
+}
+
+/// Messages from the app side to the loop, with an eventfd that wakes it.
+pub struct Mailbox {
+    queue: Mutex<Vec<(Ticket, Output)>>,
+    wake: EventFd,
+}
+
+impl Mailbox {
+    pub fn new() -> std::io::Result<Mailbox> {
+        let wake = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
+        Ok(Mailbox {
+            queue: Mutex::new(Vec::new()),
+            wake,
+        })
+    }
+
+    /// The descriptor the engine watches.
+    pub fn fd(&self) -> RawFd {
+        self.wake.as_fd().as_raw_fd()
+    }
+
+    /// Post one message; wakes the loop when the queue was empty.
+    pub fn post(&self, ticket: Ticket, out: Output) {
+        let mut q = lock(&self.queue);
+        let was_empty = q.is_empty();
+        q.push((ticket, out));
+        drop(q);
+        if was_empty {
+            // EAGAIN means the counter is already non-zero: the loop wakes anyway.
+            let _ = self.wake.write(1);
+        }
+    }
+
+    /// Take every message posted so far (loop thread), in order.
+    pub fn drain(&self, into: &mut Vec<(Ticket, Output)>) {
+        // Reset the counter before taking the queue: a post that lands in
+        // between is either taken now or writes the eventfd again.
+        let _ = self.wake.read();
+        let mut q = lock(&self.queue);
+        if into.is_empty() {
+            std::mem::swap(&mut *q, into);
+        } else {
+            into.append(&mut q);
+        }
+    }
+}
+
+/// Flow control and client liveness for one request in flight.
+pub struct Flow {
+    inner: Mutex<FlowInner>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct FlowInner {
+    /// Body bytes handed over and not yet written.
+    unwritten: usize,
+    /// The connection is closed: nothing more will be written.
+    gone: bool,
+    /// The client closed its sending side (it may still read).
+    hangup: bool,
+    /// Called once when there is room again or the client is gone.
+    on_room: Option<Box<dyn FnOnce() + Send>>,
+    /// Called once when the client hangs up or is gone.
+    on_hangup: Option<Box<dyn FnOnce() + Send>>,
+}
+
+/// What the app side may do next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Room {
+    /// Below the high-water mark: hand over more.
+    Free,
+    /// At or above it: wait for `Free` or `Gone`.
+    Full,
+    /// The client is gone: stop producing and close the body.
+    Gone,
+}
+
+impl Default for Flow {
+    fn default() -> Self {
+        Flow::new()
+    }
+}
+
+impl Flow {
+    pub fn new() -> Flow {
+        Flow {
+            inner: Mutex::new(FlowInner::default()),
+            changed: Condvar::new(),
+        }
+    }
+
+    fn room_of(inner: &FlowInner) -> Room {
+        if inner.gone {
+            Room::Gone
+        } else if inner.unwritten >= HIGH_WATER {
+            Room::Full
+        } else {
+            Room::Free
+        }
+    }
+
+    // ---- app side ----
+
+    /// Count `n` body bytes handed over; says whether there is room for more.
+    pub fn add(&self, n: usize) -> Room {
+        let mut f = lock(&self.inner);
+        f.unwritten += n;
+        Flow::room_of(&f)
+    }
+
+    pub fn room(&self) -> Room {
+        Flow::room_of(&lock(&self.inner))
+    }
+
+    /// Block the calling thread until there is room or the client is gone
+    /// (the caller releases the interpreter lock around this).
+    pub fn wait_room(&self) -> Room {
+        let mut f = lock(&self.inner);
+        loop {
+            let room = Flow::room_of(&f);
+            if room != Room::Full {
+                return room;
+            }
+            f = self.changed.wait(f).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// Run `wake` once when there is room or the client is gone (at once,
+    /// on the calling thread, if that is already so). Replaces an earlier
+    /// waker that has not run.
+    pub fn on_room(&self, wake: Box<dyn FnOnce() + Send>) {
+        let mut f = lock(&self.inner);
+        if Flow::room_of(&f) != Room::Full {
+            drop(f);
+            wake();
+        } else {
+            f.on_room = Some(wake);
+        }
+    }
+
+    /// Whether the client has closed its side or is gone.
+    pub fn hung_up(&self) -> bool {
+        let f = lock(&self.inner);
+        f.hangup || f.gone
+    }
+
+    /// Run `wake` once when the client hangs up or is gone (at once if so).
+    pub fn on_hangup(&self, wake: Box<dyn FnOnce() + Send>) {
+        let mut f = lock(&self.inner);
+        if f.hangup || f.gone {
+            drop(f);
+            wake();
+        } else {
+            f.on_hangup = Some(wake);
+        }
+    }
+
+    // ---- loop side ----
+
+    /// `n` body bytes were written to the client.
+    pub fn written(&self, n: usize) {
+        let mut f = lock(&self.inner);
+        let was_full = f.unwritten >= HIGH_WATER;
+        f.unwritten = f.unwritten.saturating_sub(n);
+        if was_full && f.unwritten < HIGH_WATER {
+            let wake = f.on_room.take();
+            drop(f);
+            self.changed.notify_all();
+            if let Some(w) = wake {
+                w();
+            }
+        }
+    }
+
+    /// The client closed its sending side.
+    pub fn hang_up(&self) {
+        let mut f = lock(&self.inner);
+        if f.hangup {
+            return;
+        }
+        f.hangup = true;
+        let wake = f.on_hangup.take();
+        drop(f);
+        if let Some(w) = wake {
+            w();
+        }
+    }
+
+    /// The connection is closed: wake everything waiting.
+    pub fn close(&self) {
+        let mut f = lock(&self.inner);
+        if f.gone {
+            return;
+        }
+        f.gone = true;
+        let wakes = [f.on_room.take(), f.on_hangup.take()];
+        drop(f);
+        self.changed.notify_all();
+        for w in wakes.into_iter().flatten() {
+            w();
+        }
+    }
+}
+
+/// The app side of a worker that hands requests off: the `--threads`
+/// pool, or the ASGI runner. The loop thread calls these without holding
+/// the interpreter lock.
+pub trait Runner: Send {
+    /// Hand a job over. Never blocks.
+    fn submit(&self, job: Job);
+    /// Jobs handed over and not yet started (admission control sheds
+    /// requests with 503 when this reaches `--max-queued-requests`).
+    fn backlog(&self) -> usize;
+    /// Shut down: stop taking jobs, let those running finish for up to
+    /// `timeout`, run the app's shutdown steps (ASGI lifespan), join threads.
+    fn stop(&mut self, timeout: std::time::Duration);
+}
+
+/// Jobs waiting for an app thread, first in first out.
+pub struct JobQueue {
+    inner: Mutex<Jobs>,
+    ready: Condvar,
+}
+
+struct Jobs {
+    queue: VecDeque<Job>,
+    closed: bool,
+}
+
+impl Default for JobQueue {
+    fn default() -> Self {
+        JobQueue::new()
+    }
+}
+
+impl JobQueue {
+    pub fn new() -> JobQueue {
+        JobQueue {
+            inner: Mutex::new(Jobs {
+                queue: VecDeque::new(),
+                closed: false,
+            }),
+            ready: Condvar::new(),
+        }
+    }
+
+    pub fn push(&self, job: Job) {
+        lock(&self.inner).queue.push_back(job);
+        self.ready.notify_one();
+    }
+
+    /// Jobs not yet taken by a thread.
+    pub fn len(&self) -> usize {
+        lock(&self.inner).queue.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Take the next job, blocking until there is one; `None` once the
+    /// queue is closed and empty.
+    pub fn pop(&self) -> Option<Job> {
+        let mut j = lock(&self.inner);
+        loop {
+            if let Some(job) = j.queue.pop_front() {
+                return Some(job);
+            }
+            if j.closed {
+                return None;
+            }
+            j = self.ready.wait(j).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    /// No more jobs: threads finish what is queued, then `pop` returns `None`.
+    pub fn close(&self) {
+        lock(&self.inner).closed = true;
+        self.ready.notify_all();
+    }
+}
+
+/// A poisoned lock only means another thread panicked while holding it;
+/// the data (counters and queues) is still consistent enough to go on.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An eventfd for waking a thread that polls descriptors (the asyncio loop).
+pub struct Waker {
+    fd: EventFd,
+}
+
+impl Waker {
+    pub fn new() -> std::io::Result<Waker> {
+        Ok(Waker {
+            fd: EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?,
+        })
+    }
+    pub fn fd(&self) -> RawFd {
+        self.fd.as_fd().as_raw_fd()
+    }
+    pub fn wake(&self) {
+        let _ = self.fd.write(1);
+    }
+    /// Reset after waking (the woken side).
+    pub fn clear(&self) {
+        let _ = self.fd.read();
+    }
+    pub fn into_owned(self) -> OwnedFd {
+        self.fd.into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    fn t(serial: u64) -> Ticket {
+        Ticket { conn: 1, serial }
+    }
+
+    #[test]
+    fn mailbox_keeps_order_and_wakes_once_per_batch() {
+        let m = Mailbox::new().unwrap();
+        m.post(t(1), Output::End);
+        m.post(t(2), Output::Data(b"x".to_vec()));
+        let mut got = Vec::new();
+        m.drain(&mut got);
+        assert_eq!(
+            got.iter().map(|(t, _)| t.serial).collect::<Vec<_>>(),
+            [1, 2]
+        );
+        // The counter was reset: nothing to read until the next post.
+        assert!(m.wake.read().is_err());
+        m.post(t(3), Output::End);
+        assert_eq!(m.wake.read().unwrap(), 1);
+    }
+
+    #[test]
+    fn flow_is_full_at_the_high_water_mark_and_frees_when_written() {
+        let f = Flow::new();
+        assert_eq!(f.add(HIGH_WATER - 1), Room::Free);
+        assert_eq!(f.add(1), Room::Full);
+        let woken = Arc::new(AtomicUsize::new(0));
+        let w = woken.clone();
+        f.on_room(Box::new(move || {
+            w.fetch_add(1, Ordering::SeqCst);
+        }));
+        assert_eq!(woken.load(Ordering::SeqCst), 0);
+        f.written(1);
+        assert_eq!(f.room(), Room::Free);
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        // Once only.
+        f.add(10);
+        f.written(10);
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_blocked_producer_wakes_when_the_client_leaves() {
+        let f = Arc::new(Flow::new());
+        f.add(HIGH_WATER);
+        let f2 = f.clone();
+        let h = std::thread::spawn(move || f2.wait_room());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        f.close();
+        assert_eq!(h.join().unwrap(), Room::Gone);
+        assert!(f.hung_up());
+    }
+
+    #[test]
+    fn hangup_waker_runs_once_on_eof_or_close() {
+        let f = Flow::new();
+        let n = Arc::new(AtomicUsize::new(0));
+        let n2 = n.clone();
+        f.on_hangup(Box::new(move || {
+            n2.fetch_add(1, Ordering::SeqCst);
+        }));
+        f.hang_up();
+        f.close();
+        assert_eq!(n.load(Ordering::SeqCst), 1);
+        let n3 = n.clone();
+        f.on_hangup(Box::new(move || {
+            n3.fetch_add(1, Ordering::SeqCst);
+        }));
+        assert_eq!(n.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn job_queue_drains_then_reports_closed() {
+        let q = Arc::new(JobQueue::new());
+        let q2 = q.clone();
+        let h = std::thread::spawn(move || q2.pop().is_none());
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        q.close();
+        assert!(h.join().unwrap());
+    }
+}

@@ -1,0 +1,270 @@
+//! `--threads N`: app threads that take complete requests from the loop
+//! thread and post the responses back (gunicorn's gthread, on our loop).
+//!
+//! Each thread holds the interpreter lock while it runs the app and lets it
+//! go while it waits for a job or for the client to read (flow control).
+//! Everything that touches Python for a request happens here: pre_request,
+//! the app call, pulling the body, `close()`, the access log line and
+//! post_request. The loop thread only encodes and writes bytes.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+
+use super::RequestDone;
+use crate::config::Config;
+use crate::handoff::{Flow, Job, JobQueue, Mailbox, Output, Room, Runner, Ticket};
+use crate::wsgi::{Chunk, Reply, ResponseHead, WriteSink, WsgiApp};
+
+/// What every app thread shares.
+struct Shared {
+    cfg: Arc<Config>,
+    age: u64,
+    app: Arc<WsgiApp>,
+    mailbox: Arc<Mailbox>,
+    /// Keep each request's head and timing for the access log / post_request.
+    track: bool,
+    keep_environ: bool,
+    pre_request: bool,
+    max_queue_wait: Option<Duration>,
+}
+
+pub(super) struct ThreadPool {
+    jobs: Arc<JobQueue>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+pub(super) struct Options {
+    pub threads: usize,
+    pub age: u64,
+    pub track: bool,
+    pub keep_environ: bool,
+    pub pre_request: bool,
+}
+
+impl ThreadPool {
+    pub fn start(
+        cfg: &Config,
+        app: Arc<WsgiApp>,
+        mailbox: Arc<Mailbox>,
+        opts: Options,
+    ) -> std::io::Result<ThreadPool> {
+        let shared = Arc::new(Shared {
+            cfg: Arc::new(cfg.clone()),
+            age: opts.age,
+            app,
+            mailbox,
+            track: opts.track,
+            keep_environ: opts.keep_environ,
+            pre_request: opts.pre_request,
+            max_queue_wait: cfg.max_queue_wait,
+        });
+        let jobs = Arc::new(JobQueue::new());
+        let mut threads = Vec::with_capacity(opts.threads);
+        for i in 0..opts.threads.max(1) {
+            let shared = shared.clone();
+            let jobs = jobs.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("app-{i}"))
+                .spawn(move || Python::attach(|py| serve_jobs(py, &shared, &jobs)))?;
+            threads.push(t);
+        }
+        Ok(ThreadPool { jobs, threads })
+    }
+}
+
+impl Runner for ThreadPool {
+    fn submit(&self, job: Job) {
+        self.jobs.push(job);
+    }
+
+    fn backlog(&self) -> usize {
+        self.jobs.len()
+    }
+
+    fn stop(&mut self, timeout: Duration) {
+        self.jobs.close();
+        let deadline = Instant::now() + timeout;
+        // A thread stuck in the app is left behind: the process exits anyway.
+        while Instant::now() < deadline && !self.threads.iter().all(|t| t.is_finished()) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for t in std::mem::take(&mut self.threads) {
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// One app thread: take jobs until the queue closes.
+fn serve_jobs(py: Python<'_>, shared: &Shared, jobs: &JobQueue) {
+    while let Some(job) = py.detach(|| jobs.pop()) {
+        answer(py, shared, job);
+    }
+}
+
+fn answer(py: Python<'_>, shared: &Shared, job: Job) {
+    let Job {
+        ticket,
+        req,
+        conn,
+        flow,
+        arrived,
+        closing: _,
+    } = job;
+    let mailbox = &shared.mailbox;
+    if flow.room() == Room::Gone {
+        // The client left while the request waited for a thread.
+        return;
+    }
+    if shared.max_queue_wait.is_some_and(|w| arrived.elapsed() > w) {
+        crate::debug!(
+            "Overloaded: 503 for a request that waited {:.3} s",
+            arrived.elapsed().as_secs_f64()
+        );
+        post_overloaded(mailbox, ticket, &flow);
+        return;
+    }
+    let scheme = if conn.tls || req.head.https_forwarded {
+        "https"
+    } else {
+        "http"
+    };
+    let peer = conn.peer.map(|p| p.ip().to_string()).unwrap_or_default();
+    let info = super::boot::worker_info(&shared.cfg, shared.age);
+    if shared.pre_request {
+        let hook_req = crate::hooks::RequestInfo::from_head(&req.head, &peer, scheme);
+        if crate::hooks::call_pre_request(py, &info, &hook_req).is_err() {
+            mailbox.post(ticket, Output::Failed);
+            return;
+        }
+    }
+    let start_sys = std::time::SystemTime::now();
+    let start = Instant::now();
+    let sink = Arc::new(Sink {
+        mailbox: mailbox.clone(),
+        ticket,
+        flow: flow.clone(),
+        sent: std::sync::atomic::AtomicU64::new(0),
+    });
+    let (reply, environ) = shared.app.call_with(
+        py,
+        &req,
+        &conn,
+        shared.keep_environ,
+        Some(sink.clone() as Arc<dyn WriteSink>),
+    );
+    let mut done = shared.track.then(|| RequestDone {
+        head: req.head,
+        status: b"500 Internal Server Error".to_vec(),
+        headers: Vec::new(),
+        start_sys,
+        start,
+        sent: 0,
+        peer,
+        scheme,
+        environ,
+    });
+    match reply {
+        Reply::Failed => mailbox.post(ticket, Output::Failed),
+        Reply::Response { head, mut body } => {
+            if let Some(d) = &mut done {
+                d.status = head.status.clone();
+                d.headers = head.headers.clone();
+                d.sent = sink.sent.load(std::sync::atomic::Ordering::Relaxed);
+            }
+            if !body.head_streamed() {
+                mailbox.post(
+                    ticket,
+                    Output::Head {
+                        status: head.status,
+                        headers: head.headers,
+                        known_len: body.known_len(),
+                    },
+                );
+            }
+            loop {
+                match body.next_chunk(py) {
+                    Chunk::Data(data) => {
+                        if let Some(d) = &mut done {
+                            d.sent += data.len() as u64;
+                        }
+                        let mut room = flow.add(data.len());
+                        mailbox.post(ticket, Output::Data(data));
+                        if room == Room::Full {
+                            room = py.detach(|| flow.wait_room());
+                        }
+                        if room == Room::Gone {
+                            crate::debug!("Client went away mid-response; closing the body");
+                            break;
+                        }
+                    }
+                    Chunk::End => {
+                        mailbox.post(ticket, Output::End);
+                        break;
+                    }
+                    Chunk::Failed => {
+                        mailbox.post(ticket, Output::Failed);
+                        break;
+                    }
+                }
+            }
+            body.close(py);
+        }
+    }
+    if let Some(d) = done {
+        d.report(py, &shared.cfg, shared.age);
+    }
+}
+
+/// `write()` from an app thread: the head and data go to the loop at once,
+/// with the same flow control as the body.
+struct Sink {
+    mailbox: Arc<Mailbox>,
+    ticket: Ticket,
+    flow: Arc<Flow>,
+    sent: std::sync::atomic::AtomicU64,
+}
+
+impl WriteSink for Sink {
+    fn head(&self, head: &ResponseHead) {
+        self.mailbox.post(
+            self.ticket,
+            Output::Head {
+                status: head.status.clone(),
+                headers: head.headers.clone(),
+                known_len: None,
+            },
+        );
+    }
+
+    fn data(&self, py: Python<'_>, data: Vec<u8>) -> bool {
+        self.sent
+            .fetch_add(data.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let mut room = self.flow.add(data.len());
+        self.mailbox.post(self.ticket, Output::Data(data));
+        if room == Room::Full {
+            room = py.detach(|| self.flow.wait_room());
+        }
+        room != Room::Gone
+    }
+}
+
+/// 503 with Retry-After, for a request that waited too long for a thread.
+fn post_overloaded(mailbox: &Mailbox, ticket: Ticket, flow: &Flow) {
+    let body = super::OVERLOADED_BODY;
+    mailbox.post(
+        ticket,
+        Output::Head {
+            status: b"503 Service Unavailable".to_vec(),
+            headers: super::overloaded_headers(),
+            known_len: Some(body.len() as u64),
+        },
+    );
+    flow.add(body.len());
+    mailbox.post(ticket, Output::Data(body.to_vec()));
+    mailbox.post(ticket, Output::End);
+}
