@@ -1,14 +1,19 @@
 """The in-process ceiling: call a WSGI app in a loop, no server, no socket.
 
-    python inprocess.py MODULE:NAME [--seconds S] [--repeat N] [--path /]
+    python inprocess.py MODULE:NAME [--seconds S] [--repeat N] [--path /] [--environ FILE]
 
-Builds a minimal PEP 3333 environ (a fresh dict per call, as a server
-does), calls the app with a start_response that keeps the status and
-headers, pulls the whole body and calls close() when the iterable has one.
-Runs in --repeat slices and prints one JSON line with the best slice's
-calls_per_s and us_per_call, the least CPU µs per call, and every slice.
-The harness runs it pinned to the server's core, so "server requests/s /
-in-process calls/s" says how close a server gets to the app's own speed.
+Builds a PEP 3333 environ (a fresh dict per call, as a server does), calls
+the app with a start_response that keeps the status and headers, pulls the
+whole body and calls close() when the iterable has one. With --environ the
+environ has exactly the keys and string values a server passed for the load
+generator's request (the harness captures them from ferrocorn), so the app
+sees the same shape it sees under load; without it, a minimal environ.
+
+Prints one JSON line. calls_per_s and cpu_us_per_call are over the whole
+run (all slices together: total calls / total wall time, process CPU time /
+total calls), the same statistic as a server's req/s and CPU per request
+over its measured run; the slices are there to show the spread. The harness
+runs it pinned to the server's core.
 """
 
 import argparse
@@ -18,6 +23,42 @@ import json
 import os
 import sys
 import time
+
+
+def load_environ(path, captured):
+    """The environ a server passed, from the JSON the harness captured.
+
+    Strings and booleans are kept as they were; objects become their
+    in-process equivalents (a fresh wsgi.input per call is set in run()).
+    """
+    with open(captured) as f:
+        keys = json.load(f)
+    env = {}
+    for k, v in keys.items():
+        if isinstance(v, (str, bool, int)) and not (isinstance(v, str) and v.startswith("<object ")):
+            env[k] = v
+        elif k == "wsgi.version":
+            env[k] = (1, 0)
+        elif k == "wsgi.errors":
+            env[k] = sys.stderr
+        elif k == "wsgi.file_wrapper":
+            env[k] = FileWrapper
+        elif k == "wsgi.input":
+            continue
+        else:
+            env[k] = object()
+    env["PATH_INFO"] = path
+    return env
+
+
+class FileWrapper:
+    """wsgi.file_wrapper as PEP 3333 describes it (the hello apps never use it)."""
+
+    def __init__(self, filelike, blksize=8192):
+        self.filelike, self.blksize = filelike, blksize
+
+    def __iter__(self):
+        return iter(lambda: self.filelike.read(self.blksize), b"")
 
 
 def make_environ(path):
@@ -42,8 +83,7 @@ def make_environ(path):
     }
 
 
-def run(app, path, seconds, repeat):
-    template = make_environ(path)
+def run(app, template, seconds, repeat):
     head = []
 
     def start_response(status, headers, exc_info=None):
@@ -71,13 +111,11 @@ def run(app, path, seconds, repeat):
     for _ in range(1000):
         one()
 
-    # Several short slices; the best one is the ceiling. Other processes on
-    # a shared machine only ever slow a slice down, so the best slice is the
-    # closest to what the app costs on a quiet core.
+    # Several slices, back to back; the figures are over all of them.
     slices = []
     for _ in range(repeat):
         calls = 0
-        cpu0 = os.times()
+        cpu0 = time.process_time()
         t0 = time.perf_counter()
         deadline = t0 + seconds / repeat
         while True:
@@ -88,26 +126,49 @@ def run(app, path, seconds, repeat):
             if now >= deadline:
                 break
         elapsed = now - t0
-        cpu1 = os.times()
-        cpu = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+        # CLOCK_PROCESS_CPUTIME_ID: the scheduler's exact runtime, in ns.
+        cpu = time.process_time() - cpu0
         slices.append({
             "calls": calls,
             "seconds": round(elapsed, 4),
+            "cpu_seconds": round(cpu, 4),
             "calls_per_s": round(calls / elapsed, 1),
-            "us_per_call": round(elapsed / calls * 1e6, 3),
             "cpu_us_per_call": round(cpu / calls * 1e6, 3),
         })
-    best = max(slices, key=lambda s: s["calls_per_s"])
+    calls = sum(s["calls"] for s in slices)
+    wall = sum(s["seconds"] for s in slices)
+    cpu = sum(s["cpu_seconds"] for s in slices)
     return {
-        "calls_per_s": best["calls_per_s"],
-        "us_per_call": best["us_per_call"],
-        # os.times() ticks are coarse: the least CPU per call of the slices
-        # that ran at least half a second.
-        "cpu_us_per_call": min(s["cpu_us_per_call"] for s in slices
-                               if s["seconds"] >= 0.5 or s is best),
+        "calls": calls,
+        "seconds": round(wall, 3),
+        "calls_per_s": round(calls / wall, 1),
+        "us_per_call": round(wall / calls * 1e6, 3),
+        "cpu_us_per_call": round(cpu / calls * 1e6, 3),
+        "cpu_util": round(cpu / wall, 3),
         "body_bytes": size,
+        "environ_keys": len(template),
         "slices": slices,
     }
+
+
+def run_calls(app, template, calls):
+    """One checked call, then exactly `calls` more: for counting instructions per call."""
+    def start_response(status, headers, exc_info=None):
+        if not status.startswith("200"):
+            raise SystemExit(f"app answered {status!r}, expected 200")
+        return lambda data: None
+
+    for _ in range(calls + 1):
+        environ = dict(template)
+        environ["wsgi.input"] = io.BytesIO(b"")
+        result = app(environ, start_response)
+        try:
+            for _chunk in result:
+                pass
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
 
 
 def main():
@@ -116,11 +177,19 @@ def main():
     parser.add_argument("--seconds", type=float, default=3.0, help="total time of all slices")
     parser.add_argument("--repeat", type=int, default=5, help="slices; the best one is reported")
     parser.add_argument("--path", default="/")
+    parser.add_argument("--environ", help="JSON of the environ a server passed (from the harness)")
+    parser.add_argument("--calls", type=int,
+                        help="make exactly this many calls after one check call and print nothing "
+                             "(for instruction counting under callgrind)")
     args = parser.parse_args()
     sys.path.insert(0, os.getcwd())
     module, _, name = args.app.partition(":")
     app = getattr(importlib.import_module(module), name or "application")
-    result = run(app, args.path, args.seconds, max(1, args.repeat))
+    template = load_environ(args.path, args.environ) if args.environ else make_environ(args.path)
+    if args.calls is not None:
+        run_calls(app, template, args.calls)
+        return
+    result = run(app, template, args.seconds, max(1, args.repeat))
     result["app"] = args.app
     print(json.dumps(result))
 

@@ -92,12 +92,21 @@ def markdown(doc):
     out.append(
         "Columns: **req/s** from wrk; **p50/p99** wrk latency; **CPU µs/req** = the server's CPU "
         "time (utime+stime of its whole process tree, from /proc) during the run divided by the "
-        "requests served; **CPU** = that CPU time over the run's wall time (100 % = the server's "
+        "requests served; on loopback that includes the kernel's TCP work done on the server's "
+        "core (its system calls, and the softirq delivery of its responses to wrk's sockets, which "
+        "Linux runs on the sending core; wrk's core likewise delivers the requests), the same way "
+        "for every server; **user / sys** = its split into user space (the server's own code and "
+        "Python) and kernel; **CPU** = that CPU time over the run's wall time (100 % = the server's "
         f"core was saturated; below that the load generator was the limit); **vs {BASELINE}** = "
         "req/s ratio and CPU-per-request ratio to gunicorn sync in the same table; **others on "
         "cores** = the share of the server's core / wrk's core that other processes (and the "
         "hypervisor's steal) took during the run, a measure of the noise.\n")
 
+    table = targets_table(doc)
+    if table:
+        out.append("## Targets\n")
+        out.extend(table)
+        out.append("")
     out.append("## Summary\n")
     out.extend(summary(doc))
 
@@ -109,20 +118,20 @@ def markdown(doc):
     for cell in cells(doc):
         out.append(f"\n## {cell_title(doc, cell)}\n")
         base = find(doc, cell, BASELINE)
-        out.append(f"| server | req/s | p50 ms | p99 ms | CPU µs/req | CPU | req/s vs {BASELINE} "
-                   f"| CPU/req vs {BASELINE} | others on cores |")
-        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        out.append(f"| server | req/s | p50 ms | p99 ms | CPU µs/req | user / sys | CPU "
+                   f"| req/s vs {BASELINE} | CPU/req vs {BASELINE} | others on cores |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for r in rows(doc, cell):
             if not r.get("valid"):
                 why = "; ".join(r.get("problems", []))[:160].replace("|", "/").replace("\n", " ")
                 if r.get("rps"):
                     why += f" (measured {r['rps']:,.0f} req/s, not counted)"
-                out.append(f"| {r['server']} | failed: {why} | | | | | | | |")
+                out.append(f"| {r['server']} | failed: {why} | | | | | | | | |")
                 continue
             lat = r["latency_ms"]
             out.append(
                 f"| {r['server']} | {r['rps']:,.0f} | {lat['p50']:.2f} | {lat['p99']:.2f} "
-                f"| {r['server_cpu_us_per_req']:,.1f} | {r['server_cpu_util'] * 100:.0f} % "
+                f"| {r['server_cpu_us_per_req']:,.1f} | {fmt_split(r)} | {r['server_cpu_util'] * 100:.0f} % "
                 f"| {fmt_ratio(ratio(r['rps'], base and base['rps']))} "
                 f"| {fmt_ratio(ratio(r['server_cpu_us_per_req'], base and base['server_cpu_us_per_req']))} "
                 f"| {fmt_noise(r.get('noise'))} |")
@@ -131,15 +140,40 @@ def markdown(doc):
     if ip:
         out.append("\n## In-process ceiling\n")
         out.append("The app's callable called in a loop in one process pinned to the server CPU "
-                   "(fresh environ per call, body iterated, close() called): no server, no socket.\n")
-        out.append("| app | calls/s | µs/call (wall) | CPU µs/call |")
-        out.append("|---|---:|---:|---:|")
+                   "(a fresh environ per call with the keys and values ferrocorn passes for wrk's "
+                   "request, body iterated, close() called): no server, no socket. Run right "
+                   "before and right after its cell; the figures are over both runs (total calls "
+                   "over total time), the statistic a server's run gets.\n")
+        out.append("| app | calls/s | µs/call (wall) | CPU µs/call | CPU µs/call before / after |")
+        out.append("|---|---:|---:|---:|---:|")
         for name, c in ip.items():
             if "error" in c:
-                out.append(f"| {name} | failed: {c['error'][:120]!r} | | |")
+                out.append(f"| {name} | failed: {c['error'][:120]!r} | | | |")
             else:
+                b = (c.get("before") or {}).get("cpu_us_per_call")
+                a = (c.get("after") or {}).get("cpu_us_per_call")
                 out.append(f"| {name} | {c['calls_per_s']:,.0f} | {c['us_per_call']:.2f} "
-                           f"| {c['cpu_us_per_call']:.2f} |")
+                           f"| {c['cpu_us_per_call']:.2f} | {b} / {a} |")
+        paired = [r for r in doc["results"] if r.get("paired_ceiling")]
+        if paired:
+            out.append("\n**Paired** (the figure the summary uses): the server and the app alone "
+                       "alternate on the same core, 1 s each, for several rounds; CPU is the "
+                       "scheduler's runtime on both sides.\n")
+            out.append("| server | scenario | server CPU µs/req | app alone CPU µs/call | CPU ratio "
+                       "| server req/s | app alone calls/s | req/s ratio |")
+            out.append("|---|---|---:|---:|---:|---:|---:|---:|")
+            for r in paired:
+                p = r["paired_ceiling"]
+                if "error" in p:
+                    out.append(f"| {r['server']} | {r['scenario']} | failed: {p['error'][:100]!r} "
+                               "| | | | | |")
+                    continue
+                out.append(f"| {r['server']} | {r['scenario']} | {p['server_cpu_us_per_req']:.1f} "
+                           f"| {p['app_cpu_us_per_call']:.1f} | **{p['cpu_ratio'] * 100:.0f} %** "
+                           f"| {p['server_rps']:,.0f} | {p['app_calls_per_s']:,.0f} "
+                           f"| {p['rps_ratio'] * 100:.0f} % |")
+
+    out.extend(probe_sections(doc))
 
     bad = [r for r in doc["results"] if not r.get("valid")]
     if bad:
@@ -149,6 +183,13 @@ def markdown(doc):
                        + "; ".join(r.get("problems", [])).replace("\n", " ")[:400])
     out.append("")
     return "\n".join(out)
+
+
+def fmt_split(r):
+    u, k = r.get("server_user_us_per_req"), r.get("server_sys_us_per_req")
+    if u is None or k is None:
+        return "–"
+    return f"{u:,.1f} / {k:,.1f}"
 
 
 def fmt_noise(noise):
@@ -215,7 +256,6 @@ def overview(doc, what, fmt):
 def summary(doc):
     """The figures the design document sets targets for, where this run has them."""
     lines = []
-    ip = doc.get("in_process") or {}
 
     def get(scen, w, conn, server, key):
         r = find(doc, (scen, w, conn), server)
@@ -240,28 +280,22 @@ def summary(doc):
         if parts:
             lines.append(f"* {engine}, hello-world, 1 worker, keep-alive: " + "; ".join(parts) + ".")
         flask = find(doc, ("flask", 1, "keep-alive"), engine)
-        c = ip.get("flask")
-        if flask and c and "calls_per_s" in c:
-            pct_rps = 100 * flask["rps"] / c["calls_per_s"]
-            pct_cpu = 100 * c["cpu_us_per_call"] / flask["server_cpu_us_per_req"]
-            # A server cannot beat the app alone: if it seems to, the machine
-            # was busier while the ceiling ran than during the server's run.
-            if (c["cpu_us_per_call"] >= flask["server_cpu_us_per_req"]
-                    or flask["rps"] >= c["calls_per_s"]):
-                lines.append(
-                    f"* {engine}, Flask hello, 1 worker, keep-alive: **no valid comparison with "
-                    f"the in-process ceiling in this run**: the app alone measured "
-                    f"{c['calls_per_s']:,.0f} calls/s and {c['cpu_us_per_call']:.1f} CPU µs per call, "
-                    f"against the server's {flask['rps']:,.0f} req/s and "
-                    f"{flask['server_cpu_us_per_req']:.1f} CPU µs per request (which include the "
-                    f"app): the machine was busier while the ceiling ran than during the server's run.")
-                continue
+        p = (flask or {}).get("paired_ceiling")
+        if p and "error" not in p:
             lines.append(
-                f"* {engine}, Flask hello, 1 worker, keep-alive: {flask['rps']:,.0f} req/s = "
-                f"**{pct_rps:.0f} %** of the in-process ceiling ({c['calls_per_s']:,.0f} calls/s; "
-                f"target >= 90 %). By CPU, which a busy machine disturbs less: the app alone costs "
-                f"{c['cpu_us_per_call']:.1f} µs per call, **{pct_cpu:.0f} %** of the server's "
-                f"{flask['server_cpu_us_per_req']:.1f} µs per request.")
+                f"* {engine}, Flask hello, 1 worker, keep-alive, against the app called in-process "
+                f"(target >= 90 %): by CPU **{p['cpu_ratio'] * 100:.0f} %** (the app alone costs "
+                f"{p['app_cpu_us_per_call']:.1f} µs per call, the server {p['server_cpu_us_per_req']:.1f} µs "
+                f"per request), by req/s {p['rps_ratio'] * 100:.0f} % ({p['server_rps']:,.0f} against "
+                f"{p['app_calls_per_s']:,.0f} calls/s); paired measurement, "
+                f"{p['rounds']} rounds.")
+    for line in probe_summary(doc):
+        lines.append(line)
+    return lines + engine_lines(doc)
+
+
+def engine_lines(doc):
+    lines = []
     # io_uring against epoll, every cell.
     wins = []
     for cell in cells(doc):
@@ -273,9 +307,306 @@ def summary(doc):
                         f"{u['server_cpu_us_per_req'] / e['server_cpu_us_per_req']:.2f}x CPU/req")
     if wins:
         lines.append("* io_uring vs epoll (target: never slower): " + "; ".join(wins) + ".")
-    if not lines:
-        lines.append("* (no cell of this run has the figures the design targets)")
     return lines
+
+
+def targets_table(doc):
+    """One table of the issue's targets: the figure per engine and whether it is met."""
+    def get(cell, server, key="rps"):
+        r = find(doc, cell, server)
+        return r[key] if r else None
+
+    hello = ("hello", 1, "keep-alive")
+    flask = ("flask", 1, "keep-alive")
+    pr = doc.get("probes") or {}
+    rows = []
+
+    def row(label, values, good):
+        if all(v is None for v in values):
+            return
+        cells_ = []
+        for v in values:
+            if v is None:
+                cells_.append("–")
+            else:
+                text, x = v
+                cells_.append(f"{text} ({'met' if good(x) else '**not met**'})")
+        rows.append(f"| {label} | " + " | ".join(cells_) + " |")
+
+    engines = ("ferrocorn-uring", "ferrocorn-epoll")
+
+    def rel(peer, key, fmt=fmt_ratio):
+        out = []
+        for e in engines:
+            x = ratio(get(hello, e, key), get(hello, peer, key))
+            out.append(None if x is None else (fmt(x), x))
+        return out
+
+    row("hello req/s vs nginx `return 200` (>= 0.95x)", rel("nginx", "rps"), lambda x: x >= 0.95)
+    row("hello CPU/req vs bjoern (<= 0.75x)", rel("bjoern", "server_cpu_us_per_req"),
+        lambda x: x <= 0.75)
+    row("hello CPU/req vs granian (<= 0.4x)", rel("granian", "server_cpu_us_per_req"),
+        lambda x: x <= 0.4)
+    row("hello CPU/req vs granian single-thread (<= 0.4x)", rel("granian-st", "server_cpu_us_per_req"),
+        lambda x: x <= 0.4)
+    row("hello req/s vs gunicorn sync (>= 30x)", rel("gunicorn-sync", "rps"), lambda x: x >= 30)
+    vals = []
+    for e in engines:
+        p = (find(doc, flask, e) or {}).get("paired_ceiling") or {}
+        vals.append((f"{p['cpu_ratio'] * 100:.0f} % by CPU, {p['rps_ratio'] * 100:.0f} % by req/s",
+                     p["cpu_ratio"]) if "cpu_ratio" in p else None)
+    row("Flask hello vs the app in-process (>= 90 %)", vals, lambda x: x >= 0.9)
+    fi = pr.get("flask_instructions") or {}
+    if "ratio" in fi:
+        # The profile runs one engine; its column gets the figure.
+        eng = next((p.get("engine") for p in pr.get("profile") or [] if p.get("engine")), "epoll")
+        v = (f"{fi['ratio'] * 100:.1f} % of user-space instructions (callgrind)", fi["ratio"])
+        row("Flask hello vs the app in-process, by instructions (>= 90 %)",
+            [v if eng == "uring" else None, v if eng == "epoll" else None], lambda x: x >= 0.9)
+    wins = total = 0
+    for cell in cells(doc):
+        u, e = find(doc, cell, engines[0]), find(doc, cell, engines[1])
+        if u and e:
+            total += 1
+            wins += u["rps"] >= e["rps"]
+    if total:
+        rows.append(f"| io_uring >= epoll (req/s), every cell | {wins} of {total} cells "
+                    f"({'met' if wins == total else '**not met**'}) | |")
+    mem = {m["engine"]: m for m in pr.get("memory") or [] if "error" not in m}
+    row("RSS per idle keep-alive connection (<= 8 KiB)",
+        [(f"{mem[e]['rss_kib_per_conn']:.1f} KiB", mem[e]["rss_kib_per_conn"]) if e in mem else None
+         for e in ("uring", "epoll")], lambda x: x <= 8)
+    rss = {r["engine"]: r for r in pr.get("rss") or [] if "error" not in r}
+
+    def flat(e):
+        r = rss.get(e)
+        if not r or r["slope_kib_per_1m_requests"] is None:
+            return None
+        # Flat: growth over the run within 1 % of the worker's RSS.
+        grow = abs(r["slope_kib_per_1m_requests"]) * r["requests"] / 1e6
+        return (f"{r['start_kib'] / 1024:.1f} → {r['end_kib'] / 1024:.1f} MiB over "
+                f"{r['requests'] / 1e6:.2f}M requests, {fmt_slope(r['slope_kib_per_1m_requests'])}",
+                grow / max(r["start_kib"], 1))
+
+    row("RSS over 1M requests flat (growth < 1 %)", [flat("uring"), flat("epoll")], lambda x: x < 0.01)
+    st = (pr.get("startup") or {}).get("servers") or {}
+    row("start to ready, `-w 4`, app import excluded (< 300 ms)",
+        [(f"{st[e]['ready_ms']['median']:.0f} ms", st[e]["ready_ms"]["median"])
+         if "ready_ms" in st.get(e, {}) else None for e in engines], lambda x: x < 300)
+    if not rows:
+        return []
+    return ["| target | ferrocorn-uring | ferrocorn-epoll |", "|---|---|---|"] + rows
+
+
+def headline(doc):
+    """The targets and the hello keep-alive cell, short enough for a README."""
+    out = []
+    table = targets_table(doc)
+    if table:
+        out.extend(table)
+        out.append("")
+    cell = ("hello", 1, "keep-alive")
+    rs = [r for r in rows(doc, cell) if r.get("valid")]
+    if rs:
+        base = find(doc, cell, BASELINE)
+        out.append(f"hello-world WSGI, 1 worker on one core, keep-alive, wrk -t1 -c{doc['meta']['settings']['connections']} "
+                   "on the other core:\n")
+        out.append(f"| server | req/s | CPU µs/req (user / sys) | req/s vs {BASELINE} "
+                   "| others on cores (server / wrk) |")
+        out.append("|---|---:|---:|---:|---:|")
+        for r in rs:
+            out.append(f"| {r['server']} | {r['rps']:,.0f} | {r['server_cpu_us_per_req']:.1f} ({fmt_split(r)}) "
+                       f"| {fmt_ratio(ratio(r['rps'], base and base['rps']))} | {fmt_noise(r.get('noise'))} |")
+        out.append("")
+    noise = noise_summary(doc)
+    if noise:
+        out.append(noise.replace("**", "") + "\n")
+    return "\n".join(out)
+
+
+def probe_summary(doc):
+    """The target lines of the probes (memory, RSS, start-up)."""
+    pr = doc.get("probes") or {}
+    lines = []
+    for m in pr.get("memory") or []:
+        if "error" in m:
+            lines.append(f"* memory per idle keep-alive connection, {m['engine']}: failed: {m['error'][:200]}")
+            continue
+        met = "met" if m["rss_kib_per_conn"] <= 8 else "not met"
+        lines.append(
+            f"* memory per idle keep-alive connection, {m['engine']} (target <= 8 KiB): "
+            f"**{m['rss_kib_per_conn']:.1f} KiB RSS** ({met}; PSS {m.get('pss_kib_per_conn', '?')} KiB), "
+            f"{m['connections']:,} connections held by one worker.")
+    for r in pr.get("rss") or []:
+        if "error" in r:
+            lines.append(f"* RSS over a long run, {r['engine']}: failed: {r['error'][:200]}")
+            continue
+        lines.append(
+            f"* RSS over {r['requests']:,} hello requests, {r['engine']} (target: flat): "
+            f"{r['start_kib']:,} KiB at the start, {r['end_kib']:,} at the end, max {r['max_kib']:,}; "
+            f"slope **{fmt_slope(r['slope_kib_per_1m_requests'])}**.")
+    fi = pr.get("flask_instructions")
+    if fi and "ratio" in fi:
+        lines.append(f"* Flask hello by user-space instructions (callgrind, no noise): the app alone "
+                     f"{fi['ir_per_call']:,} per call, through ferrocorn {fi['server_ir_per_request']:,} "
+                     f"per request: **{fi['ratio'] * 100:.1f} %**.")
+    st = pr.get("startup")
+    if st:
+        parts = []
+        for name, e in st["servers"].items():
+            if name.startswith("ferrocorn") and "ready_ms" in e:
+                met = "met" if e["ready_ms"]["median"] < 300 else "not met"
+                parts.append(f"{name} **{e['ready_ms']['median']:.0f} ms** to READY=1 ({met})")
+            elif "all_workers_ms" in e:
+                parts.append(f"{name} {e['all_workers_ms']['median']:.0f} ms to its 4th worker's "
+                             "post_worker_init")
+            else:
+                parts.append(f"{name} failed")
+        lines.append(f"* start-up, {st['workers']} workers, trivial app (target < 300 ms), median of "
+                     f"{st['runs']}: " + "; ".join(parts) + ".")
+    return lines
+
+
+def fmt_slope(x):
+    if x is None:
+        return "too few samples"
+    return f"{x:+,.0f} KiB per 1M requests"
+
+
+def probe_sections(doc):
+    pr = doc.get("probes") or {}
+    out = []
+    if pr.get("memory"):
+        out.append("\n## Memory per idle keep-alive connection\n")
+        out.append("One worker (`-w 1 --worker-connections N+1000 --keep-alive 600`); N connections "
+                   "each make one request and then stay open and idle. RSS and PSS of the worker "
+                   "(/proc/<pid>/status, smaps_rollup) before and after, divided by N. Kernel socket "
+                   "buffers are not in RSS; `kernel` is the change of the TCP memory of "
+                   "/proc/net/sockstat (both ends, the whole machine).\n")
+        out.append("| engine | connections | held | RSS before → after KiB | KiB/conn (RSS) | KiB/conn (PSS) | kernel KiB/conn |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|")
+        for m in pr["memory"]:
+            if "error" in m:
+                out.append(f"| {m['engine']} | failed: {m['error'][:160]!r} | | | | | |")
+                continue
+            out.append(f"| {m['engine']} | {m['connections']:,} | {m['worker_sockets_held']:,} "
+                       f"| {m['before_kib']['rss']:,} → {m['after_kib']['rss']:,} "
+                       f"| **{m['rss_kib_per_conn']:.2f}** | {m.get('pss_kib_per_conn', '–')} "
+                       f"| {m.get('kernel_tcp_kib_per_conn_both_ends', '–')} |")
+    if pr.get("rss"):
+        out.append("\n## RSS over a long run\n")
+        out.append("One worker serves hello with keep-alive: 2 s of warm-up, then one wrk run "
+                   "sized to reach the total; the worker's RSS is sampled every second. The slope "
+                   "is a least-squares fit of RSS against requests served, from the first second "
+                   "of the run on (`rss.png`).\n")
+        out.append("| engine | requests | req/s | fresh KiB | start KiB | end KiB | max KiB | idle after KiB | slope |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for r in pr["rss"]:
+            if "error" in r:
+                out.append(f"| {r['engine']} | failed: {r['error'][:160]!r} | | | | | | | |")
+                continue
+            out.append(f"| {r['engine']} | {r['requests']:,} | {r['rps']:,.0f} | {r['fresh_kib']:,} "
+                       f"| {r['start_kib']:,} | {r['end_kib']:,} | {r['max_kib']:,} "
+                       f"| {r['idle_after_kib']:,} | {fmt_slope(r['slope_kib_per_1m_requests'])} |")
+    st = pr.get("startup")
+    if st:
+        out.append("\n## Start-up\n")
+        out.append(f"`-w {st['workers']}` with `{st['app']}` (importing it costs nothing), not "
+                   "pinned, runs of the servers interleaved. Clock from just before the exec to: "
+                   "**READY=1**, which ferrocorn's master sends to $NOTIFY_SOCKET once every worker "
+                   "is ready (gunicorn sends it right after binding, before any worker exists, so "
+                   "it is not comparable); **all workers**, the last `post_worker_init` hook (a "
+                   "config file's hook sends a datagram to the same socket), the same event for "
+                   "both servers. Median (min–max) ms.\n")
+        out.append("| server | READY=1 | all workers (post_worker_init) |")
+        out.append("|---|---:|---:|")
+        for name, e in st["servers"].items():
+            if "error" in e and "all_workers_ms" not in e:
+                out.append(f"| {name} | failed: {e['error'][:160]!r} | |")
+                continue
+
+            def rng(k):
+                v = e.get(k)
+                return f"{v['median']:.0f} ({v['min']:.0f}–{v['max']:.0f})" if v else "–"
+            out.append(f"| {name} | {rng('ready_ms')} | {rng('all_workers_ms')} |")
+    for p in pr.get("profile") or []:
+        out.append(f"\n## Profile (callgrind, {p.get('app', 'wsgi_apps:hello')}, {p.get('engine')} engine)\n")
+        if "error" in p:
+            out.append(f"failed: {p['error'][:400]}")
+            continue
+        out.append(f"One worker served {p['requests']:,} requests over 8 keep-alive "
+                   f"connections under callgrind; counted {p['counted']}. "
+                   f"**{p['ir_per_request']:,} instructions per request** in user space. "
+                   f"Full listing: `{p.get('annotate')}`.\n")
+        out.append("By object: " + "; ".join(f"{k} {v['ir_per_request']:,} ({v['share'] * 100:.0f} %)"
+                                            for k, v in p.get("by_object", {}).items()) + ".\n")
+        out.append("| self Ir/request | share | function | object |")
+        out.append("|---:|---:|---|---|")
+        for r in p["self"][:20]:
+            out.append(f"| {r['ir_per_request']:,} | {r['share'] * 100:.1f} % | `{r['function'][:90]}` | {r['object']} |")
+        out.append("\nInclusive (the function and all it calls), below the serve loop:\n")
+        out.append("| inclusive Ir/request | share | function |")
+        out.append("|---:|---:|---|")
+        seen = set()
+        for r in p["inclusive"]:
+            if r["function"] in seen:
+                continue
+            seen.add(r["function"])
+            out.append(f"| {r['ir_per_request']:,} | {r['share'] * 100:.1f} % | `{r['function'][:100]}` |")
+            if len(seen) >= 20:
+                break
+    fi = pr.get("flask_instructions")
+    if fi:
+        out.append("\n## Flask by instructions\n")
+        if "ratio" in fi:
+            out.append(f"The Flask app called in-process under callgrind (the difference of a 1,200- "
+                       f"and a 200-call loop, so start-up and import cancel out): "
+                       f"**{fi['ir_per_call']:,} instructions per call**; served by ferrocorn (the "
+                       f"difference of two profiles of different length, serve loop only, so Flask's "
+                       f"costly first requests cancel out too): "
+                       f"{fi['server_ir_per_request']:,} per request, so the "
+                       f"app is **{fi['ratio'] * 100:.1f} %** of the user-space instructions of a "
+                       "request. Instructions are not time: the kernel's share (system time) and the "
+                       "app's slower run between network work (colder caches) are not in them.")
+        else:
+            out.append(f"failed: {fi.get('error', '?')[:400]}")
+    al = pr.get("alloc")
+    if al:
+        out.append("\n## Allocator\n")
+        if not al.get("available"):
+            out.append(f"Not measured: {al.get('reason')}.")
+        elif "error" in al:
+            out.append(f"failed: {al['error'][:400]}")
+        else:
+            out.append("hello, 1 worker, keep-alive; the two builds alternate per engine.\n")
+            out.append("| allocator | engine | req/s | CPU µs/req |")
+            out.append("|---|---|---:|---:|")
+            for h in al["hello"]:
+                if h.get("valid"):
+                    out.append(f"| {h['variant']} | {h['engine']} | {h['rps']:,.0f} | {h['server_cpu_us_per_req']:.1f} |")
+                else:
+                    out.append(f"| {h['variant']} | {h['engine']} | failed | |")
+    return out
+
+
+def rss_plot(doc, out_dir, plt):
+    runs = [r for r in (doc.get("probes") or {}).get("rss") or [] if "samples" in r]
+    if not runs:
+        return
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for r in runs:
+        xs = [s[1] / 1e6 for s in r["samples"]]
+        ys = [s[2] / 1024 for s in r["samples"]]
+        ax.plot(xs, ys, marker=".", label=f"ferrocorn-{r['engine']}",
+                color=COLOURS.get(f"ferrocorn-{r['engine']}"))
+    ax.set_xlabel("requests served (millions)")
+    ax.set_ylabel("worker RSS (MiB)")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8)
+    ax.set_title(f"worker RSS during a long hello run, {doc['meta']['date']}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out_dir, "rss.png"), dpi=72)
+    plt.close(fig)
 
 
 def plots(doc, out_dir):
@@ -284,6 +615,7 @@ def plots(doc, out_dir):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    rss_plot(doc, out_dir, plt)
     cs = cells(doc)
     if not cs:
         return
@@ -336,8 +668,15 @@ def main(argv):
     with open(path) as f:
         doc = json.load(f)
     out_dir = os.path.dirname(os.path.abspath(path))
+    write(doc, out_dir)
+
+
+def write(doc, out_dir):
+    """results.md, headline.md and the plots of one run."""
     with open(os.path.join(out_dir, "results.md"), "w") as f:
         f.write(markdown(doc))
+    with open(os.path.join(out_dir, "headline.md"), "w") as f:
+        f.write(headline(doc))
     plots(doc, out_dir)
 
 

@@ -29,3 +29,19 @@ def upload(environ, start_response):
     body = str(len(data)).encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
+
+
+def environ_dump(environ, start_response):
+    """The environ as JSON: strings and booleans as they are, other objects by type.
+
+    The harness captures what a server passes for the load generator's
+    request, so the in-process ceiling calls the app with the same shape.
+    """
+    import json
+
+    shape = {k: v if isinstance(v, (str, bool)) else f"<object {type(v).__name__}>"
+             for k, v in environ.items()}
+    body = json.dumps(shape).encode()
+    start_response("200 OK", [("Content-Type", "application/json"),
+                              ("Content-Length", str(len(body)))])
+    return [body]
