@@ -165,8 +165,7 @@ def test_concurrent_requests_run_in_different_app_threads(serve):
     assert len(names) == 3, names
 
 
-def test_write_callable_streams_before_the_app_returns_with_threads(serve):
-    server = serve("streaming:app", "--threads", "2")
+def test_write_callable_streams_before_the_app_returns(server):
     with socket.create_connection(("127.0.0.1", server.port), timeout=10) as s:
         t0 = time.monotonic()
         s.sendall(request_bytes(target="/write-then-sleep"))
@@ -231,3 +230,30 @@ def test_term_with_threads_lets_in_flight_requests_finish(serve):
     clients.join(10)
     assert results["r"] == [200] * 4
     assert server.wait_exit() == 0, server.log_tail()
+
+
+def test_write_with_content_length_keeps_the_connection(server):
+    with server.connect() as conn:
+        conn.send(request_bytes(target="/write-len"))
+        resp = conn.read_response()
+        assert resp.body == b"hello world"
+        assert resp.header("Content-Length") == "11"
+        conn.send(request_bytes(target="/say/next"))
+        assert conn.read_response().body == b"next"
+
+
+def test_write_on_http10_is_close_delimited(server):
+    with server.connect() as conn:
+        conn.send(request_bytes(target="/write-then-sleep", version="HTTP/1.0"))
+        resp = conn.read_response()
+        assert resp.body == b"first;second"
+
+
+def test_an_error_after_write_ends_the_connection_without_a_second_head(server):
+    with server.connect() as conn:
+        conn.send(request_bytes(target="/write-raise"))
+        data = conn.read_until_closed()
+    assert data.count(b"HTTP/1.1 ") == 1
+    assert b"200 OK" in data and b"partial" in data
+    assert b"500" not in data.split(b"\r\n\r\n", 1)[1]
+    wait_until(lambda: "after write" in server.log(), 5, what="the traceback")

@@ -203,6 +203,13 @@ impl Engine {
         each!(self, e => e.shutdown_write(conn.0))
     }
 
+    /// The socket of `conn`, for writing to it directly while nothing is
+    /// queued for it here (the sync worker's WSGI `write()`, which blocks
+    /// like gunicorn's). `None` once the connection is closed.
+    pub fn raw_fd(&self, conn: ConnId) -> Option<RawFd> {
+        each!(self, e => e.raw_fd(conn.0))
+    }
+
     /// Close `conn` now; no event for it is delivered after this call.
     /// Output not yet written gets one best-effort attempt.
     pub fn close(&mut self, conn: ConnId) {

@@ -148,3 +148,48 @@ pub fn close_inherited(fd: RawFd) {
         libc::close(fd);
     }
 }
+
+/// Write all of `buf` to the connected socket `fd` (non-blocking),
+/// waiting for room up to `timeout` at a time: the sync worker's `write()`
+/// callable, which blocks the worker like gunicorn's sync worker does.
+/// Never raises SIGPIPE; a peer that left is an error.
+pub fn send_all_blocking(
+    fd: RawFd,
+    mut buf: &[u8],
+    timeout: std::time::Duration,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        // SAFETY: `fd` is an open socket the caller owns for the duration
+        // of the call; `buf` is valid for `buf.len()` bytes.
+        let n = unsafe { libc::send(fd, buf.as_ptr().cast(), buf.len(), libc::MSG_NOSIGNAL) };
+        if n >= 0 {
+            buf = &buf[n as usize..];
+            continue;
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EINTR) => continue,
+            Some(libc::EAGAIN) => {
+                let mut pfd = libc::pollfd {
+                    fd,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+                // SAFETY: one valid pollfd, for the duration of the call.
+                let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+                if r == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the client did not read in time",
+                    ));
+                }
+                if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            _ => return Err(err),
+        }
+    }
+    Ok(())
+}

@@ -210,6 +210,15 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
         mail: Vec::new(),
         next_serial: 0,
         quick_exit: false,
+        // A client that stops reading holds a sync worker's write() for at
+        // most --timeout, as gunicorn's socket timeout does (none with 0).
+        direct: Arc::new(super::direct::DirectSink::new(Duration::from_secs(
+            if cfg.timeout == 0 {
+                86_400
+            } else {
+                cfg.timeout as u64
+            },
+        ))),
         date: DateCache::new(),
         keep_alive: Duration::from_secs(cfg.keep_alive as u64),
         max_connections: cfg.worker_connections,

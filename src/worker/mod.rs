@@ -10,6 +10,7 @@
 
 mod boot;
 mod conn;
+mod direct;
 mod events;
 mod reload;
 mod sendfile;
@@ -132,6 +133,8 @@ struct Worker<'a> {
     next_serial: u64,
     /// INT/QUIT: leave without waiting for app threads.
     quick_exit: bool,
+    /// The sync worker's `write()` callable sends through this.
+    direct: Arc<direct::DirectSink>,
     date: DateCache,
     keep_alive: Duration,
     max_connections: usize,
@@ -549,9 +552,21 @@ impl Worker<'_> {
         if let Some(s) = self.status {
             s.begin_call(shm::monotonic_ms(), req.head.method(), req.head.target());
         }
+        // write() goes straight to the socket while nothing else is queued for it.
+        let direct = match (c.tls.is_none() && c.pending_output() == 0)
+            .then(|| self.engine.raw_fd(id))
+            .flatten()
+        {
+            Some(fd) => {
+                self.direct.prepare(fd, req_info, force_close);
+                Some(self.direct.clone() as Arc<dyn crate::wsgi::WriteSink>)
+            }
+            None => None,
+        };
         let (reply, environ) = self
             .app
-            .call_keeping_environ(py, &req, &c.info, self.keep_environ);
+            .call_with(py, &req, &c.info, self.keep_environ, direct);
+        let (streamed_writer, direct_failed, direct_sent) = self.direct.finish();
         if let Some(s) = self.status {
             s.end_call();
         }
@@ -559,7 +574,17 @@ impl Worker<'_> {
         let Some(c) = self.state.get(id) else {
             return;
         };
+        if direct_failed {
+            c.broken = true;
+        }
         match reply {
+            Reply::Failed if streamed_writer.is_some() => {
+                // The head already went out with write(): end the connection.
+                c.phase = Phase::CloseAfterSend;
+                if let Some(t) = metric_start {
+                    response_ended(self.status, 500, t);
+                }
+            }
             Reply::Failed => {
                 let before = c.out.len();
                 http::error_response(&mut c.out, 500, "Internal Server Error");
@@ -583,15 +608,18 @@ impl Worker<'_> {
                 }
             }
             Reply::Response { head, body } => {
-                let writer = ResponseWriter::start(
-                    &mut c.out,
-                    &mut self.date,
-                    req_info,
-                    &head.status,
-                    &head.headers,
-                    body.known_len(),
-                    force_close,
-                );
+                let writer = match streamed_writer {
+                    Some(w) if body.head_streamed() => w,
+                    _ => ResponseWriter::start(
+                        &mut c.out,
+                        &mut self.date,
+                        req_info,
+                        &head.status,
+                        &head.headers,
+                        body.known_len(),
+                        force_close,
+                    ),
+                };
                 let metric = metric_start.map(|t| (status_code(&head.status), t));
                 let done = started.map(|(start_sys, start, peer)| {
                     Box::new(RequestDone {
@@ -600,7 +628,7 @@ impl Worker<'_> {
                         headers: head.headers,
                         start_sys,
                         start,
-                        sent: 0,
+                        sent: direct_sent,
                         peer,
                         scheme,
                         environ,

@@ -9,6 +9,8 @@ Routes (by PATH_INFO):
   /thread?s=S        the name of the thread that runs the app, after S seconds
   /multithread       wsgi.multithread as "True"/"False"
   /write-then-sleep  write() "first;", sleeps 1 s, then returns "second"
+  /write-len         Content-Length 11, write() "hello ", returns ["world"]
+  /write-raise       write() "partial", then raises
 """
 import os
 import threading
@@ -69,4 +71,12 @@ def app(environ, start_response):
         write(b"first;")
         time.sleep(1.0)
         return [b"second"]
+    if path == "/write-len":
+        write = start_response("200 OK", [("Content-Length", "11")])
+        write(b"hello ")
+        return [b"world"]
+    if path == "/write-raise":
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"partial")
+        raise RuntimeError("after write")
     return _reply(start_response, "not found: " + path)

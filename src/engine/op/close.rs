@@ -25,6 +25,13 @@ use crate::sys::transport;
 // ---------------------------------------------------------------- io_uring
 
 impl UringEngine {
+    pub fn raw_fd(&self, id: u32) -> Option<std::os::fd::RawFd> {
+        self.conns
+            .get(id as usize)
+            .filter(|c| c.state == ConnState::Open && c.fd >= 0)
+            .map(|c| c.fd)
+    }
+
     pub fn close(&mut self, id: u32) {
         let Some(c) = self.conns.get(id as usize) else {
             return;
@@ -72,6 +79,13 @@ impl UringEngine {
 // ------------------------------------------------------------------ epoll
 
 impl EpollEngine {
+    pub fn raw_fd(&self, id: u32) -> Option<std::os::fd::RawFd> {
+        self.conns
+            .get(id as usize)
+            .filter(|c| c.open && c.fd >= 0)
+            .map(|c| c.fd)
+    }
+
     pub fn close(&mut self, id: u32) {
         let Some(c) = self.conns.get_mut(id as usize) else {
             return;
