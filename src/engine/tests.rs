@@ -179,6 +179,25 @@ fn client(l: &TcpListener) -> TcpStream {
     s
 }
 
+/// Close `c` with a reset instead of a FIN (SO_LINGER 0).
+fn reset(c: TcpStream) {
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt with a live linger struct of the size given.
+    unsafe {
+        libc::setsockopt(
+            c.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+    drop(c);
+}
+
 /// Run a test body once per engine kind, as two named tests.
 macro_rules! both {
     ($name:ident, $body:expr) => {
@@ -327,22 +346,7 @@ both!(peer_reset_reports_eof_then_send_fails, |kind| {
     let mut h = Harness::new(kind, &[l.as_raw_fd()]);
     let c = client(&l);
     let (conn, _) = h.accept();
-    // SO_LINGER 0: closing sends a reset instead of a FIN.
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt with a live linger struct of the size given.
-    unsafe {
-        libc::setsockopt(
-            c.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
-    drop(c);
+    reset(c);
     h.expect("eof", |e| *e == Ev::Eof(conn));
     h.engine.send(conn, b"anyone there?".to_vec());
     match h.expect("send failure", |e| e.conn() == Some(conn)) {
@@ -736,22 +740,7 @@ both!(file_to_a_gone_peer_fails_and_is_closed, |kind| {
     let mut h = Harness::new(kind, &[l.as_raw_fd()]);
     let c = client(&l);
     let (conn, _) = h.accept();
-    // SO_LINGER 0: closing sends a reset instead of a FIN.
-    let linger = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    // SAFETY: setsockopt with a live linger struct of the size given.
-    unsafe {
-        libc::setsockopt(
-            c.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
-    drop(c);
+    reset(c);
     h.expect("eof", |e| *e == Ev::Eof(conn));
     h.engine.send_file(conn, f.dup(), 0, 4 << 20);
     match h.expect("send failure", |e| e.conn() == Some(conn)) {

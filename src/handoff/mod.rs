@@ -75,21 +75,20 @@ pub enum Output {
 /// Messages from the app side to the loop, with an eventfd that wakes it.
 pub struct Mailbox {
     queue: Mutex<Vec<(Ticket, Output)>>,
-    wake: EventFd,
+    wake: Waker,
 }
 
 impl Mailbox {
     pub fn new() -> std::io::Result<Mailbox> {
-        let wake = EventFd::from_flags(EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC)?;
         Ok(Mailbox {
             queue: Mutex::new(Vec::new()),
-            wake,
+            wake: Waker::new()?,
         })
     }
 
     /// The descriptor the engine watches.
     pub fn fd(&self) -> RawFd {
-        self.wake.as_fd().as_raw_fd()
+        self.wake.fd()
     }
 
     /// Post one message; wakes the loop when the queue was empty.
@@ -99,8 +98,7 @@ impl Mailbox {
         q.push((ticket, out));
         drop(q);
         if was_empty {
-            // EAGAIN means the counter is already non-zero: the loop wakes anyway.
-            let _ = self.wake.write(1);
+            self.wake.wake();
         }
     }
 
@@ -108,7 +106,7 @@ impl Mailbox {
     pub fn drain(&self, into: &mut Vec<(Ticket, Output)>) {
         // Reset the counter before taking the queue: a post that lands in
         // between is either taken now or writes the eventfd again.
-        let _ = self.wake.read();
+        self.wake.clear();
         let mut q = lock(&self.queue);
         if into.is_empty() {
             std::mem::swap(&mut *q, into);
@@ -381,6 +379,7 @@ impl Waker {
     pub fn fd(&self) -> RawFd {
         self.fd.as_fd().as_raw_fd()
     }
+    /// EAGAIN means the counter is already non-zero: the wake is pending anyway.
     pub fn wake(&self) {
         let _ = self.fd.write(1);
     }
@@ -415,9 +414,9 @@ mod tests {
             [1, 2]
         );
         // The counter was reset: nothing to read until the next post.
-        assert!(m.wake.read().is_err());
+        assert!(m.wake.fd.read().is_err());
         m.post(t(3), Output::End);
-        assert_eq!(m.wake.read().unwrap(), 1);
+        assert_eq!(m.wake.fd.read().unwrap(), 1);
     }
 
     #[test]

@@ -563,10 +563,15 @@ impl Worker<'_> {
             }
             None => None,
         };
+        let used_direct = direct.is_some();
         let (reply, environ) = self
             .app
             .call_with(py, &req, &c.info, self.keep_environ, direct);
-        let (streamed_writer, direct_failed, direct_sent) = self.direct.finish();
+        let (streamed_writer, direct_failed, direct_sent) = if used_direct {
+            self.direct.finish()
+        } else {
+            (None, false, 0)
+        };
         if let Some(s) = self.status {
             s.end_call();
         }
