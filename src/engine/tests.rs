@@ -541,11 +541,28 @@ both!(many_concurrent_connections_echo, |kind| {
 });
 
 both!(receives_continue_after_the_buffer_ring_runs_dry, |kind| {
-    // 80 × 64 KiB = 5 MiB against 256 × 16 KiB = 4 MiB of receive buffers;
-    // 64 KiB fits in a fresh loopback socket's buffers, so the writes finish
-    // before the engine reads anything.
-    const CLIENTS: usize = 80;
+    receives_all_bytes_in_order_while_the_ring_runs_dry(kind)
+});
+
+#[test]
+fn classic_buffer_ring_receives_continue_after_running_dry() {
+    if available(EngineKind::Uring) {
+        crate::engine::uring::tests::CLASSIC_RING.set(true);
+        receives_all_bytes_in_order_while_the_ring_runs_dry(EngineKind::Uring);
+    }
+}
+
+fn receives_all_bytes_in_order_while_the_ring_runs_dry(kind: EngineKind) {
+    // 67 × 64 KiB = 4.2 MiB (and 33 small writes) against 4 MiB of receive
+    // buffers; 64 KiB fits in
+    // a fresh loopback socket's buffers, so the writes finish before the
+    // engine reads anything. Every connection's bytes differ (its own
+    // offset into the pattern), and small writes sit between the large
+    // ones, so receives that share a buffer must still keep each stream's
+    // bytes whole and in order.
+    const CLIENTS: usize = 100;
     const EACH: usize = 64 * 1024;
+    let size = |i: usize| if i % 3 == 1 { 7 + i } else { EACH };
     let l = tcp_listener();
     let mut h = Harness::new(kind, &[l.as_raw_fd()]);
     let mut clients: Vec<TcpStream> = (0..CLIENTS).map(|_| client(&l)).collect();
@@ -554,8 +571,8 @@ both!(receives_continue_after_the_buffer_ring_runs_dry, |kind| {
         conns.push(h.accept().0);
     }
     let writer = std::thread::spawn(move || {
-        for c in &mut clients {
-            c.write_all(&[7u8; EACH]).unwrap();
+        for (i, c) in clients.iter_mut().enumerate() {
+            c.write_all(&pattern(i * 13, size(i))).unwrap();
             c.shutdown(Shutdown::Write).unwrap();
         }
         clients
@@ -564,37 +581,44 @@ both!(receives_continue_after_the_buffer_ring_runs_dry, |kind| {
     while !writer.is_finished() && start.elapsed() < Duration::from_secs(2) {
         std::thread::sleep(Duration::from_millis(10));
     }
-    let mut got = std::collections::HashMap::new();
+    let mut got: std::collections::HashMap<_, Vec<u8>> = std::collections::HashMap::new();
     let mut eofs = 0;
     while eofs < CLIENTS {
         assert!(
             start.elapsed() < DEADLINE,
             "timed out; {eofs} ends, {} bytes",
-            got.values().sum::<usize>()
+            got.values().map(Vec::len).sum::<usize>()
         );
         h.turn(Duration::from_millis(20));
         for ev in std::mem::take(&mut h.log) {
             match ev {
-                Ev::Data(c, d) => {
-                    assert!(d.iter().all(|&b| b == 7));
-                    *got.entry(c).or_insert(0) += d.len();
-                }
+                Ev::Data(c, d) => got.entry(c).or_default().extend_from_slice(&d),
                 Ev::Eof(_) => eofs += 1,
                 _ => {}
             }
         }
     }
     let _clients = writer.join().unwrap();
-    for c in &conns {
-        assert_eq!(got.get(c), Some(&EACH), "bytes for {c:?}");
+    // Accept order is connect order, which is the writers' order.
+    for (i, c) in conns.iter().enumerate() {
+        let bytes = got.get(c).map_or(&[][..], Vec::as_slice);
+        assert!(
+            bytes == pattern(i * 13, size(i)).as_slice(),
+            "bytes for {c:?}: {} of {}",
+            bytes.len(),
+            size(i)
+        );
     }
     if let Engine::Uring(e) = &h.engine {
         assert!(
             e.recv_out_of_buffers > 0,
             "the ring never ran dry: the test did not test re-arming"
         );
+        if crate::engine::uring::tests::CLASSIC_RING.get() {
+            assert!(!e.bufs.is_incremental(), "the ring is not a classic one");
+        }
     }
-});
+}
 
 /// A file in the temp dir holding `len` bytes of a pattern, unique per
 /// test and engine; removed when dropped.

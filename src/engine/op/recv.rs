@@ -2,7 +2,8 @@
 //!
 //! * io_uring: one multishot receive per connection, taking buffers from the
 //!   worker's buffer ring; each buffer goes back to the ring right after the
-//!   callback saw its bytes. The receive is re-armed when it ends without
+//!   callback saw its bytes (or, in an incrementally consumed ring, once the
+//!   kernel has used all of it). The receive is re-armed when it ends without
 //!   F_MORE for any reason but end of stream, an error or a pause (ENOBUFS
 //!   when the ring ran dry is the usual one). Pausing cancels it; bytes that
 //!   land before the cancel are held and delivered on resume.
@@ -64,7 +65,8 @@ impl UringEngine {
                 } else if live {
                     c.held.extend_from_slice(data);
                 }
-                self.bufs.recycle(bid);
+                self.bufs
+                    .consume(bid, res as usize, cqueue::buffer_more(flags));
             }
         } else if res == 0 || (res != -libc::ENOBUFS && res != -libc::ECANCELED) {
             // End of stream, or the connection failed (reset...).

@@ -3,14 +3,22 @@
 //! One ring of `count` buffers of `size` bytes per worker. The kernel picks
 //! a buffer for each receive completion and names it in the completion's
 //! flags; the engine hands the bytes to the worker and gives the buffer
-//! back (`recycle`) before it processes the next completion, so the ring is
+//! back (`consume`) before it processes the next completion, so the ring is
 //! full again at the end of every batch.
+//!
+//! Where the kernel has incrementally consumed rings (`IOU_PBUF_RING_INC`,
+//! Linux 6.12), a receive takes only the bytes it needs from the buffer at
+//! the head: small requests share one buffer, so the buffers can be large
+//! enough for a big upload to arrive in few completions. The kernel then
+//! keeps a buffer until it is used up (a completion without `BUF_MORE`);
+//! the bytes of each completion start where the previous completion for
+//! that buffer ended, which `offsets` tracks.
 
 use std::alloc::{self, Layout};
 use std::io;
 use std::sync::atomic::{AtomicU16, Ordering};
 
-use io_uring::types::BufRingEntry;
+use io_uring::types::{self, BufRingEntry};
 use io_uring::IoUring;
 
 /// Page alignment the kernel requires for the ring memory.
@@ -26,13 +34,23 @@ pub struct BufRing {
     /// Our copy of the tail: the next entry we fill.
     tail: u16,
     bgid: u16,
+    /// Incremental consumption: per buffer, the bytes completions already
+    /// took from it (empty for a classic ring).
+    offsets: Vec<u32>,
 }
 
 impl BufRing {
     /// Allocate `count` (a power of two) buffers of `size` bytes and
-    /// register them with `ring` as buffer group `bgid`.
-    pub fn new(ring: &IoUring, bgid: u16, count: u16, size: usize) -> io::Result<BufRing> {
-        assert!(count.is_power_of_two() && size > 0);
+    /// register them with `ring` as buffer group `bgid`, consumed
+    /// incrementally if `incremental` (EINVAL where the kernel cannot).
+    pub fn new(
+        ring: &IoUring,
+        bgid: u16,
+        count: u16,
+        size: usize,
+        incremental: bool,
+    ) -> io::Result<BufRing> {
+        assert!(count.is_power_of_two() && size > 0 && size <= u32::MAX as usize);
         let entries_layout =
             Layout::from_size_align(count as usize * std::mem::size_of::<BufRingEntry>(), PAGE)
                 .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
@@ -57,13 +75,23 @@ impl BufRing {
             size,
             tail: 0,
             bgid,
+            offsets: if incremental {
+                vec![0; count as usize]
+            } else {
+                Vec::new()
+            },
+        };
+        let flags = if incremental {
+            types::IOU_PBUF_RING_INC as u16
+        } else {
+            0
         };
         // SAFETY: `entries` is page-aligned memory for `count` entries that
         // lives until `self` is dropped, and the engine drops this ring only
         // after unregistering it (or after the io_uring itself is gone).
         unsafe {
             ring.submitter()
-                .register_buf_ring_with_flags(entries as u64, count, bgid, 0)
+                .register_buf_ring_with_flags(entries as u64, count, bgid, flags)
         }?;
         for bid in 0..count {
             bufs.put(bid);
@@ -76,19 +104,35 @@ impl BufRing {
         self.bgid
     }
 
-    /// The first `len` bytes of buffer `bid`, as the kernel filled them.
-    pub fn data(&self, bid: u16, len: usize) -> &[u8] {
-        let bid = (bid & (self.count - 1)) as usize;
-        let len = len.min(self.size);
-        // SAFETY: `bid < count`, so the range lies inside the allocation;
-        // the kernel finished writing it before posting the completion, and
-        // it does not reuse the buffer until `recycle` puts it back.
-        unsafe { std::slice::from_raw_parts(self.base.add(bid * self.size), len) }
+    pub fn is_incremental(&self) -> bool {
+        !self.offsets.is_empty()
     }
 
-    /// Give buffer `bid` back to the kernel.
-    pub fn recycle(&mut self, bid: u16) {
-        self.put(bid & (self.count - 1));
+    /// The `len` bytes a completion put in buffer `bid`.
+    pub fn data(&self, bid: u16, len: usize) -> &[u8] {
+        let bid = (bid & (self.count - 1)) as usize;
+        let start = self.offsets.get(bid).map_or(0, |&o| o as usize);
+        let len = len.min(self.size - start.min(self.size));
+        // SAFETY: `bid < count` and `start + len <= size`, so the range lies
+        // inside the buffer's part of the allocation; the kernel finished
+        // writing it before posting the completion, and it does not write
+        // it again until `consume` gives the buffer back.
+        unsafe { std::slice::from_raw_parts(self.base.add(bid * self.size + start), len) }
+    }
+
+    /// The completion's `len` bytes of buffer `bid` were handed over; give
+    /// the buffer back to the kernel unless it keeps filling it (`more`:
+    /// the completion's `BUF_MORE` flag, only ever set for incremental rings).
+    pub fn consume(&mut self, bid: u16, len: usize, more: bool) {
+        let bid = bid & (self.count - 1);
+        if let Some(offset) = self.offsets.get_mut(bid as usize) {
+            if more {
+                *offset += len as u32;
+                return;
+            }
+            *offset = 0;
+        }
+        self.put(bid);
         self.publish();
     }
 

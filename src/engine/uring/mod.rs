@@ -45,11 +45,17 @@ use crate::sys::uring::{enter, register_ring_fd, RingRef};
 const SQ_ENTRIES: u32 = 2048;
 /// Completion queue size: completions of a busy batch never overflow.
 const CQ_ENTRIES: u32 = 8192;
-/// Receive buffers per worker, and their size: 256 × 16 KiB = 4 MiB.
-/// A buffer is returned right after its bytes are handed over, so the
-/// count bounds receives per batch, not open connections.
+/// Receive buffers per worker, and their size, 4 MiB either way. In an
+/// incrementally consumed ring (see `bufring`) receives share buffers, so
+/// fewer, larger ones serve as many receives per batch and let a large body
+/// arrive in 64 KiB pieces (as the epoll engine reads it); a classic ring
+/// spends one buffer per receive, so it needs more of them. A buffer is
+/// returned right after its bytes are handed over, so the count bounds
+/// receives per batch, not open connections.
 pub const RECV_BUFFERS: u16 = 256;
 pub const RECV_BUFFER_SIZE: usize = 16 * 1024;
+pub const RECV_BUFFERS_INC: u16 = 32;
+pub const RECV_BUFFER_SIZE_INC: usize = 128 * 1024;
 /// The buffer group id of the receive buffer ring.
 const BGID: u16 = 0;
 /// How long dropping the engine waits for cancelled operations.
@@ -245,7 +251,23 @@ impl UringEngine {
             Ok(index) => RingRef::Registered(index),
             Err(_) => RingRef::Fd(ring.as_raw_fd()),
         };
-        let bufs = BufRing::new(&ring, BGID, RECV_BUFFERS, RECV_BUFFER_SIZE)?;
+        let incremental = BufRing::new(&ring, BGID, RECV_BUFFERS_INC, RECV_BUFFER_SIZE_INC, true);
+        #[cfg(test)]
+        let incremental = match incremental {
+            Ok(bufs) if tests::CLASSIC_RING.get() => {
+                ring.submitter().unregister_buf_ring(BGID)?;
+                drop(bufs);
+                Err(io::Error::from_raw_os_error(libc::EINVAL))
+            }
+            other => other,
+        };
+        let bufs = match incremental {
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                debug!("io_uring: no incrementally consumed buffer rings ({e})");
+                BufRing::new(&ring, BGID, RECV_BUFFERS, RECV_BUFFER_SIZE, false)?
+            }
+            bufs => bufs?,
+        };
         let mut listener_list = Vec::with_capacity(listeners.len());
         for &fd in listeners {
             listener_list.push(Listener {
@@ -520,5 +542,16 @@ impl Drop for UringEngine {
             warn!("io_uring operations still outstanding at shutdown; leaking their buffers");
             std::mem::forget(std::mem::take(&mut self.conns));
         }
+    }
+}
+
+#[cfg(test)]
+pub mod tests {
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Build this thread's engines with a classic buffer ring, as on a
+        /// kernel without incrementally consumed ones.
+        pub static CLASSIC_RING: Cell<bool> = const { Cell::new(false) };
     }
 }

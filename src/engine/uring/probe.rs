@@ -69,7 +69,7 @@ pub fn probe() -> Result<(), Unavailable> {
 /// Receive one byte through a multishot receive with a buffer ring and
 /// check the kernel kept the receive armed.
 fn multishot_recv_works(mut ring: IoUring, release: &str) -> Result<(), Unavailable> {
-    let bufs = BufRing::new(&ring, 0, 2, 64).map_err(|e| {
+    let bufs = BufRing::new(&ring, 0, 2, 64, false).map_err(|e| {
         if e.raw_os_error() == Some(libc::EINVAL) {
             unavailable(format!(
                 "kernel {release} has no provided-buffer rings (needs >= 6.0)"
