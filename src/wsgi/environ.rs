@@ -4,7 +4,12 @@
 //! the process environment) live in a template dict built once per worker;
 //! each request copies it (a memcpy of the key table in CPython) and sets
 //! its own entries. The template also holds a placeholder for every entry a
-//! request always sets, so the copy is already the right size.
+//! request always sets, so the copy is already the right size; where the
+//! placeholder is the usual value (`GET`, `HTTP/1.1`, `http`) a request
+//! sets the entry only when it differs. Requests that keep coming from one
+//! context (listener, peer address, scheme: a proxy, a load balancer, one
+//! busy client) copy a version of the template that has that context's
+//! entries set too.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
@@ -41,6 +46,76 @@ pub(crate) struct Template {
     script_name: Option<Vec<u8>>,
     conn_cache: Mutex<ConnCache>,
     values: Mutex<ValueCache>,
+    contexts: Mutex<ContextCache>,
+}
+
+/// Where a request came from, as far as the environ tells.
+#[derive(Clone, PartialEq, Eq)]
+struct Context {
+    server_name: String,
+    server_port: String,
+    peer_ip: Option<IpAddr>,
+    https: bool,
+}
+
+impl Context {
+    fn of(conn: &ConnInfo, https: bool) -> Context {
+        Context {
+            server_name: conn.server_name.clone(),
+            server_port: conn.server_port.clone(),
+            peer_ip: conn.peer.map(|p| p.ip()),
+            https,
+        }
+    }
+
+    fn is(&self, conn: &ConnInfo, https: bool) -> bool {
+        self.https == https
+            && self.peer_ip == conn.peer.map(|p| p.ip())
+            && self.server_port == conn.server_port
+            && self.server_name == conn.server_name
+    }
+}
+
+/// Copies of the template with a context's entries (SERVER_NAME,
+/// SERVER_PORT, REMOTE_ADDR, wsgi.url_scheme) already set, for the last few
+/// contexts that repeated. One is made on the second miss in a row for the
+/// same context, so a stream of one-off clients costs no extra copies.
+#[derive(Default)]
+struct ContextCache {
+    entries: Vec<(Context, Py<PyDict>)>,
+    next: usize,
+    last_miss: Option<Context>,
+}
+
+/// Contexts kept per worker.
+const CONTEXT_SLOTS: usize = 4;
+
+impl ContextCache {
+    fn find(&self, py: Python<'_>, conn: &ConnInfo, https: bool) -> Option<Py<PyDict>> {
+        self.entries
+            .iter()
+            .find(|(c, _)| c.is(conn, https))
+            .map(|(_, d)| d.clone_ref(py))
+    }
+
+    /// A miss: whether it repeats the previous miss (worth a copy).
+    fn missed(&mut self, conn: &ConnInfo, https: bool) -> bool {
+        if self.last_miss.as_ref().is_some_and(|c| c.is(conn, https)) {
+            self.last_miss = None;
+            return true;
+        }
+        self.last_miss = Some(Context::of(conn, https));
+        false
+    }
+
+    fn insert(&mut self, context: Context, dict: Py<PyDict>) {
+        if self.entries.len() < CONTEXT_SLOTS {
+            self.entries.push((context, dict));
+        } else {
+            self.entries[self.next] = (context, dict);
+            self.next = (self.next + 1) % CONTEXT_SLOTS;
+        }
+    }
 }
 
 /// Header value strings seen recently, direct-mapped by a hash of their
@@ -211,16 +286,17 @@ impl Template {
         base.set_item("wsgi.input_terminated", true)?;
         base.set_item("SERVER_SOFTWARE", format!("ferrocorn/{}", crate::VERSION))?;
         base.set_item(intern!(py, "SCRIPT_NAME"), &script_name)?;
-        // Placeholders, overwritten by every request.
+        // Placeholders: the usual value where a request sets the entry only
+        // when it differs, else overwritten by every request.
         // One `wsgi.input` shared by every request without a body.
         base.set_item(intern!(py, "wsgi.input"), empty_input)?;
+        base.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "http"))?;
+        base.set_item(intern!(py, "REQUEST_METHOD"), intern!(py, "GET"))?;
+        base.set_item(intern!(py, "SERVER_PROTOCOL"), intern!(py, "HTTP/1.1"))?;
         for key in [
-            intern!(py, "wsgi.url_scheme"),
-            intern!(py, "REQUEST_METHOD"),
             intern!(py, "RAW_URI"),
             intern!(py, "PATH_INFO"),
             intern!(py, "QUERY_STRING"),
-            intern!(py, "SERVER_PROTOCOL"),
             intern!(py, "SERVER_NAME"),
             intern!(py, "SERVER_PORT"),
             intern!(py, "REMOTE_ADDR"),
@@ -232,7 +308,53 @@ impl Template {
             script_name: script_name_bytes,
             conn_cache: Mutex::default(),
             values: Mutex::default(),
+            contexts: Mutex::default(),
         })
+    }
+
+    /// The dict to copy for a request from this context: the template with
+    /// the context's entries set (`true`), or the plain template (`false`).
+    /// No lock is held while Python objects are made or copied (app threads
+    /// build environs too).
+    fn base_for<'py>(
+        &self,
+        py: Python<'py>,
+        conn: &ConnInfo,
+        https: bool,
+    ) -> PyResult<(Bound<'py, PyDict>, bool)> {
+        let lock = || self.contexts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(dict) = lock().find(py, conn, https) {
+            return Ok((dict.into_bound(py), true));
+        }
+        if !lock().missed(conn, https) {
+            return Ok((self.base.bind(py).clone(), false));
+        }
+        let dict = self.base.bind(py).copy()?;
+        self.set_context(py, &dict, conn, https)?;
+        lock().insert(Context::of(conn, https), dict.clone().unbind());
+        Ok((dict, true))
+    }
+
+    /// Set the entries that depend only on where the request came from.
+    fn set_context(
+        &self,
+        py: Python<'_>,
+        env: &Bound<'_, PyDict>,
+        conn: &ConnInfo,
+        https: bool,
+    ) -> PyResult<()> {
+        if https {
+            env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
+        }
+        let mut cache = self.conn_cache.lock().unwrap_or_else(|p| p.into_inner());
+        let (name, port) = cache.server(py, conn);
+        env.set_item(intern!(py, "SERVER_NAME"), name)?;
+        env.set_item(intern!(py, "SERVER_PORT"), port)?;
+        if let Some(peer) = conn.peer {
+            let (addr, _) = cache.peer(py, peer);
+            env.set_item(intern!(py, "REMOTE_ADDR"), addr)?;
+        }
+        Ok(())
     }
 
     pub fn build<'py>(
@@ -242,31 +364,32 @@ impl Template {
         conn: &ConnInfo,
     ) -> Result<Bound<'py, PyDict>, EnvironError> {
         let head = &req.head;
-        let env = self.base.bind(py).copy()?;
+        let https = conn.tls || head.https_forwarded;
+        let (base, in_context) = self.base_for(py, conn, https)?;
+        let env = base.copy()?;
+        if !in_context {
+            self.set_context(py, &env, conn, https)?;
+        }
 
-        env.set_item(intern!(py, "REQUEST_METHOD"), method(py, head.method()))?;
+        if head.method() != b"GET" {
+            env.set_item(intern!(py, "REQUEST_METHOD"), method(py, head.method()))?;
+        }
         let raw_uri = latin1(py, head.target());
         env.set_item(intern!(py, "RAW_URI"), &raw_uri)?;
         let query = head.query();
         if !query.is_empty() {
             env.set_item(intern!(py, "QUERY_STRING"), latin1(py, query))?;
         }
-        env.set_item(
-            intern!(py, "SERVER_PROTOCOL"),
-            match head.version {
-                Version::Http10 => intern!(py, "HTTP/1.0").clone(),
-                Version::Http11 => intern!(py, "HTTP/1.1").clone(),
-                Version::Other(major, minor) => PyString::new(py, &format!("HTTP/{major}.{minor}")),
-            },
-        )?;
-        env.set_item(
-            intern!(py, "wsgi.url_scheme"),
-            if conn.tls || head.https_forwarded {
-                intern!(py, "https")
-            } else {
-                intern!(py, "http")
-            },
-        )?;
+        match head.version {
+            Version::Http11 => {}
+            Version::Http10 => {
+                env.set_item(intern!(py, "SERVER_PROTOCOL"), intern!(py, "HTTP/1.0"))?
+            }
+            Version::Other(major, minor) => env.set_item(
+                intern!(py, "SERVER_PROTOCOL"),
+                PyString::new(py, &format!("HTTP/{major}.{minor}")),
+            )?,
+        }
 
         let mut script_name_header = None;
         // Taken out, not held locked while Python objects are made (app
@@ -325,16 +448,13 @@ impl Template {
         };
         env.set_item(intern!(py, "PATH_INFO"), path_info)?;
 
-        {
-            let mut cache = self.conn_cache.lock().unwrap_or_else(|p| p.into_inner());
-            let (name, port) = cache.server(py, conn);
-            env.set_item(intern!(py, "SERVER_NAME"), name)?;
-            env.set_item(intern!(py, "SERVER_PORT"), port)?;
-            if let Some(peer) = conn.peer {
-                let (addr, port) = cache.peer(py, peer);
-                env.set_item(intern!(py, "REMOTE_ADDR"), addr)?;
-                env.set_item(intern!(py, "REMOTE_PORT"), port)?;
-            }
+        if let Some(peer) = conn.peer {
+            let (_, port) = self
+                .conn_cache
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .peer(py, peer);
+            env.set_item(intern!(py, "REMOTE_PORT"), port)?;
         }
         if let Some(proxy) = &req.proxy {
             env.set_item(intern!(py, "PROXY_PROTOCOL"), proxy.protocol)?;
@@ -524,6 +644,81 @@ mod tests {
                 );
                 assert_eq!(text(cache.peer(py, b)), ("10.1.2.3".into(), "40256".into()));
             }
+        });
+    }
+
+    #[test]
+    fn environs_match_their_context_however_requests_from_contexts_interleave() {
+        crate::wsgi::testing::with_py(|py| {
+            let template = Template::with_script_name(
+                py,
+                &crate::wsgi::testing::worker(),
+                PyString::new(py, ""),
+            )
+            .unwrap();
+            let conn = |peer: &str, port: &str, tls: bool| ConnInfo {
+                peer: (!peer.is_empty()).then(|| peer.parse().unwrap()),
+                server_name: "127.0.0.1".into(),
+                server_port: port.into(),
+                tls,
+            };
+            // Six contexts against four slots, each seen once and in runs.
+            let contexts = [
+                conn("10.0.0.1:1000", "8000", false),
+                conn("10.0.0.2:1001", "8000", false),
+                conn("10.0.0.1:1002", "8000", true),
+                conn("10.0.0.1:1003", "8443", false),
+                conn("[::1]:1004", "8000", false),
+                conn("", "8000", false),
+            ];
+            let order = [
+                0, 0, 0, 1, 1, 0, 2, 2, 3, 3, 4, 4, 5, 5, 0, 1, 2, 3, 4, 5, 5, 1, 0,
+            ];
+            let requests = [
+                crate::wsgi::testing::request("GET", "/", &[], b""),
+                crate::wsgi::testing::request("POST", "/p?q", &[], b""),
+            ];
+            for (n, &i) in order.iter().enumerate() {
+                let c = &contexts[i];
+                let req = &requests[n % 2];
+                let Ok(env) = template.build(py, req, c) else {
+                    panic!("no environ for request {n}");
+                };
+                let get = |k: &str| env.get_item(k).unwrap().unwrap().to_string();
+                let (addr, port) = match c.peer {
+                    Some(p) => (p.ip().to_string(), Some(p.port().to_string())),
+                    None => (String::new(), None),
+                };
+                assert_eq!(get("REMOTE_ADDR"), addr, "request {n}");
+                assert_eq!(
+                    env.get_item("REMOTE_PORT").unwrap().map(|p| p.to_string()),
+                    port,
+                    "request {n}"
+                );
+                assert_eq!(get("SERVER_PORT"), c.server_port, "request {n}");
+                assert_eq!(get("SERVER_NAME"), "127.0.0.1", "request {n}");
+                let scheme = if c.tls { "https" } else { "http" };
+                assert_eq!(get("wsgi.url_scheme"), scheme, "request {n}");
+                let method = if n % 2 == 0 { "GET" } else { "POST" };
+                assert_eq!(get("REQUEST_METHOD"), method, "request {n}");
+                assert_eq!(get("SERVER_PROTOCOL"), "HTTP/1.1", "request {n}");
+                // What an app does to its environ stays in it.
+                env.set_item("REMOTE_ADDR", "changed").unwrap();
+                env.set_item("wsgi.url_scheme", "changed").unwrap();
+            }
+            // The template itself never changes.
+            let base = template.base.bind(py);
+            assert_eq!(
+                base.get_item("REMOTE_ADDR").unwrap().unwrap().to_string(),
+                ""
+            );
+            assert_eq!(
+                base.get_item("wsgi.url_scheme")
+                    .unwrap()
+                    .unwrap()
+                    .to_string(),
+                "http"
+            );
         });
     }
 
