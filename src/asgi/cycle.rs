@@ -53,7 +53,7 @@ pub(crate) struct Cycle {
     body_done: bool,
     stage: Stage,
     status: u16,
-    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    headers: crate::wsgi::HeaderList,
     sent: u64,
     shared: Arc<Shared>,
     mailbox: Arc<Mailbox>,
@@ -80,7 +80,7 @@ impl Cycle {
             body_done: false,
             stage: Stage::Waiting,
             status: 0,
-            headers: Vec::new(),
+            headers: Arc::new([]),
             sent: 0,
             shared,
             mailbox,
@@ -130,7 +130,7 @@ impl Cycle {
         self.post(Output::Failed);
         if self.stage != Stage::Streaming {
             self.status = 500;
-            self.headers.clear();
+            self.headers = Arc::new([]);
         }
         self.stage = Stage::Complete;
         self.log_access();
@@ -198,7 +198,7 @@ impl Cycle {
             }
         }
         self.status = status;
-        self.headers = headers;
+        self.headers = headers.into();
         self.stage = Stage::Started;
         Ok(())
     }

@@ -60,7 +60,7 @@ pub enum Output {
     /// the app declared it.
     Head {
         status: Vec<u8>,
-        headers: Vec<(Vec<u8>, Vec<u8>)>,
+        headers: crate::wsgi::HeaderList,
         known_len: Option<u64>,
     },
     /// Body bytes (already counted on the job's `Flow`).

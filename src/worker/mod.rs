@@ -148,7 +148,7 @@ struct Worker<'a> {
 pub(crate) struct RequestDone {
     head: http::Head,
     status: Vec<u8>,
-    headers: Vec<(Vec<u8>, Vec<u8>)>,
+    headers: crate::wsgi::HeaderList,
     start_sys: std::time::SystemTime,
     start: Instant,
     sent: u64,
@@ -601,7 +601,7 @@ impl Worker<'_> {
                     let done = RequestDone {
                         head: req.head,
                         status: b"500 Internal Server Error".to_vec(),
-                        headers: Vec::new(),
+                        headers: std::sync::Arc::new([]),
                         start_sys,
                         start,
                         sent: (c.out.len() - before) as u64,

@@ -160,7 +160,7 @@ fn answer(py: Python<'_>, shared: &Shared, job: Job) {
     let mut done = shared.track.then(|| RequestDone {
         head: req.head,
         status: b"500 Internal Server Error".to_vec(),
-        headers: Vec::new(),
+        headers: Arc::new([]),
         start_sys,
         start,
         sent: 0,
@@ -260,7 +260,7 @@ fn post_overloaded(mailbox: &Mailbox, ticket: Ticket, flow: &Flow) {
         ticket,
         Output::Head {
             status: b"503 Service Unavailable".to_vec(),
-            headers: super::overloaded_headers(),
+            headers: super::overloaded_headers().into(),
             known_len: Some(body.len() as u64),
         },
     );

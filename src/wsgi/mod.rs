@@ -70,13 +70,16 @@ pub struct WsgiApp {
     pool: Arc<Pool>,
 }
 
+/// Validated response header (name, value) pairs, latin-1 encoded; shared,
+/// so the list an app gives on every response is checked and built once.
+pub type HeaderList = Arc<[(Vec<u8>, Vec<u8>)]>;
+
 /// The status line and headers the app gave to `start_response`.
 #[derive(Debug)]
 pub struct ResponseHead {
     /// e.g. `200 OK`, validated.
     pub status: Vec<u8>,
-    /// Validated (name, value) pairs, latin-1 encoded.
-    pub headers: Vec<(Vec<u8>, Vec<u8>)>,
+    pub headers: HeaderList,
 }
 
 /// What the app answered.

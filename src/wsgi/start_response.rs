@@ -12,7 +12,7 @@ use pyo3::exceptions::{PyAssertionError, PyBrokenPipeError, PyTypeError, PyValue
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
-use super::{ResponseHead, WriteSink};
+use super::{HeaderList, ResponseHead, WriteSink};
 
 /// What the app told `start_response` and `write` during one request.
 #[derive(Default)]
@@ -40,11 +40,17 @@ pub(crate) struct State {
 /// so its checked bytes can be reused. Only tuples something else also
 /// holds are kept (a constant is held by its code object), so tuples built
 /// per response do not churn the cache; holding a reference keeps the
-/// address from being reused by another object.
+/// address from being reused by another object. The list last built only
+/// of kept tuples is kept too: an app that answers with the same literal
+/// list every time gets the same shared `HeaderList`.
 #[derive(Default)]
 pub(crate) struct HeaderCache {
     entries: Vec<(Py<PyAny>, Header)>,
     next: usize,
+    /// The kept tuples' addresses, in list order, and the list built of them.
+    last: Option<(Vec<usize>, HeaderList)>,
+    /// The last status string something else also holds, checked.
+    status: Option<(Py<PyAny>, Vec<u8>)>,
 }
 
 /// A checked (name, value) pair, latin-1 bytes.
@@ -75,7 +81,57 @@ impl HeaderCache {
         } else {
             self.entries[self.next] = entry;
             self.next = (self.next + 1) % HEADER_CACHE_SIZE;
+            // The list may name the tuple let go of.
+            self.last = None;
         }
+    }
+
+    /// The checked bytes of `status`, the last one kept by identity like
+    /// the tuples (an exact `str` cannot change either).
+    fn status(&mut self, status: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+        if let Some((s, bytes)) = &self.status {
+            if s.as_ptr() == status.as_ptr() {
+                return Ok(bytes.clone());
+            }
+        }
+        let bytes = parse_status(status)?;
+        if status.is_exact_instance_of::<PyString>() {
+            self.status = Some((status.clone().unbind(), bytes.clone()));
+        }
+        Ok(bytes)
+    }
+
+    fn holds(&self, item: &Bound<'_, PyAny>) -> bool {
+        self.entries
+            .iter()
+            .any(|(t, _)| t.as_ptr() == item.as_ptr())
+    }
+
+    /// The shared list for `list` if it is the last one built, item for item.
+    fn same_list(&self, list: &Bound<'_, PyList>) -> Option<HeaderList> {
+        let (addrs, headers) = self.last.as_ref()?;
+        if addrs.len() != list.len() {
+            return None;
+        }
+        // Every address in `addrs` belongs to a tuple `entries` holds, so
+        // an equal address is that same tuple.
+        let same = addrs.iter().enumerate().all(|(i, &a)| {
+            list.get_item(i)
+                .is_ok_and(|item| item.as_ptr() as usize == a)
+        });
+        same.then(|| headers.clone())
+    }
+
+    /// Remember `headers`, built from `list`, when every tuple of it is kept.
+    fn remember(&mut self, list: &Bound<'_, PyList>, headers: &HeaderList) {
+        let mut addrs = Vec::with_capacity(list.len());
+        for item in list.iter() {
+            if !self.holds(&item) {
+                return;
+            }
+            addrs.push(item.as_ptr() as usize);
+        }
+        self.last = Some((addrs, headers.clone()));
     }
 }
 
@@ -142,14 +198,14 @@ impl StartResponse {
             }
             None => {}
         }
-        let status = parse_status(status)?;
         // The lock is not held while Python objects are looked at (a
         // `__repr__` in an error message runs app code).
         let mut cache = std::mem::take(&mut lock(&self.state).header_cache);
+        let status = cache.status(status);
         let headers = parse_headers(headers, &mut cache);
         let mut st = lock(&self.state);
         st.header_cache = cache;
-        let headers = headers?;
+        let (status, headers) = (status?, headers?);
         st.started = true;
         st.head = Some(ResponseHead { status, headers });
         Ok(self.write.clone_ref(py))
@@ -327,10 +383,7 @@ fn parse_status(status: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     }
 }
 
-fn parse_headers(
-    headers: &Bound<'_, PyAny>,
-    cache: &mut HeaderCache,
-) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
+fn parse_headers(headers: &Bound<'_, PyAny>, cache: &mut HeaderCache) -> PyResult<HeaderList> {
     if headers.is_instance_of::<PyString>() || headers.is_instance_of::<PyBytes>() {
         return Err(PyTypeError::new_err(
             "headers must be a list of (name, value) tuples",
@@ -338,6 +391,9 @@ fn parse_headers(
     }
     let mut out = Vec::new();
     if let Ok(list) = headers.cast::<PyList>() {
+        if let Some(same) = cache.same_list(list) {
+            return Ok(same);
+        }
         out.reserve(list.len());
         for item in list.iter() {
             match cache.get(&item) {
@@ -349,12 +405,14 @@ fn parse_headers(
                 }
             }
         }
-    } else {
-        for item in headers.try_iter()? {
-            out.push(parse_header(&item?)?);
-        }
+        let out = HeaderList::from(out);
+        cache.remember(list, &out);
+        return Ok(out);
     }
-    Ok(out)
+    for item in headers.try_iter()? {
+        out.push(parse_header(&item?)?);
+    }
+    Ok(out.into())
 }
 
 fn parse_header(item: &Bound<'_, PyAny>) -> PyResult<(Vec<u8>, Vec<u8>)> {
@@ -496,6 +554,71 @@ mod tests {
                 cache.offer(t, &header);
             }
             assert_eq!(cache.entries.len(), HEADER_CACHE_SIZE);
+        });
+    }
+
+    #[test]
+    fn status_cache_answers_for_the_string_asked_about() {
+        crate::wsgi::testing::with_py(|py| {
+            let mut cache = HeaderCache::default();
+            let ok = PyString::new(py, "200 OK").into_any();
+            assert_eq!(cache.status(&ok).unwrap(), b"200 OK");
+            assert_eq!(cache.status(&ok).unwrap(), b"200 OK");
+            let bad = PyString::new(py, "OK").into_any();
+            assert!(cache.status(&bad).is_err());
+            assert!(cache.status(&bad).is_err(), "a bad status is never kept");
+            let other = PyString::new(py, "404 Not Found").into_any();
+            assert_eq!(cache.status(&other).unwrap(), b"404 Not Found");
+            assert_eq!(cache.status(&ok).unwrap(), b"200 OK");
+        });
+    }
+
+    #[test]
+    fn a_repeated_list_of_kept_tuples_shares_its_headers_and_a_changed_one_does_not() {
+        crate::wsgi::testing::with_py(|py| {
+            let mut cache = HeaderCache::default();
+            let tuple = |n: &str, v: &str| PyTuple::new(py, [n, v]).unwrap().into_any();
+            let (a, b, c) = (tuple("A", "1"), tuple("B", "2"), tuple("C", "3"));
+            // Held elsewhere too, as a code object holds its constants.
+            let _held = [a.clone(), b.clone(), c.clone()];
+            fn list<'py>(py: Python<'py>, items: &[&Bound<'py, PyAny>]) -> Bound<'py, PyAny> {
+                PyList::new(py, items).unwrap().into_any()
+            }
+            let text = |h: &HeaderList| {
+                h.iter()
+                    .map(|(n, v)| {
+                        format!(
+                            "{}={}",
+                            String::from_utf8_lossy(n),
+                            String::from_utf8_lossy(v)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            };
+            let first = parse_headers(&list(py, &[&a, &b]), &mut cache).unwrap();
+            let again = parse_headers(&list(py, &[&a, &b]), &mut cache).unwrap();
+            assert!(Arc::ptr_eq(&first, &again), "the same list is shared");
+            assert_eq!(text(&again), ["A=1", "B=2"]);
+            let swapped = parse_headers(&list(py, &[&b, &a]), &mut cache).unwrap();
+            assert_eq!(text(&swapped), ["B=2", "A=1"]);
+            let longer = parse_headers(&list(py, &[&b, &a, &c]), &mut cache).unwrap();
+            assert_eq!(text(&longer), ["B=2", "A=1", "C=3"]);
+            let shorter = parse_headers(&list(py, &[&b]), &mut cache).unwrap();
+            assert_eq!(text(&shorter), ["B=2"]);
+            // A tuple built for the call is never part of a shared list.
+            let fresh = parse_headers(&list(py, &[&b, &tuple("D", "4")]), &mut cache).unwrap();
+            assert_eq!(text(&fresh), ["B=2", "D=4"]);
+            let fresh2 = parse_headers(&list(py, &[&b, &tuple("D", "5")]), &mut cache).unwrap();
+            assert_eq!(text(&fresh2), ["B=2", "D=5"]);
+            // Pushing the kept tuples out of the cache forgets the list.
+            let many: Vec<_> = (0..HEADER_CACHE_SIZE)
+                .map(|i| tuple("E", &i.to_string()))
+                .collect();
+            let _refs: Vec<_> = many.iter().map(Bound::clone).collect();
+            parse_headers(&list(py, &[&a, &b]), &mut cache).unwrap();
+            parse_headers(&PyList::new(py, &many).unwrap().into_any(), &mut cache).unwrap();
+            let after = parse_headers(&list(py, &[&a, &b]), &mut cache).unwrap();
+            assert_eq!(text(&after), ["A=1", "B=2"]);
         });
     }
 
