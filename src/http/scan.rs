@@ -76,6 +76,49 @@ fn has_zero(x: u64) -> bool {
     has_less(x, 1)
 }
 
+/// 0x20 in each byte of `t` that is a lower-case ASCII letter (`t` is ASCII).
+#[inline(always)]
+fn lower_letter_bits(t: u64) -> u64 {
+    let at_least_a = (t | HI).wrapping_sub(LO * u64::from(b'a'));
+    let at_most_z = ((LO * u64::from(b'z')) | HI).wrapping_sub(t);
+    (at_least_a & at_most_z & HI) >> 2
+}
+
+/// Up to 8 bytes as a little-endian word, zero-padded.
+#[inline(always)]
+fn short_word(s: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w[..s.len()].copy_from_slice(s);
+    u64::from_le_bytes(w)
+}
+
+/// `s.eq_ignore_ascii_case(lower)` for an ASCII `lower` without upper-case
+/// letters (a known field name), a word at a time: where `lower` has a
+/// letter the case bit of `s` is ignored, elsewhere bytes must be equal.
+#[inline(always)]
+pub(super) fn eq_lower(s: &[u8], lower: &[u8]) -> bool {
+    debug_assert!(lower
+        .iter()
+        .all(|b| b.is_ascii() && !b.is_ascii_uppercase()));
+    let same = |s: u64, t: u64| (s | lower_letter_bits(t)) == t;
+    let n = s.len();
+    if n != lower.len() {
+        return false;
+    }
+    if n <= 8 {
+        return same(short_word(s), short_word(lower));
+    }
+    let mut i = 0;
+    while i + 8 < n {
+        if !same(word(&s[i..i + 8]), word(&lower[i..i + 8])) {
+            return false;
+        }
+        i += 8;
+    }
+    // The last 8 bytes, overlapping bytes already compared.
+    same(word(&s[n - 8..]), word(&lower[n - 8..]))
+}
+
 /// Whether `s` holds a byte a request field value must not: a control other
 /// than HTAB, or DEL. A word at a time; values are the bulk of a head.
 #[inline]
@@ -165,6 +208,43 @@ mod tests {
         // Bytes that differ from LF by one bit or borrow must not match.
         assert_eq!(find_lf(b"\x0b\x09\x8a\x0a"), Some(3));
         assert_eq!(find_lf(&[0x8a; 16]), None);
+    }
+
+    #[test]
+    fn eq_lower_agrees_with_eq_ignore_ascii_case() {
+        let names: [&[u8]; 8] = [
+            b"te",
+            b"host",
+            b"content-length",
+            b"transfer-encoding",
+            b"proxy-authorization",
+            b"x-forwarded-proto",
+            b"a_b~1",
+            b"",
+        ];
+        for lower in names {
+            let mut candidates = vec![lower.to_vec(), lower.to_ascii_uppercase()];
+            for at in 0..lower.len() {
+                // Every byte value at every position, including the ones
+                // that differ from the name by the case bit only.
+                for b in 0..=255u8 {
+                    let mut s = lower.to_vec();
+                    s[at] = b;
+                    candidates.push(s);
+                }
+            }
+            candidates.push(lower[..lower.len().saturating_sub(1)].to_vec());
+            candidates.push([lower, b"x"].concat());
+            for s in candidates {
+                assert_eq!(
+                    eq_lower(&s, lower),
+                    s.eq_ignore_ascii_case(lower),
+                    "{:?} vs {:?}",
+                    String::from_utf8_lossy(&s),
+                    String::from_utf8_lossy(lower)
+                );
+            }
+        }
     }
 
     #[test]
