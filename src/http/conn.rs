@@ -204,7 +204,7 @@ impl Conn {
                     };
                     self.pos += parsed.len;
                     self.head.reset();
-                    let framing = framing(&parsed.head)?;
+                    let framing = framing(&parsed.head, parsed.framing_fields)?;
                     let limit = self.config.limit_request_body;
                     if let BodyKind::Length(n) = framing.body {
                         if limit > 0 && n > limit {

@@ -24,6 +24,19 @@ pub(super) fn is_token_byte(b: u8) -> bool {
     TOKEN[b as usize]
 }
 
+/// How many bytes at the start of `s` are tchar, and whether an `_` is among them.
+#[inline]
+pub(super) fn token_run(s: &[u8]) -> (usize, bool) {
+    let mut underscore = false;
+    for (i, &b) in s.iter().enumerate() {
+        if !is_token_byte(b) {
+            return (i, underscore);
+        }
+        underscore |= b == b'_';
+    }
+    (s.len(), underscore)
+}
+
 /// A non-empty RFC 9110 token.
 pub(super) fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| is_token_byte(b))
@@ -123,37 +136,44 @@ pub(super) fn eq_lower(s: &[u8], lower: &[u8]) -> bool {
 /// than HTAB, or DEL. A word at a time; values are the bulk of a head.
 #[inline]
 pub(super) fn has_value_ctl(s: &[u8]) -> bool {
+    let suspect = |x: u64| has_less(x, 0x20) || has_zero(x ^ (LO * 0x7f));
     let mut chunks = s.chunks_exact(8);
     for chunk in &mut chunks {
-        let x = word(chunk);
         // HTAB is below 0x20 too: confirm byte by byte.
-        if (has_less(x, 0x20) || has_zero(x ^ (LO * 0x7f)))
-            && chunk.iter().any(|&b| is_value_ctl(b))
-        {
+        if suspect(word(chunk)) && chunk.iter().any(|&b| is_value_ctl(b)) {
             return true;
         }
     }
-    chunks.remainder().iter().any(|&b| is_value_ctl(b))
+    let rest = chunks.remainder();
+    // The last bytes padded with a harmless one.
+    let mut w = [b'a'; 8];
+    w[..rest.len()].copy_from_slice(rest);
+    suspect(u64::from_le_bytes(w)) && rest.iter().any(|&b| is_value_ctl(b))
 }
 
 /// Index of the first `\n` in `s`, a word at a time: header lines are
 /// long runs of ordinary bytes.
 pub(super) fn find_lf(s: &[u8]) -> Option<usize> {
     const LF: u64 = LO * b'\n' as u64;
+    // The lowest flagged byte of `zero_bytes` is exact (borrows only
+    // flag bytes above a real match).
+    let zero_bytes = |x: u64| x.wrapping_sub(LO) & !x & HI;
     let mut chunks = s.chunks_exact(8);
     let mut base = 0;
     for chunk in &mut chunks {
         // A zero byte in x is an LF in the chunk.
-        if has_zero(word(chunk) ^ LF) {
-            return chunk.iter().position(|&b| b == b'\n').map(|i| base + i);
+        let found = zero_bytes(word(chunk) ^ LF);
+        if found != 0 {
+            return Some(base + found.trailing_zeros() as usize / 8);
         }
         base += 8;
     }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == b'\n')
-        .map(|i| base + i)
+    let rest = chunks.remainder();
+    let mut w = [0u8; 8];
+    w[..rest.len()].copy_from_slice(rest);
+    let found = zero_bytes(u64::from_le_bytes(w) ^ LF);
+    let at = found.trailing_zeros() as usize / 8;
+    (at < rest.len()).then_some(base + at)
 }
 
 /// Where a line ending in LF stands in `buf`, searching from `from` (bytes
@@ -245,6 +265,15 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn token_run_stops_at_the_first_non_token_byte_and_sees_underscores() {
+        assert_eq!(token_run(b"Host: x"), (4, false));
+        assert_eq!(token_run(b"X_Y: 1"), (3, true));
+        assert_eq!(token_run(b"X-Y:_"), (3, false));
+        assert_eq!(token_run(b"abc"), (3, false));
+        assert_eq!(token_run(b""), (0, false));
     }
 
     #[test]
