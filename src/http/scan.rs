@@ -145,10 +145,15 @@ pub(super) fn has_value_ctl(s: &[u8]) -> bool {
         }
     }
     let rest = chunks.remainder();
-    // The last bytes padded with a harmless one.
-    let mut w = [b'a'; 8];
-    w[..rest.len()].copy_from_slice(rest);
-    suspect(u64::from_le_bytes(w)) && rest.iter().any(|&b| is_value_ctl(b))
+    if rest.is_empty() {
+        return false;
+    }
+    if s.len() < 8 {
+        return rest.iter().any(|&b| is_value_ctl(b));
+    }
+    // The last 8 bytes: some are checked twice, which changes nothing.
+    let last = &s[s.len() - 8..];
+    suspect(word(last)) && last.iter().any(|&b| is_value_ctl(b))
 }
 
 /// Index of the first `\n` in `s`, a word at a time: header lines are
@@ -169,11 +174,16 @@ pub(super) fn find_lf(s: &[u8]) -> Option<usize> {
         base += 8;
     }
     let rest = chunks.remainder();
-    let mut w = [0u8; 8];
-    w[..rest.len()].copy_from_slice(rest);
-    let found = zero_bytes(u64::from_le_bytes(w) ^ LF);
-    let at = found.trailing_zeros() as usize / 8;
-    (at < rest.len()).then_some(base + at)
+    if rest.is_empty() {
+        return None;
+    }
+    if s.len() < 8 {
+        return rest.iter().position(|&b| b == b'\n');
+    }
+    // The last 8 bytes, those already searched shifted out.
+    let seen = 8 - rest.len();
+    let found = zero_bytes(word(&s[s.len() - 8..]) ^ LF) >> (seen * 8);
+    (found != 0).then(|| base + found.trailing_zeros() as usize / 8)
 }
 
 /// Where a line ending in LF stands in `buf`, searching from `from` (bytes
