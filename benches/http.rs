@@ -142,16 +142,7 @@ fn encode(c: &mut Criterion) {
     });
 
     // A typical framework response: more headers, length known from the list body.
-    let flask = owned(&[
-        ("Content-Type", "text/html; charset=utf-8"),
-        ("Vary", "Cookie"),
-        (
-            "Set-Cookie",
-            "session=eyJfZnJlc2giOmZhbHNlfQ; HttpOnly; Path=/; SameSite=Lax",
-        ),
-        ("Cache-Control", "no-store"),
-        ("X-Frame-Options", "SAMEORIGIN"),
-    ]);
+    let flask = framework_headers();
     let page = vec![b'p'; 2048];
     group.bench_function("framework_2k_list_body", |b| {
         b.iter(|| {
@@ -184,6 +175,20 @@ fn encode(c: &mut Criterion) {
     group.finish();
 }
 
+/// What a typical framework response carries.
+fn framework_headers() -> Vec<(Vec<u8>, Vec<u8>)> {
+    owned(&[
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("Vary", "Cookie"),
+        (
+            "Set-Cookie",
+            "session=eyJfZnJlc2giOmZhbHNlfQ; HttpOnly; Path=/; SameSite=Lax",
+        ),
+        ("Cache-Control", "no-store"),
+        ("X-Frame-Options", "SAMEORIGIN"),
+    ])
+}
+
 /// The hello-world app's response: what a WSGI worker encodes per request.
 fn hello_headers() -> Vec<(Vec<u8>, Vec<u8>)> {
     owned(&[("Content-Type", "text/plain"), ("Content-Length", "13")])
@@ -202,16 +207,34 @@ fn count_encode(out: &mut Vec<u8>, date: &mut DateCache, n: usize) -> usize {
         .sum()
 }
 
-/// The `HTTP_BENCH_COUNT` mode (see the top of the file).
+#[inline(never)]
+fn count_parse_browser(conn: &mut Conn, n: usize) -> usize {
+    (0..n)
+        .map(|_| parse_one(conn, black_box(BROWSER_GET)))
+        .sum()
+}
+
+#[inline(never)]
+fn count_encode_framework(out: &mut Vec<u8>, date: &mut DateCache, n: usize) -> usize {
+    let headers = framework_headers();
+    let page = vec![b'p'; 2048];
+    (0..n)
+        .map(|_| encode_one(out, date, &headers, &[&page], Some(page.len() as u64)))
+        .sum()
+}
+
+/// The `HTTP_BENCH_COUNT` mode (see the top of the file); the browser
+/// request and the framework response are counted too.
 fn count(n: usize) {
     let mut conn = Conn::new(Arc::new(Config::default()), PeerTrust::default());
     // One request first, so buffers have grown to their steady size.
     parse_one(&mut conn, WRK_GET);
-    let parsed = count_parse(&mut conn, n);
+    let parsed = count_parse(&mut conn, n) + count_parse_browser(&mut conn, n);
     let mut out = Vec::with_capacity(128 * 1024);
     let mut date = DateCache::new();
-    let encoded = count_encode(&mut out, &mut date, n);
-    println!("{n} requests: {parsed} headers parsed, {encoded} bytes encoded");
+    let encoded =
+        count_encode(&mut out, &mut date, n) + count_encode_framework(&mut out, &mut date, n);
+    println!("{n} requests each: {parsed} headers parsed, {encoded} bytes encoded");
 }
 
 criterion_group!(benches, parse, encode);
