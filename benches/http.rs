@@ -2,15 +2,24 @@
 //! and response encoding (`ResponseWriter::start` + `body` + `finish`).
 //!
 //! `cargo bench --bench http`
+//!
+//! Instruction counts, which a busy machine does not disturb: with
+//! `HTTP_BENCH_COUNT=n` set the binary runs the wrk request parse and the
+//! hello response encode `n` times each and exits, for
+//! `valgrind --tool=callgrind --toggle-collect='*count_*'`; divide the
+//! inclusive counts of `count_parse` and `count_encode` by `n`.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
-use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 
 use ferrocorn::http::{
     Config, Conn, DateCache, Event, PeerTrust, RequestInfo, ResponseWriter, Version,
 };
+
+/// What `wrk` sends to `http://127.0.0.1:8000/`.
+const WRK_GET: &[u8] = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8000\r\n\r\n";
 
 /// What a current desktop browser sends for a stylesheet.
 const BROWSER_GET: &[u8] = b"GET /static/css/site.css?v=3 HTTP/1.1\r\n\
@@ -56,7 +65,11 @@ fn parse_one(conn: &mut Conn, bytes: &[u8]) -> usize {
 fn parse(c: &mut Criterion) {
     let config = Arc::new(Config::default());
     let mut group = c.benchmark_group("parse");
-    for (name, bytes) in [("browser_get", BROWSER_GET), ("small_post", SMALL_POST)] {
+    for (name, bytes) in [
+        ("wrk_get", WRK_GET),
+        ("browser_get", BROWSER_GET),
+        ("small_post", SMALL_POST),
+    ] {
         group.throughput(Throughput::Bytes(bytes.len() as u64));
         let mut conn = Conn::new(config.clone(), PeerTrust::default());
         group.bench_function(format!("{name}/keep_alive"), |b| {
@@ -123,22 +136,13 @@ fn encode(c: &mut Criterion) {
     let mut out = Vec::with_capacity(128 * 1024);
     let mut date = DateCache::new();
 
-    let hello = owned(&[("Content-Type", "text/plain"), ("Content-Length", "13")]);
+    let hello = hello_headers();
     group.bench_function("hello", |b| {
         b.iter(|| encode_one(&mut out, &mut date, &hello, &[b"Hello, World!"], None))
     });
 
     // A typical framework response: more headers, length known from the list body.
-    let flask = owned(&[
-        ("Content-Type", "text/html; charset=utf-8"),
-        ("Vary", "Cookie"),
-        (
-            "Set-Cookie",
-            "session=eyJfZnJlc2giOmZhbHNlfQ; HttpOnly; Path=/; SameSite=Lax",
-        ),
-        ("Cache-Control", "no-store"),
-        ("X-Frame-Options", "SAMEORIGIN"),
-    ]);
+    let flask = framework_headers();
     let page = vec![b'p'; 2048];
     group.bench_function("framework_2k_list_body", |b| {
         b.iter(|| {
@@ -171,5 +175,77 @@ fn encode(c: &mut Criterion) {
     group.finish();
 }
 
+/// What a typical framework response carries.
+fn framework_headers() -> Vec<(Vec<u8>, Vec<u8>)> {
+    owned(&[
+        ("Content-Type", "text/html; charset=utf-8"),
+        ("Vary", "Cookie"),
+        (
+            "Set-Cookie",
+            "session=eyJfZnJlc2giOmZhbHNlfQ; HttpOnly; Path=/; SameSite=Lax",
+        ),
+        ("Cache-Control", "no-store"),
+        ("X-Frame-Options", "SAMEORIGIN"),
+    ])
+}
+
+/// The hello-world app's response: what a WSGI worker encodes per request.
+fn hello_headers() -> Vec<(Vec<u8>, Vec<u8>)> {
+    owned(&[("Content-Type", "text/plain"), ("Content-Length", "13")])
+}
+
+#[inline(never)]
+fn count_parse(conn: &mut Conn, n: usize) -> usize {
+    (0..n).map(|_| parse_one(conn, black_box(WRK_GET))).sum()
+}
+
+#[inline(never)]
+fn count_encode(out: &mut Vec<u8>, date: &mut DateCache, n: usize) -> usize {
+    let hello = hello_headers();
+    (0..n)
+        .map(|_| encode_one(out, date, black_box(&hello), &[b"Hello, World!"], None))
+        .sum()
+}
+
+#[inline(never)]
+fn count_parse_browser(conn: &mut Conn, n: usize) -> usize {
+    (0..n)
+        .map(|_| parse_one(conn, black_box(BROWSER_GET)))
+        .sum()
+}
+
+#[inline(never)]
+fn count_encode_framework(out: &mut Vec<u8>, date: &mut DateCache, n: usize) -> usize {
+    let headers = framework_headers();
+    let page = vec![b'p'; 2048];
+    (0..n)
+        .map(|_| encode_one(out, date, &headers, &[&page], Some(page.len() as u64)))
+        .sum()
+}
+
+/// The `HTTP_BENCH_COUNT` mode (see the top of the file); the browser
+/// request and the framework response are counted too.
+fn count(n: usize) {
+    let mut conn = Conn::new(Arc::new(Config::default()), PeerTrust::default());
+    // One request first, so buffers have grown to their steady size.
+    parse_one(&mut conn, WRK_GET);
+    let parsed = count_parse(&mut conn, n) + count_parse_browser(&mut conn, n);
+    let mut out = Vec::with_capacity(128 * 1024);
+    let mut date = DateCache::new();
+    let encoded =
+        count_encode(&mut out, &mut date, n) + count_encode_framework(&mut out, &mut date, n);
+    println!("{n} requests each: {parsed} headers parsed, {encoded} bytes encoded");
+}
+
 criterion_group!(benches, parse, encode);
-criterion_main!(benches);
+
+fn main() {
+    if let Some(n) = std::env::var("HTTP_BENCH_COUNT")
+        .ok()
+        .and_then(|n| n.parse().ok())
+    {
+        return count(n);
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

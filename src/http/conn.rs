@@ -174,6 +174,8 @@ impl Conn {
         self.buf.len() - self.pos
     }
 
+    // Inlined: `poll` is its one caller, and a request is not moved twice.
+    #[inline(always)]
     fn step(&mut self) -> Result<Event, HttpError> {
         loop {
             let input = &self.buf[self.pos..];
@@ -204,7 +206,7 @@ impl Conn {
                     };
                     self.pos += parsed.len;
                     self.head.reset();
-                    let framing = framing(&parsed.head)?;
+                    let framing = framing(&parsed.head, parsed.framing_fields)?;
                     let limit = self.config.limit_request_body;
                     if let BodyKind::Length(n) = framing.body {
                         if limit > 0 && n > limit {

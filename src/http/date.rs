@@ -1,17 +1,56 @@
-//! The `Date` header value, formatted once per second.
+//! The `Date` header value, formatted once per second, with the server's
+//! own response fields around it ready to copy in one piece.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// IMF-fixdate is 29 bytes for years 1000-9999.
+const DATE_LEN: usize = 29;
+/// What a response head has between its status and the Date value.
+const BEFORE_DATE: &[u8] = b"\r\nServer: ferrocorn\r\nDate: ";
+const KEEP_ALIVE: &[u8] = b"\r\nConnection: keep-alive\r\n";
+const CLOSE: &[u8] = b"\r\nConnection: close\r\n";
+const KEEP_ALIVE_LEN: usize = BEFORE_DATE.len() + DATE_LEN + KEEP_ALIVE.len();
+const CLOSE_LEN: usize = BEFORE_DATE.len() + DATE_LEN + CLOSE.len();
+
 pub struct DateCache {
     secs: u64,
-    value: [u8; 29],
+    value: [u8; DATE_LEN],
+    /// `\r\nServer: ...\r\nDate: <value>\r\nConnection: keep-alive\r\n`.
+    keep_alive: [u8; KEEP_ALIVE_LEN],
+    /// The same ending in `Connection: close`.
+    close: [u8; CLOSE_LEN],
+}
+
+/// `BEFORE_DATE`, `date`, then `after`, in an array of exactly that size.
+fn fields<const N: usize>(date: &[u8; DATE_LEN], after: &[u8]) -> [u8; N] {
+    let mut out = [b' '; N];
+    let (before, rest) = out.split_at_mut(BEFORE_DATE.len());
+    before.copy_from_slice(BEFORE_DATE);
+    let (value, rest) = rest.split_at_mut(DATE_LEN);
+    value.copy_from_slice(date);
+    rest.copy_from_slice(after);
+    out
 }
 
 impl DateCache {
     pub fn new() -> DateCache {
+        let value = [b' '; DATE_LEN];
         DateCache {
             secs: u64::MAX,
-            value: [b' '; 29],
+            value,
+            keep_alive: fields(&value, KEEP_ALIVE),
+            close: fields(&value, CLOSE),
+        }
+    }
+
+    /// `\r\nServer: ferrocorn\r\nDate: <now>\r\nConnection: keep-alive\r\n`
+    /// (or `close`): the end of the status line and the server's fields.
+    pub(super) fn server_fields(&mut self, keep_alive: bool) -> &[u8] {
+        self.get();
+        if keep_alive {
+            &self.keep_alive
+        } else {
+            &self.close
         }
     }
 
@@ -27,9 +66,10 @@ impl DateCache {
     fn at(&mut self, secs: u64) -> &[u8] {
         if secs != self.secs {
             let formatted = httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(secs));
-            // IMF-fixdate is 29 bytes for years 1000-9999.
-            if formatted.len() == self.value.len() {
+            if formatted.len() == DATE_LEN {
                 self.value.copy_from_slice(formatted.as_bytes());
+                self.keep_alive = fields(&self.value, KEEP_ALIVE);
+                self.close = fields(&self.value, CLOSE);
                 self.secs = secs;
             }
         }
@@ -53,6 +93,29 @@ mod tests {
         assert_eq!(d.at(784111777), b"Sun, 06 Nov 1994 08:49:37 GMT");
         assert_eq!(d.at(784111777), b"Sun, 06 Nov 1994 08:49:37 GMT");
         assert_eq!(d.at(784111778), b"Sun, 06 Nov 1994 08:49:38 GMT");
+    }
+
+    #[test]
+    fn server_fields_carry_the_current_date_and_connection() {
+        let mut d = DateCache::new();
+        let keep = d.server_fields(true).to_vec();
+        let want = [
+            &b"\r\nServer: ferrocorn\r\nDate: "[..],
+            &d.value,
+            b"\r\nConnection: keep-alive\r\n",
+        ]
+        .concat();
+        assert_eq!(keep, want);
+        assert!(httpdate::parse_http_date(std::str::from_utf8(&d.value).unwrap()).is_ok());
+        d.at(784111777);
+        let close = d.server_fields(false).to_vec();
+        let want = [
+            &b"\r\nServer: ferrocorn\r\nDate: "[..],
+            &d.value,
+            b"\r\nConnection: close\r\n",
+        ]
+        .concat();
+        assert_eq!(close, want);
     }
 
     #[test]

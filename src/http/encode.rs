@@ -6,26 +6,47 @@
 
 use std::io::Write;
 
-use super::scan::trim_ows;
+use super::scan::{eq_lower, trim_ows};
 use super::status::{reason_phrase, status_code};
 use super::{DateCache, Version};
 
-/// The `Server` header value.
-const SERVER: &[u8] = b"ferrocorn";
+/// What the server does with an app header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AppField {
+    Kept,
+    ContentLength,
+    /// Hop-by-hop (RFC 9110 §7.6.1) or the server's own: Connection,
+    /// Keep-Alive, Proxy-Authenticate, Proxy-Authorization, TE, Trailers,
+    /// Transfer-Encoding, Upgrade, Server, Date.
+    Dropped,
+}
 
-/// App headers the server drops: hop-by-hop (RFC 9110 §7.6.1) or its own.
-const DROPPED: [&[u8]; 10] = [
-    b"connection",
-    b"keep-alive",
-    b"proxy-authenticate",
-    b"proxy-authorization",
-    b"te",
-    b"trailers",
-    b"transfer-encoding",
-    b"upgrade",
-    b"server",
-    b"date",
-];
+/// Sorts an app header name, comparing it only with the names of its length.
+fn app_field(name: &[u8]) -> AppField {
+    let is = |known: &[u8]| eq_lower(name, known);
+    let dropped = match name.len() {
+        2 => is(b"te"),
+        4 => is(b"date"),
+        6 => is(b"server"),
+        7 => is(b"upgrade"),
+        8 => is(b"trailers"),
+        10 => is(b"connection") || is(b"keep-alive"),
+        14 if is(b"content-length") => return AppField::ContentLength,
+        17 => is(b"transfer-encoding"),
+        18 => is(b"proxy-authenticate"),
+        19 => is(b"proxy-authorization"),
+        _ => false,
+    };
+    if dropped {
+        AppField::Dropped
+    } else {
+        AppField::Kept
+    }
+}
+
+fn is_content_length(name: &[u8]) -> bool {
+    eq_lower(name, b"content-length")
+}
 
 /// How the body of a response is delimited on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -57,9 +78,34 @@ pub struct ResponseWriter {
     remaining: u64,
 }
 
-fn put_u64(out: &mut Vec<u8>, n: u64) {
-    // Writing to a Vec cannot fail.
-    let _ = write!(out, "{n}");
+/// `n` in decimal.
+fn put_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// `n` in lower-case hex, as a chunk size.
+fn put_hex(out: &mut Vec<u8>, mut n: usize) {
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b"0123456789abcdef"[n & 0xf];
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
 }
 
 /// The app's Content-Length, when it is a plain number.
@@ -104,7 +150,7 @@ impl ResponseWriter {
         let mut app_length = None;
         let mut length_index = None;
         for (i, (name, value)) in headers.iter().enumerate() {
-            if name.eq_ignore_ascii_case(b"content-length") {
+            if is_content_length(name) {
                 if let Some(n) = parse_length(value) {
                     app_length = Some(n);
                     length_index = Some(i);
@@ -135,29 +181,18 @@ impl ResponseWriter {
                 .map(|(n, v)| n.len() + v.len() + 4)
                 .sum::<usize>(),
         );
-        out.extend_from_slice(req.version.as_str().as_bytes());
-        out.push(b' ');
+        out.extend_from_slice(req.version.status_line_start());
         out.extend_from_slice(status);
-        out.extend_from_slice(b"\r\nServer: ");
-        out.extend_from_slice(SERVER);
-        out.extend_from_slice(b"\r\nDate: ");
-        out.extend_from_slice(date.get());
-        out.extend_from_slice(if keep_alive {
-            &b"\r\nConnection: keep-alive\r\n"[..]
-        } else {
-            b"\r\nConnection: close\r\n"
-        });
+        out.extend_from_slice(date.server_fields(keep_alive));
         if framing == ResponseFraming::Chunked {
             out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
         }
         for (i, (name, value)) in headers.iter().enumerate() {
-            if DROPPED.iter().any(|d| name.eq_ignore_ascii_case(d)) {
-                continue;
-            }
-            if name.eq_ignore_ascii_case(b"content-length")
-                && (strip_length || Some(i) != length_index)
-            {
-                continue;
+            match app_field(name) {
+                AppField::Kept => {}
+                AppField::Dropped => continue,
+                AppField::ContentLength if strip_length || Some(i) != length_index => continue,
+                AppField::ContentLength => {}
             }
             out.extend_from_slice(name);
             out.extend_from_slice(b": ");
@@ -194,7 +229,8 @@ impl ResponseWriter {
                 self.remaining -= n as u64;
             }
             ResponseFraming::Chunked => {
-                let _ = write!(out, "{:x}\r\n", chunk.len());
+                put_hex(out, chunk.len());
+                out.extend_from_slice(b"\r\n");
                 out.extend_from_slice(chunk);
                 out.extend_from_slice(b"\r\n");
             }
@@ -491,6 +527,49 @@ mod tests {
         let mut out = Vec::new();
         error_response(&mut out, 501, "x");
         assert!(out.starts_with(b"HTTP/1.1 501 Not Implemented\r\n"));
+    }
+
+    #[test]
+    fn hop_by_hop_and_server_fields_are_dropped_in_any_case() {
+        for name in [
+            "connection",
+            "Keep-Alive",
+            "PROXY-AUTHENTICATE",
+            "proxy-Authorization",
+            "TE",
+            "trailers",
+            "Transfer-Encoding",
+            "upgrade",
+            "Server",
+            "DATE",
+        ] {
+            assert_eq!(app_field(name.as_bytes()), AppField::Dropped, "{name}");
+        }
+        assert_eq!(app_field(b"CONTENT-length"), AppField::ContentLength);
+        for name in [
+            "Content-Type",
+            "T",
+            "Tf",
+            "Dates",
+            "Connectionx",
+            "X-Server",
+        ] {
+            assert_eq!(app_field(name.as_bytes()), AppField::Kept, "{name}");
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_in_decimal_and_chunk_sizes_in_hex() {
+        for n in [0, 7, 10, 13, 65536, 1_000_000_007, u64::MAX] {
+            let mut out = Vec::new();
+            put_u64(&mut out, n);
+            assert_eq!(out, n.to_string().as_bytes());
+        }
+        for n in [0, 1, 15, 16, 26, 0xabcdef, usize::MAX] {
+            let mut out = Vec::new();
+            put_hex(&mut out, n);
+            assert_eq!(out, format!("{n:x}").as_bytes());
+        }
     }
 
     #[test]

@@ -8,7 +8,9 @@
 
 use super::error::{HttpError, HttpErrorKind};
 use super::limits::Limits;
-use super::scan::{has_value_ctl, is_ows, is_token_byte, seek_line_end, trim_ows_range, LineEnd};
+use super::scan::{
+    eq_lower, has_value_ctl, is_ows, seek_line_end, token_run, trim_ows_range, LineEnd,
+};
 use super::{Config, Header, HeaderMapPolicy};
 
 /// Spans of values joined from obs-fold lines point into `FieldSection::extra`
@@ -57,6 +59,8 @@ struct Pending {
     folded: bool,
     /// gunicorn's `header_length`: every line of the field with its CRLF.
     length: usize,
+    /// The name holds an `_`.
+    underscore: bool,
 }
 
 #[derive(Debug, Default)]
@@ -78,6 +82,9 @@ pub(super) struct FieldSection {
     /// Whether the first secure-scheme header said https.
     scheme_https: Option<bool>,
     pub expect_continue: bool,
+    /// A kept field is Content-Length, Transfer-Encoding or Connection
+    /// (otherwise the body framing needs no look at the fields).
+    pub framing_fields: bool,
 }
 
 fn err(kind: HttpErrorKind, detail: &str) -> HttpError {
@@ -98,6 +105,7 @@ impl FieldSection {
         self.seen_content_type = false;
         self.scheme_https = None;
         self.expect_continue = false;
+        self.framing_fields = false;
     }
 
     /// `Some(true)` when a trusted peer said https through `secure_scheme_headers`.
@@ -204,7 +212,7 @@ impl FieldSection {
     ) -> Result<(), HttpError> {
         let line = &buf[start..end];
         // One pass finds the colon and how far the bytes before it are tchar.
-        let token_run = line.iter().take_while(|&&b| is_token_byte(b)).count();
+        let (token_run, underscore) = token_run(line);
         let colon = if line.get(token_run) == Some(&b':') {
             token_run
         } else {
@@ -246,6 +254,8 @@ impl FieldSection {
             value: (value_start + vs, value_start + ve),
             folded: false,
             length: end - start + 2,
+            // The name is the token run (the byte after it is `:` or OWS).
+            underscore,
         });
         Ok(())
     }
@@ -287,12 +297,12 @@ impl FieldSection {
             ));
         }
         let name = &buf[p.name.0..p.name.1];
-        if name.eq_ignore_ascii_case(b"host") {
+        if eq_lower(name, b"host") {
             if self.seen_host {
                 return Err(err(HttpErrorKind::InvalidHeader, "duplicate Host"));
             }
             self.seen_host = true;
-        } else if name.eq_ignore_ascii_case(b"content-type") {
+        } else if eq_lower(name, b"content-type") {
             if self.seen_content_type {
                 return Err(err(HttpErrorKind::InvalidHeader, "duplicate Content-Type"));
             }
@@ -303,7 +313,7 @@ impl FieldSection {
                 at_least_11,
                 trusted,
             } => {
-                if name.eq_ignore_ascii_case(b"expect") {
+                if eq_lower(name, b"expect") {
                     if !value.eq_ignore_ascii_case(b"100-continue") {
                         return Err(err(
                             HttpErrorKind::ExpectationFailed,
@@ -320,7 +330,7 @@ impl FieldSection {
             }
             Section::Trailer => false,
         };
-        if name.contains(&b'_') {
+        if p.underscore {
             let forwarded = trusted
                 && ctx
                     .cfg
@@ -345,6 +355,9 @@ impl FieldSection {
         } else {
             p.value.0 as u32..p.value.1 as u32
         };
+        self.framing_fields |= eq_lower(name, b"content-length")
+            || eq_lower(name, b"transfer-encoding")
+            || eq_lower(name, b"connection");
         self.headers.push(Header {
             name: p.name.0 as u32..p.name.1 as u32,
             value: value_span,

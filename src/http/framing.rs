@@ -2,7 +2,7 @@
 //! another request: gunicorn's `set_body_reader` and `should_close`.
 
 use super::error::{HttpError, HttpErrorKind};
-use super::scan::trim_ows;
+use super::scan::{eq_lower, trim_ows};
 use super::Head;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,20 +25,27 @@ fn invalid(detail: &str) -> HttpError {
 }
 
 /// Read Content-Length, Transfer-Encoding and Connection of a parsed head.
-pub(super) fn framing(head: &Head) -> Result<Framing, HttpError> {
+/// `framing_fields`: the head has one of them (when false, no field is read).
+pub(super) fn framing(head: &Head, framing_fields: bool) -> Result<Framing, HttpError> {
     let mut content_length: Option<&[u8]> = None;
     let mut has_te = false;
     let mut chunked = false;
     let mut must_close = false;
     let mut close = false;
     let mut keep = false;
-    for (name, value) in head.header_pairs() {
-        if name.eq_ignore_ascii_case(b"content-length") {
+    let fields = if framing_fields {
+        &head.headers[..]
+    } else {
+        &[]
+    };
+    for field in fields {
+        let (name, value) = (head.slice(&field.name), head.slice(&field.value));
+        if eq_lower(name, b"content-length") {
             if content_length.is_some() {
                 return Err(invalid("duplicate Content-Length"));
             }
             content_length = Some(value);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+        } else if eq_lower(name, b"transfer-encoding") {
             has_te = true;
             for coding in value.split(|&b| b == b',').map(trim_ows) {
                 if coding.eq_ignore_ascii_case(b"chunked") {
@@ -67,7 +74,7 @@ pub(super) fn framing(head: &Head) -> Result<Framing, HttpError> {
                     ));
                 }
             }
-        } else if name.eq_ignore_ascii_case(b"connection") {
+        } else if eq_lower(name, b"connection") {
             for token in value.split(|&b| b == b',').map(trim_ows) {
                 close |= token.eq_ignore_ascii_case(b"close");
                 keep |= token.eq_ignore_ascii_case(b"keep-alive");
@@ -145,7 +152,17 @@ mod tests {
     }
 
     fn frame(version: Version, headers: &[(&str, &str)]) -> Result<Framing, HttpErrorKind> {
-        framing(&head(version, "POST", headers)).map_err(|e| e.kind)
+        let head = head(version, "POST", headers);
+        let with_fields = framing(&head, true).map_err(|e| e.kind);
+        let framing_fields = headers.iter().any(|(n, _)| {
+            ["content-length", "transfer-encoding", "connection"]
+                .iter()
+                .any(|f| n.eq_ignore_ascii_case(f))
+        });
+        if !framing_fields {
+            assert_eq!(framing(&head, false).map_err(|e| e.kind), with_fields);
+        }
+        with_fields
     }
 
     const V11: Version = Version::Http11;
@@ -306,6 +323,10 @@ mod tests {
         assert!(frame(V11, &[("Connection", "upgrade")]).unwrap().keep_alive);
         assert!(!frame(Version::Other(0, 9), &[]).unwrap().keep_alive);
         assert!(frame(Version::Other(1, 2), &[]).unwrap().keep_alive);
-        assert!(!framing(&head(V11, "CONNECT", &[])).unwrap().keep_alive);
+        assert!(
+            !framing(&head(V11, "CONNECT", &[]), false)
+                .unwrap()
+                .keep_alive
+        );
     }
 }

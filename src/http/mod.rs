@@ -164,17 +164,27 @@ impl Version {
 
     /// `HTTP/1.1`, for SERVER_PROTOCOL and the status line.
     pub fn as_str(self) -> &'static str {
+        match self {
+            Version::Http11 => "HTTP/1.1",
+            Version::Http10 => "HTTP/1.0",
+            Version::Other(..) => {
+                std::str::from_utf8(&self.status_line_start()[..8]).unwrap_or("HTTP/1.1")
+            }
+        }
+    }
+
+    /// `HTTP/1.1 `: the start of a status line, space included.
+    pub(crate) fn status_line_start(self) -> &'static [u8] {
         let (major, minor) = self.major_minor();
-        let i = usize::from(major.min(9)) * 10 + usize::from(minor.min(9));
-        std::str::from_utf8(&VERSION_NAMES[i]).unwrap_or("HTTP/1.1")
+        &VERSION_NAMES[usize::from(major.min(9)) * 10 + usize::from(minor.min(9))]
     }
 }
 
-/// `HTTP/0.0` ... `HTTP/9.9`, so `Version::as_str` can hand out `&'static str`.
-static VERSION_NAMES: [[u8; 8]; 100] = version_names();
+/// `HTTP/0.0 ` ... `HTTP/9.9 `, so `Version::as_str` can hand out `&'static str`.
+static VERSION_NAMES: [[u8; 9]; 100] = version_names();
 
-const fn version_names() -> [[u8; 8]; 100] {
-    let mut names = [*b"HTTP/0.0"; 100];
+const fn version_names() -> [[u8; 9]; 100] {
+    let mut names = [*b"HTTP/0.0 "; 100];
     let mut i = 0;
     while i < 100 {
         names[i][5] = b'0' + (i / 10) as u8;

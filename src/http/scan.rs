@@ -24,6 +24,19 @@ pub(super) fn is_token_byte(b: u8) -> bool {
     TOKEN[b as usize]
 }
 
+/// How many bytes at the start of `s` are tchar, and whether an `_` is among them.
+#[inline]
+pub(super) fn token_run(s: &[u8]) -> (usize, bool) {
+    let mut underscore = false;
+    for (i, &b) in s.iter().enumerate() {
+        if !is_token_byte(b) {
+            return (i, underscore);
+        }
+        underscore |= b == b'_';
+    }
+    (s.len(), underscore)
+}
+
 /// A non-empty RFC 9110 token.
 pub(super) fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| is_token_byte(b))
@@ -76,41 +89,101 @@ fn has_zero(x: u64) -> bool {
     has_less(x, 1)
 }
 
+/// 0x20 in each byte of `t` that is a lower-case ASCII letter (`t` is ASCII).
+#[inline(always)]
+fn lower_letter_bits(t: u64) -> u64 {
+    let at_least_a = (t | HI).wrapping_sub(LO * u64::from(b'a'));
+    let at_most_z = ((LO * u64::from(b'z')) | HI).wrapping_sub(t);
+    (at_least_a & at_most_z & HI) >> 2
+}
+
+/// Up to 8 bytes as a little-endian word, zero-padded.
+#[inline(always)]
+fn short_word(s: &[u8]) -> u64 {
+    let mut w = [0u8; 8];
+    w[..s.len()].copy_from_slice(s);
+    u64::from_le_bytes(w)
+}
+
+/// `s.eq_ignore_ascii_case(lower)` for an ASCII `lower` without upper-case
+/// letters (a known field name), a word at a time: where `lower` has a
+/// letter the case bit of `s` is ignored, elsewhere bytes must be equal.
+#[inline(always)]
+pub(super) fn eq_lower(s: &[u8], lower: &[u8]) -> bool {
+    debug_assert!(lower
+        .iter()
+        .all(|b| b.is_ascii() && !b.is_ascii_uppercase()));
+    let same = |s: u64, t: u64| (s | lower_letter_bits(t)) == t;
+    let n = s.len();
+    if n != lower.len() {
+        return false;
+    }
+    if n <= 8 {
+        return same(short_word(s), short_word(lower));
+    }
+    let mut i = 0;
+    while i + 8 < n {
+        if !same(word(&s[i..i + 8]), word(&lower[i..i + 8])) {
+            return false;
+        }
+        i += 8;
+    }
+    // The last 8 bytes, overlapping bytes already compared.
+    same(word(&s[n - 8..]), word(&lower[n - 8..]))
+}
+
 /// Whether `s` holds a byte a request field value must not: a control other
 /// than HTAB, or DEL. A word at a time; values are the bulk of a head.
 #[inline]
 pub(super) fn has_value_ctl(s: &[u8]) -> bool {
+    let suspect = |x: u64| has_less(x, 0x20) || has_zero(x ^ (LO * 0x7f));
     let mut chunks = s.chunks_exact(8);
     for chunk in &mut chunks {
-        let x = word(chunk);
         // HTAB is below 0x20 too: confirm byte by byte.
-        if (has_less(x, 0x20) || has_zero(x ^ (LO * 0x7f)))
-            && chunk.iter().any(|&b| is_value_ctl(b))
-        {
+        if suspect(word(chunk)) && chunk.iter().any(|&b| is_value_ctl(b)) {
             return true;
         }
     }
-    chunks.remainder().iter().any(|&b| is_value_ctl(b))
+    let rest = chunks.remainder();
+    if rest.is_empty() {
+        return false;
+    }
+    if s.len() < 8 {
+        return rest.iter().any(|&b| is_value_ctl(b));
+    }
+    // The last 8 bytes: some are checked twice, which changes nothing.
+    let last = &s[s.len() - 8..];
+    suspect(word(last)) && last.iter().any(|&b| is_value_ctl(b))
 }
 
 /// Index of the first `\n` in `s`, a word at a time: header lines are
 /// long runs of ordinary bytes.
 pub(super) fn find_lf(s: &[u8]) -> Option<usize> {
     const LF: u64 = LO * b'\n' as u64;
+    // The lowest flagged byte of `zero_bytes` is exact (borrows only
+    // flag bytes above a real match).
+    let zero_bytes = |x: u64| x.wrapping_sub(LO) & !x & HI;
     let mut chunks = s.chunks_exact(8);
     let mut base = 0;
     for chunk in &mut chunks {
         // A zero byte in x is an LF in the chunk.
-        if has_zero(word(chunk) ^ LF) {
-            return chunk.iter().position(|&b| b == b'\n').map(|i| base + i);
+        let found = zero_bytes(word(chunk) ^ LF);
+        if found != 0 {
+            return Some(base + found.trailing_zeros() as usize / 8);
         }
         base += 8;
     }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == b'\n')
-        .map(|i| base + i)
+    let rest = chunks.remainder();
+    if rest.is_empty() {
+        return None;
+    }
+    if s.len() < 8 {
+        return rest.iter().position(|&b| b == b'\n');
+    }
+    // The last 8 bytes, those already searched shifted out.
+    let seen = 8 - rest.len();
+    let found = zero_bytes(word(&s[s.len() - 8..]) ^ LF) >> (seen * 8);
+    (found != 0).then(|| base + found.trailing_zeros() as usize / 8)
 }
 
 /// Where a line ending in LF stands in `buf`, searching from `from` (bytes
@@ -165,6 +238,52 @@ mod tests {
         // Bytes that differ from LF by one bit or borrow must not match.
         assert_eq!(find_lf(b"\x0b\x09\x8a\x0a"), Some(3));
         assert_eq!(find_lf(&[0x8a; 16]), None);
+    }
+
+    #[test]
+    fn eq_lower_agrees_with_eq_ignore_ascii_case() {
+        let names: [&[u8]; 8] = [
+            b"te",
+            b"host",
+            b"content-length",
+            b"transfer-encoding",
+            b"proxy-authorization",
+            b"x-forwarded-proto",
+            b"a_b~1",
+            b"",
+        ];
+        for lower in names {
+            let mut candidates = vec![lower.to_vec(), lower.to_ascii_uppercase()];
+            for at in 0..lower.len() {
+                // Every byte value at every position, including the ones
+                // that differ from the name by the case bit only.
+                for b in 0..=255u8 {
+                    let mut s = lower.to_vec();
+                    s[at] = b;
+                    candidates.push(s);
+                }
+            }
+            candidates.push(lower[..lower.len().saturating_sub(1)].to_vec());
+            candidates.push([lower, b"x"].concat());
+            for s in candidates {
+                assert_eq!(
+                    eq_lower(&s, lower),
+                    s.eq_ignore_ascii_case(lower),
+                    "{:?} vs {:?}",
+                    String::from_utf8_lossy(&s),
+                    String::from_utf8_lossy(lower)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn token_run_stops_at_the_first_non_token_byte_and_sees_underscores() {
+        assert_eq!(token_run(b"Host: x"), (4, false));
+        assert_eq!(token_run(b"X_Y: 1"), (3, true));
+        assert_eq!(token_run(b"X-Y:_"), (3, false));
+        assert_eq!(token_run(b"abc"), (3, false));
+        assert_eq!(token_run(b""), (0, false));
     }
 
     #[test]
