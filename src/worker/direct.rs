@@ -35,6 +35,8 @@ struct Direct {
     /// A send failed: the client is gone (or too slow).
     failed: bool,
     buf: Vec<u8>,
+    /// The Date/Server fields, formatted once a second.
+    date: DateCache,
 }
 
 impl DirectSink {
@@ -53,6 +55,7 @@ impl DirectSink {
                 sent: 0,
                 failed: false,
                 buf: Vec::new(),
+                date: DateCache::new(),
             }),
         }
     }
@@ -103,11 +106,11 @@ impl WriteSink for DirectSink {
     fn head(&self, head: &ResponseHead) {
         let (fd, buf) = {
             let mut d = self.lock();
-            let mut date = DateCache::new();
+            let d = &mut *d;
             let mut buf = std::mem::take(&mut d.buf);
             d.writer = Some(ResponseWriter::start(
                 &mut buf,
-                &mut date,
+                &mut d.date,
                 d.req,
                 &head.status,
                 &head.headers,
