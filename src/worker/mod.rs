@@ -762,12 +762,13 @@ impl Worker<'_> {
         };
         let Some(c) = self.state.get(id) else { return };
         while c.pending_output() < OUTPUT_HIGH_WATER {
-            match stream.body.next_chunk(py) {
-                Chunk::Data(data) => {
+            match stream.body.next_piece(py) {
+                Chunk::Data(piece) => {
+                    let data = piece.bytes(py);
                     if let Some(d) = &mut stream.done {
                         d.sent += data.len() as u64;
                     }
-                    stream.writer.body(&mut c.out, &data)
+                    stream.writer.body(&mut c.out, data)
                 }
                 Chunk::End => {
                     let keep = stream.writer.finish(&mut c.out);

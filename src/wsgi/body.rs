@@ -17,7 +17,7 @@ use pyo3::types::{PyBytes, PyIterator, PyList, PyTuple};
 use super::file_wrapper::FileWrapper;
 use super::report;
 use super::start_response::{lock, Responder};
-use super::{Body, Chunk, Reply};
+use super::{Body, Chunk, Piece, Reply};
 
 /// Where the next chunks come from.
 pub(crate) enum Source {
@@ -138,13 +138,16 @@ impl Body {
     /// and the total length is known.
     fn take_sequence(&mut self, seq: &Bound<'_, PyAny>) -> PyResult<()> {
         self.take_written();
-        let mut total: u64 = self.queued.iter().map(|c| c.len() as u64).sum();
+        let py = seq.py();
+        let mut total: u64 = self.queued.iter().map(|c| c.len(py) as u64).sum();
         let mut take = |item: Bound<'_, PyAny>| -> PyResult<()> {
-            let bytes = item.cast::<PyBytes>().map_err(|_| not_bytes(&item))?;
-            let data = bytes.as_bytes();
-            total += data.len() as u64;
-            if !data.is_empty() {
-                self.queued.push_back(data.to_vec());
+            let bytes = item
+                .cast_into::<PyBytes>()
+                .map_err(|e| not_bytes(&e.into_inner()))?;
+            let len = bytes.as_bytes().len();
+            total += len as u64;
+            if len > 0 {
+                self.queued.push_back(Piece::Shared(bytes.unbind()));
             }
             Ok(())
         };
@@ -178,7 +181,7 @@ impl Body {
     fn take_written(&mut self) {
         if let Some(r) = &self.responder {
             let mut st = lock(&r.state);
-            self.queued.extend(st.written.drain(..));
+            self.queued.extend(st.written.drain(..).map(Piece::Owned));
         }
     }
 
@@ -197,10 +200,11 @@ impl Body {
             }
             Some(Err(e)) => Err(e),
             Some(Ok(item)) => {
-                let bytes = item.cast::<PyBytes>().map_err(|_| not_bytes(&item))?;
-                let data = bytes.as_bytes();
-                if !data.is_empty() {
-                    self.queued.push_back(data.to_vec());
+                let bytes = item
+                    .cast_into::<PyBytes>()
+                    .map_err(|e| not_bytes(&e.into_inner()))?;
+                if !bytes.as_bytes().is_empty() {
+                    self.queued.push_back(Piece::Shared(bytes.unbind()));
                 }
                 Ok(true)
             }
@@ -222,6 +226,15 @@ impl Body {
     /// The next chunk, pulling from the app's iterable as needed. Empty
     /// items are skipped. After `Chunk::Failed` it keeps answering `Failed`.
     pub fn next_chunk(&mut self, py: Python<'_>) -> Chunk {
+        match self.next_piece(py) {
+            Chunk::Data(piece) => Chunk::Data(piece.into_vec(py)),
+            Chunk::End => Chunk::End,
+            Chunk::Failed => Chunk::Failed,
+        }
+    }
+
+    /// `next_chunk` without copying the app's bytes out of Python.
+    pub fn next_piece(&mut self, py: Python<'_>) -> Chunk<Piece> {
         if self.failed {
             return Chunk::Failed;
         }

@@ -28,6 +28,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
+use pyo3::types::PyBytes;
 
 use crate::http::Request;
 
@@ -99,7 +100,7 @@ pub struct Body {
     iterable: Option<Py<PyAny>>,
     source: Source,
     /// Chunks ready to go out, in order.
-    queued: VecDeque<Vec<u8>>,
+    queued: VecDeque<Piece>,
     known_len: Option<u64>,
     /// This request's start_response, returned to `pool` on close.
     responder: Option<Responder>,
@@ -122,9 +123,37 @@ pub trait WriteSink: Send + Sync {
     fn data(&self, py: Python<'_>, data: Vec<u8>) -> bool;
 }
 
-/// The next piece of a body.
-pub enum Chunk {
-    Data(Vec<u8>),
+/// Body bytes: copied out of Python (`write()` data), or the app's own
+/// `bytes` object, read in place while the interpreter lock is held.
+pub enum Piece {
+    Owned(Vec<u8>),
+    Shared(Py<PyBytes>),
+}
+
+impl Piece {
+    pub fn bytes<'a>(&'a self, py: Python<'_>) -> &'a [u8] {
+        match self {
+            Piece::Owned(v) => v,
+            Piece::Shared(b) => b.as_bytes(py),
+        }
+    }
+
+    pub fn len(&self, py: Python<'_>) -> usize {
+        self.bytes(py).len()
+    }
+
+    pub fn into_vec(self, py: Python<'_>) -> Vec<u8> {
+        match self {
+            Piece::Owned(v) => v,
+            Piece::Shared(b) => b.as_bytes(py).to_vec(),
+        }
+    }
+}
+
+/// The next piece of a body: its bytes (`Vec<u8>` from `next_chunk`, a
+/// `Piece` from `next_piece`), the end, or a failure.
+pub enum Chunk<T = Vec<u8>> {
+    Data(T),
     /// The iterable is exhausted.
     End,
     /// The iterable raised (logged with traceback): close the connection.
