@@ -207,7 +207,10 @@ def fmt_noise(noise):
 def noise_summary(doc):
     """One sentence on how much of both cores other processes took, over all runs."""
     shares = {"server_core": [], "client_core": []}
-    for r in doc["results"]:
+    ep = engines_probe(doc) or {}
+    probe_runs = [r for c in ep.get("cells") or [] for d in (c.get("engines") or {}).values()
+                  for r in d.get("runs", [])]
+    for r in doc["results"] + probe_runs:
         for role, n in (r.get("noise") or {}).items():
             if role in shares:
                 shares[role].append(n["others"] + n["steal"])
@@ -300,6 +303,10 @@ ENGINE_RULE = ("a cell is met when io_uring's median req/s is at least epoll's, 
                "generator), when io_uring's median CPU µs/req is at most epoll's")
 
 
+def runs(n, what="run"):
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
 def cell_short(c):
     return f"{c['scenario']} w{c['workers']} {'ka' if c['conn'] == 'keep-alive' else 'close'}"
 
@@ -337,7 +344,7 @@ def engine_lines(doc):
             parts.append(f"{cell_short(c)} {c['rps_ratio']:.2f}x req/s, {c['cpu_ratio']:.2f}x CPU/req"
                          f"{'' if c['met'] else ' (not met)'}")
         text, _ = engines_verdict(ep)
-        lines.append(f"* io_uring vs epoll, interleaved (medians of {ep['rounds']} runs of "
+        lines.append(f"* io_uring vs epoll, interleaved (medians of {runs(ep['rounds'])} of "
                      f"{ep['seconds']} s per engine; target: never slower, "
                      f"{ENGINE_RULE.format(tie=ep['tie'] * 100)}): {text}: " + "; ".join(parts) + ".")
     # io_uring against epoll, every cell.
@@ -411,7 +418,7 @@ def targets_table(doc):
     ep = engines_probe(doc)
     verdict = engines_verdict(ep) if ep else None
     if verdict:
-        rows.append(f"| io_uring >= epoll, every cell, interleaved (medians of {ep['rounds']} runs "
+        rows.append(f"| io_uring >= epoll, every cell, interleaved (medians of {runs(ep['rounds'])} "
                     f"each; met: req/s >= epoll's, or within {ep['tie'] * 100:.0f} % and CPU/req "
                     f"<= epoll's) | {verdict[0]}"
                     + "".join(f"; {x}" for x in verdict[1]) + " | |")
@@ -664,7 +671,7 @@ def engines_section(ep, st):
     out.append(
         f"For every ferrocorn cell both servers run at once, each on its own port and both pinned "
         f"to CPU {st.get('server_cpu', 0)} (the idle one costs nothing); each gets one "
-        f"{ep['warmup']} s warm-up, then {ep['rounds']} measured run(s) of {ep['seconds']} s per "
+        f"{ep['warmup']} s warm-up, then {runs(ep['rounds'], 'measured run')} of {ep['seconds']} s per "
         f"engine alternate in the order {order} (ABBA), so a drift of the machine's load "
         "falls on both alike. Figures are the medians of each engine's runs; the ratios are "
         "io_uring / epoll of the medians; the range is the lowest and highest ratio of one round "
@@ -693,9 +700,9 @@ def engines_section(ep, st):
             verdict = f"met (req/s within {ep['tie'] * 100:.0f} %, CPU/req lower)"
         else:
             verdict = "**not met**"
-        runs = f" ({u['valid_runs']}+{e['valid_runs']} valid runs)" if (
-            u["valid_runs"] < ep["rounds"] or e["valid_runs"] < ep["rounds"]) else ""
-        out.append(f"| {name}{runs} | {u['rps']:,.0f} | {e['rps']:,.0f} | {c['rps_ratio']:.2f}x "
+        partial = (f" (valid: {u['valid_runs']} uring, {e['valid_runs']} epoll)"
+                   if min(u["valid_runs"], e["valid_runs"]) < ep["rounds"] else "")
+        out.append(f"| {name}{partial} | {u['rps']:,.0f} | {e['rps']:,.0f} | {c['rps_ratio']:.2f}x "
                    f"| {rng('round_rps_ratios')} | {u['cpu_us_per_req']:,.1f} "
                    f"| {e['cpu_us_per_req']:,.1f} | {c['cpu_ratio']:.2f}x "
                    f"| {rng('round_cpu_ratios')} | {engines_noise(c)} | {verdict} |")
