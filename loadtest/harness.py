@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -443,16 +443,21 @@ def run_wrk(port, scenario, conn, seconds, args):
     return result, cpu
 
 
-def measure(proc, port, scenario, conn, args):
-    """Check, warm up, then the measured run with CPU samples around it."""
+def measure(proc, port, scenario, conn, args, seconds=None, warmup=None):
+    """Check, warm up, then the measured run with CPU samples around it.
+
+    seconds and warmup default to --duration and --warmup; warmup=0 skips it.
+    """
+    seconds = args.duration if seconds is None else seconds
+    warmup = args.warmup if warmup is None else warmup
     check(port, scenario, conn)
-    if args.warmup > 0:
-        run_wrk(port, scenario, conn, args.warmup, args)
-    check(port, scenario, conn)
+    if warmup > 0:
+        run_wrk(port, scenario, conn, warmup, args)
+        check(port, scenario, conn)
     cores = (args.server_cpu, args.client_cpu)
     stat0 = cpu_stat(cores)
     user0, sys0, sched0, _ = tree_cpu(proc.pid)
-    result, wrk_cpu = run_wrk(port, scenario, conn, args.duration, args)
+    result, wrk_cpu = run_wrk(port, scenario, conn, seconds, args)
     user1, sys1, sched1, nprocs = tree_cpu(proc.pid)
     stat1 = cpu_stat(cores)
 
@@ -686,17 +691,29 @@ def ceiling(before, after):
     }
 
 
-def plan(args):
-    if args.no_matrix:
-        return []
-    matrix = QUICK_MATRIX if args.quick else FULL_MATRIX
-    cells = []
-    for scen, workers, conns in matrix:
+def matrix_rows(args):
+    """[(scenario name, workers, connection modes)] of the matrix after the filters.
+
+    --scenarios, --workers and --conn apply; --servers and --no-matrix do not
+    (the probes that follow the matrix's cells use this too).
+    """
+    rows = []
+    for scen, workers, conns in QUICK_MATRIX if args.quick else FULL_MATRIX:
         if args.scenarios and scen not in args.scenarios:
             continue
         if args.workers and workers not in args.workers:
             continue
         conns = tuple(c for c in conns if not args.conn or c in args.conn)
+        if conns:
+            rows.append((scen, workers, conns))
+    return rows
+
+
+def plan(args):
+    if args.no_matrix:
+        return []
+    cells = []
+    for scen, workers, conns in matrix_rows(args):
         servers = [s for s in SERVERS.values()
                    if (not args.servers or s.name in args.servers)
                    and any(s.serves(scen, workers, c) for c in conns)]
@@ -784,6 +801,11 @@ def parse_args(argv):
                         "(default 5, quick 2; 0: none)")
     p.add_argument("--pair-seconds", type=int, default=1,
                    help="seconds of each half of a round (default 1)")
+    p.add_argument("--engine-rounds", type=int,
+                   help="measured runs per engine and cell of the engines probe, the two engines "
+                        "alternating U,E,E,U,... (default 3, quick 1)")
+    p.add_argument("--engine-seconds", type=int, default=3,
+                   help="seconds of each run of the engines probe (default 3)")
     p.add_argument("--start-timeout", type=float, default=30.0, help="seconds a server may take to answer")
     p.add_argument("--out", help="results directory (default results/<date>/, quick: results/quick/)")
     p.add_argument("--probes", type=lambda s: [] if s == "none" else parse_list(s, list(PROBES)),
@@ -827,6 +849,10 @@ def parse_args(argv):
         args.pair_rounds = 2 if args.quick else 5
     if args.passes is None:
         args.passes = 1 if args.quick else 2
+    if args.engine_rounds is None:
+        args.engine_rounds = 1 if args.quick else 3
+    if args.engine_rounds < 1 or args.engine_seconds < 1:
+        p.error("--engine-rounds and --engine-seconds must be >= 1")
     if args.duration < 1 or args.warmup < 0 or args.connections < 1:
         p.error("--duration must be >= 1, --warmup >= 0, --connections >= 1")
     return args
@@ -842,8 +868,9 @@ def main(argv):
     runs = [(scen, w, s, c) for scen, w, conns, servers in cells for s in servers for c in conns
             if s.serves(scen.name, w, c)]
     starts = sum(len(servers) for _, _, _, servers in cells)
-    est = 2.0 * starts + len(runs) * (args.warmup + args.duration + 0.5) + 4 * (args.ceiling_seconds + 2)
-    est += 4 * args.pair_rounds * (2 * args.pair_seconds + 1.5)
+    est = 2.0 * starts + len(runs) * (args.warmup + args.duration + 0.5)
+    if cells:  # the in-process ceilings and the paired rounds belong to the matrix
+        est += 4 * (args.ceiling_seconds + 2) + 4 * args.pair_rounds * (2 * args.pair_seconds + 1.5)
     if args.passes > 1:
         est += sum(len([s for s in servers if s.serves("hello", 1, KEEP_ALIVE)])
                    * (2.0 + args.warmup + args.duration + 0.5)
@@ -855,6 +882,12 @@ def main(argv):
           f"about {est / 60:.1f} minutes", flush=True)
     for scen, w, conns, servers in cells:
         print(f"  {scen.name:7} {w} worker(s) {'/'.join(conns):20} {', '.join(s.name for s in servers)}")
+    if "engines" in args.probes:
+        ecells = probes.engine_cells(args)
+        print(f"  engines probe: {len(ecells)} cells ("
+              + ", ".join(f"{s} w{w} {c}" for s, w, c in ecells)
+              + f"), uring and epoll up together, {args.engine_rounds} run(s) of "
+              f"{args.engine_seconds}s each, order {''.join(e[0].upper() for e in probes.abba(args.engine_rounds))}")
     if args.list:
         return 0
     if not cells and not args.probes:
@@ -938,6 +971,7 @@ def main(argv):
         "wrk_threads": 1, "server_cpu": args.server_cpu, "client_cpu": args.client_cpu,
         "quick": args.quick, "ceiling_seconds": args.ceiling_seconds,
         "pair_rounds": args.pair_rounds, "pair_seconds": args.pair_seconds, "passes": args.passes,
+        "engine_rounds": args.engine_rounds, "engine_seconds": args.engine_seconds,
     }
     meta["servers"] = {s.name: s.describe for s in SERVERS.values()}
     meta["scenarios"] = {s.name: s.title for s in SCENARIOS.values()}

@@ -14,6 +14,10 @@ runs on 127.0.0.1 only, is bounded in time and stops every server it starts:
 * alloc    the same hello and memory figures without mimalloc, when the
            crate has a feature that turns it off (it is reported as
            unavailable otherwise).
+* engines  io_uring against epoll in every ferrocorn cell of the matrix,
+           both servers up at once and their measured runs interleaved
+           (U,E,E,U,...), so that both see the same moments of a shared
+           machine: medians per engine and the ratios.
 
 See loadtest/README.md and docs/performance.md for what each figure means.
 """
@@ -33,7 +37,7 @@ import time
 
 import harness as H
 
-PROBES = ("memory", "rss", "startup", "profile", "alloc")
+PROBES = ("memory", "rss", "startup", "profile", "alloc", "engines")
 ENGINES = ("uring", "epoll")
 REQUEST = b"GET / HTTP/1.1\r\nHost: %s:%d\r\n\r\n"
 
@@ -647,6 +651,125 @@ def alloc(args, running, tmp):
     return out
 
 
+# ---------------------------------------------------------------- engines
+
+# A cell counts for io_uring when its median req/s is at least epoll's, or,
+# where both medians are within this share of each other (both are held by
+# the load generator), when its median CPU per request is at most epoll's.
+ENGINE_TIE = 0.03
+
+
+def engine_cells(args):
+    """[(scenario, workers, conn)] of the matrix that both ferrocorn engines serve."""
+    servers = [H.SERVERS[f"ferrocorn-{e}"] for e in ENGINES]
+    return [(scen, workers, conn) for scen, workers, conns in H.matrix_rows(args)
+            for conn in conns if all(s.serves(scen, workers, conn) for s in servers)]
+
+
+def abba(rounds):
+    """The order of the measured runs: U,E then E,U, alternating; `rounds` runs per engine."""
+    return [e for i in range(rounds) for e in (ENGINES if i % 2 == 0 else ENGINES[::-1])]
+
+
+def engine_met(u, e):
+    """Does io_uring meet `>= epoll` on these medians ({rps, cpu_us_per_req} each)?"""
+    if u["rps"] >= e["rps"]:
+        return True
+    tie = abs(u["rps"] - e["rps"]) <= ENGINE_TIE * max(u["rps"], e["rps"])
+    return tie and u["cpu_us_per_req"] <= e["cpu_us_per_req"]
+
+
+def scrub_text(text):
+    return str(text).replace(H.ROOT + os.sep, "")
+
+
+def engines_cell(scen_name, workers, conn, args, running, tmp):
+    """Both engines up at once, warmed up, then `--engine-rounds` runs each in ABBA order."""
+    scen = H.SCENARIOS[scen_name]
+    out = {"scenario": scen_name, "workers": workers, "conn": conn,
+           "order": [e[0].upper() for e in abba(args.engine_rounds)],
+           "engines": {e: {"runs": []} for e in ENGINES}}
+    procs = {}
+    try:
+        for engine in ENGINES:
+            try:
+                proc, port, _ = H.start_server(H.SERVERS[f"ferrocorn-{engine}"], scen, workers,
+                                               args, running, tmp)
+            except (OSError, http.client.HTTPException, H.CheckFailed,
+                    subprocess.SubprocessError) as e:
+                out["error"] = scrub_text(f"{engine} did not start: {e}")
+                return out
+            procs[engine] = (proc, port)
+        # One warm-up each, then only measured runs: between two of its runs
+        # a server sits idle (and costs nothing) while the other is measured.
+        for engine in ENGINES:
+            proc, port = procs[engine]
+            H.run_wrk(port, scen, conn, max(1, args.warmup), args)
+        done = []  # (engine, run) in the order measured
+        for i, engine in enumerate(abba(args.engine_rounds)):
+            proc, port = procs[engine]
+            try:
+                r = H.measure(proc, port, scen, conn, args, seconds=args.engine_seconds, warmup=0)
+            except (OSError, http.client.HTTPException, H.CheckFailed,
+                    subprocess.SubprocessError) as e:
+                r = {"valid": False, "problems": [scrub_text(f"{type(e).__name__}: {e}")]}
+            run = {"round": i // 2 + 1, **{k: r.get(k) for k in (
+                "rps", "server_cpu_us_per_req", "server_user_us_per_req", "server_sys_us_per_req",
+                "server_cpu_util", "noise", "valid", "problems")}}
+            out["engines"][engine]["runs"].append(run)
+            done.append((engine, run))
+            print(f"  engines {scen_name:7} w{workers} {conn:10} round {run['round']} {engine:5} "
+                  + (f"{run['rps']:>10.0f} req/s  cpu {run['server_cpu_us_per_req']:8.1f} us/req"
+                     if run["valid"] else "FAIL " + "; ".join(run["problems"])[:200]), flush=True)
+    finally:
+        for proc, _ in procs.values():
+            running.stop(proc)
+    # A round is one run of each engine, back to back (U,E or E,U).
+    summarize_engines(out, [dict(done[i:i + 2]) for i in range(0, len(done) - 1, 2)])
+    return out
+
+
+def summarize_engines(out, pairs):
+    """Medians per engine, ratios of the medians, and the range of the per-round ratios."""
+    for engine in ENGINES:
+        d = out["engines"][engine]
+        good = [r for r in d["runs"] if r["valid"]]
+        d["valid_runs"] = len(good)
+        if good:
+            d["rps"] = round(statistics.median(r["rps"] for r in good), 1)
+            d["cpu_us_per_req"] = round(statistics.median(r["server_cpu_us_per_req"] for r in good), 2)
+    u, e = out["engines"]["uring"], out["engines"]["epoll"]
+    if "rps" not in u or "rps" not in e:
+        out["error"] = "no valid run of " + " and ".join(
+            x for x in ENGINES if "rps" not in out["engines"][x])
+        return
+    out["rps_ratio"] = round(u["rps"] / e["rps"], 3)
+    out["cpu_ratio"] = round(u["cpu_us_per_req"] / e["cpu_us_per_req"], 3)
+    rounds = [(p["uring"]["rps"] / p["epoll"]["rps"],
+               p["uring"]["server_cpu_us_per_req"] / p["epoll"]["server_cpu_us_per_req"])
+              for p in pairs if p["uring"]["valid"] and p["epoll"]["valid"]]
+    if rounds:
+        out["round_rps_ratios"] = [round(x, 3) for x, _ in rounds]
+        out["round_cpu_ratios"] = [round(y, 3) for _, y in rounds]
+    out["tie"] = abs(u["rps"] - e["rps"]) <= ENGINE_TIE * max(u["rps"], e["rps"])
+    out["met"] = engine_met(u, e)
+
+
+def engines(args, running, tmp):
+    out = {"rounds": args.engine_rounds, "seconds": args.engine_seconds, "warmup": max(1, args.warmup),
+           "tie": ENGINE_TIE, "cells": []}
+    for scen, workers, conn in engine_cells(args):
+        try:
+            out["cells"].append(engines_cell(scen, workers, conn, args, running, tmp))
+        except (OSError, http.client.HTTPException, H.CheckFailed, subprocess.SubprocessError) as e:
+            # Only the warm-up can get here (a measured run's failure is the run's).
+            out["cells"].append({"scenario": scen, "workers": workers, "conn": conn,
+                                 "error": scrub_text(f"{type(e).__name__}: {e}")})
+        finally:
+            running.stop_all()
+    return out
+
+
 # ---------------------------------------------------------------- driver
 
 
@@ -676,6 +799,10 @@ def estimate_seconds(args):
                 est += 40 + s["profile_requests"] / 7 / 100
         elif probe == "alloc":
             est += 5 if not alloc_feature_available() else 600
+        elif probe == "engines":
+            for _, workers, _ in engine_cells(args):
+                est += (2 * (2.0 + 0.3 * workers) + 2 * (max(1, args.warmup) + 0.5)
+                        + 2 * args.engine_rounds * (args.engine_seconds + 0.7))
     return est
 
 
@@ -721,6 +848,8 @@ def run_selected(args, running, tmp, extra):
                     extra["flask_instructions"] = alone
             elif probe == "alloc":
                 extra["alloc"] = alloc(args, running, tmp)
+            elif probe == "engines":
+                extra["engines"] = engines(args, running, tmp)
         finally:
             running.stop_all()
         print(f"  {probe}: {one_line(probe, extra.get(probe))} ({time.monotonic() - started:.0f}s)",
@@ -757,4 +886,11 @@ def one_line(probe, data):
                          for d in data)
     if probe == "alloc":
         return data.get("reason") or data.get("error") or "measured"
+    if probe == "engines":
+        return "; ".join(
+            f"{c['scenario']} w{c['workers']} {c['conn']}: "
+            + (c["error"][:200] if "error" in c else
+               f"uring/epoll {c['rps_ratio']:.2f}x req/s, {c['cpu_ratio']:.2f}x CPU/req "
+               f"({'met' if c['met'] else 'not met'})")
+            for c in data["cells"]) or "no cell"
     return ""

@@ -110,10 +110,11 @@ def markdown(doc):
     out.append("## Summary\n")
     out.extend(summary(doc))
 
-    out.append("\n## Requests per second (overview)\n")
-    out.extend(overview(doc, "rps", lambda r: f"{r['rps']:,.0f}"))
-    out.append("\n## Server CPU µs per request (overview)\n")
-    out.extend(overview(doc, "cpu", lambda r: f"{r['server_cpu_us_per_req']:,.1f}"))
+    if cells(doc):
+        out.append("\n## Requests per second (overview)\n")
+        out.extend(overview(doc, "rps", lambda r: f"{r['rps']:,.0f}"))
+        out.append("\n## Server CPU µs per request (overview)\n")
+        out.extend(overview(doc, "cpu", lambda r: f"{r['server_cpu_us_per_req']:,.1f}"))
 
     for cell in cells(doc):
         out.append(f"\n## {cell_title(doc, cell)}\n")
@@ -206,7 +207,10 @@ def fmt_noise(noise):
 def noise_summary(doc):
     """One sentence on how much of both cores other processes took, over all runs."""
     shares = {"server_core": [], "client_core": []}
-    for r in doc["results"]:
+    ep = engines_probe(doc) or {}
+    probe_runs = [r for c in ep.get("cells") or [] for d in (c.get("engines") or {}).values()
+                  for r in d.get("runs", [])]
+    for r in doc["results"] + probe_runs:
         for role, n in (r.get("noise") or {}).items():
             if role in shares:
                 shares[role].append(n["others"] + n["steal"])
@@ -294,8 +298,55 @@ def summary(doc):
     return lines + engine_lines(doc)
 
 
+ENGINE_RULE = ("a cell is met when io_uring's median req/s is at least epoll's, or, where the "
+               "two medians are within {tie:.0f} % of each other (both held by the load "
+               "generator), when io_uring's median CPU µs/req is at most epoll's")
+
+
+def runs(n, what="run"):
+    return f"{n} {what}{'' if n == 1 else 's'}"
+
+
+def cell_short(c):
+    return f"{c['scenario']} w{c['workers']} {'ka' if c['conn'] == 'keep-alive' else 'close'}"
+
+
+def engines_probe(doc):
+    return (doc.get("probes") or {}).get("engines")
+
+
+def engines_verdict(ep):
+    """(text, cells not met) of the interleaved io_uring >= epoll target, or None without cells."""
+    cs = ep.get("cells") or []
+    if not cs:
+        return None
+    measured = [c for c in cs if "met" in c]
+    wins = [c for c in measured if c["met"]]
+    failed = len(cs) - len(measured)
+    losers = [f"{cell_short(c)} {c['rps_ratio']:.2f}x req/s, {c['cpu_ratio']:.2f}x CPU/req"
+              for c in measured if not c["met"]]
+    text = f"{len(wins)} of {len(cs)} cells"
+    if failed:
+        text += f", {failed} not measured"
+    text += " (met)" if len(wins) == len(cs) else " (**not met**)"
+    return text, losers
+
+
 def engine_lines(doc):
     lines = []
+    ep = engines_probe(doc)
+    if ep and ep.get("cells"):
+        parts = []
+        for c in ep["cells"]:
+            if "met" not in c:
+                parts.append(f"{cell_short(c)} failed")
+                continue
+            parts.append(f"{cell_short(c)} {c['rps_ratio']:.2f}x req/s, {c['cpu_ratio']:.2f}x CPU/req"
+                         f"{'' if c['met'] else ' (not met)'}")
+        text, _ = engines_verdict(ep)
+        lines.append(f"* io_uring vs epoll, interleaved (medians of {runs(ep['rounds'])} of "
+                     f"{ep['seconds']} s per engine; target: never slower, "
+                     f"{ENGINE_RULE.format(tie=ep['tie'] * 100)}): {text}: " + "; ".join(parts) + ".")
     # io_uring against epoll, every cell.
     wins = []
     for cell in cells(doc):
@@ -306,7 +357,8 @@ def engine_lines(doc):
                         f"{u['rps'] / e['rps']:.2f}x req/s, "
                         f"{u['server_cpu_us_per_req'] / e['server_cpu_us_per_req']:.2f}x CPU/req")
     if wins:
-        lines.append("* io_uring vs epoll (target: never slower): " + "; ".join(wins) + ".")
+        lines.append("* io_uring vs epoll, single runs of the matrix (one run per engine and "
+                     "cell, context only): " + "; ".join(wins) + ".")
     return lines
 
 
@@ -363,6 +415,13 @@ def targets_table(doc):
         v = (f"{fi['ratio'] * 100:.1f} % of user-space instructions (callgrind)", fi["ratio"])
         row("Flask hello vs the app in-process, by instructions (>= 90 %)",
             [v if eng == "uring" else None, v if eng == "epoll" else None], lambda x: x >= 0.9)
+    ep = engines_probe(doc)
+    verdict = engines_verdict(ep) if ep else None
+    if verdict:
+        rows.append(f"| io_uring >= epoll, every cell, interleaved (medians of {runs(ep['rounds'])} "
+                    f"each; met: req/s >= epoll's, or within {ep['tie'] * 100:.0f} % and CPU/req "
+                    f"<= epoll's) | {verdict[0]}"
+                    + "".join(f"; {x}" for x in verdict[1]) + " | |")
     wins = total = 0
     for cell in cells(doc):
         u, e = find(doc, cell, engines[0]), find(doc, cell, engines[1])
@@ -370,8 +429,9 @@ def targets_table(doc):
             total += 1
             wins += u["rps"] >= e["rps"]
     if total:
-        rows.append(f"| io_uring >= epoll (req/s), every cell | {wins} of {total} cells "
-                    f"({'met' if wins == total else '**not met**'}) | |")
+        context = ", context only" if verdict else ""
+        rows.append(f"| io_uring >= epoll (req/s), every cell, single runs{context} | {wins} of "
+                    f"{total} cells ({'met' if wins == total else '**not met**'}) | |")
     mem = {m["engine"]: m for m in pr.get("memory") or [] if "error" not in m}
     row("RSS per idle keep-alive connection (<= 8 KiB)",
         [(f"{mem[e]['rss_kib_per_conn']:.1f} KiB", mem[e]["rss_kib_per_conn"]) if e in mem else None
@@ -570,6 +630,8 @@ def probe_sections(doc):
                        "app's slower run between network work (colder caches) are not in them.")
         else:
             out.append(f"failed: {fi.get('error', '?')[:400]}")
+    if pr.get("engines"):
+        out.extend(engines_section(pr["engines"], doc["meta"].get("settings", {})))
     al = pr.get("alloc")
     if al:
         out.append("\n## Allocator\n")
@@ -586,6 +648,71 @@ def probe_sections(doc):
                     out.append(f"| {h['variant']} | {h['engine']} | {h['rps']:,.0f} | {h['server_cpu_us_per_req']:.1f} |")
                 else:
                     out.append(f"| {h['variant']} | {h['engine']} | failed | |")
+    return out
+
+
+def engines_noise(c):
+    """Median share of the server's / wrk's core other processes took over a cell's runs."""
+    shares = {"server_core": [], "client_core": []}
+    for d in c["engines"].values():
+        for r in d["runs"]:
+            for role, n in (r.get("noise") or {}).items():
+                if role in shares:
+                    shares[role].append(n["others"] + n["steal"])
+    if not shares["server_core"]:
+        return "?"
+    return " / ".join(f"{sorted(xs)[len(xs) // 2] * 100:.0f} %" if xs else "?"
+                      for xs in shares.values())
+
+
+def engines_section(ep, st):
+    out = ["\n## io_uring vs epoll, interleaved\n"]
+    order = " ".join("UE" if i % 2 == 0 else "EU" for i in range(ep["rounds"]))
+    out.append(
+        f"For every ferrocorn cell both servers run at once, each on its own port and both pinned "
+        f"to CPU {st.get('server_cpu', 0)} (the idle one costs nothing); each gets one "
+        f"{ep['warmup']} s warm-up, then {runs(ep['rounds'], 'measured run')} of {ep['seconds']} s per "
+        f"engine alternate in the order {order} (ABBA), so a drift of the machine's load "
+        "falls on both alike. Figures are the medians of each engine's runs; the ratios are "
+        "io_uring / epoll of the medians; the range is the lowest and highest ratio of one round "
+        "(one run of each engine, back to back); **others on cores** is the median over the "
+        "cell's runs of the share other processes took of the server's / wrk's core. Rule of "
+        "the target: "
+        f"{ENGINE_RULE.format(tie=ep['tie'] * 100)}.\n")
+    out.append("| cell | uring req/s | epoll req/s | req/s ratio | range | uring CPU µs/req "
+               "| epoll CPU µs/req | CPU/req ratio | range | others on cores | io_uring >= epoll |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for c in ep.get("cells") or []:
+        name = cell_short(c)
+        if "met" not in c:
+            why = str(c.get("error", "?"))[:200].replace("|", "/").replace("\n", " ")
+            out.append(f"| {name} | failed: {why} | | | | | | | | | |")
+            continue
+        u, e = c["engines"]["uring"], c["engines"]["epoll"]
+
+        def rng(key):
+            xs = c.get(key)
+            return f"{min(xs):.2f}–{max(xs):.2f}" if xs else "–"
+
+        if c["rps_ratio"] >= 1:
+            verdict = "met (req/s)"
+        elif c["met"]:
+            verdict = f"met (req/s within {ep['tie'] * 100:.0f} %, CPU/req lower)"
+        else:
+            verdict = "**not met**"
+        partial = (f" (valid: {u['valid_runs']} uring, {e['valid_runs']} epoll)"
+                   if min(u["valid_runs"], e["valid_runs"]) < ep["rounds"] else "")
+        out.append(f"| {name}{partial} | {u['rps']:,.0f} | {e['rps']:,.0f} | {c['rps_ratio']:.2f}x "
+                   f"| {rng('round_rps_ratios')} | {u['cpu_us_per_req']:,.1f} "
+                   f"| {e['cpu_us_per_req']:,.1f} | {c['cpu_ratio']:.2f}x "
+                   f"| {rng('round_cpu_ratios')} | {engines_noise(c)} | {verdict} |")
+    bad = [(c, eng, r) for c in ep.get("cells") or [] for eng, d in (c.get("engines") or {}).items()
+           for r in d.get("runs", []) if not r.get("valid")]
+    if bad:
+        out.append("\nRuns left out of the medians:\n")
+        for c, eng, r in bad:
+            out.append(f"* {cell_short(c)} {eng} round {r.get('round')}: "
+                       + "; ".join(r.get("problems") or []).replace("\n", " ")[:300])
     return out
 
 
