@@ -40,7 +40,7 @@ pub use body::{RequestBody, TempFiles};
 pub use conn::Conn;
 pub use conn::CONTINUE;
 pub use date::DateCache;
-pub use encode::{error_response, RequestInfo, ResponseFraming, ResponseWriter};
+pub use encode::{decimal, error_response, RequestInfo, ResponseFraming, ResponseWriter};
 pub use error::{HttpError, HttpErrorKind};
 pub use proxy::ProxyInfo;
 pub use status::{reason_phrase, validate_response_header, validate_status};

@@ -22,7 +22,7 @@ use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
 use super::input::Input;
 use super::{ConnInfo, WorkerInfo};
-use crate::http::{Request, RequestBody, Version};
+use crate::http::{decimal, Request, RequestBody, Version};
 
 /// Why no environ could be built.
 pub(crate) enum EnvironError {
@@ -214,8 +214,8 @@ impl ConnCache {
         let port = match slot {
             Some((p, s)) if *p == peer.port() => s.bind(py).clone(),
             _ => {
-                let mut buf = [0u8; 5];
-                let s = PyString::new(py, decimal(peer.port(), &mut buf));
+                let mut buf = [0u8; 20];
+                let s = PyString::new(py, decimal(u64::from(peer.port()), &mut buf));
                 *slot = Some((peer.port(), s.clone().unbind()));
                 s
             }
@@ -233,28 +233,13 @@ fn ip_text(ip: IpAddr) -> String {
                 if i > 0 {
                     s.push('.');
                 }
-                let mut buf = [0u8; 5];
-                s.push_str(decimal(u16::from(*octet), &mut buf));
+                let mut buf = [0u8; 20];
+                s.push_str(decimal(u64::from(*octet), &mut buf));
             }
             s
         }
         IpAddr::V6(v6) => v6.to_string(),
     }
-}
-
-/// `n` in decimal, written into `buf`.
-fn decimal(mut n: u16, buf: &mut [u8; 5]) -> &str {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    // Only ASCII digits were written.
-    std::str::from_utf8(&buf[i..]).unwrap_or("0")
 }
 
 impl Template {
@@ -601,7 +586,7 @@ mod tests {
         assert_eq!(ip_text("0.0.0.0".parse().unwrap()), "0.0.0.0");
         assert_eq!(ip_text("::1".parse().unwrap()), "::1");
         assert_eq!(ip_text("::ffff:1.2.3.4".parse().unwrap()), "::ffff:1.2.3.4");
-        let mut buf = [0u8; 5];
+        let mut buf = [0u8; 20];
         assert_eq!(decimal(0, &mut buf), "0");
         assert_eq!(decimal(65535, &mut buf), "65535");
         assert_eq!(decimal(80, &mut buf), "80");
