@@ -29,6 +29,7 @@ mod token;
 pub mod uring;
 
 pub use op::send_file::{dup_fd, PIECE as FILE_PIECE};
+pub use queue::Bytes;
 
 #[cfg(test)]
 mod tests;
@@ -180,7 +181,11 @@ impl Engine {
     /// `Sent` is reported once all queued data is written. The write itself
     /// happens in the next `wait`, together with everything else queued for
     /// the connection. Ignored after `shutdown_write` or `SendFailed`.
-    pub fn send(&mut self, conn: ConnId, data: Vec<u8>) {
+    /// Shared bytes (`Bytes::Shared`) are written from where they are; the
+    /// engine drops their holder once they are written or the connection
+    /// ends.
+    pub fn send(&mut self, conn: ConnId, data: impl Into<Bytes>) {
+        let data = data.into();
         each!(self, e => e.send(conn.0, data))
     }
 

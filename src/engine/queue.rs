@@ -7,6 +7,10 @@
 //! bytes the kernel is reading (a `Vec`'s heap block stays put when the
 //! `Vec` itself moves inside the deque).
 //!
+//! Byte buffers are either owned (`Vec<u8>`) or shared: memory someone
+//! else owns and keeps unchanged and in place for as long as the entry
+//! lives (an app's immutable `bytes` object), sent without a copy.
+//!
 //! A file range (`send_file`) keeps its descriptor open until its last
 //! byte is written or the queue is cleared: the engine owns it, so the app
 //! closing its own file early cannot break the transfer. Byte buffers are
@@ -29,8 +33,30 @@ pub struct FileRange {
     pub left: u64,
 }
 
+/// Bytes to send: owned, or shared (the holder keeps them unchanged and
+/// at the same address until it is dropped).
+pub enum Bytes {
+    Owned(Vec<u8>),
+    Shared(Box<dyn AsRef<[u8]> + Send>),
+}
+
+impl Bytes {
+    fn as_slice(&self) -> &[u8] {
+        match self {
+            Bytes::Owned(v) => v,
+            Bytes::Shared(s) => (**s).as_ref(),
+        }
+    }
+}
+
+impl From<Vec<u8>> for Bytes {
+    fn from(v: Vec<u8>) -> Bytes {
+        Bytes::Owned(v)
+    }
+}
+
 enum Entry {
-    Bytes(Vec<u8>),
+    Bytes(Bytes),
     File(FileRange),
 }
 
@@ -43,8 +69,9 @@ pub struct SendQueue {
 
 impl SendQueue {
     /// Append `data` (an empty buffer is not queued).
-    pub fn push(&mut self, data: Vec<u8>) {
-        if !data.is_empty() {
+    pub fn push(&mut self, data: impl Into<Bytes>) {
+        let data = data.into();
+        if !data.as_slice().is_empty() {
             self.entries.push_back(Entry::Bytes(data));
         }
     }
@@ -95,7 +122,7 @@ impl SendQueue {
                 break;
             }
             let start = if i == 0 { self.head } else { 0 };
-            out[n] = IoSlice::new(&buf[start..]);
+            out[n] = IoSlice::new(&buf.as_slice()[start..]);
             n += 1;
         }
         n
@@ -109,7 +136,7 @@ impl SendQueue {
         for (i, entry) in self.entries.iter().take(MAX_IOV).enumerate() {
             let Entry::Bytes(buf) = entry else { break };
             let start = if i == 0 { self.head } else { 0 };
-            let rest = &buf[start..];
+            let rest = &buf.as_slice()[start..];
             out.push(libc::iovec {
                 iov_base: rest.as_ptr() as *mut libc::c_void,
                 iov_len: rest.len(),
@@ -124,7 +151,7 @@ impl SendQueue {
             let Some(Entry::Bytes(front)) = self.entries.front() else {
                 break;
             };
-            let left = front.len() - self.head;
+            let left = front.as_slice().len() - self.head;
             if n < left {
                 self.head += n;
                 return;

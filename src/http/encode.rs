@@ -244,6 +244,40 @@ impl ResponseWriter {
         }
     }
 
+    /// Frame a body chunk of `len` bytes that goes out from where it is
+    /// instead of being copied into `out`: writes what precedes it into
+    /// `out` and returns how many of its bytes to send (fewer where a
+    /// Content-Length ends inside it, none without a body). Then queue
+    /// those bytes, and call `external_end` before anything else goes into
+    /// `out`.
+    pub fn body_external(&mut self, out: &mut Vec<u8>, len: usize) -> usize {
+        if len == 0 {
+            return 0;
+        }
+        match self.framing {
+            ResponseFraming::Length(_) => {
+                let n = self.remaining.min(len as u64) as usize;
+                self.remaining -= n as u64;
+                n
+            }
+            ResponseFraming::Chunked => {
+                put_hex(out, len);
+                out.extend_from_slice(b"\r\n");
+                len
+            }
+            ResponseFraming::CloseDelimited => len,
+            ResponseFraming::NoBody => 0,
+        }
+    }
+
+    /// What follows a chunk framed with `body_external` (its CRLF when
+    /// chunked).
+    pub fn external_end(&self, out: &mut Vec<u8>, len: usize) {
+        if len > 0 && self.framing == ResponseFraming::Chunked {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+
     /// End the body (`0\r\n\r\n` when chunked). Returns whether the
     /// connection may carry another request: false when the framing needs a
     /// close or a Content-Length body came up short.
@@ -361,6 +395,39 @@ mod tests {
             "HTTP/1.1 200 OK\r\nServer: ferrocorn\r\nDate: DATE\r\nConnection: keep-alive\r\nTransfer-Encoding: chunked\r\nContent-Type: text/plain\r\nX-A: v\r\n\r\n"
         );
         assert_eq!(w.framing(), ResponseFraming::Chunked);
+    }
+
+    #[test]
+    fn a_chunk_sent_from_elsewhere_is_framed_like_a_copied_one() {
+        // (request, headers): chunked, Content-Length shorter than the
+        // body, close-delimited (HTTP/1.0), and HEAD (no body).
+        let cases: [(RequestInfo, &[(&str, &str)]); 4] = [
+            (info(Version::Http11, false, true), &[]),
+            (
+                info(Version::Http11, false, true),
+                &[("Content-Length", "10")],
+            ),
+            (info(Version::Http10, false, false), &[]),
+            (info(Version::Http11, true, true), &[]),
+        ];
+        let chunks: [&[u8]; 3] = [b"0123456", b"", b"789abcdef"];
+        for (req, headers) in cases {
+            let (_, mut copied) = start(req, "200 OK", headers, None, false);
+            let (_, mut external) = start(req, "200 OK", headers, None, false);
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            for chunk in chunks {
+                copied.body(&mut a, chunk);
+                let n = external.body_external(&mut b, chunk.len());
+                b.extend_from_slice(&chunk[..n]);
+                external.external_end(&mut b, n);
+            }
+            assert_eq!(copied.finish(&mut a), external.finish(&mut b));
+            assert_eq!(
+                String::from_utf8_lossy(&a),
+                String::from_utf8_lossy(&b),
+                "{headers:?}"
+            );
+        }
     }
 
     #[test]

@@ -25,7 +25,7 @@ use nix::sys::signal::Signal;
 use pyo3::prelude::*;
 
 use crate::arbiter::{SlotListener, WORKER_BOOT_ERROR};
-use crate::engine::{ConnId, Engine};
+use crate::engine::{Bytes, ConnId, Engine};
 use crate::handoff::{Flow, Job, Mailbox, Output, Runner, Ticket};
 use crate::http::{self, DateCache, RequestInfo, ResponseWriter};
 use crate::sys::shm::{self, Status};
@@ -38,6 +38,19 @@ use conn::{Connection, InFlight, Phase, Stream};
 /// Stop pulling a response body or answering pipelined requests while this
 /// many output bytes wait to be written (backpressure).
 const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+/// Body chunks (an app's `bytes` objects) from this size on are sent from
+/// where they are instead of being copied into the connection's output.
+const SEND_IN_PLACE_MIN: usize = 16 * 1024;
+
+/// The first `.1` bytes of an app's `bytes` object (all of it unless a
+/// Content-Length ends inside it), as the engine sends them.
+struct Prefix(pyo3::pybacked::PyBackedBytes, usize);
+
+impl AsRef<[u8]> for Prefix {
+    fn as_ref(&self) -> &[u8] {
+        &self.0[..self.1]
+    }
+}
 /// How long a closing connection drains unread client bytes (gunicorn's close_graceful: 2 s).
 const LINGER: Duration = Duration::from_secs(2);
 /// How long kept-alive connections stay open after a graceful stop begins
@@ -768,7 +781,26 @@ impl Worker<'_> {
                     if let Some(d) = &mut stream.done {
                         d.sent += data.len() as u64;
                     }
-                    stream.writer.body(&mut c.out, data)
+                    let backed = (data.len() >= SEND_IN_PLACE_MIN && c.tls.is_none())
+                        .then(|| piece.backed(py))
+                        .flatten();
+                    let Some(backed) = backed else {
+                        stream.writer.body(&mut c.out, data);
+                        continue;
+                    };
+                    // A large bytes object goes out from where it is: what
+                    // precedes it first, then the object itself.
+                    let n = stream.writer.body_external(&mut c.out, backed.len());
+                    if n > 0 {
+                        let before = std::mem::take(&mut c.out);
+                        c.queued += before.len() + n;
+                        if !before.is_empty() {
+                            self.engine.send(id, before);
+                        }
+                        self.engine
+                            .send(id, Bytes::Shared(Box::new(Prefix(backed, n))));
+                        stream.writer.external_end(&mut c.out, n);
+                    }
                 }
                 Chunk::End => {
                     let keep = stream.writer.finish(&mut c.out);

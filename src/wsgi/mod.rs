@@ -148,6 +148,15 @@ impl Piece {
             Piece::Shared(b) => b.as_bytes(py).to_vec(),
         }
     }
+
+    /// The app's `bytes` object as a handle that may outlive the lock (its
+    /// bytes never change or move), `None` for owned bytes.
+    pub fn backed(&self, py: Python<'_>) -> Option<pyo3::pybacked::PyBackedBytes> {
+        match self {
+            Piece::Owned(_) => None,
+            Piece::Shared(b) => Some(b.bind(py).clone().into()),
+        }
+    }
 }
 
 /// The next piece of a body: its bytes (`Vec<u8>` from `next_chunk`, a

@@ -24,7 +24,7 @@ use io_uring::opcode;
 
 use crate::engine::epoll::{self, EpollEngine};
 use crate::engine::op::send_file::{self, FileWrite, Next, Stage};
-use crate::engine::queue::MAX_IOV;
+use crate::engine::queue::{Bytes, MAX_IOV};
 use crate::engine::token::Kind;
 use crate::engine::uring::{self, ConnState, UringEngine};
 use crate::engine::{ConnId, Event};
@@ -33,7 +33,7 @@ use crate::sys::transport;
 // ---------------------------------------------------------------- io_uring
 
 impl UringEngine {
-    pub fn send(&mut self, id: u32, data: Vec<u8>) {
+    pub fn send(&mut self, id: u32, data: Bytes) {
         let Some(c) = self.conns.get_mut(id as usize) else {
             return;
         };
@@ -189,7 +189,7 @@ impl UringEngine {
 // ------------------------------------------------------------------ epoll
 
 impl EpollEngine {
-    pub fn send(&mut self, id: u32, data: Vec<u8>) {
+    pub fn send(&mut self, id: u32, data: Bytes) {
         let Some(c) = self.conns.get_mut(id as usize) else {
             return;
         };
