@@ -98,24 +98,22 @@ mod tests {
     #[test]
     fn server_fields_carry_the_current_date_and_connection() {
         let mut d = DateCache::new();
+        let expect = |d: &DateCache, connection: &[u8]| {
+            [
+                &b"\r\nServer: ferrocorn\r\nDate: "[..],
+                &d.value,
+                b"\r\nConnection: ",
+                connection,
+                b"\r\n",
+            ]
+            .concat()
+        };
         let keep = d.server_fields(true).to_vec();
-        let want = [
-            &b"\r\nServer: ferrocorn\r\nDate: "[..],
-            &d.value,
-            b"\r\nConnection: keep-alive\r\n",
-        ]
-        .concat();
-        assert_eq!(keep, want);
+        assert_eq!(keep, expect(&d, b"keep-alive"));
         assert!(httpdate::parse_http_date(std::str::from_utf8(&d.value).unwrap()).is_ok());
         d.at(784111777);
         let close = d.server_fields(false).to_vec();
-        let want = [
-            &b"\r\nServer: ferrocorn\r\nDate: "[..],
-            &d.value,
-            b"\r\nConnection: close\r\n",
-        ]
-        .concat();
-        assert_eq!(close, want);
+        assert_eq!(close, expect(&d, b"close"));
     }
 
     #[test]
