@@ -308,11 +308,15 @@ impl Template {
         https: bool,
     ) -> PyResult<(Bound<'py, PyDict>, bool)> {
         let lock = || self.contexts.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(dict) = lock().find(py, conn, https) {
-            return Ok((dict.into_bound(py), true));
-        }
-        if !lock().missed(conn, https) {
-            return Ok((self.base.bind(py).clone(), false));
+        {
+            // Looking up and noting a miss run no Python code.
+            let mut contexts = lock();
+            if let Some(dict) = contexts.find(py, conn, https) {
+                return Ok((dict.into_bound(py), true));
+            }
+            if !contexts.missed(conn, https) {
+                return Ok((self.base.bind(py).clone(), false));
+            }
         }
         let dict = self.base.bind(py).copy()?;
         self.set_context(py, &dict, conn, https)?;

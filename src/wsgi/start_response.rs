@@ -60,11 +60,16 @@ type Header = (Vec<u8>, Vec<u8>);
 const HEADER_CACHE_SIZE: usize = 8;
 
 impl HeaderCache {
-    fn get(&self, item: &Bound<'_, PyAny>) -> Option<(Vec<u8>, Vec<u8>)> {
+    /// The checked header of the kept tuple that is `item`.
+    fn find(&self, item: &Bound<'_, PyAny>) -> Option<&Header> {
         self.entries
             .iter()
             .find(|(t, _)| t.as_ptr() == item.as_ptr())
-            .map(|(_, h)| h.clone())
+            .map(|(_, h)| h)
+    }
+
+    fn get(&self, item: &Bound<'_, PyAny>) -> Option<(Vec<u8>, Vec<u8>)> {
+        self.find(item).cloned()
     }
 
     /// `get_refcnt` is deprecated for being approximate on free-threaded
@@ -102,9 +107,7 @@ impl HeaderCache {
     }
 
     fn holds(&self, item: &Bound<'_, PyAny>) -> bool {
-        self.entries
-            .iter()
-            .any(|(t, _)| t.as_ptr() == item.as_ptr())
+        self.find(item).is_some()
     }
 
     /// The shared list for `list` if it is the last one built, item for item.
