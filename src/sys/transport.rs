@@ -1,5 +1,6 @@
 //! Connected-socket calls the io engines make directly: accept, peer address, options,
-//! receive, vectored send, shutdown and close on raw descriptors.
+//! receive, vectored send (and a blocking send for the sync worker's `write()`),
+//! shutdown and close on raw descriptors.
 //!
 //! Every function takes a raw fd the caller owns; none of them takes
 //! ownership except `close`.
@@ -144,6 +145,45 @@ pub fn send_vectored(fd: RawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     // SAFETY: `msg` points at `bufs.len()` live iovecs that outlive the call;
     // the kernel only reads them.
     cvt_size(unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) })
+}
+
+/// Write all of `buf` to the non-blocking socket `fd`, waiting for room
+/// up to `timeout` at a time: the sync worker's `write()` callable, which
+/// blocks the worker like gunicorn's sync worker does. Never raises
+/// SIGPIPE; a peer that left is an error.
+pub fn send_all_blocking(
+    fd: RawFd,
+    mut buf: &[u8],
+    timeout: std::time::Duration,
+) -> io::Result<()> {
+    while !buf.is_empty() {
+        match send_vectored(fd, &[IoSlice::new(buf)]) {
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let mut pfd = libc::pollfd {
+                    fd,
+                    events: libc::POLLOUT,
+                    revents: 0,
+                };
+                let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+                // SAFETY: one valid pollfd, for the duration of the call.
+                match cvt(unsafe { libc::poll(&mut pfd, 1, ms) }) {
+                    Ok(0) => {
+                        return Err(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the client did not read in time",
+                        ))
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Send a FIN: no more writes; reads keep working.

@@ -85,7 +85,7 @@ impl DirectSink {
 
     /// Send `buf` (then keep its allocation); false once a send failed.
     fn send(&self, py: Option<Python<'_>>, fd: RawFd, buf: Vec<u8>) -> bool {
-        let send = || crate::sys::socket::send_all_blocking(fd, &buf, self.timeout);
+        let send = || crate::sys::transport::send_all_blocking(fd, &buf, self.timeout);
         let result = match py {
             Some(py) => py.detach(send),
             None => send(),
