@@ -42,15 +42,6 @@ const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 /// where they are instead of being copied into the connection's output.
 const SEND_IN_PLACE_MIN: usize = 16 * 1024;
 
-/// The first `.1` bytes of an app's `bytes` object (all of it unless a
-/// Content-Length ends inside it), as the engine sends them.
-struct Prefix(pyo3::pybacked::PyBackedBytes, usize);
-
-impl AsRef<[u8]> for Prefix {
-    fn as_ref(&self) -> &[u8] {
-        &self.0[..self.1]
-    }
-}
 /// How long a closing connection drains unread client bytes (gunicorn's close_graceful: 2 s).
 const LINGER: Duration = Duration::from_secs(2);
 /// How long kept-alive connections stay open after a graceful stop begins
@@ -89,6 +80,16 @@ struct State {
     tls: Option<crate::tls::TlsConfig>,
     /// Scratch space for decrypted bytes.
     plain: Vec<u8>,
+}
+
+/// The first `.1` bytes of an app's `bytes` object (all of it unless a
+/// Content-Length ends inside it), as the engine sends them.
+struct Prefix(pyo3::pybacked::PyBackedBytes, usize);
+
+impl AsRef<[u8]> for Prefix {
+    fn as_ref(&self) -> &[u8] {
+        &self.0[..self.1]
+    }
 }
 
 /// What the arbiter hands a new worker.
