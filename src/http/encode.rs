@@ -224,24 +224,9 @@ impl ResponseWriter {
 
     /// Frame a body chunk into `out` (empty chunks write nothing).
     pub fn body(&mut self, out: &mut Vec<u8>, chunk: &[u8]) {
-        if chunk.is_empty() {
-            return;
-        }
-        match self.framing {
-            ResponseFraming::Length(_) => {
-                let n = self.remaining.min(chunk.len() as u64) as usize;
-                out.extend_from_slice(&chunk[..n]);
-                self.remaining -= n as u64;
-            }
-            ResponseFraming::Chunked => {
-                put_hex(out, chunk.len());
-                out.extend_from_slice(b"\r\n");
-                out.extend_from_slice(chunk);
-                out.extend_from_slice(b"\r\n");
-            }
-            ResponseFraming::CloseDelimited => out.extend_from_slice(chunk),
-            ResponseFraming::NoBody => {}
-        }
+        let n = self.body_external(out, chunk.len());
+        out.extend_from_slice(&chunk[..n]);
+        self.external_end(out, n);
     }
 
     /// Frame a body chunk of `len` bytes that goes out from where it is
