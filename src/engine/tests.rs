@@ -426,6 +426,40 @@ both!(pause_recv_holds_data_until_resume, |kind| {
     h.expect("eof", |e| *e == Ev::Eof(conn));
 });
 
+both!(pause_costs_nothing_until_bytes_arrive, |kind| {
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let mut c = client(&l);
+    let (conn, _) = h.accept();
+    let cancels = |h: &Harness| match &h.engine {
+        Engine::Uring(e) => Some(e.recv_cancels),
+        _ => None,
+    };
+    // A client waiting for its response sends nothing while paused.
+    h.engine.pause_recv(conn);
+    h.quiet();
+    h.engine.resume_recv(conn);
+    h.quiet();
+    assert!(matches!(cancels(&h), None | Some(0)), "{:?}", cancels(&h));
+    c.write_all(b"after").unwrap();
+    assert_eq!(h.read(conn, 5), b"after");
+    // One that keeps sending gets its receive cancelled, and loses nothing.
+    h.engine.pause_recv(conn);
+    c.write_all(b"pipelined").unwrap();
+    let during = h.quiet();
+    assert!(
+        during.iter().all(|e| e.conn() != Some(conn)),
+        "delivered while paused: {during:?}"
+    );
+    assert!(matches!(cancels(&h), None | Some(1)), "{:?}", cancels(&h));
+    c.write_all(b" more").unwrap();
+    h.quiet();
+    h.engine.resume_recv(conn);
+    assert_eq!(h.read(conn, 14), b"pipelined more");
+    c.write_all(b"!").unwrap();
+    assert_eq!(h.read(conn, 1), b"!");
+});
+
 both!(pause_accept_defers_connections_until_resume, |kind| {
     let l = tcp_listener();
     let mut h = Harness::new(kind, &[l.as_raw_fd()]);

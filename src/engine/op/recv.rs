@@ -5,8 +5,11 @@
 //!   callback saw its bytes (or, in an incrementally consumed ring, once the
 //!   kernel has used all of it). The receive is re-armed when it ends without
 //!   F_MORE for any reason but end of stream, an error or a pause (ENOBUFS
-//!   when the ring ran dry is the usual one). Pausing cancels it; bytes that
-//!   land before the cancel are held and delivered on resume.
+//!   when the ring ran dry is the usual one). Pausing only marks the
+//!   connection: the receive stays armed, and is cancelled when bytes land
+//!   while paused (they and any more before the cancel are held and
+//!   delivered on resume). A client that waits for its response, the usual
+//!   case behind a large response, costs no cancel and no re-arm.
 //! * epoll: on a readable edge, read into the one reusable buffer. A read
 //!   shorter than the buffer means the socket's queue is empty — bytes that
 //!   arrive later raise a new edge — so no extra read waits for EAGAIN,
@@ -54,6 +57,7 @@ impl UringEngine {
             return;
         };
         let live = c.is_open(gen);
+        let mut cancel = false;
         if res > 0 {
             if let Some(bid) = cqueue::buffer_select(flags) {
                 let data = self.bufs.data(bid, res as usize);
@@ -64,6 +68,9 @@ impl UringEngine {
                     });
                 } else if live {
                     c.held.extend_from_slice(data);
+                    // Paused and the client keeps sending: stop receiving.
+                    cancel = more && !c.recv_cancelling;
+                    c.recv_cancelling |= cancel;
                 }
                 self.bufs
                     .consume(bid, res as usize, cqueue::buffer_more(flags));
@@ -78,6 +85,11 @@ impl UringEngine {
                     on_event(Event::Eof { conn: ConnId(id) });
                 }
             }
+        }
+        if cancel {
+            self.recv_cancels += 1;
+            let tag = self.conn_tag(Kind::Conn, id);
+            self.cancel(tag);
         }
         if res == -libc::ENOBUFS {
             self.recv_out_of_buffers += 1;
@@ -101,12 +113,8 @@ impl UringEngine {
         if c.state != ConnState::Open || c.paused {
             return;
         }
+        // The receive is cancelled only if bytes arrive meanwhile (on_recv).
         c.paused = true;
-        if c.recv_armed && !c.recv_cancelling {
-            c.recv_cancelling = true;
-            let tag = self.conn_tag(Kind::Conn, id);
-            self.cancel(tag);
-        }
     }
 
     pub fn resume_recv(&mut self, id: u32) {
@@ -120,8 +128,8 @@ impl UringEngine {
         if !c.held.is_empty() || c.held_eof {
             self.pending.push(Pending::Held(id, c.gen));
         }
-        // Still armed: the cancel is on its way and its last completion
-        // re-arms (the connection is no longer paused then).
+        // Still armed: never cancelled, or the cancel is on its way and its
+        // last completion re-arms (the connection is no longer paused then).
         if !c.recv_armed && !c.eof {
             self.arm_recv(id);
         }

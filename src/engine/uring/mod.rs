@@ -89,12 +89,12 @@ pub struct Conn {
     /// once until its last completion).
     pub ops: u32,
     pub recv_armed: bool,
-    /// A cancel of the receive is on its way (pause).
+    /// A cancel of the receive is on its way (bytes arrived while paused).
     pub recv_cancelling: bool,
     pub paused: bool,
     pub eof: bool,
-    /// Bytes (and end of stream) that arrived between `pause_recv` and the
-    /// receive's cancellation; delivered on `resume_recv`.
+    /// Bytes (and end of stream) that arrived after `pause_recv`, until the
+    /// receive's cancellation took effect; delivered on `resume_recv`.
     pub held: Vec<u8>,
     pub held_eof: bool,
     pub out: SendQueue,
@@ -201,6 +201,8 @@ pub struct UringEngine {
     /// Receives that ended because the buffer ring ran dry (and were
     /// re-armed): a sign `RECV_BUFFERS` is small for the load.
     pub recv_out_of_buffers: u64,
+    /// Receives cancelled because bytes arrived on a paused connection.
+    pub recv_cancels: u64,
     /// Splices into a socket that found it full (then a poll waited).
     pub file_waits: u64,
 }
@@ -295,6 +297,7 @@ impl UringEngine {
             cqes: Vec::with_capacity(CQ_ENTRIES as usize),
             stopping: false,
             recv_out_of_buffers: 0,
+            recv_cancels: 0,
             file_waits: 0,
         };
         for l in 0..engine.listeners.len() {
