@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 
 import pytest
 
@@ -246,3 +247,43 @@ def test_body_buffer_size_zero_keeps_bodies_in_memory(uploads):
     server = uploads("--body-buffer-size", "0")
     got = json.loads(post(server, "/hash", PATTERN[:300_000]).body)
     assert (got["length"], got["body_files"]) == (300_000, 0)
+
+
+def test_memory_bodies_arriving_in_pieces_are_whole_and_in_order(uploads):
+    """A body kept in memory is received straight into its memory once its
+    head is in: bytes that arrive with the head, in later pieces, at the end
+    together with the next request, and up to the exact length."""
+    server = uploads()
+    body = PATTERN[:900_000]
+    with server.connect(timeout=60) as conn:
+        # Head with a little of the body; the rest in pieces of uneven size,
+        # the last one glued to a pipelined request.
+        conn.send(request_bytes("POST", "/hash", headers=[("Content-Length", str(len(body)))])
+                  + body[:1000])
+        pos = 1000
+        for size in (70_000, 1, 200_000, 333_333):
+            time.sleep(0.05)
+            conn.send(body[pos:pos + size])
+            pos += size
+        time.sleep(0.05)
+        conn.send(body[pos:] + request_bytes("POST", "/hash", body=b"next",
+                                             headers=[("Content-Length", "4")]))
+        first = conn.read_final_response()[1]
+        second = conn.read_final_response()[1]
+    got = json.loads(first.body)
+    assert (got["length"], got["sha256"], got["body_files"]) == (
+        len(body), hashlib.sha256(body).hexdigest(), 0)
+    got = json.loads(second.body)
+    assert (got["length"], got["sha256"]) == (4, hashlib.sha256(b"next").hexdigest())
+
+
+def test_a_client_gone_in_the_middle_of_a_memory_body_leaves_the_worker_serving(uploads):
+    server = uploads()
+    with server.connect(timeout=10) as conn:
+        conn.send(request_bytes("POST", "/hash", headers=[("Content-Length", str(MiB))])
+                  + PATTERN[:100_000])
+        time.sleep(0.1)
+        conn.send(PATTERN[100_000:300_000])
+        time.sleep(0.1)
+    got = json.loads(post(server, "/hash", PATTERN[:500_000]).body)
+    assert (got["length"], got["sha256"]) == (500_000, hashlib.sha256(PATTERN[:500_000]).hexdigest())

@@ -75,6 +75,9 @@ pub enum Event<'a> {
     },
     /// Bytes received on `conn` (valid only during the callback).
     Data { conn: ConnId, data: &'a [u8] },
+    /// The buffer lent with `recv_into`, back with the bytes received into
+    /// it appended (none when the connection ended first; `Eof` follows).
+    Filled { conn: ConnId, buf: Vec<u8> },
     /// The peer closed its sending side (a read returned 0), or the
     /// connection failed (reset): no more `Data` will come.
     Eof { conn: ConnId },
@@ -175,6 +178,16 @@ impl Engine {
 
     pub fn resume_recv(&mut self, conn: ConnId) {
         each!(self, e => e.resume_recv(conn.0))
+    }
+
+    /// Receive the next bytes of `conn` into `buf`'s spare capacity, at
+    /// most `max`, instead of through the engine's own buffers: one copy
+    /// fewer for a large body. `Filled` hands `buf` back, after bytes that
+    /// arrived before this call (as `Data`) and before any that follow it.
+    /// Refused, with `buf` returned, while paused, after `Eof`, or with a
+    /// loan already out.
+    pub fn recv_into(&mut self, conn: ConnId, buf: Vec<u8>, max: usize) -> Result<(), Vec<u8>> {
+        each!(self, e => e.recv_into(conn.0, buf, max))
     }
 
     /// Queue `data` to be written on `conn` after anything queued before.

@@ -21,6 +21,8 @@ const QUIET: Duration = Duration::from_millis(150);
 enum Ev {
     Accepted(ConnId, Option<SocketAddr>),
     Data(ConnId, Vec<u8>),
+    /// A lent buffer back, whole (what it held before and what came).
+    Filled(ConnId, Vec<u8>),
     Eof(ConnId),
     Sent(ConnId),
     SendFailed(ConnId, i32),
@@ -32,6 +34,7 @@ impl Ev {
         match *self {
             Ev::Accepted(c, _)
             | Ev::Data(c, _)
+            | Ev::Filled(c, _)
             | Ev::Eof(c)
             | Ev::Sent(c)
             | Ev::SendFailed(c, _) => Some(c),
@@ -91,6 +94,7 @@ impl Harness {
                 log.push(match ev {
                     Event::Accepted { conn, peer, .. } => Ev::Accepted(conn, peer),
                     Event::Data { conn, data } => Ev::Data(conn, data.to_vec()),
+                    Event::Filled { conn, buf } => Ev::Filled(conn, buf),
                     Event::Eof { conn } => Ev::Eof(conn),
                     Event::Sent { conn } => Ev::Sent(conn),
                     Event::SendFailed { conn, errno } => Ev::SendFailed(conn, errno),
@@ -138,6 +142,37 @@ impl Harness {
             }
         }
         got
+    }
+
+    /// Lend a buffer holding `prefix`, with room for `max` more bytes, until
+    /// `max` bytes came into it (lending again after a partial fill, until
+    /// a loan is refused); then the bytes that came, and every event of
+    /// `conn` seen meanwhile.
+    fn fill(&mut self, conn: ConnId, prefix: &[u8], max: usize) -> (Vec<u8>, Vec<Ev>) {
+        let mut buf = Vec::with_capacity(prefix.len() + max);
+        buf.extend_from_slice(prefix);
+        let mut seen = Vec::new();
+        loop {
+            let have = buf.len();
+            let want = prefix.len() + max - have;
+            if want == 0 {
+                return (buf[prefix.len()..].to_vec(), seen);
+            }
+            let before = buf.clone();
+            if let Err(back) = self.engine.recv_into(conn, buf, want) {
+                // Refused: the connection ended (or is paused).
+                return (back[prefix.len()..].to_vec(), seen);
+            }
+            loop {
+                let ev = self.expect("the loan back", |e| e.conn() == Some(conn));
+                seen.push(ev.clone());
+                if let Ev::Filled(_, back) = ev {
+                    assert_eq!(&back[..have], &before[..], "what the buffer held");
+                    buf = back;
+                    break;
+                }
+            }
+        }
     }
 
     /// Run `client` on a thread while pumping the engine; returns its result.
@@ -459,6 +494,90 @@ both!(pause_costs_nothing_until_bytes_arrive, |kind| {
     c.write_all(b"!").unwrap();
     assert_eq!(h.read(conn, 1), b"!");
 });
+
+both!(
+    recv_into_fills_a_lent_buffer_and_then_data_flows_as_before,
+    |kind| {
+        let l = tcp_listener();
+        let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+        let mut c = client(&l);
+        let (conn, _) = h.accept();
+        c.write_all(b"head").unwrap();
+        assert_eq!(h.read(conn, 4), b"head");
+        // Not while a loan is out, nor while paused.
+        h.engine
+            .recv_into(conn, Vec::with_capacity(8), 8)
+            .expect("lent");
+        let second = h.engine.recv_into(conn, Vec::with_capacity(8), 8);
+        assert!(second.is_err(), "a second loan was taken");
+        c.write_all(b"01234567").unwrap();
+        let back = h.expect("the loan back", |e| matches!(e, Ev::Filled(..)));
+        let Ev::Filled(_, mut got) = back else {
+            unreachable!()
+        };
+        let rest = 8 - got.len();
+        if rest > 0 {
+            let (more, _) = h.fill(conn, b"", rest);
+            got.extend_from_slice(&more);
+        }
+        assert_eq!(got, b"01234567");
+        h.engine.pause_recv(conn);
+        let paused = h.engine.recv_into(conn, Vec::with_capacity(8), 8);
+        assert!(paused.is_err(), "lent while paused");
+        h.engine.resume_recv(conn);
+        // Bytes past the loan's room, and later ones, come as Data, in order.
+        c.write_all(b"abcdefgh").unwrap();
+        let (got, seen) = h.fill(conn, b"<<", 3);
+        assert_eq!(got, b"abc");
+        assert!(
+            seen.iter().all(|e| !matches!(e, Ev::Data(..))),
+            "Data before the loan came back: {seen:?}"
+        );
+        c.write_all(b"ijk").unwrap();
+        assert_eq!(h.read(conn, 8), b"defghijk");
+        let quiet = h.quiet();
+        assert!(
+            quiet.iter().all(|e| e.conn() != Some(conn)),
+            "more events: {quiet:?}"
+        );
+    }
+);
+
+both!(
+    recv_into_returns_the_buffer_at_end_of_stream_and_on_close,
+    |kind| {
+        let l = tcp_listener();
+        let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+        let mut c = client(&l);
+        let (conn, _) = h.accept();
+        c.write_all(b"xy").unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        let (got, seen) = h.fill(conn, b"kept", 10);
+        assert_eq!(got, b"xy", "{seen:?}");
+        h.expect("eof", |e| *e == Ev::Eof(conn));
+        let after = h.engine.recv_into(conn, Vec::with_capacity(8), 8);
+        assert!(after.is_err(), "lent after the end of stream");
+
+        // Closed with a loan out: the buffer is dropped once the kernel is
+        // done, and the slot serves the next connection.
+        let _c2 = client(&l);
+        let (conn2, _) = h.accept();
+        h.engine
+            .recv_into(conn2, Vec::with_capacity(64), 64)
+            .expect("lent");
+        h.quiet();
+        h.engine.close(conn2);
+        let during = h.quiet();
+        assert!(
+            during.iter().all(|e| e.conn() != Some(conn2)),
+            "events after close: {during:?}"
+        );
+        let mut c3 = client(&l);
+        let (conn3, _) = h.accept();
+        c3.write_all(b"fresh").unwrap();
+        assert_eq!(h.read(conn3, 5), b"fresh");
+    }
+);
 
 both!(pause_accept_defers_connections_until_resume, |kind| {
     let l = tcp_listener();

@@ -31,6 +31,8 @@ pub enum Kind {
     Watch = 6,
     /// A cancel request: its own completion carries nothing we need.
     Cancel = 7,
+    /// A connection's receive into a lent buffer (io_uring only).
+    RecvInto = 8,
 }
 
 /// The tag of every cancel request; its completion is ignored.
@@ -53,6 +55,7 @@ pub fn decode(tag: u64) -> Option<(Kind, u32, u32)> {
         5 => Kind::Close,
         6 => Kind::Watch,
         7 => Kind::Cancel,
+        8 => Kind::RecvInto,
         _ => return None,
     };
     Some((kind, ((tag >> 32) as u32) & GEN_MASK, tag as u32))

@@ -125,6 +125,23 @@ impl BodyWriter {
         }
     }
 
+    /// The memory holding the body so far, taken out to be filled in place
+    /// (`None` for a body in a file). `put_memory` gives it back.
+    pub fn take_memory(&mut self) -> Option<Vec<u8>> {
+        match &mut self.sink {
+            Sink::Memory(v) => Some(std::mem::take(v)),
+            Sink::File(_) => None,
+        }
+    }
+
+    /// Give back the memory `take_memory` took, with body bytes appended.
+    /// The caller keeps within the body's announced length, which was
+    /// checked against `limit_request_body` and the memory threshold.
+    pub fn put_memory(&mut self, bytes: Vec<u8>) {
+        self.len = bytes.len() as u64;
+        self.sink = Sink::Memory(bytes);
+    }
+
     /// Append decoded body bytes.
     pub fn write(&mut self, bytes: &[u8], cfg: &Config) -> Result<(), HttpError> {
         if bytes.is_empty() {

@@ -44,12 +44,15 @@ struct BodyState {
     wants_continue: bool,
     /// The decoder has seen the end of the body; the next `poll` returns it.
     done: bool,
+    /// The body's memory is lent out (`lend_body`) and held this many
+    /// bytes then; nothing is decoded until it is back.
+    lent: Option<usize>,
 }
 
 impl BodyState {
     /// Decode body bytes from the start of `input`; returns how many were used.
     fn advance(&mut self, input: &[u8], cfg: &Config, limits: &Limits) -> Result<usize, HttpError> {
-        if self.done {
+        if self.done || self.lent.is_some() {
             return Ok(0);
         }
         let progress = self.decoder.decode(input, &mut self.body, cfg, limits)?;
@@ -168,6 +171,43 @@ impl Conn {
         matches!(self.state, State::Body(_))
     }
 
+    /// For a body of known length, kept in memory, with at least `min`
+    /// bytes still to come and none waiting in the input: the body's memory
+    /// with room for the rest, and how many bytes the rest is. The caller
+    /// appends received bytes (at most that many) and gives it back with
+    /// `return_body`, saving the copy through the input buffer; meanwhile
+    /// fed bytes wait in the input.
+    pub fn lend_body(&mut self, min: u64) -> Option<(Vec<u8>, usize)> {
+        let State::Body(b) = &mut self.state else {
+            return None;
+        };
+        let rest = b.decoder.length_remaining()?;
+        if self.eof || b.done || b.lent.is_some() || rest < min.max(1) || self.pos < self.buf.len()
+        {
+            return None;
+        }
+        // A memory body fits in memory whole: its length was checked
+        // against body_buffer_size when the head arrived.
+        let rest = usize::try_from(rest).ok()?;
+        let mut memory = b.body.take_memory()?;
+        memory.reserve_exact(rest);
+        b.lent = Some(memory.len());
+        Some((memory, rest))
+    }
+
+    /// Take back what `lend_body` lent, with the body bytes received into it.
+    pub fn return_body(&mut self, memory: Vec<u8>) {
+        let State::Body(b) = &mut self.state else {
+            return;
+        };
+        let Some(before) = b.lent.take() else {
+            return;
+        };
+        let added = memory.len().saturating_sub(before) as u64;
+        b.done = b.decoder.skip(added);
+        b.body.put_memory(memory);
+    }
+
     /// Bytes received and not yet consumed by a returned request; the
     /// worker stops reading while this is large (pipelining floods).
     pub fn buffered(&self) -> usize {
@@ -229,10 +269,14 @@ impl Conn {
                         keep_alive: framing.keep_alive,
                         wants_continue: parsed.expect_continue,
                         done: false,
+                        lent: None,
                     }));
                     continue;
                 }
                 State::Body(b) => {
+                    if b.lent.is_some() {
+                        return Ok(Event::NeedMore);
+                    }
                     self.pos += b.advance(input, &self.config, &self.limits)?;
                     if b.done {
                         break;
@@ -837,5 +881,90 @@ mod tests {
         let (reqs, end) = feed_everywhere(spilling(2), trusted(), input, true);
         assert!(reqs.is_empty());
         assert_eq!(end, End::Error(HttpErrorKind::NoMoreData));
+    }
+
+    #[test]
+    fn a_lent_body_is_filled_in_place_and_pipelining_goes_on() {
+        let mut conn = Conn::new(Arc::new(Config::default()), trusted());
+        conn.feed(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n012");
+        assert!(matches!(conn.poll(), Event::NeedMore));
+        assert!(conn.lend_body(8).is_none(), "7 bytes to come, 8 asked");
+        let (mut memory, rest) = conn.lend_body(7).expect("lent");
+        assert_eq!((memory.as_slice(), rest), (&b"012"[..], 7));
+        assert!(memory.capacity() - memory.len() >= rest);
+        assert!(conn.lend_body(1).is_none(), "lent twice");
+        // Bytes fed meanwhile wait; nothing is decoded into the loan.
+        conn.feed(b"89GET /next HTTP/1.1\r\n\r\n");
+        assert!(matches!(conn.poll(), Event::NeedMore));
+        memory.extend_from_slice(b"34567");
+        conn.return_body(memory);
+        match conn.poll() {
+            Event::Request(r) => assert_eq!(r.body.as_bytes(), Some(&b"0123456789"[..])),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(conn.poll(), Event::Request(r) if r.head.target() == b"/next"));
+        assert!(matches!(conn.poll(), Event::NeedMore));
+    }
+
+    #[test]
+    fn a_body_lent_twice_completes_when_its_length_is_reached() {
+        let mut conn = Conn::new(Arc::new(Config::default()), trusted());
+        conn.feed(b"POST / HTTP/1.1\r\nContent-Length: 6\r\n\r\n");
+        assert!(matches!(conn.poll(), Event::NeedMore));
+        let (mut memory, rest) = conn.lend_body(1).expect("lent");
+        assert_eq!(rest, 6);
+        memory.extend_from_slice(b"ab");
+        conn.return_body(memory);
+        assert!(matches!(conn.poll(), Event::NeedMore));
+        let (mut memory, rest) = conn.lend_body(1).expect("lent again");
+        assert_eq!((memory.as_slice(), rest), (&b"ab"[..], 4));
+        memory.extend_from_slice(b"cdef");
+        conn.return_body(memory);
+        assert!(
+            matches!(conn.poll(), Event::Request(r) if r.body.as_bytes() == Some(&b"abcdef"[..]))
+        );
+        // A loan given back with nothing in it changes nothing.
+        conn.feed(b"POST / HTTP/1.1\r\nContent-Length: 2\r\n\r\n");
+        assert!(matches!(conn.poll(), Event::NeedMore));
+        let (memory, _) = conn.lend_body(1).expect("lent");
+        conn.return_body(memory);
+        conn.feed(b"xy");
+        assert!(matches!(conn.poll(), Event::Request(r) if r.body.as_bytes() == Some(&b"xy"[..])));
+    }
+
+    #[test]
+    fn only_a_length_body_in_memory_with_nothing_buffered_is_lent() {
+        let lend = |cfg: Config, input: &[u8], eof: bool| {
+            let mut conn = Conn::new(Arc::new(cfg), trusted());
+            conn.feed(input);
+            let _ = conn.poll();
+            if eof {
+                conn.feed_eof();
+            }
+            conn.lend_body(1).is_some()
+        };
+        let head = b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\n";
+        assert!(lend(Config::default(), head, false));
+        assert!(!lend(Config::default(), head, true), "after EOF");
+        assert!(!lend(spilling(10), head, false), "a body in a file");
+        let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab";
+        assert!(!lend(Config::default(), chunked, false), "chunked");
+        assert!(
+            !lend(Config::default(), b"GET / HTTP/1.1\r\n\r\n", false),
+            "no body"
+        );
+        // Bytes waiting in the input come first.
+        let mut conn = Conn::new(Arc::new(Config::default()), trusted());
+        conn.feed(head);
+        let _ = conn.poll();
+        let (memory, _) = conn.lend_body(1).expect("lent");
+        conn.feed(b"waiting");
+        conn.return_body(memory);
+        assert!(
+            conn.lend_body(1).is_none(),
+            "bytes are waiting in the input"
+        );
+        assert!(matches!(conn.poll(), Event::NeedMore));
+        assert!(conn.lend_body(1).is_some(), "decoded, then lent");
     }
 }

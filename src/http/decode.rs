@@ -84,6 +84,26 @@ impl Decoder {
         }
     }
 
+    /// Body bytes still expected, for a body of known length.
+    pub fn length_remaining(&self) -> Option<u64> {
+        match self {
+            Decoder::Length { remaining } => Some(*remaining),
+            Decoder::Chunked(_) => None,
+        }
+    }
+
+    /// `n` bytes of a body of known length arrived without passing through
+    /// `decode`; returns whether the body is complete.
+    pub fn skip(&mut self, n: u64) -> bool {
+        match self {
+            Decoder::Length { remaining } => {
+                *remaining -= n.min(*remaining);
+                *remaining == 0
+            }
+            Decoder::Chunked(_) => false,
+        }
+    }
+
     /// The error for the peer closing before the body is complete.
     pub fn eof_error(&self) -> HttpError {
         match self {

@@ -129,6 +129,14 @@ pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
     .map(drop)
 }
 
+/// One `recv` into memory not yet initialised (a `Vec`'s spare capacity);
+/// `Ok(n)`: its first `n` bytes are now initialised. `Ok(0)` is end of stream.
+pub fn recv_uninit(fd: RawFd, buf: &mut [mem::MaybeUninit<u8>]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes; the kernel
+    // only writes to it.
+    cvt_size(unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) })
+}
+
 /// One `recv`; `Ok(0)` is end of stream.
 pub fn recv(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes.

@@ -90,6 +90,13 @@ impl State {
                     self.mark_ready(conn);
                 }
             }
+            Event::Filled { conn, buf } => {
+                if let Some(c) = self.get(conn) {
+                    c.last_active = now;
+                    c.http.return_body(buf);
+                    self.mark_ready(conn);
+                }
+            }
             Event::Eof { conn } => {
                 if let Some(c) = self.get(conn) {
                     if let Some(f) = &c.inflight {

@@ -41,6 +41,10 @@ const OUTPUT_HIGH_WATER: usize = 64 * 1024;
 /// Body chunks (an app's `bytes` objects) from this size on are sent from
 /// where they are instead of being copied into the connection's output.
 const SEND_IN_PLACE_MIN: usize = 16 * 1024;
+/// A body of known length with at least this much still to come is received
+/// straight into its memory (`Engine::recv_into`) instead of through the
+/// engine's buffers.
+const LEND_BODY_MIN: u64 = 32 * 1024;
 
 /// How long a closing connection drains unread client bytes (gunicorn's close_graceful: 2 s).
 const LINGER: Duration = Duration::from_secs(2);
@@ -418,6 +422,15 @@ impl Worker<'_> {
         } else if !backed_up && c.recv_paused {
             c.recv_paused = false;
             self.engine.resume_recv(id);
+        }
+        // The rest of a large body goes straight into its memory (not for
+        // TLS, whose bytes need decrypting first).
+        if !c.recv_paused && c.tls.is_none() && c.http.reading_body() {
+            if let Some((memory, rest)) = c.http.lend_body(LEND_BODY_MIN) {
+                if let Err(memory) = self.engine.recv_into(id, memory, rest) {
+                    c.http.return_body(memory);
+                }
+            }
         }
     }
 

@@ -55,6 +55,8 @@ pub struct Conn {
     pub failed: bool,
     /// In the dirty list (output to write at the next wait).
     pub dirty: bool,
+    /// A buffer lent with `recv_into`, and how many bytes it may take.
+    pub target: Option<(Vec<u8>, usize)>,
 }
 
 impl Conn {
@@ -149,6 +151,7 @@ impl EpollEngine {
         c.shut = Shut::No;
         c.failed = false;
         c.dirty = false;
+        c.target = None;
         let tag = Token(token::encode(Kind::Conn, c.gen, id) as usize);
         if let Err(e) = self.poll.registry().register(
             &mut SourceFd(&fd),
@@ -169,6 +172,7 @@ impl EpollEngine {
         c.open = false;
         c.gen = token::next_gen(c.gen);
         c.out.clear();
+        c.target = None;
         self.free.push(id);
     }
 
@@ -234,7 +238,7 @@ impl EpollEngine {
                         self.on_writable(index, gen, on_event);
                     }
                 }
-                Kind::Send | Kind::Shutdown | Kind::Close | Kind::Cancel => {}
+                Kind::Send | Kind::Shutdown | Kind::Close | Kind::Cancel | Kind::RecvInto => {}
             }
         }
         self.events = events;

@@ -52,6 +52,9 @@ impl UringEngine {
         if recv_armed {
             self.cancel(self.conn_tag(Kind::Conn, id));
         }
+        if self.conns[id as usize].direct {
+            self.cancel(self.conn_tag(Kind::RecvInto, id));
+        }
         if sending {
             self.cancel(self.conn_tag(Kind::Send, id));
         }

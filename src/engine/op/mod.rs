@@ -5,6 +5,7 @@
 pub mod accept;
 pub mod close;
 pub mod recv;
+pub mod recv_into;
 pub mod send;
 pub mod send_file;
 pub mod watch;

@@ -61,7 +61,10 @@ impl UringEngine {
         if res > 0 {
             if let Some(bid) = cqueue::buffer_select(flags) {
                 let data = self.bufs.data(bid, res as usize);
-                if live && !c.paused {
+                if live && c.target.is_some() {
+                    // Bytes ahead of a loan (its cancel is on the way).
+                    super::recv_into::fill(c, data);
+                } else if live && !c.paused {
                     on_event(Event::Data {
                         conn: ConnId(id),
                         data,
@@ -79,7 +82,7 @@ impl UringEngine {
             // End of stream, or the connection failed (reset...).
             if live && !c.eof {
                 c.eof = true;
-                if c.paused {
+                if c.paused || c.target.is_some() {
                     c.held_eof = true;
                 } else {
                     on_event(Event::Eof { conn: ConnId(id) });
@@ -98,10 +101,14 @@ impl UringEngine {
             let c = &mut self.conns[id as usize];
             c.recv_armed = false;
             c.recv_cancelling = false;
-            let rearm = c.state == ConnState::Open && !c.paused && !c.eof && !self.is_stopping();
+            let lent = c.is_open(gen) && c.target.is_some();
+            let rearm =
+                c.state == ConnState::Open && !c.paused && !c.eof && !lent && !self.is_stopping();
             self.op_done(id);
             if rearm {
                 self.arm_recv(id);
+            } else if lent {
+                self.after_multishot(id, on_event);
             }
         }
     }
@@ -125,12 +132,16 @@ impl UringEngine {
             return;
         }
         c.paused = false;
+        if c.target.is_some() {
+            // What is held follows the loan when it comes back.
+            return;
+        }
         if !c.held.is_empty() || c.held_eof {
             self.pending.push(Pending::Held(id, c.gen));
         }
         // Still armed: never cancelled, or the cancel is on its way and its
         // last completion re-arms (the connection is no longer paused then).
-        if !c.recv_armed && !c.eof {
+        if !c.recv_armed && !c.direct && !c.eof {
             self.arm_recv(id);
         }
     }
@@ -140,7 +151,7 @@ impl UringEngine {
         let Some(c) = self.conns.get_mut(id as usize) else {
             return false;
         };
-        if !c.is_open(gen) || c.paused {
+        if !c.is_open(gen) || c.paused || c.target.is_some() {
             return false;
         }
         let held = std::mem::take(&mut c.held);
@@ -170,6 +181,9 @@ impl EpollEngine {
         };
         if !c.open || c.paused || c.eof || !c.readable {
             return false;
+        }
+        if c.target.is_some() {
+            return self.read_into(id, on_event);
         }
         let mut delivered = false;
         for _ in 0..READS_PER_WAKEUP {

@@ -97,6 +97,15 @@ pub struct Conn {
     /// receive's cancellation took effect; delivered on `resume_recv`.
     pub held: Vec<u8>,
     pub held_eof: bool,
+    /// A buffer lent with `recv_into`; the kernel writes into its spare
+    /// capacity while `direct` is set, so it stays here until then.
+    pub target: Option<Vec<u8>>,
+    /// Bytes `target` may still take.
+    pub target_room: usize,
+    /// Its length when it was lent.
+    pub target_start: usize,
+    /// The receive into `target` is in flight.
+    pub direct: bool,
     pub out: SendQueue,
     /// The one send in flight (buffers, or a step of a file range).
     pub sending: bool,
@@ -129,6 +138,10 @@ impl Conn {
             eof: false,
             held: Vec::new(),
             held_eof: false,
+            target: None,
+            target_room: 0,
+            target_start: 0,
+            direct: false,
             out: SendQueue::default(),
             sending: false,
             stage: Stage::Bytes,
@@ -203,6 +216,9 @@ pub struct UringEngine {
     pub recv_out_of_buffers: u64,
     /// Receives cancelled because bytes arrived on a paused connection.
     pub recv_cancels: u64,
+    /// Connections whose receive into a lent buffer finished: their
+    /// multishot receive is re-armed at the next wait unless lent again.
+    pub rearm: Vec<(u32, u32)>,
     /// Splices into a socket that found it full (then a poll waited).
     pub file_waits: u64,
 }
@@ -298,6 +314,7 @@ impl UringEngine {
             stopping: false,
             recv_out_of_buffers: 0,
             recv_cancels: 0,
+            rearm: Vec::new(),
             file_waits: 0,
         };
         for l in 0..engine.listeners.len() {
@@ -347,6 +364,7 @@ impl UringEngine {
         c.paused = false;
         c.eof = false;
         c.held_eof = false;
+        c.direct = false;
         c.sending = false;
         c.stage = Stage::Bytes;
         c.shut = Shut::No;
@@ -373,6 +391,8 @@ impl UringEngine {
             c.fd = -1;
             c.out.clear();
             c.held = Vec::new();
+            // Nothing is in flight any more: the kernel is done with it.
+            c.target = None;
             self.release_pipe(id);
             self.free.push(id);
         }
@@ -392,6 +412,7 @@ impl UringEngine {
         on_event: &mut dyn FnMut(Event<'_>),
     ) -> io::Result<()> {
         let mut delivered = self.deliver_pending(on_event);
+        self.rearm_after_loans();
         delivered |= self.start_sends(on_event);
         let timeout = self.rearm_backed_off(timeout);
         let queued = self.ring.submission().len() as u32;
@@ -431,6 +452,7 @@ impl UringEngine {
         match kind {
             Kind::Accept => self.on_accept(index as usize, res, flags, on_event),
             Kind::Conn => self.on_recv(index, gen, res, flags, on_event),
+            Kind::RecvInto => self.on_recv_into(index, gen, res, on_event),
             Kind::Send => self.on_send(index, gen, res, on_event),
             Kind::Shutdown | Kind::Close => self.op_done(index),
             Kind::Watch => self.on_watch(index as usize, res, flags, on_event),
