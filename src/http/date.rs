@@ -13,6 +13,8 @@ const KEEP_ALIVE_LEN: usize = BEFORE_DATE.len() + DATE_LEN + KEEP_ALIVE.len();
 const CLOSE_LEN: usize = BEFORE_DATE.len() + DATE_LEN + CLOSE.len();
 
 pub struct DateCache {
+    /// Seconds since the epoch, now.
+    clock: fn() -> u64,
     secs: u64,
     value: [u8; DATE_LEN],
     /// `\r\nServer: ...\r\nDate: <value>\r\nConnection: keep-alive\r\n`.
@@ -34,8 +36,16 @@ fn fields<const N: usize>(date: &[u8; DATE_LEN], after: &[u8]) -> [u8; N] {
 
 impl DateCache {
     pub fn new() -> DateCache {
+        DateCache::with_clock(system_secs)
+    }
+
+    /// A cache that reads the time from `clock` (seconds since the epoch),
+    /// for a caller with a cheaper clock than `SystemTime` (the value only
+    /// changes once a second).
+    pub fn with_clock(clock: fn() -> u64) -> DateCache {
         let value = [b' '; DATE_LEN];
         DateCache {
+            clock,
             secs: u64::MAX,
             value,
             keep_alive: fields(&value, KEEP_ALIVE),
@@ -56,9 +66,7 @@ impl DateCache {
 
     /// `Sun, 06 Nov 1994 08:49:37 GMT` for now.
     pub fn get(&mut self) -> &[u8] {
-        let secs = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let secs = (self.clock)();
         self.at(secs)
     }
 
@@ -77,6 +85,12 @@ impl DateCache {
     }
 }
 
+fn system_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 impl Default for DateCache {
     fn default() -> Self {
         DateCache::new()
@@ -93,6 +107,16 @@ mod tests {
         assert_eq!(d.at(784111777), b"Sun, 06 Nov 1994 08:49:37 GMT");
         assert_eq!(d.at(784111777), b"Sun, 06 Nov 1994 08:49:37 GMT");
         assert_eq!(d.at(784111778), b"Sun, 06 Nov 1994 08:49:38 GMT");
+    }
+
+    #[test]
+    fn the_clock_given_is_the_one_read() {
+        let mut d = DateCache::with_clock(|| 784111777);
+        assert_eq!(d.get(), b"Sun, 06 Nov 1994 08:49:37 GMT");
+        let fields = d.server_fields(true).to_vec();
+        assert!(fields
+            .windows(29)
+            .any(|w| w == b"Sun, 06 Nov 1994 08:49:37 GMT"));
     }
 
     #[test]

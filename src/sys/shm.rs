@@ -254,9 +254,31 @@ pub fn monotonic_ms() -> u64 {
     }
 }
 
+/// `monotonic_ms` as of the kernel's last tick (a few milliseconds behind at
+/// most), read without touching a hardware timer: for the stamps a worker
+/// writes on every request and loop turn, which are compared in seconds.
+pub fn coarse_monotonic_ms() -> u64 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE) {
+        Ok(ts) => ts.tv_sec() as u64 * 1000 + ts.tv_nsec() as u64 / 1_000_000,
+        Err(_) => monotonic_ms(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_coarse_clock_is_the_monotonic_clock_a_tick_behind() {
+        let before = monotonic_ms();
+        let coarse = coarse_monotonic_ms();
+        let after = monotonic_ms();
+        // A tick is at most 10 ms (HZ=100).
+        assert!(
+            before.saturating_sub(10) <= coarse && coarse <= after,
+            "{before} {coarse} {after}"
+        );
+    }
 
     #[test]
     fn request_line_round_trips_and_truncates() {

@@ -2,6 +2,19 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// Seconds since the epoch from the coarse real-time clock: the time of the
+/// kernel's last tick (a few milliseconds behind at most), read without
+/// touching a hardware timer. For the `Date` header, which changes once a
+/// second and is written on every response.
+pub fn coarse_unix_secs() -> u64 {
+    match nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME_COARSE) {
+        Ok(t) => u64::try_from(t.tv_sec()).unwrap_or(0),
+        Err(_) => SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    }
+}
+
 /// `2026-11-26 06:35:45 +0000` in the local time zone (gunicorn's error-log `datefmt`).
 pub fn local_timestamp() -> String {
     let now = SystemTime::now()
@@ -32,4 +45,27 @@ pub fn local_timestamp() -> String {
         off / 60,
         off % 60
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_coarse_clock_is_the_wall_clock_to_the_second() {
+        let before = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let coarse = coarse_unix_secs();
+        let after = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        // A tick behind at most: the same second, or the one before.
+        assert!(
+            before.saturating_sub(1) <= coarse && coarse <= after,
+            "{before} {coarse} {after}"
+        );
+    }
 }

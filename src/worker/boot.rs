@@ -219,7 +219,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
                 cfg.timeout as u64
             },
         ))),
-        date: DateCache::new(),
+        date: DateCache::with_clock(crate::sys::time::coarse_unix_secs),
         keep_alive: Duration::from_secs(cfg.keep_alive as u64),
         max_connections: cfg.worker_connections,
         accept_paused: false,

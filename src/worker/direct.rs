@@ -55,7 +55,7 @@ impl DirectSink {
                 sent: 0,
                 failed: false,
                 buf: Vec::new(),
-                date: DateCache::new(),
+                date: DateCache::with_clock(crate::sys::time::coarse_unix_secs),
             }),
         }
     }

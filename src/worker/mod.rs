@@ -251,7 +251,7 @@ impl Worker<'_> {
         loop {
             if let Some(s) = self.status {
                 // An app side with a loop of its own (ASGI) must be alive too.
-                let now = shm::monotonic_ms();
+                let now = shm::coarse_monotonic_ms();
                 let alive = self
                     .runner
                     .as_ref()
@@ -263,9 +263,11 @@ impl Worker<'_> {
             let timeout = next_sweep.saturating_duration_since(now);
             let engine = &mut self.engine;
             let state = &mut self.state;
+            // One clock read for the whole batch: its events are simultaneous.
+            let mut at = None;
             let waited = py.detach(|| {
                 engine.wait(Some(timeout), &mut |ev| {
-                    let now = Instant::now();
+                    let now = *at.get_or_insert_with(Instant::now);
                     state.on_event(ev, now);
                 })
             });
@@ -311,7 +313,8 @@ impl Worker<'_> {
                 self.state.ready = ready;
             }
             crate::log::flush();
-            let now = Instant::now();
+            // The batch's time is close enough for a 250 ms sweep.
+            let now = at.unwrap_or_else(Instant::now);
             if now >= next_sweep {
                 self.check_reload(py);
                 self.sweep(py, now);
@@ -506,7 +509,7 @@ impl Worker<'_> {
                 waited.as_secs_f64()
             );
             if let Some(s) = self.status {
-                s.record_shed(shm::monotonic_ms());
+                s.record_shed(shm::coarse_monotonic_ms());
             }
             if !write_overloaded(&mut c.out, &mut self.date, req_info) {
                 c.phase = Phase::CloseAfterSend;
@@ -577,7 +580,11 @@ impl Worker<'_> {
             started.as_ref().map_or_else(Instant::now, |t| t.1)
         });
         if let Some(s) = self.status {
-            s.begin_call(shm::monotonic_ms(), req.head.method(), req.head.target());
+            s.begin_call(
+                shm::coarse_monotonic_ms(),
+                req.head.method(),
+                req.head.target(),
+            );
         }
         // write() goes straight to the socket while nothing else is queued for it.
         let direct = match (c.tls.is_none() && c.pending_output() == 0)
@@ -780,8 +787,10 @@ impl Worker<'_> {
         };
         if let Some(s) = self.status {
             // The body is app code too: a generator stuck here is a stuck call.
-            s.call_ms
-                .store(shm::monotonic_ms(), std::sync::atomic::Ordering::Release);
+            s.call_ms.store(
+                shm::coarse_monotonic_ms(),
+                std::sync::atomic::Ordering::Release,
+            );
         }
         let _call = CallGuard(self.status);
         let Some(mut stream) = self.send_file_body(py, id, stream) else {
