@@ -22,6 +22,9 @@ use super::parse::HeadParser;
 use super::proxy::{read_preamble, Preamble, ProxyInfo};
 use super::{Config, Event, Head, PeerTrust, ProxyProtocol, Request};
 
+/// The most memory one `lend_body` reserves beyond what the body holds.
+const LEND_MAX: u64 = 1 << 20;
+
 /// `HTTP/1.1 100 Continue`, sent when a request with `Expect: 100-continue` waits for its body.
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
@@ -173,7 +176,7 @@ impl Conn {
 
     /// For a body of known length, kept in memory, with at least `min`
     /// bytes still to come and none waiting in the input: the body's memory
-    /// with room for the rest, and how many bytes the rest is. The caller
+    /// with room for the rest (at most `LEND_MAX` more), and that room. The caller
     /// appends received bytes (at most that many) and gives it back with
     /// `return_body`, saving the copy through the input buffer; meanwhile
     /// fed bytes wait in the input.
@@ -186,13 +189,14 @@ impl Conn {
         {
             return None;
         }
-        // A memory body fits in memory whole: its length was checked
-        // against body_buffer_size when the head arrived.
-        let rest = usize::try_from(rest).ok()?;
+        // Room for what has to come, but never reserved ahead in large
+        // steps: with --body-buffer-size 0 any announced length is kept
+        // in memory, and memory follows the bytes that arrive.
+        let room = usize::try_from(rest.min(LEND_MAX)).ok()?;
         let mut memory = b.body.take_memory()?;
-        memory.reserve_exact(rest);
+        memory.reserve_exact(room);
         b.lent = Some(memory.len());
-        Some((memory, rest))
+        Some((memory, room))
     }
 
     /// Take back what `lend_body` lent, with the body bytes received into it.
@@ -930,6 +934,24 @@ mod tests {
         conn.return_body(memory);
         conn.feed(b"xy");
         assert!(matches!(conn.poll(), Event::Request(r) if r.body.as_bytes() == Some(&b"xy"[..])));
+    }
+
+    #[test]
+    fn a_loan_reserves_at_most_lend_max_whatever_length_is_announced() {
+        let cfg = Config {
+            limit_request_body: 0,
+            ..Config::default()
+        };
+        let mut conn = Conn::new(Arc::new(cfg), trusted());
+        conn.feed(b"POST / HTTP/1.1\r\nContent-Length: 10000000000\r\n\r\n");
+        assert!(matches!(conn.poll(), Event::NeedMore));
+        let (memory, room) = conn.lend_body(1).expect("lent");
+        assert_eq!(room as u64, LEND_MAX);
+        assert!(
+            memory.capacity() < 2 * LEND_MAX as usize,
+            "{}",
+            memory.capacity()
+        );
     }
 
     #[test]
