@@ -190,6 +190,14 @@ impl Engine {
         each!(self, e => e.recv_into(conn.0, buf, max))
     }
 
+    /// `conn` sends large bodies: from now on receive it in pieces small
+    /// enough that a body's bulk is still unread when its head has been
+    /// parsed, so `recv_into` can take it. Costs one submission per receive
+    /// on io_uring; nothing on epoll.
+    pub fn recv_bounded(&mut self, conn: ConnId) {
+        each!(self, e => e.recv_bounded(conn.0))
+    }
+
     /// Queue `data` to be written on `conn` after anything queued before.
     /// `Sent` is reported once all queued data is written. The write itself
     /// happens in the next `wait`, together with everything else queued for

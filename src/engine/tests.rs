@@ -579,6 +579,69 @@ both!(
     }
 );
 
+both!(bounded_receives_leave_a_body_for_the_loan, |kind| {
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let mut c = client(&l);
+    let (conn, _) = h.accept();
+    h.engine.recv_bounded(conn);
+    h.quiet();
+    let sent: Vec<u8> = (0..400_000).map(|i| (i % 251) as u8).collect();
+    let expect = sent.clone();
+    let writer = std::thread::spawn(move || {
+        c.write_all(&sent).unwrap();
+        c
+    });
+    let mut got = match h.expect("data", |e| matches!(e, Ev::Data(x, _) if *x == conn)) {
+        Ev::Data(_, d) => d,
+        _ => unreachable!(),
+    };
+    if kind == EngineKind::Uring {
+        assert!(
+            got.len() <= 16 * 1024,
+            "a bounded receive took {}",
+            got.len()
+        );
+    }
+    let mut lent = 0;
+    while got.len() < expect.len() {
+        let want = expect.len() - got.len();
+        if h.engine
+            .recv_into(conn, Vec::with_capacity(want), want)
+            .is_err()
+        {
+            panic!("loan refused; events: {:?}", h.log);
+        }
+        loop {
+            match h.expect("the loan back", |e| e.conn() == Some(conn)) {
+                Ev::Data(_, d) => got.extend_from_slice(&d),
+                Ev::Filled(_, b) => {
+                    lent += b.len();
+                    got.extend_from_slice(&b);
+                    break;
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    assert!(
+        got == expect,
+        "bytes differ ({} of {})",
+        got.len(),
+        expect.len()
+    );
+    if kind == EngineKind::Uring {
+        assert!(
+            lent >= expect.len() - 16 * 1024,
+            "only {lent} bytes came through loans"
+        );
+    }
+    // The connection goes on receiving in bounded pieces.
+    let mut c = writer.join().unwrap();
+    c.write_all(b"next").unwrap();
+    assert_eq!(h.read(conn, 4), b"next");
+});
+
 both!(pause_accept_defers_connections_until_resume, |kind| {
     let l = tcp_listener();
     let mut h = Harness::new(kind, &[l.as_raw_fd()]);

@@ -461,6 +461,11 @@ impl Worker<'_> {
                 http::Event::SendContinue => c.out.extend_from_slice(http::CONTINUE),
                 http::Event::Request(req) => {
                     c.request_started = (c.http.buffered() > 0).then(Instant::now);
+                    if req.body.len() >= LEND_BODY_MIN && c.tls.is_none() {
+                        // An uploading client: let its next bodies skip the
+                        // engine's buffers.
+                        self.engine.recv_bounded(id);
+                    }
                     self.respond(py, id, req)
                 }
                 http::Event::Error(e) => {

@@ -10,6 +10,11 @@
 //!   while paused (they and any more before the cancel are held and
 //!   delivered on resume). A client that waits for its response, the usual
 //!   case behind a large response, costs no cancel and no re-arm.
+//!   A connection the worker marks as sending large bodies (`recv_bounded`)
+//!   is received with single receives of at most `BOUNDED_RECV` bytes
+//!   instead, each armed at the next wait: the multishot receive would take
+//!   a whole body into the buffer ring together with its head, before the
+//!   worker could lend the body's memory for it.
 //! * epoll: on a readable edge, read into the one reusable buffer. A read
 //!   shorter than the buffer means the socket's queue is empty — bytes that
 //!   arrive later raise a new edge — so no extra read waits for EAGAIN,
@@ -19,7 +24,7 @@
 //! Both: a read of 0 bytes or a receive error is `Eof`; nothing is read
 //! after it.
 
-use io_uring::{cqueue, opcode};
+use io_uring::{cqueue, opcode, squeue};
 
 use crate::engine::epoll::EpollEngine;
 use crate::engine::token::Kind;
@@ -29,6 +34,10 @@ use crate::sys::transport;
 
 /// Reads per connection per wakeup before others get their turn (epoll).
 const READS_PER_WAKEUP: usize = 4;
+
+/// The most one receive of a connection in bounded mode takes (io_uring):
+/// a request head and a little of its body.
+const BOUNDED_RECV: u32 = 16 * 1024;
 
 // ---------------------------------------------------------------- io_uring
 
@@ -40,8 +49,32 @@ impl UringEngine {
         let c = &mut self.conns[id as usize];
         c.recv_armed = true;
         c.ops += 1;
-        let sqe = opcode::RecvMulti::new(fd, bgid).build().user_data(tag);
-        self.push(&sqe);
+        let sqe = if c.bounded {
+            opcode::Recv::new(fd, std::ptr::null_mut(), BOUNDED_RECV)
+                .buf_group(bgid)
+                .build()
+                .flags(squeue::Flags::BUFFER_SELECT)
+        } else {
+            opcode::RecvMulti::new(fd, bgid).build()
+        };
+        self.push(&sqe.user_data(tag));
+    }
+
+    pub fn recv_bounded(&mut self, id: u32) {
+        let Some(c) = self.conns.get_mut(id as usize) else {
+            return;
+        };
+        if c.state != ConnState::Open || c.bounded {
+            return;
+        }
+        c.bounded = true;
+        // A multishot receive would take the next body with its head: end
+        // it; its last completion arms the bounded receive.
+        if c.recv_armed && !c.recv_cancelling && !c.paused {
+            c.recv_cancelling = true;
+            let tag = self.conn_tag(Kind::Conn, id);
+            self.cancel(tag);
+        }
     }
 
     pub fn on_recv(
@@ -98,14 +131,19 @@ impl UringEngine {
             self.recv_out_of_buffers += 1;
         }
         if !more {
+            let stopping = self.is_stopping();
             let c = &mut self.conns[id as usize];
             c.recv_armed = false;
             c.recv_cancelling = false;
             let lent = c.is_open(gen) && c.target.is_some();
-            let rearm =
-                c.state == ConnState::Open && !c.paused && !c.eof && !lent && !self.is_stopping();
+            let rearm = c.state == ConnState::Open && !c.paused && !c.eof && !lent && !stopping;
+            let bounded = c.bounded;
             self.op_done(id);
-            if rearm {
+            if rearm && bounded {
+                // Armed at the next wait, after the worker had the bytes and
+                // a chance to lend a body's memory for what follows them.
+                self.rearm.push((id, gen));
+            } else if rearm {
                 self.arm_recv(id);
             } else if lent {
                 self.after_multishot(id, on_event);
@@ -248,6 +286,10 @@ impl EpollEngine {
             c.paused = true;
         }
     }
+
+    /// Nothing to change: a read never takes more than the worker lends
+    /// for, or the engine's own buffer.
+    pub fn recv_bounded(&mut self, _id: u32) {}
 
     pub fn resume_recv(&mut self, id: u32) {
         let Some(c) = self.conns.get_mut(id as usize) else {

@@ -106,6 +106,9 @@ pub struct Conn {
     pub target_start: usize,
     /// The receive into `target` is in flight.
     pub direct: bool,
+    /// Received with bounded single receives instead of the multishot one
+    /// (the connection sends large bodies).
+    pub bounded: bool,
     pub out: SendQueue,
     /// The one send in flight (buffers, or a step of a file range).
     pub sending: bool,
@@ -142,6 +145,7 @@ impl Conn {
             target_room: 0,
             target_start: 0,
             direct: false,
+            bounded: false,
             out: SendQueue::default(),
             sending: false,
             stage: Stage::Bytes,
@@ -365,6 +369,7 @@ impl UringEngine {
         c.eof = false;
         c.held_eof = false;
         c.direct = false;
+        c.bounded = false;
         c.sending = false;
         c.stage = Stage::Bytes;
         c.shut = Shut::No;
