@@ -70,11 +70,21 @@ impl UringEngine {
         c.bounded = true;
         // A multishot receive would take the next body with its head: end
         // it; its last completion arms the bounded receive.
-        if c.recv_armed && !c.recv_cancelling && !c.paused {
-            c.recv_cancelling = true;
-            let tag = self.conn_tag(Kind::Conn, id);
-            self.cancel(tag);
+        if c.recv_armed && !c.paused {
+            self.cancel_recv(id);
         }
+    }
+
+    /// End the connection's receive (multishot or bounded) unless a cancel
+    /// is already on its way; its last completion decides what follows.
+    pub(super) fn cancel_recv(&mut self, id: u32) {
+        let c = &mut self.conns[id as usize];
+        if c.recv_cancelling {
+            return;
+        }
+        c.recv_cancelling = true;
+        let tag = self.conn_tag(Kind::Conn, id);
+        self.cancel(tag);
     }
 
     pub fn on_recv(
@@ -106,7 +116,6 @@ impl UringEngine {
                     c.held.extend_from_slice(data);
                     // Paused and the client keeps sending: stop receiving.
                     cancel = more && !c.recv_cancelling;
-                    c.recv_cancelling |= cancel;
                 }
                 self.bufs
                     .consume(bid, res as usize, cqueue::buffer_more(flags));
@@ -124,8 +133,7 @@ impl UringEngine {
         }
         if cancel {
             self.recv_cancels += 1;
-            let tag = self.conn_tag(Kind::Conn, id);
-            self.cancel(tag);
+            self.cancel_recv(id);
         }
         if res == -libc::ENOBUFS {
             self.recv_out_of_buffers += 1;

@@ -8,7 +8,7 @@
 //! * io_uring: the multishot receive is cancelled first. Bytes it still
 //!   delivers go into the buffer (those past `max` are held and follow
 //!   `Filled` as `Data`); if it delivered none, one plain receive into the
-//!   buffer follows. After `Filled` the multishot receive is re-armed at
+//!   buffer follows. After `Filled` the connection's receive is re-armed at
 //!   the next `wait`, unless the worker lent a buffer again meanwhile.
 //! * epoll: the next read of a readable edge goes into the buffer.
 //!
@@ -65,11 +65,7 @@ impl UringEngine {
         c.target = Some(buf);
         if c.recv_armed {
             // Its last completion receives into the buffer or hands it back.
-            if !c.recv_cancelling {
-                c.recv_cancelling = true;
-                let tag = self.conn_tag(Kind::Conn, id);
-                self.cancel(tag);
-            }
+            self.cancel_recv(id);
         } else {
             self.submit_recv_into(id);
         }
@@ -152,35 +148,27 @@ impl UringEngine {
         let Some(buf) = c.target.take() else {
             return;
         };
-        on_event(Event::Filled {
-            conn: ConnId(id),
-            buf,
-        });
-        let c = &mut self.conns[id as usize];
-        let held = std::mem::take(&mut c.held);
-        if !held.is_empty() {
+        let conn = ConnId(id);
+        on_event(Event::Filled { conn, buf });
+        if !c.held.is_empty() {
             on_event(Event::Data {
-                conn: ConnId(id),
-                data: &held,
+                conn,
+                data: &c.held,
             });
-        }
-        let c = &mut self.conns[id as usize];
-        if std::mem::take(&mut c.held_eof) {
-            on_event(Event::Eof { conn: ConnId(id) });
-        }
-        let c = &mut self.conns[id as usize];
-        if c.held.is_empty() {
-            c.held = held;
             c.held.clear();
         }
+        if std::mem::take(&mut c.held_eof) {
+            on_event(Event::Eof { conn });
+        }
         if !c.eof {
-            self.rearm.push((id, c.gen));
+            let gen = c.gen;
+            self.rearm.push((id, gen));
         }
     }
 
-    /// Re-arm the multishot receive of connections whose loan came back and
-    /// was not renewed.
-    pub fn rearm_after_loans(&mut self) {
+    /// Arm the receive (multishot or bounded) of connections whose loan
+    /// came back and was not renewed, or whose bounded receive ended.
+    pub fn rearm_waiting(&mut self) {
         if self.rearm.is_empty() {
             return;
         }

@@ -220,8 +220,9 @@ pub struct UringEngine {
     pub recv_out_of_buffers: u64,
     /// Receives cancelled because bytes arrived on a paused connection.
     pub recv_cancels: u64,
-    /// Connections whose receive into a lent buffer finished: their
-    /// multishot receive is re-armed at the next wait unless lent again.
+    /// Connections whose receive into a lent buffer finished, or whose
+    /// bounded receive ended: their receive is re-armed at the next wait
+    /// unless a buffer was lent again.
     pub rearm: Vec<(u32, u32)>,
     /// Splices into a socket that found it full (then a poll waited).
     pub file_waits: u64,
@@ -417,7 +418,7 @@ impl UringEngine {
         on_event: &mut dyn FnMut(Event<'_>),
     ) -> io::Result<()> {
         let mut delivered = self.deliver_pending(on_event);
-        self.rearm_after_loans();
+        self.rearm_waiting();
         delivered |= self.start_sends(on_event);
         let timeout = self.rearm_backed_off(timeout);
         let queued = self.ring.submission().len() as u32;
