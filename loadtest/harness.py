@@ -803,7 +803,7 @@ def parse_args(argv):
                    help="seconds of each half of a round (default 1)")
     p.add_argument("--engine-rounds", type=int,
                    help="measured runs per engine and cell of the engines probe, the two engines "
-                        "alternating U,E,E,U,... (default 3, quick 1)")
+                        "alternating U,E,E,U,... (default 5, quick 1)")
     p.add_argument("--engine-seconds", type=int, default=3,
                    help="seconds of each run of the engines probe (default 3)")
     p.add_argument("--start-timeout", type=float, default=30.0, help="seconds a server may take to answer")
@@ -850,7 +850,7 @@ def parse_args(argv):
     if args.passes is None:
         args.passes = 1 if args.quick else 2
     if args.engine_rounds is None:
-        args.engine_rounds = 1 if args.quick else 3
+        args.engine_rounds = 1 if args.quick else 5
     if args.engine_rounds < 1 or args.engine_seconds < 1:
         p.error("--engine-rounds and --engine-seconds must be >= 1")
     if args.duration < 1 or args.warmup < 0 or args.connections < 1:

@@ -438,6 +438,49 @@ both!(
     }
 );
 
+both!(the_fin_leaves_with_the_last_bytes_in_one_turn, |kind| {
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let mut c = client(&l);
+    let (conn, _) = h.accept();
+    h.engine.send(conn, b"last".to_vec());
+    h.engine.shutdown_write(conn);
+    // One turn, as when a worker answers `Connection: close` and goes
+    // on to other connections: the client sees the bytes and the end
+    // without waiting for another.
+    h.turn(Duration::from_millis(100));
+    c.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut got = Vec::new();
+    c.read_to_end(&mut got).expect("bytes, then the end");
+    assert_eq!(got, b"last");
+});
+
+both!(
+    a_shutdown_behind_a_send_that_fills_the_socket_waits_for_every_byte,
+    |kind| {
+        let l = tcp_listener();
+        let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+        let c = client(&l);
+        let (conn, _) = h.accept();
+        // Far more than the socket buffers hold: the send cannot finish
+        // until the client reads, and the FIN must not overtake it.
+        let body: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
+        h.engine.send(conn, body[..1 << 20].to_vec());
+        h.engine.send(conn, body[1 << 20..].to_vec());
+        h.engine.shutdown_write(conn);
+        h.quiet();
+        let (_c, got) = h.pump_while(move || {
+            let mut c = c;
+            let mut got = Vec::new();
+            c.read_to_end(&mut got).unwrap();
+            (c, got)
+        });
+        assert!(got == body, "{} of {} bytes", got.len(), body.len());
+        h.expect("sent", |e| *e == Ev::Sent(conn));
+    }
+);
+
 both!(pause_recv_holds_data_until_resume, |kind| {
     let l = tcp_listener();
     let mut h = Harness::new(kind, &[l.as_raw_fd()]);

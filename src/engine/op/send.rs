@@ -88,19 +88,36 @@ impl UringEngine {
         c.stage = Stage::Bytes;
         c.sending = true;
         c.ops += 1;
+        // The last bytes before a requested shutdown: the FIN goes linked
+        // behind them. MSG_WAITALL makes a short send fail the link (and
+        // io_uring retry it to the end first), so no FIN overtakes bytes.
+        let last = c.shut == uring::Shut::Requested && c.iovs.len() == c.out.entry_count();
+        let flags = libc::MSG_NOSIGNAL | if last { libc::MSG_WAITALL } else { 0 };
         let sqe = if c.iovs.len() == 1 {
             let iov = c.iovs[0];
             opcode::Send::new(fd, iov.iov_base as *const u8, iov.iov_len as u32)
-                .flags(libc::MSG_NOSIGNAL)
+                .flags(flags)
                 .build()
         } else {
             c.msg.msg_iov = c.iovs.as_mut_ptr();
             c.msg.msg_iovlen = c.iovs.len() as _;
             opcode::SendMsg::new(fd, &*c.msg)
-                .flags(libc::MSG_NOSIGNAL as u32)
+                .flags(flags as u32)
                 .build()
         };
-        self.push(&sqe.user_data(tag));
+        let sqe = sqe.user_data(tag);
+        if last {
+            let shutdown = opcode::Shutdown::new(fd, libc::SHUT_WR)
+                .build()
+                .user_data(self.conn_tag(Kind::Shutdown, id));
+            if self.push_linked(sqe.clone(), shutdown) {
+                let c = &mut self.conns[id as usize];
+                c.shut = uring::Shut::Linked;
+                c.ops += 1;
+                return;
+            }
+        }
+        self.push(&sqe);
     }
 
     pub fn on_send(&mut self, id: u32, gen: u32, res: i32, on_event: &mut dyn FnMut(Event<'_>)) {
@@ -109,6 +126,10 @@ impl UringEngine {
         };
         c.sending = false;
         let stage = std::mem::take(&mut c.stage);
+        let linked = c.shut == uring::Shut::Linked;
+        if linked {
+            c.shut = uring::Shut::Done;
+        }
         if !c.is_open(gen) {
             // Closing: the send was cancelled or finished; either way the
             // buffers are the kernel's no more.
@@ -129,6 +150,10 @@ impl UringEngine {
         let c = &mut self.conns[id as usize];
         match next {
             Next::Continue if c.has_output() => {
+                if linked {
+                    // Short: the link was cut and the shutdown cancelled.
+                    c.shut = uring::Shut::Requested;
+                }
                 self.op_done(id);
                 self.submit_send(id);
                 return;

@@ -77,6 +77,10 @@ pub enum Shut {
     No,
     /// Requested; issued once the queue drains.
     Requested,
+    /// Linked behind the send in flight, which writes the whole queue: the
+    /// FIN leaves in the same submission as the last bytes. The link holds
+    /// only if the send writes everything.
+    Linked,
     /// Issued.
     Done,
 }
@@ -349,6 +353,29 @@ impl UringEngine {
             }
         }
         error!("io_uring submission queue stuck full; an operation was dropped");
+    }
+
+    /// Push `first`, linked to `second`, so that both reach the kernel in
+    /// one submission (a link cut at a submission's end would let `second`
+    /// run on its own). False if the queue had no room for both.
+    pub fn push_linked(&mut self, first: squeue::Entry, second: squeue::Entry) -> bool {
+        let pair = [first.flags(squeue::Flags::IO_LINK), second];
+        for _ in 0..2 {
+            // SAFETY: as for `push`.
+            if unsafe { self.ring.submission().push_multiple(&pair) }.is_ok() {
+                return true;
+            }
+            let queued = self.ring.submission().len() as u32;
+            if let Err(e) = enter(self.ring_ref, queued, 0, None) {
+                if !matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
+                ) {
+                    error!("io_uring submit failed: {e}");
+                }
+            }
+        }
+        false
     }
 
     /// Take a free connection slot for `fd`.
