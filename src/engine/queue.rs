@@ -92,11 +92,6 @@ impl SendQueue {
         self.entries.is_empty()
     }
 
-    /// How many buffers and file ranges are queued.
-    pub fn entry_count(&self) -> usize {
-        self.entries.len()
-    }
-
     /// Drop everything queued (the connection is gone); file descriptors
     /// are closed.
     pub fn clear(&mut self) {

@@ -23,8 +23,6 @@ pub enum Kind {
     Conn = 2,
     /// A connection's in-flight send (io_uring only).
     Send = 3,
-    /// A connection's write shutdown (io_uring only).
-    Shutdown = 4,
     /// A connection's close (io_uring only).
     Close = 5,
     /// A watched fd (index = position in the watch list).
@@ -51,7 +49,6 @@ pub fn decode(tag: u64) -> Option<(Kind, u32, u32)> {
         1 => Kind::Accept,
         2 => Kind::Conn,
         3 => Kind::Send,
-        4 => Kind::Shutdown,
         5 => Kind::Close,
         6 => Kind::Watch,
         7 => Kind::Cancel,

@@ -238,7 +238,7 @@ impl EpollEngine {
                         self.on_writable(index, gen, on_event);
                     }
                 }
-                Kind::Send | Kind::Shutdown | Kind::Close | Kind::Cancel | Kind::RecvInto => {}
+                Kind::Send | Kind::Close | Kind::Cancel | Kind::RecvInto => {}
             }
         }
         self.events = events;

@@ -58,8 +58,8 @@ impl UringEngine {
         if sending {
             self.cancel(self.conn_tag(Kind::Send, id));
         }
-        // An operation still in flight (a receive being cancelled, a send,
-        // a shutdown) names the descriptor by number: closing it now would
+        // An operation still in flight (a receive being cancelled, a send)
+        // names the descriptor by number: closing it now would
         // let accept hand the number to a new connection, and that
         // operation could then act on the new one. So the Close waits.
         if self.conns[id as usize].ops == 0 {

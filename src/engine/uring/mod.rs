@@ -12,7 +12,7 @@
 //! names; the receive buffers belong to the
 //! buffer ring, which outlives every receive. So:
 //! * a connection slot is freed — and its id handed out again — only when
-//!   every operation of that connection (receive, send, shutdown, close)
+//!   every operation of that connection (receive, send, close)
 //!   has posted its last completion (`Conn::ops` counts them);
 //! * `close` cancels the outstanding operations and queues a `Close`; it
 //!   never frees anything itself;
@@ -77,10 +77,6 @@ pub enum Shut {
     No,
     /// Requested; issued once the queue drains.
     Requested,
-    /// Linked behind the send in flight, which writes the whole queue: the
-    /// FIN leaves in the same submission as the last bytes. The link holds
-    /// only if the send writes everything.
-    Linked,
     /// Issued.
     Done,
 }
@@ -355,29 +351,6 @@ impl UringEngine {
         error!("io_uring submission queue stuck full; an operation was dropped");
     }
 
-    /// Push `first`, linked to `second`, so that both reach the kernel in
-    /// one submission (a link cut at a submission's end would let `second`
-    /// run on its own). False if the queue had no room for both.
-    pub fn push_linked(&mut self, first: squeue::Entry, second: squeue::Entry) -> bool {
-        let pair = [first.flags(squeue::Flags::IO_LINK), second];
-        for _ in 0..2 {
-            // SAFETY: as for `push`.
-            if unsafe { self.ring.submission().push_multiple(&pair) }.is_ok() {
-                return true;
-            }
-            let queued = self.ring.submission().len() as u32;
-            if let Err(e) = enter(self.ring_ref, queued, 0, None) {
-                if !matches!(
-                    e.raw_os_error(),
-                    Some(libc::EINTR | libc::EAGAIN | libc::EBUSY)
-                ) {
-                    error!("io_uring submit failed: {e}");
-                }
-            }
-        }
-        false
-    }
-
     /// Take a free connection slot for `fd`.
     pub fn alloc_conn(&mut self, fd: RawFd) -> u32 {
         let id = match self.free.pop() {
@@ -487,7 +460,7 @@ impl UringEngine {
             Kind::Conn => self.on_recv(index, gen, res, flags, on_event),
             Kind::RecvInto => self.on_recv_into(index, gen, res, on_event),
             Kind::Send => self.on_send(index, gen, res, on_event),
-            Kind::Shutdown | Kind::Close => self.op_done(index),
+            Kind::Close => self.op_done(index),
             Kind::Watch => self.on_watch(index as usize, res, flags, on_event),
             Kind::Cancel => {}
         }
