@@ -129,6 +129,14 @@ pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
     .map(drop)
 }
 
+/// Set TCP_NODELAY on a listening socket: Linux copies a listener's options
+/// into every socket it accepts, which then needs no `setsockopt` of its
+/// own (one system call less per connection). False when that failed for
+/// a TCP listener (a Unix one needs nothing).
+pub fn nodelay_inherited(listener: RawFd) -> bool {
+    set_nodelay(listener).is_ok() || is_unix(listener).unwrap_or(false)
+}
+
 /// One `recv` into memory not yet initialised (a `Vec`'s spare capacity);
 /// `Ok(n)`: its first `n` bytes are now initialised. `Ok(0)` is end of stream.
 pub fn recv_uninit(fd: RawFd, buf: &mut [mem::MaybeUninit<u8>]) -> io::Result<usize> {

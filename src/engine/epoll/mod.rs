@@ -67,6 +67,9 @@ impl Conn {
 
 pub struct Listener {
     pub fd: RawFd,
+    /// TCP_NODELAY is set on each accepted TCP socket, not inherited (see
+    /// `transport::nodelay_inherited`).
+    pub nodelay_each: bool,
     pub registered: bool,
     /// After a resource error (EMFILE...): try again no sooner than this.
     pub retry_at: Option<Instant>,
@@ -102,6 +105,7 @@ impl EpollEngine {
                 .iter()
                 .map(|&fd| Listener {
                     fd,
+                    nodelay_each: !crate::sys::transport::nodelay_inherited(fd),
                     registered: false,
                     retry_at: None,
                 })

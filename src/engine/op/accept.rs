@@ -9,7 +9,8 @@
 //!   queued meanwhile.
 //!
 //! Both: accepted sockets are non-blocking and close-on-exec; TCP ones get
-//! TCP_NODELAY. After a resource error (out of fds or memory) a listener
+//! TCP_NODELAY, inherited from the listener (set once when the engine
+//! starts), else set one by one. After a resource error (out of fds or memory) a listener
 //! rests for `ACCEPT_RETRY` instead of spinning on the error.
 
 use std::os::fd::RawFd;
@@ -144,11 +145,13 @@ impl UringEngine {
 
     /// Set up an accepted `fd` as a connection and report it.
     pub fn admit(&mut self, l: ListenerId, fd: RawFd, on_event: &mut dyn FnMut(Event<'_>)) {
-        let unix = self.listeners[l].unix;
-        let peer = if unix {
+        let listener = &self.listeners[l];
+        let peer = if listener.unix {
             None
         } else {
-            let _ = transport::set_nodelay(fd);
+            if listener.nodelay_each {
+                let _ = transport::set_nodelay(fd);
+            }
             transport::peer_addr(fd)
         };
         let id = self.alloc_conn(fd);
@@ -227,7 +230,7 @@ impl EpollEngine {
         {
             match transport::accept(self.listeners[l].fd) {
                 Ok((fd, peer)) => {
-                    if peer.is_some() {
+                    if peer.is_some() && self.listeners[l].nodelay_each {
                         let _ = transport::set_nodelay(fd);
                     }
                     match self.alloc_conn(fd) {

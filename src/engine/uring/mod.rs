@@ -174,6 +174,9 @@ impl Conn {
 pub struct Listener {
     pub fd: RawFd,
     pub unix: bool,
+    /// TCP_NODELAY is set on each accepted socket, not inherited (see
+    /// `transport::nodelay_inherited`).
+    pub nodelay_each: bool,
     pub armed: bool,
     /// After a resource error (EMFILE...): re-arm no sooner than this.
     pub retry_at: Option<Instant>,
@@ -293,9 +296,11 @@ impl UringEngine {
         };
         let mut listener_list = Vec::with_capacity(listeners.len());
         for &fd in listeners {
+            let unix = crate::sys::transport::is_unix(fd)?;
             listener_list.push(Listener {
                 fd,
-                unix: crate::sys::transport::is_unix(fd)?,
+                unix,
+                nodelay_each: !unix && !crate::sys::transport::nodelay_inherited(fd),
                 armed: false,
                 retry_at: None,
             });
