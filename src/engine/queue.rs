@@ -76,6 +76,16 @@ impl SendQueue {
         }
     }
 
+    /// Put `data` before everything queued: the bytes of the front file
+    /// range, read into memory (io_uring's small files). Only while no
+    /// send is in flight, which may point into the front entries.
+    pub fn push_front(&mut self, data: Bytes) {
+        if !data.as_slice().is_empty() {
+            debug_assert_eq!(self.head, 0, "the front buffer is partly written");
+            self.entries.push_front(Entry::Bytes(data));
+        }
+    }
+
     /// Append `len` bytes of `fd` from `offset` (nothing for `len == 0`;
     /// the descriptor is then closed at once).
     pub fn push_file(&mut self, fd: OwnedFd, offset: u64, len: u64) {

@@ -117,6 +117,9 @@ pub struct Conn {
     pub pipe: Option<Pipe>,
     /// Bytes of the front file range in `pipe`, not yet in the socket.
     pub in_pipe: u32,
+    /// The memory a small file range is read into (`Stage::FileRead`),
+    /// the kernel's until the read completes.
+    pub file_buf: Vec<u8>,
     pub iovs: Vec<libc::iovec>,
     pub msg: Box<libc::msghdr>,
     pub shut: Shut,
@@ -151,6 +154,7 @@ impl Conn {
             stage: Stage::Bytes,
             pipe: None,
             in_pipe: 0,
+            file_buf: Vec::new(),
             iovs: Vec::new(),
             // SAFETY: msghdr is plain data; all-zero is a valid empty header.
             msg: Box::new(unsafe { std::mem::zeroed() }),
@@ -404,6 +408,7 @@ impl UringEngine {
             c.held = Vec::new();
             // Nothing is in flight any more: the kernel is done with it.
             c.target = None;
+            c.file_buf = Vec::new();
             self.release_pipe(id);
             self.free.push(id);
         }
