@@ -129,6 +129,28 @@ pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
     .map(drop)
 }
 
+/// Move up to `len` bytes from a pipe into a non-blocking socket
+/// (splice(2)); never blocks: a full socket is `WouldBlock`.
+pub fn splice_to_socket(pipe: RawFd, sock: RawFd, len: usize) -> io::Result<usize> {
+    // SAFETY: a system call on two descriptors the caller holds open, with
+    // no offsets (both ends are streams) and no memory of ours.
+    let n = unsafe {
+        libc::splice(
+            pipe,
+            std::ptr::null_mut(),
+            sock,
+            std::ptr::null_mut(),
+            len,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
 /// Set TCP_NODELAY on a listening socket: Linux copies a listener's options
 /// into every socket it accepts, which then needs no `setsockopt` of its
 /// own (one system call less per connection). False when that failed for

@@ -15,19 +15,21 @@
 //!   socket; EAGAIN waits for the writable edge like a short `sendmsg`. A
 //!   connection writes at most one piece of file per turn of the loop and
 //!   then goes to the back of the line (it stays in the dirty list).
-//! * io_uring has no sendfile: a piece goes file → pipe → socket with two
-//!   `IORING_OP_SPLICE`s through a pipe the connection borrows from a
+//! * io_uring has no sendfile: a piece goes file → pipe with an
+//!   `IORING_OP_SPLICE`, through a pipe the connection borrows from a
 //!   per-worker pool (created on demand, 256 KiB when the pipe size limit
-//!   allows; a piece is at most one pipeful). The pages move by reference,
-//!   never through user memory, and a page-cache miss blocks a kernel
-//!   worker thread, not the loop. The sockets are non-blocking, so the
-//!   splice into the socket answers EAGAIN when it is full; then a one-shot
-//!   `POLL_ADD` for POLLOUT waits. The kernel runs every splice on an io-wq
-//!   thread (a thread wake-up each), which a large piece pays for but a
-//!   small file would not: a range of at most `READ_MAX` bytes is read
-//!   into memory instead with one `IORING_OP_READ` (done at once from the
-//!   page cache; on a miss the kernel finishes it later, still without
-//!   blocking the loop) and sent as bytes. All these steps are the
+//!   allows; a piece is at most one pipeful), then pipe → socket with a
+//!   splice(2) of the worker's own. The pages move by reference, never
+//!   through user memory, and a page-cache miss blocks a kernel worker
+//!   thread, not the loop. The kernel runs every `IORING_OP_SPLICE` on an
+//!   io-wq thread (a thread wake-up each); the splice into the socket
+//!   cannot block (the sockets are non-blocking: a full one answers
+//!   EAGAIN, and a one-shot `POLL_ADD` for POLLOUT waits), so it needs no
+//!   thread. A small file would pay the hand-off for little: a range of at
+//!   most `READ_MAX` bytes is read into memory instead with one
+//!   `IORING_OP_READ` (done at once from the page cache; on a miss the
+//!   kernel finishes it later, still without blocking the loop) and sent
+//!   as bytes. All these steps are the
 //!   connection's one send in flight (`Kind::Send`), so `close` cancels
 //!   them like any send, and the pipe, the read's memory and the file stay
 //!   in the slot until the step's completion (the ownership rule). A pipe
@@ -47,6 +49,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use crate::engine::epoll::{self, EpollEngine};
 use crate::engine::token::Kind;
 use crate::engine::uring::{self, ConnState, UringEngine};
+use crate::sys::transport;
 
 /// Most bytes of a file one operation moves (and one epoll turn writes).
 pub const PIECE: u32 = 1 << 20;
@@ -85,8 +88,6 @@ pub enum Stage {
     Bytes,
     /// Splice of a piece of the front file into the pipe.
     FileToPipe,
-    /// Splice of the pipe's bytes into the socket.
-    PipeToSocket,
     /// Read of a small file range into the connection's `file_buf`.
     FileRead,
     /// Waiting for the socket to take more (after EAGAIN).
@@ -144,37 +145,34 @@ impl UringEngine {
         }
     }
 
-    /// Start the next step for the file at the front of the queue (or the
-    /// bytes of it already in the pipe). Called by `submit_send`.
+    /// Start the next step for the file at the front of the queue, or wait
+    /// for room for the bytes of it still in the pipe. Called by
+    /// `submit_send`.
     pub fn submit_file_step(&mut self, id: u32) {
+        if self.conns[id as usize].in_pipe > 0 {
+            // The socket was full when the pipe was drained.
+            return self.submit_wait_writable(id);
+        }
         let tag = self.conn_tag(Kind::Send, id);
-        let sock = self.fd_of(id);
         let c = &mut self.conns[id as usize];
-        let sqe = if let (Some(pipe), true) = (&c.pipe, c.in_pipe > 0) {
-            c.stage = Stage::PipeToSocket;
-            opcode::Splice::new(types::Fd(pipe.read.as_raw_fd()), -1, sock, -1, c.in_pipe).build()
+        let Some((file, offset, left)) = c.out.front_file() else {
+            return;
+        };
+        let sqe = if left <= READ_MAX && c.pipe.is_none() {
+            // `left` fits in 32 bits; the buffer is new, so the kernel gets
+            // memory nothing else points into.
+            c.file_buf = Vec::with_capacity(left as usize);
+            c.stage = Stage::FileRead;
+            opcode::Read::new(types::Fd(file), c.file_buf.as_mut_ptr(), left as u32)
+                .offset(offset)
+                .build()
         } else {
-            let Some((file, offset, left)) = c.out.front_file() else {
-                return;
-            };
-            if left <= READ_MAX && c.pipe.is_none() {
-                // `left` fits in 32 bits; the buffer is new, so the kernel
-                // gets memory nothing else points into.
-                c.file_buf = Vec::with_capacity(left as usize);
-                let sqe = opcode::Read::new(types::Fd(file), c.file_buf.as_mut_ptr(), left as u32)
-                    .offset(offset)
-                    .build();
-                c.stage = Stage::FileRead;
-                c.sending = true;
-                c.ops += 1;
-                self.push(&sqe.user_data(tag));
-                return;
-            }
-            let pipe = match c.pipe.take().or_else(|| self.pipes.pop()) {
-                Some(p) => Ok(p),
-                None => Pipe::new(),
-            };
-            match pipe {
+            match c
+                .pipe
+                .take()
+                .or_else(|| self.pipes.pop())
+                .map_or_else(Pipe::new, Ok)
+            {
                 Ok(pipe) => {
                     let len = left.min(u64::from(pipe.capacity.min(PIECE))) as u32;
                     let sqe = opcode::Splice::new(
@@ -219,23 +217,10 @@ impl UringEngine {
             Stage::FileToPipe if res > 0 => {
                 c.out.consume_file(res as u64);
                 c.in_pipe += res as u32;
-                Next::Continue
+                self.drain_pipe(id)
             }
             // The file ended before the range did.
             Stage::FileToPipe if res == 0 => Next::Failed(libc::EIO),
-            Stage::PipeToSocket if res > 0 => {
-                c.in_pipe = c.in_pipe.saturating_sub(res as u32);
-                if c.in_pipe == 0 && c.out.front_file().is_none() {
-                    // This file is done: the pipe goes back to the pool.
-                    if let Some(pipe) = c.pipe.take() {
-                        if self.pipes.len() < SPARE_PIPES {
-                            self.pipes.push(pipe);
-                        }
-                    }
-                }
-                Next::Continue
-            }
-            Stage::PipeToSocket if res == 0 => Next::Failed(libc::EPIPE),
             Stage::FileRead if res > 0 => {
                 let mut buf = std::mem::take(&mut c.file_buf);
                 // SAFETY: the kernel wrote `res` bytes (at most the length
@@ -246,14 +231,49 @@ impl UringEngine {
                 Next::Continue
             }
             Stage::FileRead if res == 0 => Next::Failed(libc::EIO),
-            Stage::PipeToSocket if res == -libc::EAGAIN => {
-                self.file_waits += 1;
-                Next::WaitWritable
-            }
-            Stage::WaitWritable if res >= 0 => Next::Continue,
+            Stage::WaitWritable if res >= 0 => self.drain_pipe(id),
             Stage::NoPipe(errno) => Next::Failed(errno),
             _ if res == -libc::EINTR || res == -libc::EAGAIN => Next::Continue,
             _ => Next::Failed(-res),
+        }
+    }
+
+    /// Move the pipe's bytes into the socket now, by system call: splicing
+    /// from a pipe into a non-blocking socket never blocks, while the
+    /// `IORING_OP_SPLICE` for it would run on an io-wq thread (a thread
+    /// wake-up per piece). Only the file -> pipe step, which may wait for
+    /// the disk, stays with io_uring.
+    fn drain_pipe(&mut self, id: u32) -> Next {
+        let c = &mut self.conns[id as usize];
+        let Some(pipe) = &c.pipe else {
+            return Next::Continue;
+        };
+        while c.in_pipe > 0 {
+            match transport::splice_to_socket(pipe.read.as_raw_fd(), c.fd, c.in_pipe as usize) {
+                // The peer cannot take more (as for the splice op).
+                Ok(0) => return Next::Failed(libc::EPIPE),
+                Ok(n) => c.in_pipe -= (n as u32).min(c.in_pipe),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.file_waits += 1;
+                    return Next::WaitWritable;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Next::Failed(e.raw_os_error().unwrap_or(libc::EIO)),
+            }
+        }
+        self.pipe_emptied(id);
+        Next::Continue
+    }
+
+    /// Once a file is through its pipe, the pipe goes back to the pool.
+    fn pipe_emptied(&mut self, id: u32) {
+        let c = &mut self.conns[id as usize];
+        if c.in_pipe == 0 && c.out.front_file().is_none() {
+            if let Some(pipe) = c.pipe.take() {
+                if self.pipes.len() < SPARE_PIPES {
+                    self.pipes.push(pipe);
+                }
+            }
         }
     }
 
