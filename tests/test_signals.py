@@ -118,6 +118,43 @@ def test_term_lets_slow_requests_finish_and_closes_kept_alive_connections(serve)
     assert server.stop() == 0  # and no worker is left
 
 
+def test_term_answers_queued_clients_and_then_refuses_new_ones(serve):
+    server = serve(PROC_APP, "--keep-alive", "30", workers=1)
+    slow = [server.connect() for _ in range(2)]
+    late = None
+    try:
+        for c in slow:
+            c.send(request_bytes(target="/pid"))
+            assert c.read_response().status == 200
+        # The worker runs the slow requests one after the other.
+        for c in slow:
+            c.send(request_bytes(target="/sleep?s=1"))
+        time.sleep(0.2)
+        server.send_signal(signal.SIGTERM)
+        # Queued while the worker is busy: it takes this one before closing
+        # its listening socket, and answers it.
+        time.sleep(0.2)
+        late = server.connect()
+        late.send(request_bytes(target="/pid"))
+        assert slow[0].read_response().status == 200
+        # The worker has stopped accepting; with the master's copy of the
+        # socket closed too, a new client is refused at once rather than
+        # queued unanswered until the server exits.
+        time.sleep(0.2)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection((server.host, server.port), timeout=2).close()
+        # (The second slow request may have started before the worker saw
+        # the signal, so its answer may still offer keep-alive.)
+        for c in (slow[1], late):
+            assert c.read_response().status == 200
+            assert c.closed_by_server(timeout=5)
+    finally:
+        for c in slow + [late]:
+            if c is not None:
+                c.close()
+    assert server.wait_exit() == 0, server.log_tail()
+
+
 def test_term_closes_an_idle_kept_alive_connection_and_exits(serve):
     server = serve(PROC_APP, "--keep-alive", "30")
     conn = server.connect()

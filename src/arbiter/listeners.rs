@@ -210,6 +210,12 @@ impl Listener {
         }
     }
 
+    /// Let go of every socket (the arbiter is stopping); the workers keep
+    /// their own copies until they stop accepting.
+    pub fn close_fds(&mut self) {
+        self.fds.clear();
+    }
+
     /// Remove the socket file of a unix listener this arbiter created.
     pub fn unlink(&self) {
         if let (true, BindAddr::Unix(path)) = (self.unlink_at_exit, &self.bind) {

@@ -501,11 +501,17 @@ impl Arbiter {
                 retire.push(c.pid);
             }
         }
-        for pid in retire {
-            self.retire(pid);
-        }
+        // Let go of the sockets of removed slots before telling their workers
+        // to stop: a worker's close must be the last one, after it took what
+        // is queued (`close_accept`). Closed the other way round, a worker
+        // could finish stopping first, and connections arriving meanwhile
+        // would queue on a socket nobody accepts from, to be reset by this
+        // close.
         for l in &mut self.listeners {
             l.release_slots_from(self.num_workers);
+        }
+        for pid in retire {
+            self.retire(pid);
         }
         if self.announce_ready && self.num_workers > 0 {
             let ready = (0..self.num_workers).all(|slot| {
@@ -881,6 +887,14 @@ impl Arbiter {
             Stop::Graceful => Signal::SIGTERM,
             Stop::Quick => Signal::SIGQUIT,
         };
+        // The arbiter's copies of the listening sockets go first (as
+        // gunicorn closes its listeners before stopping the workers): each
+        // worker then takes what is queued on its socket before closing the
+        // last copy, and later clients are refused at once instead of
+        // queueing until the arbiter exits and being reset then.
+        for l in &mut self.listeners {
+            l.close_fds();
+        }
         self.signal_workers(sig);
         let deadline = Instant::now() + Duration::from_secs(self.cfg.graceful_timeout as u64);
         while !self.children.is_empty() && Instant::now() < deadline {

@@ -705,6 +705,44 @@ both!(pause_accept_defers_connections_until_resume, |kind| {
     assert_eq!(h.read(conn, 1), b"x");
 });
 
+/// Connections queued on the listener when accepting stops for good are
+/// all delivered, and are still alive once the listener is closed: closing
+/// the last copy of a listening socket resets whatever is still queued on it.
+fn close_accept_takes_the_queued_connections(kind: EngineKind, paused_first: bool) {
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    if paused_first {
+        // At the connection cap: the kernel queues, nothing accepts.
+        h.engine.pause_accept();
+    }
+    // The engine has waited at least once (its accepts are in the kernel).
+    h.quiet();
+    let mut clients: Vec<TcpStream> = (0..5).map(|_| client(&l)).collect();
+    h.engine.close_accept();
+    drop(l);
+    let mut conns = Vec::new();
+    for c in &mut clients {
+        c.write_all(b"still here").unwrap();
+    }
+    while conns.len() < clients.len() {
+        conns.push(h.accept().0);
+    }
+    for conn in conns {
+        assert_eq!(h.read(conn, 10), b"still here");
+    }
+    assert!(h.engine.accept_closed());
+    assert!(!h.quiet().iter().any(|e| matches!(e, Ev::Accepted(..))));
+}
+
+both!(
+    close_accept_takes_connections_queued_while_accepting,
+    |kind| { close_accept_takes_the_queued_connections(kind, false) }
+);
+
+both!(close_accept_takes_connections_queued_while_paused, |kind| {
+    close_accept_takes_the_queued_connections(kind, true)
+});
+
 both!(watched_fd_reports_readable_each_time, |kind| {
     let l = tcp_listener();
     let mut h = Harness::new(kind, &[l.as_raw_fd()]);

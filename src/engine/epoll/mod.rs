@@ -82,6 +82,9 @@ pub struct EpollEngine {
     pub free: Vec<u32>,
     pub listeners: Vec<Listener>,
     pub accept_paused: bool,
+    /// Connections `close_accept` took from the listeners' queues, for the
+    /// next `wait` to report: (listener, id, peer).
+    pub late_accepts: Vec<(usize, u32, Option<std::net::SocketAddr>)>,
     pub watches: Vec<RawFd>,
     /// Connections with output to write at the next wait: (id, gen).
     pub dirty: Vec<(u32, u32)>,
@@ -111,6 +114,7 @@ impl EpollEngine {
                 })
                 .collect(),
             accept_paused: false,
+            late_accepts: Vec::new(),
             watches: Vec::new(),
             dirty: Vec::with_capacity(64),
             ready: Vec::with_capacity(64),
@@ -185,7 +189,8 @@ impl EpollEngine {
         timeout: Option<Duration>,
         on_event: &mut dyn FnMut(Event<'_>),
     ) -> io::Result<()> {
-        let mut delivered = self.flush_dirty(on_event);
+        let mut delivered = self.deliver_late_accepts(on_event);
+        delivered |= self.flush_dirty(on_event);
         delivered |= self.read_ready(on_event);
         let (timeout, retried) = self.retry_backed_off(timeout, on_event);
         delivered |= retried;

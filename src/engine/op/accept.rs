@@ -8,6 +8,14 @@
 //!   worker is not woken; re-registering on resume reports connections that
 //!   queued meanwhile.
 //!
+//! Closing (`close_accept`, before the worker closes its copy of each
+//! listener) first takes every connection already waiting in the listeners'
+//! queues, on both engines: when the last copy of a listening socket closes
+//! (a slot the arbiter gave up), the kernel resets every connection still
+//! queued on it. On io_uring the accepts in flight are cancelled
+//! synchronously first, so none is left to keep the socket open past the
+//! worker's close.
+//!
 //! Both: accepted sockets are non-blocking and close-on-exec; TCP ones get
 //! TCP_NODELAY, inherited from the listener (set once when the engine
 //! starts), else set one by one. After a resource error (out of fds or memory) a listener
@@ -33,6 +41,26 @@ fn transient(errno: i32) -> bool {
         errno,
         libc::ECONNABORTED | libc::EINTR | libc::EAGAIN | libc::EPROTO | libc::EPERM
     )
+}
+
+/// Most connections taken from one listener's queue when accepting stops:
+/// the kernel's default cap on a listen queue (`net.core.somaxconn`).
+/// Connections keep arriving until the socket closes; this ends the loop.
+const QUEUED_MAX: usize = 4096;
+
+/// Accept, without waiting, the connections already queued on `listener`.
+fn take_queued(listener: RawFd) -> Vec<(RawFd, Option<std::net::SocketAddr>)> {
+    let mut out = Vec::new();
+    while out.len() < QUEUED_MAX {
+        match transport::accept(listener) {
+            Ok(accepted) => out.push(accepted),
+            Err(e)
+                if e.raw_os_error()
+                    .is_some_and(|n| n != libc::EAGAIN && transient(n)) => {}
+            Err(_) => break,
+        }
+    }
+    out
 }
 
 /// Shorten `timeout` so a wait wakes when the first resting listener may
@@ -72,14 +100,58 @@ impl UringEngine {
     }
 
     /// Stop accepting for good; connections the kernel accepted before the
-    /// cancel landed are still delivered, so their clients get an answer.
+    /// cancel landed, and those still queued on the listeners, are
+    /// delivered, so their clients get an answer.
     pub fn close_accept(&mut self) {
+        if self.accept_closed {
+            return;
+        }
+        self.cancel_accepts_now();
         self.pause_accept();
         self.accept_closed = true;
+        for l in 0..self.listeners.len() {
+            for (fd, _) in take_queued(self.listeners[l].fd) {
+                self.held_accepts.push((l, fd));
+            }
+        }
         for (l, fd) in self.held_accepts.drain(..) {
             self.pending
                 .push(crate::engine::uring::Pending::Accept(l, fd));
         }
+    }
+
+    /// Cancel the armed accepts and wait for the kernel to have done so
+    /// (IORING_REGISTER_SYNC_CANCEL, Linux 6.0): afterwards no accept in
+    /// flight can take a connection or hold a listener open. Their final
+    /// completions still come through the ring. On older kernels the
+    /// asynchronous cancel of `pause_accept` does the work, at the next
+    /// submission.
+    fn cancel_accepts_now(&mut self) {
+        // Only a submitted entry can be cancelled this way: an accept armed
+        // since the last wait goes in first.
+        let queued = self.ring.submission().len() as u32;
+        if queued > 0 {
+            let _ = crate::sys::uring::enter(self.ring_ref, queued, 0, None);
+        }
+        for l in 0..self.listeners.len() {
+            if !self.listeners[l].armed {
+                continue;
+            }
+            let tag = token::encode(Kind::Accept, 0, l as u32);
+            // An error (an old kernel; the accept already ended) leaves it
+            // to the asynchronous cancel `pause_accept` queues anyway, which
+            // finds nothing left to cancel after this one.
+            let _ = self
+                .ring
+                .submitter()
+                .register_sync_cancel(None, types::CancelBuilder::user_data(tag));
+        }
+        // A cancelled request lets go of its file only once its completion
+        // is posted, which a DEFER_TASKRUN ring does when it is next
+        // entered to wait: enter it now (without waiting), or the listener
+        // would stay open, queueing connections, until the worker's next
+        // turn. The completions stay in the ring for that turn.
+        let _ = crate::sys::uring::enter(self.ring_ref, 0, 0, Some(Duration::ZERO));
     }
 
     pub fn accept_closed(&self) -> bool {
@@ -184,13 +256,41 @@ impl UringEngine {
 // ------------------------------------------------------------------ epoll
 
 impl EpollEngine {
-    /// Accepting happens only inside `wait` here: nothing is held back.
+    /// Stop accepting for good, taking the connections still queued on the
+    /// listeners; `wait` delivers them.
     pub fn close_accept(&mut self) {
         self.pause_accept();
+        for l in 0..self.listeners.len() {
+            let nodelay_each = self.listeners[l].nodelay_each;
+            for (fd, peer) in take_queued(self.listeners[l].fd) {
+                if peer.is_some() && nodelay_each {
+                    let _ = transport::set_nodelay(fd);
+                }
+                match self.alloc_conn(fd) {
+                    Ok(id) => self.late_accepts.push((l, id, peer)),
+                    Err(e) => error!("cannot watch an accepted connection: {e}"),
+                }
+            }
+        }
     }
 
     pub fn accept_closed(&self) -> bool {
-        self.accept_paused
+        self.accept_paused && self.late_accepts.is_empty()
+    }
+
+    /// Report the connections `close_accept` took.
+    pub fn deliver_late_accepts(&mut self, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
+        if self.late_accepts.is_empty() {
+            return false;
+        }
+        for (l, id, peer) in std::mem::take(&mut self.late_accepts) {
+            on_event(Event::Accepted {
+                listener: l,
+                conn: ConnId(id),
+                peer,
+            });
+        }
+        true
     }
 
     pub fn pause_accept(&mut self) {
