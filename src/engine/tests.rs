@@ -87,6 +87,16 @@ impl Harness {
         }
     }
 
+    /// A harness whose io_uring engine checks the page cache before a
+    /// file piece only when `cachestat` is set (see `each_file_path!`).
+    fn for_files(kind: EngineKind, listeners: &[RawFd], cachestat: bool) -> Harness {
+        let mut h = Harness::new(kind, listeners);
+        if let Engine::Uring(e) = &mut h.engine {
+            e.cachestat = cachestat;
+        }
+        h
+    }
+
     fn turn(&mut self, timeout: Duration) {
         let log = &mut self.log;
         self.engine
@@ -247,6 +257,34 @@ macro_rules! both {
             #[test]
             fn epoll() {
                 ($body)(EngineKind::Epoll);
+            }
+        }
+    };
+}
+
+/// Run a file test body on each way a file can go out: io_uring for
+/// ranges in the page cache (sendfile), io_uring with the cache check off
+/// (splice through a pipe), and epoll. The body gets the engine kind and
+/// whether cached ranges may take the sendfile path.
+macro_rules! each_file_path {
+    ($name:ident, $body:expr) => {
+        mod $name {
+            use super::*;
+            #[test]
+            fn uring() {
+                if available(EngineKind::Uring) {
+                    ($body)(EngineKind::Uring, true);
+                }
+            }
+            #[test]
+            fn uring_spliced() {
+                if available(EngineKind::Uring) {
+                    ($body)(EngineKind::Uring, false);
+                }
+            }
+            #[test]
+            fn epoll() {
+                ($body)(EngineKind::Epoll, true);
             }
         }
     };
@@ -917,8 +955,8 @@ fn receives_all_bytes_in_order_while_the_ring_runs_dry(kind: EngineKind) {
     }
 }
 
-/// A file in the temp dir holding `len` bytes of a pattern, unique per
-/// test and engine; removed when dropped.
+/// A file in the temp dir holding `len` bytes of a pattern, a new one
+/// each time; removed when dropped.
 struct TempFile {
     path: std::path::PathBuf,
     file: std::fs::File,
@@ -926,8 +964,11 @@ struct TempFile {
 
 impl TempFile {
     fn new(name: &str, kind: EngineKind, len: usize) -> TempFile {
+        // Tests run in parallel, some with the same name and kind.
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let path = std::env::temp_dir().join(format!(
-            "ferrocorn-engine-{}-{name}-{kind:?}",
+            "ferrocorn-engine-{}-{name}-{kind:?}-{n}",
             std::process::id()
         ));
         std::fs::write(&path, pattern(0, len)).expect("write temp file");
@@ -985,14 +1026,14 @@ fn reader(
     })
 }
 
-both!(
+each_file_path!(
     file_bigger_than_a_piece_arrives_in_order_between_sends,
-    |kind| {
+    |kind, cachestat| {
         // More than the socket buffers hold, so the engine has to wait for room.
         let len = 12 * FILE_PIECE as usize + 12_345;
         let f = TempFile::new("between", kind, len);
         let l = tcp_listener();
-        let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+        let mut h = Harness::for_files(kind, &[l.as_raw_fd()], cachestat);
         let c = client(&l);
         let (conn, _) = h.accept();
         let total = 5 + len + 5;
@@ -1008,7 +1049,12 @@ both!(
         assert_eq!(h.log.iter().filter(|e| matches!(e, Ev::Sent(_))).count(), 1);
         assert_eq!(f.holders(), 1, "the engine closed its descriptor");
         if let Engine::Uring(e) = &h.engine {
-            assert_eq!(e.pipes.len(), 1, "the pipe went back to the pool");
+            if e.cachestat {
+                // The file was just written: every piece went by sendfile.
+                assert!(e.pipes.is_empty(), "a cached file went through a pipe");
+            } else {
+                assert_eq!(e.pipes.len(), 1, "the pipe went back to the pool");
+            }
             assert!(
                 e.file_waits > 0,
                 "the socket never filled: waiting untested"
@@ -1018,10 +1064,10 @@ both!(
     }
 );
 
-both!(file_range_honours_offset_and_length, |kind| {
+each_file_path!(file_range_honours_offset_and_length, |kind, cachestat| {
     let f = TempFile::new("range", kind, 100_000);
     let l = tcp_listener();
-    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let mut h = Harness::for_files(kind, &[l.as_raw_fd()], cachestat);
     let c = client(&l);
     let (conn, _) = h.accept();
     // Two ranges back to back, then bytes: each in its place.
@@ -1044,99 +1090,179 @@ both!(file_range_honours_offset_and_length, |kind| {
     assert_eq!((&f.file).stream_position().unwrap(), 0);
 });
 
-both!(file_shorter_than_its_range_fails_with_eio, |kind| {
-    let f = TempFile::new("short", kind, 1_000);
+each_file_path!(
+    file_shorter_than_its_range_fails_with_eio,
+    |kind, cachestat| {
+        let f = TempFile::new("short", kind, 1_000);
+        let l = tcp_listener();
+        let mut h = Harness::for_files(kind, &[l.as_raw_fd()], cachestat);
+        let c = client(&l);
+        let (conn, _) = h.accept();
+        h.engine.send_file(conn, f.dup(), 0, 5_000);
+        match h.expect("send failure", |e| e.conn() == Some(conn)) {
+            Ev::SendFailed(_, errno) => assert_eq!(errno, libc::EIO),
+            other => panic!("expected SendFailed, got {other:?}"),
+        }
+        // What the file had went out first.
+        let got = h.pump_while(move || reader(c, 1_000, None).join().expect("reader"));
+        assert!(got == pattern(0, 1_000));
+    }
+);
+
+each_file_path!(
+    file_to_a_gone_peer_fails_and_is_closed,
+    |kind, cachestat| {
+        let f = TempFile::new("gone", kind, 4 << 20);
+        let l = tcp_listener();
+        let mut h = Harness::for_files(kind, &[l.as_raw_fd()], cachestat);
+        let c = client(&l);
+        let (conn, _) = h.accept();
+        reset(c);
+        h.expect("eof", |e| *e == Ev::Eof(conn));
+        h.engine.send_file(conn, f.dup(), 0, 4 << 20);
+        match h.expect("send failure", |e| e.conn() == Some(conn)) {
+            Ev::SendFailed(_, errno) => assert!(
+                errno == libc::EPIPE || errno == libc::ECONNRESET,
+                "errno {errno}"
+            ),
+            other => panic!("expected SendFailed, got {other:?}"),
+        }
+        // Only the test's own descriptor is left once the failure is reported.
+        assert_eq!(f.holders(), 1, "the engine still holds the file");
+        h.engine.close(conn);
+        h.quiet();
+    }
+);
+
+each_file_path!(
+    close_in_the_middle_of_a_file_releases_it,
+    |kind, cachestat| {
+        let f = TempFile::new("closed", kind, 16 << 20);
+        let l = tcp_listener();
+        let mut h = Harness::for_files(kind, &[l.as_raw_fd()], cachestat);
+        let _silent = client(&l);
+        let (conn, _) = h.accept();
+        h.engine.send_file(conn, f.dup(), 0, 16 << 20);
+        h.quiet();
+        assert!(
+            h.log
+                .iter()
+                .all(|e| e.conn() != Some(conn) || matches!(e, Ev::Accepted(..))),
+            "a silent peer cannot take 16 MiB: {:?}",
+            h.log
+        );
+        assert_eq!(f.holders(), 2, "the engine holds the file while sending");
+        h.engine.close(conn);
+        h.quiet();
+        assert_eq!(
+            f.holders(),
+            1,
+            "the engine still holds the file after close"
+        );
+    }
+);
+
+each_file_path!(
+    big_file_does_not_hold_up_other_connections,
+    |kind, cachestat| {
+        // A fast reader takes a 32 MiB file; meanwhile another connection's
+        // echo round trips complete before the file is through.
+        let len = 32 << 20;
+        let f = TempFile::new("fair", kind, len);
+        let l = tcp_listener();
+        let mut h = Harness::for_files(kind, &[l.as_raw_fd()], cachestat);
+        let big = client(&l);
+        let (big_conn, _) = h.accept();
+        let mut small = client(&l);
+        let (small_conn, _) = h.accept();
+        let read = reader(big, len, None);
+        h.engine.send_file(big_conn, f.dup(), 0, len as u64);
+        for round in 0..3u8 {
+            small.write_all(&[round]).unwrap();
+            let got = h.read(small_conn, 1);
+            h.engine.send(small_conn, got);
+            h.expect("echo sent", |e| *e == Ev::Sent(small_conn));
+            let mut back = [0u8; 1];
+            small.read_exact(&mut back).unwrap();
+            assert_eq!(back, [round]);
+        }
+        assert!(
+            !h.log.contains(&Ev::Sent(big_conn)),
+            "the file was through before the echoes: the test proves nothing"
+        );
+        h.expect("file sent", |e| *e == Ev::Sent(big_conn));
+        let got = h.pump_while(move || read.join().expect("reader"));
+        assert_eq!(got.len(), len);
+    }
+);
+
+/// Drop `f`'s pages from the page cache; false where that cannot be done
+/// (tmpfs keeps its pages: they are the file).
+fn evict(f: &TempFile) -> bool {
+    f.file.sync_data().expect("fdatasync");
+    // SAFETY: statfs writes into a live struct; posix_fadvise takes no
+    // memory of ours.
+    unsafe {
+        let mut st: libc::statfs = std::mem::zeroed();
+        let path = std::ffi::CString::new(f.path.as_os_str().as_encoded_bytes()).unwrap();
+        if libc::statfs(path.as_ptr(), &mut st) != 0 || st.f_type == libc::TMPFS_MAGIC {
+            return false;
+        }
+        libc::posix_fadvise(f.file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) == 0
+    }
+}
+
+#[test]
+fn cachestat_tells_cached_ranges_from_evicted_ones() {
+    let len = 1 << 20;
+    let f = TempFile::new("cachestat", EngineKind::Epoll, len);
+    let fd = f.file.as_raw_fd();
+    match crate::sys::transport::all_cached(fd, 0, len as u64) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => {
+            eprintln!("skipping: no cachestat(2) before Linux 6.5");
+            return;
+        }
+        got => assert!(got.unwrap(), "a file just written is cached"),
+    }
+    assert!(crate::sys::transport::all_cached(fd, 4096, 100).unwrap());
+    // Past the end there are no pages.
+    assert!(!crate::sys::transport::all_cached(fd, 0, 2 * len as u64).unwrap());
+    if !evict(&f) {
+        eprintln!("skipping the eviction check: the temp dir keeps its pages");
+        return;
+    }
+    assert!(!crate::sys::transport::all_cached(fd, 0, len as u64).unwrap());
+}
+
+#[test]
+fn uring_splices_a_file_that_is_not_in_the_page_cache() {
+    if !available(EngineKind::Uring) {
+        return;
+    }
+    let len = 3 << 20;
+    let f = TempFile::new("evicted", EngineKind::Uring, len);
+    if !evict(&f) {
+        eprintln!("skipping: the temp dir keeps its pages");
+        return;
+    }
     let l = tcp_listener();
-    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let mut h = Harness::new(EngineKind::Uring, &[l.as_raw_fd()]);
     let c = client(&l);
     let (conn, _) = h.accept();
-    h.engine.send_file(conn, f.dup(), 0, 5_000);
-    match h.expect("send failure", |e| e.conn() == Some(conn)) {
-        Ev::SendFailed(_, errno) => assert_eq!(errno, libc::EIO),
-        other => panic!("expected SendFailed, got {other:?}"),
-    }
-    // What the file had went out first.
-    let got = h.pump_while(move || reader(c, 1_000, None).join().expect("reader"));
-    assert!(got == pattern(0, 1_000));
-});
-
-both!(file_to_a_gone_peer_fails_and_is_closed, |kind| {
-    let f = TempFile::new("gone", kind, 4 << 20);
-    let l = tcp_listener();
-    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
-    let c = client(&l);
-    let (conn, _) = h.accept();
-    reset(c);
-    h.expect("eof", |e| *e == Ev::Eof(conn));
-    h.engine.send_file(conn, f.dup(), 0, 4 << 20);
-    match h.expect("send failure", |e| e.conn() == Some(conn)) {
-        Ev::SendFailed(_, errno) => assert!(
-            errno == libc::EPIPE || errno == libc::ECONNRESET,
-            "errno {errno}"
-        ),
-        other => panic!("expected SendFailed, got {other:?}"),
-    }
-    // Only the test's own descriptor is left once the failure is reported.
-    assert_eq!(f.holders(), 1, "the engine still holds the file");
-    h.engine.close(conn);
-    h.quiet();
-});
-
-both!(close_in_the_middle_of_a_file_releases_it, |kind| {
-    let f = TempFile::new("closed", kind, 16 << 20);
-    let l = tcp_listener();
-    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
-    let _silent = client(&l);
-    let (conn, _) = h.accept();
-    h.engine.send_file(conn, f.dup(), 0, 16 << 20);
-    h.quiet();
-    assert!(
-        h.log
-            .iter()
-            .all(|e| e.conn() != Some(conn) || matches!(e, Ev::Accepted(..))),
-        "a silent peer cannot take 16 MiB: {:?}",
-        h.log
-    );
-    assert_eq!(f.holders(), 2, "the engine holds the file while sending");
-    h.engine.close(conn);
-    h.quiet();
-    assert_eq!(
-        f.holders(),
-        1,
-        "the engine still holds the file after close"
-    );
-});
-
-both!(big_file_does_not_hold_up_other_connections, |kind| {
-    // A fast reader takes a 32 MiB file; meanwhile another connection's
-    // echo round trips complete before the file is through.
-    let len = 32 << 20;
-    let f = TempFile::new("fair", kind, len);
-    let l = tcp_listener();
-    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
-    let big = client(&l);
-    let (big_conn, _) = h.accept();
-    let mut small = client(&l);
-    let (small_conn, _) = h.accept();
-    let read = reader(big, len, None);
-    h.engine.send_file(big_conn, f.dup(), 0, len as u64);
-    for round in 0..3u8 {
-        small.write_all(&[round]).unwrap();
-        let got = h.read(small_conn, 1);
-        h.engine.send(small_conn, got);
-        h.expect("echo sent", |e| *e == Ev::Sent(small_conn));
-        let mut back = [0u8; 1];
-        small.read_exact(&mut back).unwrap();
-        assert_eq!(back, [round]);
-    }
-    assert!(
-        !h.log.contains(&Ev::Sent(big_conn)),
-        "the file was through before the echoes: the test proves nothing"
-    );
-    h.expect("file sent", |e| *e == Ev::Sent(big_conn));
+    let read = reader(c, len, None);
+    h.engine.send_file(conn, f.dup(), 0, len as u64);
+    h.expect("sent", |e| *e == Ev::Sent(conn));
     let got = h.pump_while(move || read.join().expect("reader"));
-    assert_eq!(got.len(), len);
-});
+    assert!(got == pattern(0, len), "file bytes differ");
+    let Engine::Uring(e) = &h.engine else {
+        unreachable!()
+    };
+    if e.cachestat {
+        // At least the first piece was not cached: it went through a pipe
+        // (the kernel's read-ahead may have brought the rest in meanwhile).
+        assert_eq!(e.pipes.len(), 1, "an evicted file went by sendfile");
+    }
+}
 
 #[test]
 fn uring_stop_reclaims_a_send_stuck_on_a_silent_peer() {

@@ -151,6 +151,57 @@ pub fn splice_to_socket(pipe: RawFd, sock: RawFd, len: usize) -> io::Result<usiz
     }
 }
 
+/// cachestat(2) (Linux 6.5), the same number on every architecture we build for.
+const SYS_CACHESTAT: libc::c_long = 451;
+
+#[repr(C)]
+struct CachestatRange {
+    off: u64,
+    len: u64,
+}
+
+#[repr(C)]
+#[derive(Default)]
+struct Cachestat {
+    nr_cache: u64,
+    nr_dirty: u64,
+    nr_writeback: u64,
+    nr_evicted: u64,
+    nr_recently_evicted: u64,
+}
+
+/// Whether every page of `len` bytes of `file` from `offset` is in the
+/// page cache, so that reading them cannot wait for the disk
+/// (cachestat(2)). `Err` with ENOSYS on kernels before 6.5; other errors
+/// for files without a page cache.
+pub fn all_cached(file: RawFd, offset: u64, len: u64) -> io::Result<bool> {
+    static PAGE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    // SAFETY: sysconf reads a constant of the running system.
+    let page = *PAGE.get_or_init(|| unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as u64);
+    if len == 0 {
+        return Ok(true);
+    }
+    let range = CachestatRange { off: offset, len };
+    let mut stat = Cachestat::default();
+    // SAFETY: both structs are live, laid out as the kernel's
+    // `cachestat_range` and `cachestat`, and the kernel writes only `stat`.
+    let ret = unsafe {
+        libc::syscall(
+            SYS_CACHESTAT,
+            file,
+            &range as *const CachestatRange,
+            &mut stat as *mut Cachestat,
+            0u32,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let first = offset / page;
+    let end = offset.saturating_add(len).div_ceil(page);
+    Ok(stat.nr_cache >= end - first)
+}
+
 /// Set TCP_NODELAY on a listening socket: Linux copies a listener's options
 /// into every socket it accepts, which then needs no `setsockopt` of its
 /// own (one system call less per connection). False when that failed for

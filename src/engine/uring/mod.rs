@@ -231,8 +231,11 @@ pub struct UringEngine {
     /// bounded receive ended: their receive is re-armed at the next wait
     /// unless a buffer was lent again.
     pub rearm: Vec<(u32, u32)>,
-    /// Splices into a socket that found it full (then a poll waited).
+    /// File pieces that found the socket full (then a poll waited).
     pub file_waits: u64,
+    /// cachestat(2) works here (Linux 6.5): file ranges in the page cache
+    /// are sent by sendfile(2) (see `op/send_file.rs`).
+    pub cachestat: bool,
 }
 
 // SAFETY: the raw pointers inside (buffer ring memory, iovecs and msghdr in
@@ -330,6 +333,7 @@ impl UringEngine {
             recv_cancels: 0,
             rearm: Vec::new(),
             file_waits: 0,
+            cachestat: true,
         };
         for l in 0..engine.listeners.len() {
             engine.arm_accept(l);
