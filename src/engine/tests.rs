@@ -769,6 +769,13 @@ fn close_accept_takes_the_queued_connections(kind: EngineKind, paused_first: boo
         assert_eq!(h.read(conn, 10), b"still here");
     }
     assert!(h.engine.accept_closed());
+    // Closing is for good: neither a second close nor a resume (the
+    // listener is gone, its number free for reuse) accepts again.
+    let other = tcp_listener();
+    let _late = client(&other);
+    h.engine.close_accept();
+    h.engine.resume_accept();
+    assert!(h.engine.accept_closed());
     assert!(!h.quiet().iter().any(|e| matches!(e, Ev::Accepted(..))));
 }
 

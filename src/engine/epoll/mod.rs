@@ -82,6 +82,8 @@ pub struct EpollEngine {
     pub free: Vec<u32>,
     pub listeners: Vec<Listener>,
     pub accept_paused: bool,
+    /// Accepting stopped for good (`close_accept`).
+    pub accept_closed: bool,
     /// Connections `close_accept` took from the listeners' queues, for the
     /// next `wait` to report: (listener, id, peer).
     pub late_accepts: Vec<(usize, u32, Option<std::net::SocketAddr>)>,
@@ -114,6 +116,7 @@ impl EpollEngine {
                 })
                 .collect(),
             accept_paused: false,
+            accept_closed: false,
             late_accepts: Vec::new(),
             watches: Vec::new(),
             dirty: Vec::with_capacity(64),

@@ -259,6 +259,11 @@ impl EpollEngine {
     /// Stop accepting for good, taking the connections still queued on the
     /// listeners; `wait` delivers them.
     pub fn close_accept(&mut self) {
+        if self.accept_closed {
+            // The worker may have closed the listeners since.
+            return;
+        }
+        self.accept_closed = true;
         self.pause_accept();
         for l in 0..self.listeners.len() {
             let nodelay_each = self.listeners[l].nodelay_each;
@@ -275,7 +280,7 @@ impl EpollEngine {
     }
 
     pub fn accept_closed(&self) -> bool {
-        self.accept_paused && self.late_accepts.is_empty()
+        self.accept_closed && self.late_accepts.is_empty()
     }
 
     /// Report the connections `close_accept` took.
@@ -310,7 +315,7 @@ impl EpollEngine {
     }
 
     pub fn resume_accept(&mut self) {
-        if !self.accept_paused {
+        if !self.accept_paused || self.accept_closed {
             return;
         }
         self.accept_paused = false;
