@@ -134,7 +134,7 @@ pub fn set_nodelay(fd: RawFd) -> io::Result<()> {
 pub fn splice_to_socket(pipe: RawFd, sock: RawFd, len: usize) -> io::Result<usize> {
     // SAFETY: a system call on two descriptors the caller holds open, with
     // no offsets (both ends are streams) and no memory of ours.
-    let n = unsafe {
+    cvt_size(unsafe {
         libc::splice(
             pipe,
             std::ptr::null_mut(),
@@ -143,12 +143,7 @@ pub fn splice_to_socket(pipe: RawFd, sock: RawFd, len: usize) -> io::Result<usiz
             len,
             libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
         )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+    })
 }
 
 /// cachestat(2) (Linux 6.5), the same number on every architecture we build for.
@@ -185,7 +180,7 @@ pub fn all_cached(file: RawFd, offset: u64, len: u64) -> io::Result<bool> {
     let mut stat = Cachestat::default();
     // SAFETY: both structs are live, laid out as the kernel's
     // `cachestat_range` and `cachestat`, and the kernel writes only `stat`.
-    let ret = unsafe {
+    cvt_size(unsafe {
         libc::syscall(
             SYS_CACHESTAT,
             file,
@@ -193,10 +188,7 @@ pub fn all_cached(file: RawFd, offset: u64, len: u64) -> io::Result<bool> {
             &mut stat as *mut Cachestat,
             0u32,
         )
-    };
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    } as libc::ssize_t)?;
     let first = offset / page;
     let end = offset.saturating_add(len).div_ceil(page);
     Ok(stat.nr_cache >= end - first)

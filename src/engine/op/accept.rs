@@ -109,14 +109,15 @@ impl UringEngine {
         self.cancel_accepts_now();
         self.pause_accept();
         self.accept_closed = true;
-        for l in 0..self.listeners.len() {
-            for (fd, _) in take_queued(self.listeners[l].fd) {
-                self.held_accepts.push((l, fd));
-            }
-        }
         for (l, fd) in self.held_accepts.drain(..) {
             self.pending
                 .push(crate::engine::uring::Pending::Accept(l, fd));
+        }
+        for l in 0..self.listeners.len() {
+            for (fd, _) in take_queued(self.listeners[l].fd) {
+                self.pending
+                    .push(crate::engine::uring::Pending::Accept(l, fd));
+            }
         }
     }
 
@@ -266,15 +267,25 @@ impl EpollEngine {
         self.accept_closed = true;
         self.pause_accept();
         for l in 0..self.listeners.len() {
-            let nodelay_each = self.listeners[l].nodelay_each;
             for (fd, peer) in take_queued(self.listeners[l].fd) {
-                if peer.is_some() && nodelay_each {
-                    let _ = transport::set_nodelay(fd);
+                if let Some(id) = self.admit(l, fd, peer) {
+                    self.late_accepts.push((l, id, peer));
                 }
-                match self.alloc_conn(fd) {
-                    Ok(id) => self.late_accepts.push((l, id, peer)),
-                    Err(e) => error!("cannot watch an accepted connection: {e}"),
-                }
+            }
+        }
+    }
+
+    /// Set up a socket accepted from listener `l` as a connection; `None`
+    /// (the socket closed) when it cannot be watched.
+    fn admit(&mut self, l: usize, fd: RawFd, peer: Option<std::net::SocketAddr>) -> Option<u32> {
+        if peer.is_some() && self.listeners[l].nodelay_each {
+            let _ = transport::set_nodelay(fd);
+        }
+        match self.alloc_conn(fd) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                error!("cannot watch an accepted connection: {e}");
+                None
             }
         }
     }
@@ -335,19 +346,13 @@ impl EpollEngine {
         {
             match transport::accept(self.listeners[l].fd) {
                 Ok((fd, peer)) => {
-                    if peer.is_some() && self.listeners[l].nodelay_each {
-                        let _ = transport::set_nodelay(fd);
-                    }
-                    match self.alloc_conn(fd) {
-                        Ok(id) => {
-                            on_event(Event::Accepted {
-                                listener: l,
-                                conn: ConnId(id),
-                                peer,
-                            });
-                            delivered = true;
-                        }
-                        Err(e) => error!("cannot watch an accepted connection: {e}"),
+                    if let Some(id) = self.admit(l, fd, peer) {
+                        on_event(Event::Accepted {
+                            listener: l,
+                            conn: ConnId(id),
+                            peer,
+                        });
+                        delivered = true;
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,

@@ -249,7 +249,7 @@ impl EpollEngine {
         }
         while !c.out.is_empty() {
             if c.out.front_file().is_some() {
-                match send_file::write_file(c) {
+                match send_file::write_file(c.fd, &mut c.out, u64::from(send_file::PIECE)) {
                     FileWrite::Done => continue,
                     FileWrite::Blocked => {
                         c.blocked = true;

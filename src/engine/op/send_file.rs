@@ -51,6 +51,7 @@ use io_uring::{opcode, types};
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 use crate::engine::epoll::{self, EpollEngine};
+use crate::engine::queue::SendQueue;
 use crate::engine::token::Kind;
 use crate::engine::uring::{self, ConnState, UringEngine};
 use crate::sys::transport;
@@ -181,7 +182,11 @@ impl UringEngine {
             // In the page cache: sendfile(2) now, as epoll does. It cannot
             // wait for the disk, and saves the io-wq hand-off a splice costs.
             // A no-op carries the outcome to the completion path.
-            c.stage = send_cached_piece(c.fd, &mut c.out, left.min(u64::from(PIECE)));
+            c.stage = match write_file(c.fd, &mut c.out, left.min(u64::from(PIECE))) {
+                FileWrite::Done | FileWrite::Yield => Stage::Sent { full: false },
+                FileWrite::Blocked => Stage::Sent { full: true },
+                FileWrite::Failed(errno) => Stage::Failed(errno),
+            };
             opcode::Nop::new().build()
         } else if left <= READ_MAX && c.pipe.is_none() {
             // `left` fits in 32 bits; the buffer is new, so the kernel gets
@@ -319,28 +324,6 @@ impl UringEngine {
     }
 }
 
-/// Write up to `want` bytes of the front file range of `out` by
-/// sendfile(2) (io_uring, for a range in the page cache).
-fn send_cached_piece(sock: RawFd, out: &mut crate::engine::queue::SendQueue, want: u64) -> Stage {
-    let mut left = want;
-    while left > 0 {
-        let Some((file, offset, _)) = out.front_file() else {
-            break;
-        };
-        match sendfile(sock, file, offset, left as usize) {
-            Ok(0) => return Stage::Failed(libc::EIO),
-            Ok(n) => {
-                out.consume_file(n as u64);
-                left -= (n as u64).min(left);
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Stage::Sent { full: true },
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Stage::Failed(e.raw_os_error().unwrap_or(libc::EIO)),
-        }
-    }
-    Stage::Sent { full: false }
-}
-
 // ------------------------------------------------------------------ epoll
 
 /// One `sendfile(2)` of up to `count` bytes of `file` from `offset`.
@@ -357,13 +340,13 @@ fn sendfile(sock: RawFd, file: RawFd, offset: u64, count: usize) -> io::Result<u
     }
 }
 
-/// What writing the front file range of an epoll connection came to.
+/// What writing the front file ranges of a queue by sendfile(2) came to.
 pub enum FileWrite {
-    /// The range is written; go on with the queue.
+    /// The ranges are written; go on with the queue.
     Done,
-    /// The socket is full: wait for the writable edge.
+    /// The socket is full: wait until it is writable.
     Blocked,
-    /// This turn's piece is written; more next turn.
+    /// The budget is written; more next turn.
     Yield,
     Failed(i32),
 }
@@ -384,22 +367,24 @@ impl EpollEngine {
     }
 }
 
-/// Write up to one piece of the file range at the front of `c`'s queue.
-pub fn write_file(c: &mut epoll::Conn) -> FileWrite {
-    let mut budget = PIECE as usize;
-    while let Some((file, offset, left)) = c.out.front_file() {
+/// Write up to `budget` bytes of the file ranges at the front of `out`
+/// into `sock` by sendfile(2): epoll's way with every file (one piece per
+/// turn), io_uring's with a piece in the page cache (the budget is the
+/// piece, so no range after it is touched).
+pub fn write_file(sock: RawFd, out: &mut SendQueue, mut budget: u64) -> FileWrite {
+    while let Some((file, offset, left)) = out.front_file() {
         if budget == 0 {
             return FileWrite::Yield;
         }
-        let want = (left.min(budget as u64)) as usize;
-        match sendfile(c.fd, file, offset, want) {
+        let want = left.min(budget) as usize;
+        match sendfile(sock, file, offset, want) {
             Ok(0) => return FileWrite::Failed(libc::EIO),
             // A short count is followed by another try, which says EAGAIN
             // when the socket is full (a short count alone does not: the
             // file may have ended, and no writable edge would come then).
             Ok(n) => {
-                c.out.consume_file(n as u64);
-                budget -= n;
+                out.consume_file(n as u64);
+                budget -= (n as u64).min(budget);
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return FileWrite::Blocked,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
