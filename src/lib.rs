@@ -29,9 +29,16 @@ pub mod wsgi;
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-#[cfg(all(feature = "python", not(feature = "system-allocator")))]
+#[cfg(all(feature = "python", not(feature = "system-allocator"), not(test)))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(test)]
+pub(crate) mod alloc_count;
+
+#[cfg(test)]
+#[global_allocator]
+static GLOBAL: alloc_count::Counting = alloc_count::Counting;
 
 #[cfg(feature = "python")]
 mod entry {

@@ -242,7 +242,7 @@ impl Cycle {
             let known_len = (!more && !self.req.head.is_head()).then_some(body.len() as u64);
             let reason = http::reason_phrase(self.status);
             self.post(Output::Head {
-                status: format!("{} {reason}", self.status).into_bytes(),
+                status: format!("{} {reason}", self.status).into_bytes().into(),
                 headers: self.headers.clone(),
                 known_len,
             });

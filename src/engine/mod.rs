@@ -210,6 +210,13 @@ impl Engine {
         each!(self, e => e.send(conn.0, data))
     }
 
+    /// An empty buffer to build output in, from those the engine has
+    /// written (`send`'s owned buffers come back here once written), or a
+    /// new one: a kept-alive connection's responses then cost no allocation.
+    pub fn buffer(&mut self) -> Vec<u8> {
+        each!(self, e => e.spare.take())
+    }
+
     /// Queue `len` bytes of `file` from `offset` to be written on `conn`
     /// after anything queued before and before anything queued after,
     /// without passing through user memory: sendfile (epoll) or splice

@@ -60,6 +60,40 @@ enum Entry {
     File(FileRange),
 }
 
+/// Owned buffers whose bytes are all written, kept (emptied) for the
+/// next responses, so answering a request on a kept-alive connection
+/// costs no allocation (`Engine::buffer`). Bounded in count and size:
+/// at most `SPARE_MAX` buffers of at most `SPARE_CAPACITY_MAX` bytes.
+pub struct Spare {
+    bufs: Vec<Vec<u8>>,
+}
+
+pub const SPARE_MAX: usize = 32;
+pub const SPARE_CAPACITY_MAX: usize = 16 * 1024;
+
+impl Default for Spare {
+    fn default() -> Spare {
+        Spare {
+            bufs: Vec::with_capacity(SPARE_MAX),
+        }
+    }
+}
+
+impl Spare {
+    pub fn keep(&mut self, mut buf: Vec<u8>) {
+        let cap = buf.capacity();
+        if cap > 0 && cap <= SPARE_CAPACITY_MAX && self.bufs.len() < SPARE_MAX {
+            buf.clear();
+            self.bufs.push(buf);
+        }
+    }
+
+    /// A kept buffer, or a new empty one.
+    pub fn take(&mut self) -> Vec<u8> {
+        self.bufs.pop().unwrap_or_default()
+    }
+}
+
 #[derive(Default)]
 pub struct SendQueue {
     entries: VecDeque<Entry>,
@@ -154,9 +188,10 @@ impl SendQueue {
         }
     }
 
-    /// Mark `n` buffered bytes from the front as written, dropping finished
-    /// buffers. Stops at a file range (use `consume_file` for those).
-    pub fn consume(&mut self, mut n: usize) {
+    /// Mark `n` buffered bytes from the front as written; finished owned
+    /// buffers go to `spare`, shared ones are let go of. Stops at a file
+    /// range (use `consume_file` for those).
+    pub fn consume(&mut self, mut n: usize, spare: &mut Spare) {
         while n > 0 {
             let Some(Entry::Bytes(front)) = self.entries.front() else {
                 break;
@@ -167,7 +202,9 @@ impl SendQueue {
                 return;
             }
             n -= left;
-            self.entries.pop_front();
+            if let Some(Entry::Bytes(Bytes::Owned(buf))) = self.entries.pop_front() {
+                spare.keep(buf);
+            }
             self.head = 0;
         }
     }
@@ -192,6 +229,45 @@ impl SendQueue {
 mod tests {
     use super::*;
 
+    #[test]
+    fn spare_keeps_a_bounded_number_of_bounded_buffers() {
+        let mut spare = Spare::default();
+        spare.keep(Vec::new());
+        spare.keep(Vec::with_capacity(SPARE_CAPACITY_MAX + 1));
+        assert_eq!(
+            spare.take().capacity(),
+            0,
+            "empty and oversized ones are freed"
+        );
+        for _ in 0..SPARE_MAX + 1 {
+            spare.keep(b"x".to_vec());
+        }
+        let kept: Vec<Vec<u8>> = (0..SPARE_MAX + 1).map(|_| spare.take()).collect();
+        assert!(kept[..SPARE_MAX]
+            .iter()
+            .all(|b| b.is_empty() && b.capacity() == 1));
+        assert_eq!(kept[SPARE_MAX].capacity(), 0);
+    }
+
+    #[test]
+    fn consume_keeps_owned_buffers_and_lets_go_of_shared_ones() {
+        let mut q = SendQueue::default();
+        let mut spare = Spare::default();
+        q.push(b"abc".to_vec());
+        q.push(Bytes::Shared(Box::new(b"de".to_vec())));
+        q.push(b"fgh".to_vec());
+        q.consume(4, &mut spare);
+        assert_eq!(
+            unwritten(&q),
+            b"efgh",
+            "a partly written buffer stays queued"
+        );
+        q.consume(4, &mut spare);
+        assert!(q.is_empty());
+        let kept = [spare.take(), spare.take(), spare.take()];
+        assert_eq!(kept.map(|b| b.capacity()), [3, 3, 0]);
+    }
+
     fn unwritten(q: &SendQueue) -> Vec<u8> {
         let mut slices = [IoSlice::new(&[]); MAX_IOV];
         let n = q.slices(&mut slices);
@@ -209,15 +285,15 @@ mod tests {
         q.push(Vec::new());
         q.push(b"world".to_vec());
         assert_eq!(unwritten(&q), b"hello world");
-        q.consume(3);
+        q.consume(3, &mut Spare::default());
         assert_eq!(unwritten(&q), b"lo world");
-        q.consume(5);
+        q.consume(5, &mut Spare::default());
         assert_eq!(unwritten(&q), b"rld");
         let mut iov = Vec::new();
         q.iovecs(&mut iov);
         assert_eq!(iov.len(), 1);
         assert_eq!(iov[0].iov_len, 3);
-        q.consume(3);
+        q.consume(3, &mut Spare::default());
         assert!(q.is_empty());
     }
 
@@ -247,7 +323,7 @@ mod tests {
         assert!(q.front_is_bytes());
         assert_eq!(q.front_file(), None);
         // Consuming more than the bytes before the file stops at the file.
-        q.consume(100);
+        q.consume(100, &mut Spare::default());
         let (_, offset, left) = q.front_file().expect("file at the front");
         assert_eq!((offset, left), (10, 5));
         assert_eq!(unwritten(&q), b"");

@@ -366,6 +366,33 @@ both!(pipelined_sends_arrive_in_order_with_one_sent, |kind| {
     assert_eq!(sent, 0, "one Sent per drained queue");
 });
 
+both!(written_buffers_come_back_for_the_next_responses, |kind| {
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let mut c = client(&l);
+    let (conn, _) = h.accept();
+    let mut out = h.engine.buffer();
+    assert_eq!(out.capacity(), 0, "nothing written yet");
+    out.extend_from_slice(b"HTTP/1.1 200 OK\r\n\r\n");
+    let (ptr, cap) = (out.as_ptr(), out.capacity());
+    h.engine.send(conn, out);
+    h.engine.send(conn, b"body".to_vec());
+    h.expect("sent", |e| *e == Ev::Sent(conn));
+    let mut back = [0; 23];
+    c.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"HTTP/1.1 200 OK\r\n\r\nbody");
+    // Both came back emptied, the last written first.
+    let body = h.engine.buffer();
+    let head = h.engine.buffer();
+    assert_eq!((body.len(), body.capacity()), (0, 4));
+    assert_eq!((head.as_ptr(), head.capacity(), head.len()), (ptr, cap, 0));
+    assert_eq!(
+        h.engine.buffer().capacity(),
+        0,
+        "two were written, two kept"
+    );
+});
+
 both!(empty_send_reports_sent, |kind| {
     let l = tcp_listener();
     let mut h = Harness::new(kind, &[l.as_raw_fd()]);

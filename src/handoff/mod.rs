@@ -59,7 +59,7 @@ pub enum Output {
     /// The status line and headers (validated), and the body length when
     /// the app declared it.
     Head {
-        status: Vec<u8>,
+        status: crate::wsgi::Status,
         headers: crate::wsgi::HeaderList,
         known_len: Option<u64>,
     },

@@ -239,7 +239,7 @@ impl Conn {
                     continue;
                 }
                 State::Head => {
-                    let Some(parsed) = self.head.advance(
+                    let Some(end) = self.head.advance(
                         input,
                         &self.config,
                         &self.limits,
@@ -248,7 +248,8 @@ impl Conn {
                     else {
                         return self.need_more();
                     };
-                    self.pos += parsed.len;
+                    let head_buf = self.take_head(end);
+                    let parsed = self.head.assemble(head_buf, &self.config);
                     self.head.reset();
                     let framing = framing(&parsed.head, parsed.framing_fields)?;
                     let limit = self.config.limit_request_body;
@@ -314,6 +315,36 @@ impl Conn {
         }
     }
 
+    /// The `end` bytes of a complete head, consumed. When they are all
+    /// that is buffered (a request without body bytes behind it, the usual
+    /// case), the input buffer itself becomes the head's: no copy and no
+    /// allocation, and `recycle` gives it back once the request is done.
+    fn take_head(&mut self, end: usize) -> Vec<u8> {
+        if self.pos + end == self.buf.len() {
+            self.buf.drain(..self.pos);
+            self.pos = 0;
+            return mem::take(&mut self.buf);
+        }
+        let mut head = Vec::with_capacity(end + self.head.extra_len());
+        head.extend_from_slice(&self.buf[self.pos..self.pos + end]);
+        self.pos += end;
+        head
+    }
+
+    /// A request is done with: its head's memory serves the next request
+    /// (as the input buffer, when that has none, and as the parser's list
+    /// of fields), so a keep-alive connection parses without allocating.
+    pub fn recycle(&mut self, head: Head) {
+        let Head {
+            mut buf, headers, ..
+        } = head;
+        if self.buf.capacity() == 0 {
+            buf.clear();
+            self.buf = buf;
+        }
+        self.head.give_back(headers);
+    }
+
     /// The current state needs more bytes: wait, or end at EOF.
     fn need_more(&mut self) -> Result<Event, HttpError> {
         if !self.eof {
@@ -377,7 +408,7 @@ mod tests {
         String::from_utf8_lossy(b).into_owned()
     }
 
-    fn got(r: Request) -> Got {
+    fn got(r: &Request) -> Got {
         Got {
             method: text(r.head.method()),
             target: text(r.head.target()),
@@ -389,7 +420,7 @@ mod tests {
             body: r.body.to_vec().expect("body file readable"),
             spilled: matches!(r.body, RequestBody::File { .. }),
             keep_alive: r.keep_alive,
-            proxy: r.proxy,
+            proxy: r.proxy.clone(),
             https: r.head.https_forwarded,
         }
     }
@@ -399,7 +430,11 @@ mod tests {
             match conn.poll() {
                 Event::NeedMore => return None,
                 Event::SendContinue => {}
-                Event::Request(r) => out.push(got(r)),
+                Event::Request(r) => {
+                    out.push(got(&r));
+                    // As the worker does: the head's memory serves the next one.
+                    conn.recycle(r.head);
+                }
                 Event::Error(e) => return Some(End::Error(e.kind)),
                 Event::Closed => return Some(End::Closed),
             }
@@ -483,6 +518,38 @@ mod tests {
             HttpError::new(HttpErrorKind::RequestBodyTooLarge, "").status(),
             Some(413)
         );
+    }
+
+    #[test]
+    fn a_kept_alive_connection_parses_its_next_request_without_allocating() {
+        let mut conn = Conn::new(Arc::new(Config::default()), trusted());
+        let req =
+            b"GET /a?x=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: wrk\r\nAccept: */*\r\n\r\n";
+        let answer = |conn: &mut Conn| {
+            conn.feed(req);
+            let Event::Request(r) = conn.poll() else {
+                panic!("no request")
+            };
+            assert_eq!((r.head.target(), r.head.headers.len()), (&b"/a?x=1"[..], 3));
+            conn.recycle(r.head);
+            assert!(matches!(conn.poll(), Event::NeedMore));
+        };
+        // The first request sizes the buffers.
+        answer(&mut conn);
+        let ((), n) = crate::alloc_count::allocations(|| answer(&mut conn));
+        assert_eq!(n, 0, "allocations for a request on a kept-alive connection");
+        // Without the head back, the next one allocates again (and still works).
+        conn.feed(req);
+        let Event::Request(r) = conn.poll() else {
+            panic!("no request")
+        };
+        let (second, n) = crate::alloc_count::allocations(|| {
+            conn.feed(b"GET /b HTTP/1.1\r\nHost: h\r\n\r\n");
+            conn.poll()
+        });
+        assert!(n > 0);
+        assert!(matches!(second, Event::Request(ref s) if s.head.target() == b"/b"));
+        assert_eq!(r.head.target(), b"/a?x=1", "the first head is intact");
     }
 
     #[test]

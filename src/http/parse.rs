@@ -11,7 +11,7 @@ use super::fields::{FieldCtx, FieldSection, Section, FOLDED};
 use super::limits::Limits;
 use super::scan::{is_token, seek_line_end, LineEnd};
 use super::target::split_target;
-use super::{Config, Head, Span, Version};
+use super::{Config, Head, Header, Span, Version};
 
 /// A complete head and what the body reader needs from the header section.
 #[derive(Debug)]
@@ -21,8 +21,6 @@ pub(super) struct ParsedHead {
     pub expect_continue: bool,
     /// A kept field is Content-Length, Transfer-Encoding or Connection.
     pub framing_fields: bool,
-    /// Bytes of input the head took, leading empty line included.
-    pub len: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -82,13 +80,15 @@ impl HeadParser {
     }
 
     /// Parse what `buf` (the bytes from the start of this request) holds.
+    /// `Some(end)` once the head is complete: it is `buf[..end]`, leading
+    /// empty line included, and `assemble` makes it a `Head`.
     pub fn advance(
         &mut self,
         buf: &[u8],
         cfg: &Config,
         limits: &Limits,
         trusted: bool,
-    ) -> Result<Option<ParsedHead>, HttpError> {
+    ) -> Result<Option<usize>, HttpError> {
         if self.phase == Phase::Start {
             match buf {
                 [] | [b'\r'] => return Ok(None),
@@ -137,14 +137,20 @@ impl HeadParser {
             limits,
             section,
         };
-        let Some(end) = self.fields.advance(buf, &ctx)? else {
-            return Ok(None);
-        };
-        Ok(Some(self.assemble(buf, end, cfg)))
+        self.fields.advance(buf, &ctx)
     }
 
-    /// Copy the head into its own buffer; folded values go after it.
-    fn assemble(&mut self, buf: &[u8], end: usize, cfg: &Config) -> ParsedHead {
+    /// Bytes of folded values `assemble` appends to the head's bytes.
+    pub fn extra_len(&self) -> usize {
+        self.fields.extra.len()
+    }
+
+    /// The complete head, from `head_buf`: exactly the `end` bytes that
+    /// `advance` reported (the caller's own copy, or its input buffer
+    /// itself). Folded values go after them. The parser's list of fields
+    /// moves into the head; `give_back` returns it for the next request.
+    pub fn assemble(&mut self, mut head_buf: Vec<u8>, cfg: &Config) -> ParsedHead {
+        let end = head_buf.len();
         let line = self.line.take().unwrap_or(RequestLine {
             method: 0..0,
             target: 0..0,
@@ -152,15 +158,11 @@ impl HeadParser {
             query: 0..0,
             version: Version::Http11,
         });
-        let mut head_buf = Vec::with_capacity(end + self.fields.extra.len());
-        head_buf.extend_from_slice(&buf[..end]);
         head_buf.extend_from_slice(&self.fields.extra);
         if cfg.casefold_http_method {
             head_buf[line.method.start as usize..line.method.end as usize].make_ascii_uppercase();
         }
-        // An exact-size copy: the scratch list keeps its capacity for the next head.
-        let mut headers = self.fields.headers.clone();
-        self.fields.headers.clear();
+        let mut headers = std::mem::take(&mut self.fields.headers);
         for h in headers.iter_mut() {
             if h.value.start >= FOLDED {
                 let base = end as u32;
@@ -181,7 +183,15 @@ impl HeadParser {
             head,
             expect_continue: self.fields.expect_continue,
             framing_fields: self.fields.framing_fields,
-            len: end,
+        }
+    }
+
+    /// A finished head's list of fields, for the next head to fill
+    /// (kept only while the parser has no list of its own).
+    pub fn give_back(&mut self, mut headers: Vec<Header>) {
+        if self.fields.headers.capacity() == 0 {
+            headers.clear();
+            self.fields.headers = headers;
         }
     }
 }
@@ -365,28 +375,37 @@ fn any_request_line(
 mod tests {
     use super::*;
 
+    /// `advance`, and `assemble` from a copy once the head is complete.
+    fn parse_once(
+        p: &mut HeadParser,
+        input: &[u8],
+        cfg: &Config,
+        limits: &Limits,
+    ) -> Result<Option<ParsedHead>, HttpError> {
+        let end = p.advance(input, cfg, limits, true)?;
+        Ok(end.map(|end| p.assemble(input[..end].to_vec(), cfg)))
+    }
+
     /// Parse `input` fed whole and fed one more byte at a time; both must agree.
     fn parse_with(input: &[u8], cfg: &Config) -> Result<Option<ParsedHead>, HttpErrorKind> {
         let limits = Limits::from_config(cfg);
         let mut whole = HeadParser::new();
-        let whole_result = whole.advance(input, cfg, &limits, true).map_err(|e| e.kind);
+        let whole_result = parse_once(&mut whole, input, cfg, &limits).map_err(|e| e.kind);
         let mut split = HeadParser::new();
         let mut split_result = Ok(None);
         for n in 0..=input.len() {
-            split_result = split
-                .advance(&input[..n], cfg, &limits, true)
-                .map_err(|e| e.kind);
+            split_result = parse_once(&mut split, &input[..n], cfg, &limits).map_err(|e| e.kind);
             if !matches!(split_result, Ok(None)) {
                 break;
             }
         }
         fn summary(
             r: &Result<Option<ParsedHead>, HttpErrorKind>,
-        ) -> Result<Option<(usize, Vec<u8>, usize)>, HttpErrorKind> {
+        ) -> Result<Option<(Vec<u8>, usize)>, HttpErrorKind> {
             r.as_ref()
                 .map(|p| {
                     p.as_ref()
-                        .map(|p| (p.len, p.head.buf.clone(), p.head.headers.len()))
+                        .map(|p| (p.head.buf.clone(), p.head.headers.len()))
                 })
                 .map_err(Clone::clone)
         }
@@ -718,14 +737,12 @@ mod tests {
         let cfg = Config::default();
         let limits = Limits::from_config(&cfg);
         let mut p = HeadParser::new();
-        let first = p
-            .advance(b"GET /a HTTP/1.1\r\nX: 1\r\n\r\n", &cfg, &limits, true)
+        let first = parse_once(&mut p, b"GET /a HTTP/1.1\r\nX: 1\r\n\r\n", &cfg, &limits)
             .unwrap()
             .unwrap();
         assert_eq!(first.head.path(), b"/a");
         p.reset();
-        let second = p
-            .advance(b"GET /b HTTP/1.1\r\n\r\n", &cfg, &limits, true)
+        let second = parse_once(&mut p, b"GET /b HTTP/1.1\r\n\r\n", &cfg, &limits)
             .unwrap()
             .unwrap();
         assert_eq!(

@@ -85,6 +85,7 @@ impl Stream {
         }
         if let Some(d) = self.done {
             d.report(py, cfg, age);
+            c.http.recycle(d.head);
         }
     }
 }

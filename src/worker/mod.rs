@@ -165,7 +165,7 @@ struct Worker<'a> {
 /// What the access log and the post_request hook need once a response ends.
 pub(crate) struct RequestDone {
     head: http::Head,
-    status: Vec<u8>,
+    status: crate::wsgi::Status,
     headers: crate::wsgi::HeaderList,
     start_sys: std::time::SystemTime,
     start: Instant,
@@ -639,7 +639,7 @@ impl Worker<'_> {
                 if let Some((start_sys, start, peer)) = started {
                     let done = RequestDone {
                         head: req.head,
-                        status: b"500 Internal Server Error".to_vec(),
+                        status: crate::wsgi::Status::from(&b"500 Internal Server Error"[..]),
                         headers: std::sync::Arc::new([]),
                         start_sys,
                         start,
@@ -652,6 +652,9 @@ impl Worker<'_> {
                 }
             }
             Reply::Response { head, body } => {
+                if c.out.capacity() == 0 {
+                    c.out = self.engine.buffer();
+                }
                 let writer = match streamed_writer {
                     Some(w) if body.head_streamed() => w,
                     _ => ResponseWriter::start(
@@ -665,8 +668,8 @@ impl Worker<'_> {
                     ),
                 };
                 let metric = metric_start.map(|t| (status_code(&head.status), t));
-                let done = started.map(|(start_sys, start, peer)| {
-                    Box::new(RequestDone {
+                let done = match started {
+                    Some((start_sys, start, peer)) => Some(Box::new(RequestDone {
                         head: req.head,
                         status: head.status,
                         headers: head.headers,
@@ -676,8 +679,12 @@ impl Worker<'_> {
                         peer,
                         scheme,
                         environ,
-                    })
-                });
+                    })),
+                    None => {
+                        c.http.recycle(req.head);
+                        None
+                    }
+                };
                 c.stream = Some(Stream {
                     writer,
                     body,
@@ -731,6 +738,9 @@ impl Worker<'_> {
                     known_len,
                 } => {
                     f.code = status_code(&status);
+                    if c.out.capacity() == 0 {
+                        c.out = self.engine.buffer();
+                    }
                     f.writer = Some(ResponseWriter::start(
                         &mut c.out,
                         &mut self.date,

@@ -26,6 +26,41 @@ pub(crate) enum Source {
     Iter(Py<PyIterator>),
 }
 
+/// Chunks ready to go out, in order. Most responses are one chunk, kept
+/// inline, so queueing it costs no allocation.
+#[derive(Default)]
+pub(crate) struct Queued {
+    first: Option<Piece>,
+    rest: VecDeque<Piece>,
+}
+
+impl Queued {
+    fn push_back(&mut self, piece: Piece) {
+        if self.is_empty() {
+            self.first = Some(piece);
+        } else {
+            self.rest.push_back(piece);
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<Piece> {
+        self.first.take().or_else(|| self.rest.pop_front())
+    }
+
+    fn is_empty(&self) -> bool {
+        self.first.is_none() && self.rest.is_empty()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Piece> {
+        self.first.iter().chain(self.rest.iter())
+    }
+
+    fn clear(&mut self) {
+        self.first = None;
+        self.rest.clear();
+    }
+}
+
 /// Spare `start_response` callables, reused while the app keeps none.
 #[derive(Default)]
 pub(crate) struct Pool {
@@ -86,7 +121,7 @@ impl Body {
             // Exact lists and tuples have no close() to call.
             iterable: (!sequence).then(|| result.clone().unbind()),
             source: Source::Done,
-            queued: VecDeque::new(),
+            queued: Queued::default(),
             known_len: None,
             responder: Some(responder),
             pool,
@@ -181,7 +216,9 @@ impl Body {
     fn take_written(&mut self) {
         if let Some(r) = &self.responder {
             let mut st = lock(&r.state);
-            self.queued.extend(st.written.drain(..).map(Piece::Owned));
+            for data in st.written.drain(..) {
+                self.queued.push_back(Piece::Owned(data));
+            }
         }
     }
 
@@ -327,6 +364,28 @@ mod tests {
     use super::super::testing::{app, get, with_py};
     use super::super::{Chunk, Reply};
     use super::*;
+
+    #[test]
+    fn queued_pieces_come_out_in_order_and_one_needs_no_allocation() {
+        let text = |p: Option<Piece>| match p {
+            Some(Piece::Owned(v)) => String::from_utf8(v).unwrap(),
+            _ => panic!("not an owned piece"),
+        };
+        let mut q = Queued::default();
+        let (a, n) = crate::alloc_count::allocations(|| Piece::Owned(b"a".to_vec()));
+        let ((), queueing) = crate::alloc_count::allocations(|| q.push_back(a));
+        assert_eq!((n, queueing), (1, 0));
+        q.push_back(Piece::Owned(b"b".to_vec()));
+        assert_eq!(text(q.pop_front()), "a");
+        // The first slot is free while "b" waits in the rest: "c" goes after it.
+        q.push_back(Piece::Owned(b"c".to_vec()));
+        assert_eq!(q.iter().count(), 2);
+        assert_eq!(text(q.pop_front()), "b");
+        q.push_back(Piece::Owned(b"d".to_vec()));
+        assert_eq!(text(q.pop_front()), "c");
+        assert_eq!(text(q.pop_front()), "d");
+        assert!(q.is_empty() && q.pop_front().is_none());
+    }
 
     const APPS: &str = r#"
 import io, os, tempfile

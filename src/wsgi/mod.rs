@@ -23,7 +23,6 @@ mod load;
 mod report;
 mod start_response;
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -75,11 +74,15 @@ pub struct WsgiApp {
 /// so the list an app gives on every response is checked and built once.
 pub type HeaderList = Arc<[(Vec<u8>, Vec<u8>)]>;
 
+/// A checked status line (`200 OK`), shared like `HeaderList`: an app that
+/// answers with the same status string gets the same bytes each time.
+pub type Status = Arc<[u8]>;
+
 /// The status line and headers the app gave to `start_response`.
 #[derive(Debug)]
 pub struct ResponseHead {
     /// e.g. `200 OK`, validated.
-    pub status: Vec<u8>,
+    pub status: Status,
     pub headers: HeaderList,
 }
 
@@ -100,7 +103,7 @@ pub struct Body {
     iterable: Option<Py<PyAny>>,
     source: Source,
     /// Chunks ready to go out, in order.
-    queued: VecDeque<Piece>,
+    queued: body::Queued,
     known_len: Option<u64>,
     /// This request's start_response, returned to `pool` on close.
     responder: Option<Responder>,
@@ -925,7 +928,7 @@ def input_app(environ, start_response):
             let Reply::Response { head, mut body } = app.call(py, &get("/"), &conn()) else {
                 panic!("failed");
             };
-            assert_eq!(head.status, b"200 OK");
+            assert_eq!(&*head.status, b"200 OK");
             assert_eq!(body.known_len(), None);
             // Only the first chunk was needed to settle the head.
             assert_eq!(progress(), vec![0]);

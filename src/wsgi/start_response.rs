@@ -12,7 +12,7 @@ use pyo3::exceptions::{PyAssertionError, PyBrokenPipeError, PyTypeError, PyValue
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
-use super::{HeaderList, ResponseHead, WriteSink};
+use super::{HeaderList, ResponseHead, Status, WriteSink};
 
 /// What the app told `start_response` and `write` during one request.
 #[derive(Default)]
@@ -50,7 +50,7 @@ pub(crate) struct HeaderCache {
     /// The kept tuples' addresses, in list order, and the list built of them.
     last: Option<(Vec<usize>, HeaderList)>,
     /// The last status string something else also holds, checked.
-    status: Option<(Py<PyAny>, Vec<u8>)>,
+    status: Option<(Py<PyAny>, Status)>,
 }
 
 /// A checked (name, value) pair, latin-1 bytes.
@@ -93,13 +93,13 @@ impl HeaderCache {
 
     /// The checked bytes of `status`, the last one kept by identity like
     /// the tuples (an exact `str` cannot change either).
-    fn status(&mut self, status: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    fn status(&mut self, status: &Bound<'_, PyAny>) -> PyResult<Status> {
         if let Some((s, bytes)) = &self.status {
             if s.as_ptr() == status.as_ptr() {
                 return Ok(bytes.clone());
             }
         }
-        let bytes = parse_status(status)?;
+        let bytes = Status::from(parse_status(status)?);
         if status.is_exact_instance_of::<PyString>() {
             self.status = Some((status.clone().unbind(), bytes.clone()));
         }
@@ -565,14 +565,16 @@ mod tests {
         crate::wsgi::testing::with_py(|py| {
             let mut cache = HeaderCache::default();
             let ok = PyString::new(py, "200 OK").into_any();
-            assert_eq!(cache.status(&ok).unwrap(), b"200 OK");
-            assert_eq!(cache.status(&ok).unwrap(), b"200 OK");
+            let first = cache.status(&ok).unwrap();
+            assert_eq!(&*first, b"200 OK");
+            let again = cache.status(&ok).unwrap();
+            assert!(Arc::ptr_eq(&first, &again), "the same bytes, not a copy");
             let bad = PyString::new(py, "OK").into_any();
             assert!(cache.status(&bad).is_err());
             assert!(cache.status(&bad).is_err(), "a bad status is never kept");
             let other = PyString::new(py, "404 Not Found").into_any();
-            assert_eq!(cache.status(&other).unwrap(), b"404 Not Found");
-            assert_eq!(cache.status(&ok).unwrap(), b"200 OK");
+            assert_eq!(&*cache.status(&other).unwrap(), b"404 Not Found");
+            assert_eq!(&*cache.status(&ok).unwrap(), b"200 OK");
         });
     }
 
@@ -661,7 +663,7 @@ def app(environ, start_response):
 
     impl WriteSink for Recorder {
         fn head(&self, head: &ResponseHead) {
-            self.heads.lock().unwrap().push(head.status.clone());
+            self.heads.lock().unwrap().push(head.status.to_vec());
         }
         fn data(&self, _py: Python<'_>, data: Vec<u8>) -> bool {
             self.data.lock().unwrap().push(data);

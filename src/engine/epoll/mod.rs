@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::engine::queue::SendQueue;
+use crate::engine::queue::{SendQueue, Spare};
 use crate::engine::token::{self, Kind};
 use crate::engine::{EngineConfig, Event};
 
@@ -96,6 +96,8 @@ pub struct EpollEngine {
     pub rbuf: Box<[u8]>,
     /// The previous `wait` polled the kernel (see `wait`).
     polled_last: bool,
+    /// Written output buffers, for the next responses.
+    pub spare: Spare,
 }
 
 impl EpollEngine {
@@ -123,6 +125,7 @@ impl EpollEngine {
             ready: Vec::with_capacity(64),
             rbuf: vec![0; READ_BUFFER_SIZE].into_boxed_slice(),
             polled_last: false,
+            spare: Spare::default(),
         };
         for l in 0..engine.listeners.len() {
             engine.register_listener(l)?;

@@ -117,7 +117,7 @@ impl UringEngine {
         }
         let next = match stage {
             Stage::Bytes if res > 0 => {
-                c.out.consume(res as usize);
+                c.out.consume(res as usize, &mut self.spare);
                 Next::Continue
             }
             Stage::Bytes if res == -libc::EINTR || res == -libc::EAGAIN => Next::Continue,
@@ -277,7 +277,7 @@ impl EpollEngine {
             let offered: usize = slices[..n].iter().map(|s| s.len()).sum();
             match transport::send_vectored(c.fd, &slices[..n]) {
                 Ok(written) => {
-                    c.out.consume(written);
+                    c.out.consume(written, &mut self.spare);
                     if written < offered {
                         c.blocked = true;
                         return false;

@@ -35,7 +35,7 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use self::bufring::BufRing;
 use crate::engine::op::send_file::{Pipe, Stage};
-use crate::engine::queue::SendQueue;
+use crate::engine::queue::{SendQueue, Spare};
 use crate::engine::token::{self, Kind};
 use crate::engine::{ConnId, EngineConfig, Event, ListenerId};
 use crate::sys::uring::{enter, register_ring_fd, RingRef};
@@ -236,6 +236,8 @@ pub struct UringEngine {
     /// cachestat(2) works here (Linux 6.5): file ranges in the page cache
     /// are sent by sendfile(2) (see `op/send_file.rs`).
     pub cachestat: bool,
+    /// Written output buffers, for the next responses.
+    pub spare: Spare,
 }
 
 // SAFETY: the raw pointers inside (buffer ring memory, iovecs and msghdr in
@@ -334,6 +336,7 @@ impl UringEngine {
             rearm: Vec::new(),
             file_waits: 0,
             cachestat: true,
+            spare: Spare::default(),
         };
         for l in 0..engine.listeners.len() {
             engine.arm_accept(l);
