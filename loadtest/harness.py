@@ -25,6 +25,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -524,54 +525,83 @@ def measure(proc, port, scenario, conn, args, seconds=None, warmup=None):
     }
 
 
-def noise_share(r):
-    """Other processes' and steal's share of both cores during a run (lower: quieter)."""
-    return sum(n["others"] + n["steal"] for n in (r.get("noise") or {}).values())
+def interleaved(scen, servers, args, running, tmp, results):
+    """Measure the target cell again with every server up at once, in rounds.
 
-
-def second_pass(scen, servers, args, running, tmp, results):
-    """Measure the cell's keep-alive runs again in reverse order; keep each server's quieter run.
-
-    On a shared machine one server's run can coincide with someone's build
-    and another's not; a second pass in the opposite order, keeping for
-    each server the run with less of other processes on the two cores,
-    makes the cell's ratios much less a matter of luck. The other run stays
-    in results.json as `other_pass`.
+    The hello cell with 1 worker and keep-alive carries the targets' ratios.
+    Run one server after another, minutes apart, and the machine drifts
+    between them (the same build measured 10.8 and 9.2 us per request in one
+    run). Here every server of the cell is started (all pinned to the same
+    core; an idle one costs nothing), warmed up once, and then measured for
+    `--round-seconds` in each of `--rounds` rounds, the order reversed every
+    other round, so each ratio compares runs seconds apart. Each server's
+    entry becomes the medians of its rounds (the lower middle run, so every
+    figure is one real run's): req/s, latency and noise from the run with
+    the median req/s, the CPU figures from the run with the median CPU per
+    request. Every round is kept in `rounds`, the matrix's single run in
+    `single_run`.
     """
-    if args.passes < 2:
+    if args.rounds < 2:
         return
-    for server in reversed(servers):
-        if not server.serves(scen.name, 1, KEEP_ALIVE):
-            continue
-        first = next((r for r in results if r["scenario"] == scen.name and r["workers"] == 1
-                      and r["conn"] == KEEP_ALIVE and r["server"] == server.name), None)
-        try:
-            proc, port, _ = start_server(server, scen, 1, args, running, tmp)
-        except (OSError, http.client.HTTPException, CheckFailed, subprocess.SubprocessError):
-            running.stop_all()
-            continue
-        try:
-            r = measure(proc, port, scen, KEEP_ALIVE, args)
-        except (OSError, http.client.HTTPException, CheckFailed, subprocess.SubprocessError):
-            continue
-        finally:
+    chosen = [s for s in servers if s.serves(scen.name, 1, KEEP_ALIVE)]
+    procs = {}
+    try:
+        for server in chosen:
+            try:
+                proc, port, _ = start_server(server, scen, 1, args, running, tmp)
+            except (OSError, http.client.HTTPException, CheckFailed, subprocess.SubprocessError) as e:
+                print(f"  rounds: {server.name} did not start: {e}", flush=True)
+                continue
+            procs[server.name] = (proc, port)
+        for name, (proc, port) in procs.items():
+            run_wrk(port, scen, KEEP_ALIVE, max(1, args.warmup), args)
+        runs = {name: [] for name in procs}
+        for i in range(args.rounds):
+            order = list(procs) if i % 2 == 0 else list(procs)[::-1]
+            for name in order:
+                proc, port = procs[name]
+                try:
+                    r = measure(proc, port, scen, KEEP_ALIVE, args, seconds=args.round_seconds,
+                                warmup=0)
+                except (OSError, http.client.HTTPException, CheckFailed,
+                        subprocess.SubprocessError) as e:
+                    r = {"valid": False, "problems": [f"{type(e).__name__}: {e}"]}
+                r["round"] = i + 1
+                runs[name].append(r)
+                print(f"  round {i + 1} {name:17} " + (
+                    f"{r['rps']:>10.0f} req/s, cpu {r['server_cpu_us_per_req']:.1f} us/req"
+                    if r["valid"] else "FAIL " + "; ".join(r["problems"])[:200]), flush=True)
+    finally:
+        for proc, _ in procs.values():
             running.stop(proc)
-        r = dict({"scenario": scen.name, "workers": 1, "server": server.name, "conn": KEEP_ALIVE}, **r)
-        if first is None or not r["valid"]:
-            continue
-        keep_first = first.get("valid") and noise_share(first) <= noise_share(r)
-        chosen, other = (first, r) if keep_first else (r, first)
-        chosen["pass"] = 1 if keep_first else 2
-        chosen["other_pass"] = {k: other.get(k) for k in (
-            "rps", "server_cpu_us_per_req", "server_user_us_per_req", "server_sys_us_per_req",
-            "noise", "valid")}
-        if not keep_first:
-            if "paired_ceiling" in first:
-                chosen["paired_ceiling"] = first["paired_ceiling"]
-            results[results.index(first)] = chosen
-        print(f"  pass 2 {server.name:17} {r['rps']:>10.0f} req/s, cpu {r['server_cpu_us_per_req']:.1f} us/req, "
-              f"noise {noise_share(r):.2f} against {noise_share(first):.2f}: keeping pass "
-              f"{chosen['pass']}", flush=True)
+    for name, rs in runs.items():
+        good = [r for r in rs if r["valid"]]
+        first = next((r for r in results if r["scenario"] == scen.name and r["workers"] == 1
+                      and r["conn"] == KEEP_ALIVE and r["server"] == name), None)
+        if first is None or len(good) * 2 <= len(rs):
+            continue  # most rounds failed: the single run stands
+        by_rps = statistics.median_low(r["rps"] for r in good)
+        by_cpu = statistics.median_low(r["server_cpu_us_per_req"] for r in good)
+        at_rps = next(r for r in good if r["rps"] == by_rps)
+        at_cpu = next(r for r in good if r["server_cpu_us_per_req"] == by_cpu)
+        entry = dict(at_rps)
+        for k in [k for k in at_cpu if k.startswith("server_")]:
+            entry[k] = at_cpu[k]
+        entry.pop("round", None)
+        entry.update({"scenario": scen.name, "workers": 1, "server": name, "conn": KEEP_ALIVE,
+                      "figures": f"medians of {len(good)} interleaved rounds of {args.round_seconds}s",
+                      "rounds": [{k: r.get(k) for k in (
+                          "round", "rps", "server_cpu_us_per_req", "server_user_us_per_req",
+                          "server_sys_us_per_req", "noise", "valid", "problems")} for r in rs],
+                      "single_run": {k: first.get(k) for k in (
+                          "rps", "server_cpu_us_per_req", "server_user_us_per_req",
+                          "server_sys_us_per_req", "noise", "valid")}})
+        if "paired_ceiling" in first:
+            entry["paired_ceiling"] = first["paired_ceiling"]
+        results[results.index(first)] = entry
+        print(f"  rounds {name:17} median {by_rps:>10.0f} req/s, cpu {by_cpu:.1f} us/req "
+              f"(single run {first.get('rps') or 0:.0f} req/s, {first.get('server_cpu_us_per_req') or 0:.1f})",
+              flush=True)
 
 
 # ---------------------------------------------------------------- the run
@@ -793,9 +823,12 @@ def parse_args(argv):
     p.add_argument("--server-cpu", type=int, default=0, help="CPU the servers are pinned to (default 0)")
     p.add_argument("--client-cpu", type=int, default=1, help="CPU wrk is pinned to (default 1)")
     p.add_argument("--ceiling-seconds", type=int, help="seconds of the in-process ceiling (default 5, quick 1)")
-    p.add_argument("--passes", type=int,
-                   help="passes over the hello 1-worker keep-alive cell, the second in reverse "
-                        "order; each server keeps its quieter run (default 2, quick 1)")
+    p.add_argument("--rounds", type=int,
+                   help="rounds over the hello 1-worker keep-alive cell with all its servers up "
+                        "at once, the order reversed every other round; each server's figures "
+                        "are the medians of its rounds (default 5, quick 1: the single run)")
+    p.add_argument("--round-seconds", type=int, default=3,
+                   help="seconds of each server's run in a round (default 3)")
     p.add_argument("--pair-rounds", type=int,
                    help="rounds of server / app-alone alternation for the ceiling ratio "
                         "(default 5, quick 2; 0: none)")
@@ -847,8 +880,10 @@ def parse_args(argv):
         args.probes = list(PROBES)
     if args.pair_rounds is None:
         args.pair_rounds = 2 if args.quick else 5
-    if args.passes is None:
-        args.passes = 1 if args.quick else 2
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 5
+    if args.round_seconds < 1:
+        p.error("--round-seconds must be >= 1")
     if args.engine_rounds is None:
         args.engine_rounds = 1 if args.quick else 5
     if args.engine_rounds < 1 or args.engine_seconds < 1:
@@ -871,9 +906,9 @@ def main(argv):
     est = 2.0 * starts + len(runs) * (args.warmup + args.duration + 0.5)
     if cells:  # the in-process ceilings and the paired rounds belong to the matrix
         est += 4 * (args.ceiling_seconds + 2) + 4 * args.pair_rounds * (2 * args.pair_seconds + 1.5)
-    if args.passes > 1:
+    if args.rounds > 1:
         est += sum(len([s for s in servers if s.serves("hello", 1, KEEP_ALIVE)])
-                   * (2.0 + args.warmup + args.duration + 0.5)
+                   * (2.0 + max(1, args.warmup) + args.rounds * (args.round_seconds + 0.7))
                    for scen, w, conns, servers in cells
                    if scen.name == "hello" and w == 1 and KEEP_ALIVE in conns)
     est += probes.estimate_seconds(args)
@@ -949,7 +984,7 @@ def main(argv):
                 finally:
                     running.stop(proc)
             if scen.name == "hello" and workers == 1 and KEEP_ALIVE in conns:
-                second_pass(scen, servers, args, running, tmp, results)
+                interleaved(scen, servers, args, running, tmp, results)
             if with_ceiling:
                 ceilings[scen.name] = ceiling(before, ceiling_once(scen.app, args, environ_file))
                 c = ceilings[scen.name]
@@ -970,7 +1005,8 @@ def main(argv):
         "duration_s": args.duration, "warmup_s": args.warmup, "connections": args.connections,
         "wrk_threads": 1, "server_cpu": args.server_cpu, "client_cpu": args.client_cpu,
         "quick": args.quick, "ceiling_seconds": args.ceiling_seconds,
-        "pair_rounds": args.pair_rounds, "pair_seconds": args.pair_seconds, "passes": args.passes,
+        "pair_rounds": args.pair_rounds, "pair_seconds": args.pair_seconds,
+        "rounds": args.rounds, "round_seconds": args.round_seconds,
         "engine_rounds": args.engine_rounds, "engine_seconds": args.engine_seconds,
     }
     meta["servers"] = {s.name: s.describe for s in SERVERS.values()}

@@ -83,6 +83,16 @@ def markdown(doc):
         f"load average {fmt_load(m.get('loadavg_start'))} at the start and "
         f"{fmt_load(m.get('loadavg_end'))} at the end: the machine is shared, so compare "
         f"servers within one table (ratios), not against other runs.\n")
+    if st.get("rounds", 1) > 1:
+        out.append(
+            "The hello cell with 1 worker and keep-alive, whose ratios the targets use, is measured "
+            "again with all its servers up at once (each pinned as above; an idle one costs "
+            f"nothing): {st['rounds']} rounds of {st['round_seconds']} s per server after one "
+            "warm-up each, the order reversed every other round, so every ratio compares runs "
+            "seconds apart. Its figures are each server's medians over the rounds (req/s, latency "
+            "and noise from the run with the median req/s, CPU from the run with the median CPU "
+            "per request); the summary gives each ratio's range over the rounds, and "
+            "results.json keeps every round (`rounds`) and the cell's single run (`single_run`).\n")
     noise = noise_summary(doc)
     if noise:
         out.append(noise + "\n")
@@ -118,6 +128,9 @@ def markdown(doc):
 
     for cell in cells(doc):
         out.append(f"\n## {cell_title(doc, cell)}\n")
+        rounds = {len(r["rounds"]) for r in rows(doc, cell) if r.get("rounds")}
+        if rounds:
+            out.append(f"Medians of {max(rounds)} interleaved rounds per server (see above).\n")
         base = find(doc, cell, BASELINE)
         out.append(f"| server | req/s | p50 ms | p99 ms | CPU µs/req | user / sys | CPU "
                    f"| req/s vs {BASELINE} | CPU/req vs {BASELINE} | others on cores |")
@@ -265,6 +278,17 @@ def summary(doc):
         r = find(doc, (scen, w, conn), server)
         return r[key] if r else None
 
+    def per_round(server, peer, key):
+        """The ratio's range over the interleaved rounds, as text ('' without rounds)."""
+        a = find(doc, ("hello", 1, "keep-alive"), server) or {}
+        b = find(doc, ("hello", 1, "keep-alive"), peer) or {}
+        pairs = [(x.get(key), y.get(key)) for x, y in zip(a.get("rounds", []), b.get("rounds", []))
+                 if x.get("valid") and y.get("valid")]
+        rs = [ratio(x, y) for x, y in pairs if ratio(x, y) is not None]
+        if len(rs) < 2:
+            return ""
+        return f" (rounds {fmt_ratio(min(rs))}–{fmt_ratio(max(rs))})"
+
     for engine in ("ferrocorn-uring", "ferrocorn-epoll"):
         parts = []
         rps = get("hello", 1, "keep-alive", engine, "rps")
@@ -276,11 +300,12 @@ def summary(doc):
             ]:
                 r = ratio(rps, get("hello", 1, "keep-alive", peer, key))
                 if r is not None:
-                    parts.append(f"{label}: **{fmt_ratio(r)}**")
+                    parts.append(f"{label}: **{fmt_ratio(r)}**{per_round(engine, peer, key)}")
             for peer, target in [("bjoern", "0.75x"), ("granian", "0.4x"), ("granian-st", "0.4x")]:
                 r = ratio(cpu, get("hello", 1, "keep-alive", peer, "server_cpu_us_per_req"))
                 if r is not None:
-                    parts.append(f"CPU/req vs {peer} (target <= {target}): **{fmt_ratio(r)}**")
+                    parts.append(f"CPU/req vs {peer} (target <= {target}): **{fmt_ratio(r)}**"
+                                 f"{per_round(engine, peer, 'server_cpu_us_per_req')}")
         if parts:
             lines.append(f"* {engine}, hello-world, 1 worker, keep-alive: " + "; ".join(parts) + ".")
         flask = find(doc, ("flask", 1, "keep-alive"), engine)
