@@ -14,6 +14,8 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
 
+use crate::http::decimal;
+
 /// Header (name, value) pairs in one of the shapes the worker holds.
 #[derive(Clone, Copy)]
 pub enum Headers<'a> {
@@ -188,15 +190,17 @@ impl Format {
         })
     }
 
-    /// Append one line (with `\n`) for `rec` to `out`.
-    pub fn render(&self, rec: &AccessRecord<'_>, now: &str, out: &mut Vec<u8>) {
-        let mut line = String::with_capacity(160);
+    /// Append one line (with `\n`) for `rec` to `line`.
+    pub fn render(&self, rec: &AccessRecord<'_>, now: &str, line: &mut String) {
         for part in &self.parts {
             match part {
                 Part::Lit(s) => line.push_str(s),
                 Part::Atom { key, width, left } => {
                     let start = line.len();
-                    atom(rec, key, now, &mut line);
+                    atom(rec, key, now, line);
+                    if *width == 0 {
+                        continue;
+                    }
                     let len = line[start..].chars().count();
                     if len < *width {
                         let pad = " ".repeat(width - len);
@@ -209,8 +213,7 @@ impl Format {
                 }
             }
         }
-        out.extend_from_slice(line.as_bytes());
-        out.push(b'\n');
+        line.push('\n');
     }
 }
 
@@ -232,17 +235,13 @@ fn atom(rec: &AccessRecord<'_>, key: &str, now: &str, out: &mut String) {
             out.push(' ');
             text(out, rec.protocol.as_bytes());
         }
-        "s" => {
-            let _ = write!(out, "{}", rec.status);
-        }
+        "s" => out.push_str(decimal(rec.status.into(), &mut [0; 20])),
         "m" => text(out, rec.method),
         "U" => text(out, rec.path),
         "q" => text(out, rec.query),
         "H" => text(out, rec.protocol.as_bytes()),
         "b" => match rec.bytes_sent {
-            Some(n) => {
-                let _ = write!(out, "{n}");
-            }
+            Some(n) => out.push_str(decimal(n, &mut [0; 20])),
             None => out.push('-'),
         },
         "B" => match rec.bytes_sent {
@@ -304,6 +303,11 @@ fn or_dash(out: &mut String, v: Option<&[u8]>) {
 
 /// Header bytes are latin-1 (as in the environ); `"` is escaped as `\"`.
 fn text(out: &mut String, bytes: &[u8]) {
+    if bytes.is_ascii() && !bytes.contains(&b'"') {
+        // The usual value: ASCII is the same in latin-1 and UTF-8.
+        out.push_str(std::str::from_utf8(bytes).unwrap_or_default());
+        return;
+    }
     for &b in bytes {
         if b == b'"' {
             out.push_str("\\\"");
@@ -352,8 +356,7 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 }
 
 /// One JSON object per line: the main fields of a request.
-pub fn render_json(rec: &AccessRecord<'_>, now: &str, out: &mut Vec<u8>) {
-    let mut s = String::with_capacity(256);
+pub fn render_json(rec: &AccessRecord<'_>, now: &str, s: &mut String) {
     s.push('{');
     let start = rec
         .start
@@ -408,8 +411,7 @@ pub fn render_json(rec: &AccessRecord<'_>, now: &str, out: &mut Vec<u8>) {
         None => s.push_str("\"user\":null,"),
     }
     let _ = write!(s, "\"pid\":{}}}", std::process::id());
-    out.extend_from_slice(s.as_bytes());
-    out.push(b'\n');
+    s.push('\n');
 }
 
 /// A JSON string of latin-1 bytes.
@@ -477,9 +479,9 @@ mod tests {
     }
 
     fn line(fmt: &str, rec: &AccessRecord<'_>) -> String {
-        let mut out = Vec::new();
+        let mut out = String::from("earlier line\n");
         Format::parse(fmt).render(rec, "[14/Nov/2023:22:13:20 +0000]", &mut out);
-        String::from_utf8(out).unwrap()
+        out.strip_prefix("earlier line\n").unwrap().to_string()
     }
 
     const REQ: &[(&[u8], &[u8])] = &[
@@ -521,6 +523,19 @@ mod tests {
     }
 
     #[test]
+    fn latin1_bytes_become_their_characters_and_quotes_are_escaped() {
+        let req: &[(&[u8], &[u8])] = &[
+            (b"User-Agent", b"caf\xe9 \"x\" \xff"),
+            (b"Referer", b"plain"),
+        ];
+        let rec = record(req, &[], None);
+        assert_eq!(
+            line("%(a)s|%(f)s", &rec),
+            "caf\u{e9} \\\"x\\\" \u{ff}|plain\n"
+        );
+    }
+
+    #[test]
     fn unknown_atoms_are_dashes_and_literals_survive() {
         let rec = record(&[], &[], None);
         assert_eq!(
@@ -553,9 +568,9 @@ mod tests {
     #[test]
     fn json_lines_hold_the_main_fields() {
         let rec = record(REQ, &[], None);
-        let mut out = Vec::new();
+        let mut out = String::new();
         render_json(&rec, "[14/Nov/2023:22:13:20 +0000]", &mut out);
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["method"], "GET");
         assert_eq!(v["uri"], "/a%20b?x=\"1\"");
         assert_eq!(v["status"], 200);
@@ -564,7 +579,7 @@ mod tests {
         assert_eq!(v["user_agent"], "curl/8 \"x\"");
         assert_eq!(v["user"], "alice");
         assert_eq!(v["time"], "14/Nov/2023:22:13:20 +0000");
-        assert!(out.ends_with(b"}\n"));
+        assert!(out.ends_with("}\n"));
     }
 
     #[test]

@@ -130,7 +130,8 @@ struct AccessLog {
     out: Option<Output>,
     format: Format,
     json: bool,
-    buf: Vec<u8>,
+    /// Rendered lines not yet written.
+    buf: String,
     /// The `t` atom, recomputed once a second.
     clock: (u64, String),
 }
@@ -208,7 +209,7 @@ pub fn setup(s: &Setup) -> Result<(), String> {
         out: access_out,
         format: Format::parse(&s.access_log_format),
         json: s.access_log_json,
-        buf: Vec::with_capacity(ACCESS_BUFFER_LIMIT),
+        buf: String::with_capacity(ACCESS_BUFFER_LIMIT),
         clock: (u64::MAX, String::new()),
     });
     *lock(&SYSLOG) = sys;
@@ -240,7 +241,7 @@ pub fn set_sinks(error: Option<ErrorSink>, access: Option<AccessSink>, reopen: O
                 out: None,
                 format: Format::parse(crate::config::DEFAULT_ACCESS_LOG_FORMAT),
                 json: false,
-                buf: Vec::new(),
+                buf: String::new(),
                 clock: (u64::MAX, String::new()),
             });
         }
@@ -402,15 +403,8 @@ pub fn access(rec: &AccessRecord<'_>) {
     let full = {
         let mut guard = lock(&ACCESS);
         let Some(a) = guard.as_mut() else { return };
-        let secs = rec
-            .start
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(secs);
+        // The `t` atom has whole seconds: the kernel's last tick will do.
+        let now = crate::sys::time::coarse_unix_secs();
         if a.clock.0 != now {
             a.clock = (now, access::clf_time(&crate::sys::time::local_timestamp()));
         }
@@ -441,7 +435,12 @@ pub fn flush() {
 }
 
 fn flush_access() -> std::io::Result<()> {
-    let (bytes, sink) = {
+    let sink = SINKS
+        .read()
+        .ok()
+        .and_then(|s| s.as_ref().and_then(|s| s.access.clone()));
+    let to_syslog = matches!(lock(&SYSLOG).as_ref(), Some((_, true)));
+    let (written, lines) = {
         let mut guard = lock(&ACCESS);
         let Some(a) = guard.as_mut() else {
             return Ok(());
@@ -449,31 +448,37 @@ fn flush_access() -> std::io::Result<()> {
         if a.buf.is_empty() {
             return Ok(());
         }
-        let sink = SINKS
-            .read()
-            .ok()
-            .and_then(|s| s.as_ref().and_then(|s| s.access.clone()));
-        if sink.is_none() {
-            if let Some(out) = a.out.as_mut() {
-                out.write_all(&a.buf)?;
+        let written = match (&sink, a.out.as_mut()) {
+            (None, Some(out)) => out.write_all(a.buf.as_bytes()),
+            _ => Ok(()),
+        };
+        // The lines go on to a handler or syslog; otherwise the buffer is
+        // kept, emptied, for the next lines.
+        let lines = if sink.is_some() || to_syslog {
+            let text = std::mem::take(&mut a.buf);
+            a.buf = String::with_capacity(text.capacity().min(ACCESS_BUFFER_LIMIT));
+            Some(text)
+        } else {
+            a.buf.clear();
+            None
+        };
+        (written, lines)
+    };
+    if let Some(text) = lines {
+        if let Some(sink) = sink {
+            for line in text.lines() {
+                sink(line);
             }
         }
-        let bytes = std::mem::take(&mut a.buf);
-        a.buf = Vec::with_capacity(bytes.capacity().min(ACCESS_BUFFER_LIMIT));
-        (bytes, sink)
-    };
-    let text = String::from_utf8_lossy(&bytes);
-    if let Some(sink) = sink {
-        for line in text.lines() {
-            sink(line);
+        if to_syslog {
+            if let Some((sys, true)) = lock(&SYSLOG).as_ref() {
+                for line in text.lines() {
+                    let _ = sys.send(Level::Info.severity(), "access", line);
+                }
+            }
         }
     }
-    if let Some((sys, true)) = lock(&SYSLOG).as_ref() {
-        for line in text.lines() {
-            let _ = sys.send(Level::Info.severity(), "access", line);
-        }
-    }
-    Ok(())
+    written
 }
 
 #[macro_export]

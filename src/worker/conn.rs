@@ -2,6 +2,7 @@
 //! being built, the response body being pulled, and where it is in its life.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use crate::http::{self, ResponseWriter};
@@ -95,6 +96,8 @@ pub struct Connection {
     /// The environ's view of the connection (listener address, peer), built once at accept.
     pub info: ConnInfo,
     pub peer: Option<SocketAddr>,
+    /// `peer`'s address as text, once asked for (`peer_ip`).
+    peer_text: Option<Arc<str>>,
     /// Response bytes built but not yet handed to the engine.
     pub out: Vec<u8>,
     /// Bytes handed to the engine and not yet reported written.
@@ -127,6 +130,7 @@ impl Connection {
             http,
             info,
             peer,
+            peer_text: None,
             out: Vec::new(),
             queued: 0,
             stream: None,
@@ -159,7 +163,12 @@ impl Connection {
         self.queued + self.out.len() + self.wire.len()
     }
 
-    pub fn peer_ip(&self) -> String {
-        self.peer.map(|p| p.ip().to_string()).unwrap_or_default()
+    /// The peer's address as text (empty for a unix socket peer), made
+    /// once per connection: the access log and hooks ask for every request.
+    pub fn peer_ip(&mut self) -> Arc<str> {
+        let peer = self.peer;
+        self.peer_text
+            .get_or_insert_with(|| peer.map(|p| p.ip().to_string()).unwrap_or_default().into())
+            .clone()
     }
 }

@@ -170,7 +170,7 @@ pub(crate) struct RequestDone {
     start_sys: std::time::SystemTime,
     start: Instant,
     sent: u64,
-    peer: String,
+    peer: Arc<str>,
     scheme: &'static str,
     /// The environ the app received, kept when post_request or a `{NAME}e`
     /// access-log atom needs it.

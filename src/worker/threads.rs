@@ -164,7 +164,7 @@ fn answer(py: Python<'_>, shared: &Shared, job: Job) {
         start_sys,
         start,
         sent: 0,
-        peer,
+        peer: peer.into(),
         scheme,
         environ,
     });
