@@ -553,8 +553,13 @@ def interleaved(scen, servers, args, running, tmp, results):
                 print(f"  rounds: {server.name} did not start: {e}", flush=True)
                 continue
             procs[server.name] = (proc, port)
-        for name, (proc, port) in procs.items():
-            run_wrk(port, scen, KEEP_ALIVE, max(1, args.warmup), args)
+        for name, (proc, port) in list(procs.items()):
+            try:
+                run_wrk(port, scen, KEEP_ALIVE, max(1, args.warmup), args)
+            except (OSError, CheckFailed, subprocess.SubprocessError) as e:
+                # Its single run of the matrix stands.
+                print(f"  rounds: {name} failed its warm-up: {e}", flush=True)
+                running.stop(procs.pop(name)[0])
         runs = {name: [] for name in procs}
         for i in range(args.rounds):
             order = list(procs) if i % 2 == 0 else list(procs)[::-1]

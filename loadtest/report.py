@@ -284,7 +284,7 @@ def summary(doc):
         b = find(doc, ("hello", 1, "keep-alive"), peer) or {}
         pairs = [(x.get(key), y.get(key)) for x, y in zip(a.get("rounds", []), b.get("rounds", []))
                  if x.get("valid") and y.get("valid")]
-        rs = [ratio(x, y) for x, y in pairs if ratio(x, y) is not None]
+        rs = [r for r in (ratio(x, y) for x, y in pairs) if r is not None]
         if len(rs) < 2:
             return ""
         return f" (rounds {fmt_ratio(min(rs))}–{fmt_ratio(max(rs))})"

@@ -321,8 +321,7 @@ impl Conn {
     /// allocation, and `recycle` gives it back once the request is done.
     fn take_head(&mut self, end: usize) -> Vec<u8> {
         if self.pos + end == self.buf.len() {
-            self.buf.drain(..self.pos);
-            self.pos = 0;
+            self.compact();
             return mem::take(&mut self.buf);
         }
         let mut head = Vec::with_capacity(end + self.head.extra_len());

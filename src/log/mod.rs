@@ -435,12 +435,7 @@ pub fn flush() {
 }
 
 fn flush_access() -> std::io::Result<()> {
-    let sink = SINKS
-        .read()
-        .ok()
-        .and_then(|s| s.as_ref().and_then(|s| s.access.clone()));
-    let to_syslog = matches!(lock(&SYSLOG).as_ref(), Some((_, true)));
-    let (written, lines) = {
+    let (written, lines, sink, to_syslog) = {
         let mut guard = lock(&ACCESS);
         let Some(a) = guard.as_mut() else {
             return Ok(());
@@ -448,6 +443,13 @@ fn flush_access() -> std::io::Result<()> {
         if a.buf.is_empty() {
             return Ok(());
         }
+        // Only now, with lines to write (this runs every loop turn): where
+        // they go besides the file. Neither lock is held while taking ACCESS.
+        let sink = SINKS
+            .read()
+            .ok()
+            .and_then(|s| s.as_ref().and_then(|s| s.access.clone()));
+        let to_syslog = matches!(lock(&SYSLOG).as_ref(), Some((_, true)));
         let written = match (&sink, a.out.as_mut()) {
             (None, Some(out)) => out.write_all(a.buf.as_bytes()),
             _ => Ok(()),
@@ -462,7 +464,7 @@ fn flush_access() -> std::io::Result<()> {
             a.buf.clear();
             None
         };
-        (written, lines)
+        (written, lines, sink, to_syslog)
     };
     if let Some(text) = lines {
         if let Some(sink) = sink {

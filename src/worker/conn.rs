@@ -91,6 +91,15 @@ impl Stream {
     }
 }
 
+/// Before a response head is written into a connection's `out`: when it
+/// has no memory (it went to the engine with the last response), take a
+/// buffer the engine has written, so the response costs no allocation.
+pub fn reuse_output(out: &mut Vec<u8>, engine: &mut crate::engine::Engine) {
+    if out.capacity() == 0 {
+        *out = engine.buffer();
+    }
+}
+
 pub struct Connection {
     pub http: http::Conn,
     /// The environ's view of the connection (listener address, peer), built once at accept.

@@ -652,9 +652,7 @@ impl Worker<'_> {
                 }
             }
             Reply::Response { head, body } => {
-                if c.out.capacity() == 0 {
-                    c.out = self.engine.buffer();
-                }
+                conn::reuse_output(&mut c.out, &mut self.engine);
                 let writer = match streamed_writer {
                     Some(w) if body.head_streamed() => w,
                     _ => ResponseWriter::start(
@@ -738,9 +736,7 @@ impl Worker<'_> {
                     known_len,
                 } => {
                     f.code = status_code(&status);
-                    if c.out.capacity() == 0 {
-                        c.out = self.engine.buffer();
-                    }
+                    conn::reuse_output(&mut c.out, &mut self.engine);
                     f.writer = Some(ResponseWriter::start(
                         &mut c.out,
                         &mut self.date,
