@@ -74,9 +74,9 @@ pub(crate) fn build<'py>(
             scope.set_item(intern!(py, "server"), (addr.ip().to_string(), addr.port()))?
         }
         None => match conn.server_port.parse::<u16>() {
-            Ok(port) => scope.set_item(intern!(py, "server"), (&conn.server_name, port))?,
+            Ok(port) => scope.set_item(intern!(py, "server"), (&*conn.server_name, port))?,
             // A unix socket: its path, and no port.
-            Err(_) => scope.set_item(intern!(py, "server"), (&conn.server_name, py.None()))?,
+            Err(_) => scope.set_item(intern!(py, "server"), (&*conn.server_name, py.None()))?,
         },
     }
     Ok(scope)

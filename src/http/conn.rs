@@ -20,13 +20,70 @@ use super::framing::{framing, BodyKind};
 use super::limits::Limits;
 use super::parse::HeadParser;
 use super::proxy::{read_preamble, Preamble, ProxyInfo};
-use super::{Config, Event, Head, PeerTrust, ProxyProtocol, Request};
+use super::{Config, Event, Head, Header, PeerTrust, ProxyProtocol, Request};
 
 /// The most memory one `lend_body` reserves beyond what the body holds.
 const LEND_MAX: u64 = 1 << 20;
 
 /// `HTTP/1.1 100 Continue`, sent when a request with `Expect: 100-continue` waits for its body.
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// Closed connections' parser memory kept for new ones, at most.
+const POOL_MAX: usize = 32;
+/// Larger input buffers (a big head, a pipelined burst) are not kept.
+const POOL_BUF_MAX: usize = 8 * 1024;
+/// Longer lists of fields are not kept.
+const POOL_FIELDS_MAX: usize = 128;
+
+/// The input buffer and list of fields of closed connections, for new
+/// ones. Under `Connection: close` (nginx's default towards upstreams)
+/// every request comes on a new connection; with this pool its parser
+/// starts with memory and the request costs no allocation.
+#[derive(Default)]
+pub struct ParserPool {
+    spares: Vec<(Vec<u8>, Vec<Header>)>,
+}
+
+impl ParserPool {
+    /// A new connection's parser, given memory a closed one left.
+    pub fn conn(&mut self, config: Arc<Config>, trust: PeerTrust) -> Conn {
+        let mut conn = Conn::new(config, trust);
+        if let Some((buf, headers)) = self.spares.pop() {
+            conn.buf = buf;
+            conn.head.give_back(headers);
+        }
+        conn
+    }
+
+    /// A connection is closing: keep its memory, within the bounds.
+    pub fn keep(&mut self, conn: &mut Conn) {
+        if self.spares.len() >= POOL_MAX {
+            return;
+        }
+        let mut buf = mem::take(&mut conn.buf);
+        let mut headers = conn.head.take_fields();
+        if buf.capacity() > POOL_BUF_MAX {
+            buf = Vec::new();
+        }
+        if headers.capacity() > POOL_FIELDS_MAX {
+            headers = Vec::new();
+        }
+        if buf.capacity() == 0 && headers.capacity() == 0 {
+            return;
+        }
+        if self.spares.capacity() == 0 {
+            self.spares.reserve_exact(POOL_MAX);
+        }
+        buf.clear();
+        headers.clear();
+        self.spares.push((buf, headers));
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.spares.len()
+    }
+}
 
 enum State {
     /// The first bytes of the connection may be a PROXY header.
@@ -549,6 +606,77 @@ mod tests {
         assert!(n > 0);
         assert!(matches!(second, Event::Request(ref s) if s.head.target() == b"/b"));
         assert_eq!(r.head.target(), b"/a?x=1", "the first head is intact");
+    }
+
+    /// One `Connection: close` request on `conn`, as the worker answers it.
+    fn answer_closing(conn: &mut Conn) {
+        conn.feed(b"GET /a HTTP/1.1\r\nHost: example.com\r\nConnection: close\r\n\r\n");
+        let Event::Request(r) = conn.poll() else {
+            panic!("no request")
+        };
+        assert_eq!((r.head.target(), r.keep_alive), (&b"/a"[..], false));
+        conn.recycle(r.head);
+    }
+
+    #[test]
+    fn a_new_connection_with_pooled_memory_parses_without_allocating() {
+        let cfg = Arc::new(Config::default());
+        let mut pool = ParserPool::default();
+        // The first connection sizes the memory and leaves it to the pool.
+        let mut first = pool.conn(cfg.clone(), trusted());
+        answer_closing(&mut first);
+        pool.keep(&mut first);
+        assert_eq!(pool.len(), 1);
+        let ((), n) = crate::alloc_count::allocations(|| {
+            let mut conn = pool.conn(cfg.clone(), trusted());
+            answer_closing(&mut conn);
+            pool.keep(&mut conn);
+        });
+        assert_eq!(n, 0, "allocations for a request on a new connection");
+        assert_eq!(pool.len(), 1);
+        // With the pool empty, a new connection allocates (and works).
+        let _taken = pool.conn(cfg.clone(), trusted());
+        let ((), n) = crate::alloc_count::allocations(|| {
+            answer_closing(&mut pool.conn(cfg.clone(), trusted()));
+        });
+        assert!(n > 0);
+    }
+
+    #[test]
+    fn the_parser_pool_keeps_bounded_memory_only() {
+        let cfg = Arc::new(Config::default());
+        let mut pool = ParserPool::default();
+        // A connection whose memory is out with a request in flight leaves nothing.
+        let mut busy = pool.conn(cfg.clone(), trusted());
+        busy.feed(b"GET / HTTP/1.1\r\n\r\n");
+        let Event::Request(in_flight) = busy.poll() else {
+            panic!("no request")
+        };
+        pool.keep(&mut busy);
+        assert_eq!(pool.len(), 0);
+        assert_eq!(in_flight.head.target(), b"/");
+        // A big input buffer is dropped; the list of fields is still kept.
+        let mut big = pool.conn(cfg.clone(), trusted());
+        big.feed(&vec![b'x'; POOL_BUF_MAX + 1]);
+        big.feed_eof();
+        assert!(matches!(big.poll(), Event::Error(_)));
+        pool.keep(&mut big);
+        assert_eq!(pool.len(), 0, "nothing worth keeping");
+        let mut conns: Vec<Conn> = (0..POOL_MAX + 5)
+            .map(|_| {
+                let mut c = Conn::new(cfg.clone(), trusted());
+                answer_closing(&mut c);
+                c
+            })
+            .collect();
+        for c in &mut conns {
+            pool.keep(c);
+        }
+        assert_eq!(pool.len(), POOL_MAX);
+        // Kept memory comes back empty: the next request parses as on a fresh connection.
+        let mut reused = pool.conn(cfg, trusted());
+        assert_eq!(reused.buffered(), 0);
+        answer_closing(&mut reused);
     }
 
     #[test]

@@ -37,8 +37,8 @@ mod status;
 mod target;
 
 pub use body::{RequestBody, TempFiles};
-pub use conn::Conn;
 pub use conn::CONTINUE;
+pub use conn::{Conn, ParserPool};
 pub use date::DateCache;
 pub use encode::{decimal, error_response, RequestInfo, ResponseFraming, ResponseWriter};
 pub use error::{HttpError, HttpErrorKind};

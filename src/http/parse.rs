@@ -186,6 +186,11 @@ impl HeadParser {
         }
     }
 
+    /// The list of fields, taken for another parser (`ParserPool`).
+    pub fn take_fields(&mut self) -> Vec<Header> {
+        std::mem::take(&mut self.fields.headers)
+    }
+
     /// A finished head's list of fields, for the next head to fill
     /// (kept only while the parser has no list of its own).
     pub fn give_back(&mut self, mut headers: Vec<Header>) {

@@ -9,7 +9,7 @@ use super::{State, Worker, WorkerContext, WORKER_SIGNALS};
 use crate::arbiter::{SlotListener, APP_LOAD_ERROR, SIGNALS, WORKER_BOOT_ERROR};
 use crate::config::Config;
 use crate::engine::{Engine, EngineChoice, EngineConfig, EngineKind};
-use crate::http::DateCache;
+use crate::http::{DateCache, ParserPool};
 use crate::sys::shm;
 use crate::sys::signal::SignalPipe;
 use crate::sys::{affinity, process, proctitle, signal};
@@ -186,6 +186,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
         engine,
         state: State {
             conns: Vec::new(),
+            parsers: ParserPool::default(),
             listeners: listeners
                 .iter()
                 .map(|l| conn_info_template(l, tls.is_some()))
@@ -431,8 +432,8 @@ fn conn_info_template(l: &SlotListener, tls: bool) -> ConnInfo {
     };
     ConnInfo {
         peer: None,
-        server_name,
-        server_port,
+        server_name: server_name.into(),
+        server_port: server_port.into(),
         tls,
     }
 }

@@ -126,8 +126,9 @@ pub struct Connection {
     pub recv_paused: bool,
     /// Already in the worker's ready list.
     pub ready: bool,
-    /// TLS state when the listener serves HTTPS.
-    pub tls: Option<crate::tls::TlsConn>,
+    /// TLS state when the listener serves HTTPS. Boxed: it is large, and
+    /// plain connections would otherwise copy its room on every move.
+    pub tls: Option<Box<crate::tls::TlsConn>>,
     /// Encrypted bytes waiting to be handed to the engine.
     pub wire: Vec<u8>,
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::conn::Connection;
 use super::{Phase, State};
 use crate::engine::{ConnId, Event};
-use crate::http::{self, PeerTrust};
+use crate::http::PeerTrust;
 use crate::wsgi::ConnInfo;
 
 impl State {
@@ -21,7 +21,6 @@ impl State {
                 peer,
             } => {
                 let trust = self.trust_for(peer);
-                let http = http::Conn::new(self.http.clone(), trust);
                 let i = conn.index();
                 if self.conns.len() <= i {
                     self.conns.resize_with(i + 1, || None);
@@ -32,15 +31,17 @@ impl State {
                     .cloned()
                     .unwrap_or_else(|| ConnInfo {
                         peer: None,
-                        server_name: String::new(),
-                        server_port: String::new(),
+                        server_name: "".into(),
+                        server_port: "".into(),
                         tls: false,
                     });
                 info.peer = peer;
-                let mut c = Connection::new(http, info, now);
+                // Built in its slot: a connection is large, and each move copies it.
+                let http = self.parsers.conn(self.http.clone(), trust);
+                let c = self.conns[i].insert(Connection::new(http, info, now));
                 if let Some(cfg) = &self.tls {
                     match crate::tls::TlsConn::new(cfg) {
-                        Ok(t) => c.tls = Some(t),
+                        Ok(t) => c.tls = Some(Box::new(t)),
                         Err(e) => {
                             crate::error!("Cannot start TLS for a connection: {e}");
                             c.broken = true;
@@ -48,7 +49,6 @@ impl State {
                     }
                 }
                 let broken = c.broken;
-                self.conns[i] = Some(c);
                 self.open += 1;
                 if broken {
                     self.mark_ready(conn);

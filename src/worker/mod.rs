@@ -66,6 +66,8 @@ const WORKER_SIGNALS: &[Signal] = &[
 /// both can be borrowed at once).
 struct State {
     conns: Vec<Option<Connection>>,
+    /// Parser memory of closed connections, for new ones.
+    parsers: http::ParserPool,
     /// Per listener: the environ's SERVER_NAME/SERVER_PORT (peer filled per connection).
     listeners: Vec<ConnInfo>,
     ready: Vec<ConnId>,
@@ -912,8 +914,9 @@ impl Worker<'_> {
         let Some(slot) = self.state.conns.get_mut(id.index()) else {
             return;
         };
-        let Some(c) = slot.take() else { return };
-        if let Some(f) = c.inflight {
+        // Everything is done in the slot: moving a connection out copies it.
+        let Some(c) = slot.as_mut() else { return };
+        if let Some(f) = c.inflight.take() {
             // The app side stops producing and closes its body.
             f.flow.close();
             if let (Some(_), Some(s)) = (f.metric_start, self.status) {
@@ -921,7 +924,7 @@ impl Worker<'_> {
                     .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
-        if let Some(stream) = c.stream {
+        if let Some(stream) = c.stream.take() {
             stream.body.close(py);
             // The client left mid-response: no longer in flight, not counted as answered.
             if let (Some(_), Some(s)) = (stream.metric, self.status) {
@@ -929,6 +932,8 @@ impl Worker<'_> {
                     .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
+        self.state.parsers.keep(&mut c.http);
+        *slot = None;
         self.state.open -= 1;
         self.engine.close(id);
     }

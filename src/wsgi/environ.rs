@@ -12,7 +12,7 @@
 //! entries set too.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -52,8 +52,8 @@ pub(crate) struct Template {
 /// Where a request came from, as far as the environ tells.
 #[derive(Clone, PartialEq, Eq)]
 struct Context {
-    server_name: String,
-    server_port: String,
+    server_name: Arc<str>,
+    server_port: Arc<str>,
     peer_ip: Option<IpAddr>,
     https: bool,
 }
@@ -177,15 +177,15 @@ impl ConnCache {
         conn: &ConnInfo,
     ) -> (Bound<'py, PyString>, Bound<'py, PyString>) {
         match &self.server {
-            Some((n, p, name, port)) if *n == conn.server_name && *p == conn.server_port => {
+            Some((n, p, name, port)) if **n == *conn.server_name && **p == *conn.server_port => {
                 (name.bind(py).clone(), port.bind(py).clone())
             }
             _ => {
                 let name = PyString::new(py, &conn.server_name);
                 let port = PyString::new(py, &conn.server_port);
                 self.server = Some((
-                    conn.server_name.clone(),
-                    conn.server_port.clone(),
+                    conn.server_name.to_string(),
+                    conn.server_port.to_string(),
                     name.clone().unbind(),
                     port.clone().unbind(),
                 ));
@@ -684,7 +684,7 @@ mod tests {
                     port,
                     "request {n}"
                 );
-                assert_eq!(get("SERVER_PORT"), c.server_port, "request {n}");
+                assert_eq!(get("SERVER_PORT"), *c.server_port, "request {n}");
                 assert_eq!(get("SERVER_NAME"), "127.0.0.1", "request {n}");
                 let scheme = if c.tls { "https" } else { "http" };
                 assert_eq!(get("wsgi.url_scheme"), scheme, "request {n}");

@@ -44,8 +44,9 @@ pub struct ConnInfo {
     pub peer: Option<SocketAddr>,
     /// SERVER_NAME and SERVER_PORT: the listener's address (gunicorn's rule),
     /// or for a unix socket the `Host` header (port 80) or the socket path.
-    pub server_name: String,
-    pub server_port: String,
+    /// Shared with the listener's template: a new connection copies no text.
+    pub server_name: Arc<str>,
+    pub server_port: Arc<str>,
     /// The listener speaks TLS (wsgi.url_scheme `https`).
     pub tls: bool,
 }
