@@ -242,6 +242,30 @@ fn ip_text(ip: IpAddr) -> String {
     }
 }
 
+/// Entries the template's table holds for a moment, so that it grows.
+const ROOM_ENTRIES: usize = 22;
+
+/// Grow the template's table so that its copies have room for a request's
+/// own keys. A dict's copy keeps its table, and Python rebuilds a table
+/// that gets full (every key rehashed into a new one, the old one freed):
+/// with the template's 19 keys in 32 slots, which hold 21, every request
+/// with a header field besides Host paid that. Filling to 22 entries makes
+/// Python double the table to 64 slots (CPython 3.10 to 3.13 alike); the
+/// fillers are deleted again, and each copy still takes the fast path
+/// (few deleted entries) with room for 20 more keys.
+fn make_room(base: &Bound<'_, PyDict>) -> PyResult<()> {
+    let fillers: Vec<String> = (base.len()..ROOM_ENTRIES)
+        .map(|i| format!("ferrocorn.room.{i}"))
+        .collect();
+    for key in &fillers {
+        base.set_item(key, base.py().None())?;
+    }
+    for key in &fillers {
+        base.del_item(key)?;
+    }
+    Ok(())
+}
+
 impl Template {
     /// SCRIPT_NAME comes from the process environment (default empty).
     pub fn new(py: Python<'_>, worker: &WorkerInfo) -> PyResult<Template> {
@@ -288,6 +312,7 @@ impl Template {
         ] {
             base.set_item(key, intern!(py, ""))?;
         }
+        make_room(&base)?;
         Ok(Template {
             base: base.unbind(),
             script_name: script_name_bytes,
@@ -707,6 +732,59 @@ mod tests {
                     .unwrap()
                     .to_string(),
                 "http"
+            );
+        });
+    }
+
+    #[test]
+    fn a_request_with_many_fields_fills_its_environ_without_a_new_table() {
+        crate::wsgi::testing::with_py(|py| {
+            let template = Template::with_script_name(
+                py,
+                &crate::wsgi::testing::worker(),
+                PyString::new(py, ""),
+            )
+            .unwrap();
+            let size = |d: &Bound<'_, PyDict>| -> usize {
+                let sys = py.import("sys").unwrap();
+                let n = sys.call_method1("getsizeof", (d,)).unwrap();
+                n.extract().unwrap()
+            };
+            let base = template.base.bind(py);
+            assert!(
+                base.keys()
+                    .iter()
+                    .all(|k| !k.to_string().starts_with("ferrocorn.")),
+                "no filler is left in the template"
+            );
+            // What nginx sends upstream plus a browser's usual fields: the
+            // environ's own keys besides Host and REMOTE_PORT.
+            let fields = [
+                ("Host", "example.com"),
+                ("X-Real-IP", "10.0.0.9"),
+                ("X-Forwarded-For", "10.0.0.9"),
+                ("X-Forwarded-Proto", "https"),
+                ("Connection", "close"),
+                ("User-Agent", "Mozilla/5.0"),
+                ("Accept", "text/html"),
+                ("Accept-Language", "en"),
+                ("Accept-Encoding", "gzip, br"),
+                ("Cookie", "session=abc"),
+                ("Referer", "https://example.com/"),
+            ];
+            let req = crate::wsgi::testing::request("GET", "/a?b=c", &fields, b"");
+            let env = template
+                .build(py, &req, &crate::wsgi::testing::conn())
+                .ok()
+                .expect("environ");
+            assert_eq!(
+                env.get_item("HTTP_REFERER").unwrap().unwrap().to_string(),
+                "https://example.com/"
+            );
+            assert_eq!(
+                size(&env),
+                size(&base.copy().unwrap()),
+                "the copy's table held every key"
             );
         });
     }
