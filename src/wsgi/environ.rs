@@ -661,15 +661,16 @@ mod tests {
         });
     }
 
+    /// A template with an empty SCRIPT_NAME.
+    fn plain_template(py: Python<'_>) -> Template {
+        Template::with_script_name(py, &crate::wsgi::testing::worker(), PyString::new(py, ""))
+            .unwrap()
+    }
+
     #[test]
     fn environs_match_their_context_however_requests_from_contexts_interleave() {
         crate::wsgi::testing::with_py(|py| {
-            let template = Template::with_script_name(
-                py,
-                &crate::wsgi::testing::worker(),
-                PyString::new(py, ""),
-            )
-            .unwrap();
+            let template = plain_template(py);
             let conn = |peer: &str, port: &str, tls: bool| ConnInfo {
                 peer: (!peer.is_empty()).then(|| peer.parse().unwrap()),
                 server_name: "127.0.0.1".into(),
@@ -739,12 +740,7 @@ mod tests {
     #[test]
     fn a_request_with_many_fields_fills_its_environ_without_a_new_table() {
         crate::wsgi::testing::with_py(|py| {
-            let template = Template::with_script_name(
-                py,
-                &crate::wsgi::testing::worker(),
-                PyString::new(py, ""),
-            )
-            .unwrap();
+            let template = plain_template(py);
             let size = |d: &Bound<'_, PyDict>| -> usize {
                 let sys = py.import("sys").unwrap();
                 let n = sys.call_method1("getsizeof", (d,)).unwrap();
