@@ -49,8 +49,7 @@ impl ParserPool {
     pub fn conn(&mut self, config: Arc<Config>, trust: PeerTrust) -> Conn {
         let mut conn = Conn::new(config, trust);
         if let Some((buf, headers)) = self.spares.pop() {
-            conn.buf = buf;
-            conn.head.give_back(headers);
+            conn.adopt(buf, headers);
         }
         conn
     }
@@ -71,11 +70,7 @@ impl ParserPool {
         if buf.capacity() == 0 && headers.capacity() == 0 {
             return;
         }
-        if self.spares.capacity() == 0 {
-            self.spares.reserve_exact(POOL_MAX);
-        }
-        buf.clear();
-        headers.clear();
+        // Emptied when adopted.
         self.spares.push((buf, headers));
     }
 
@@ -391,9 +386,13 @@ impl Conn {
     /// (as the input buffer, when that has none, and as the parser's list
     /// of fields), so a keep-alive connection parses without allocating.
     pub fn recycle(&mut self, head: Head) {
-        let Head {
-            mut buf, headers, ..
-        } = head;
+        let Head { buf, headers, .. } = head;
+        self.adopt(buf, headers);
+    }
+
+    /// Take `buf` as the input buffer while there is none, and `headers`
+    /// as the parser's list of fields while it has none; both emptied.
+    fn adopt(&mut self, mut buf: Vec<u8>, headers: Vec<Header>) {
         if self.buf.capacity() == 0 {
             buf.clear();
             self.buf = buf;
