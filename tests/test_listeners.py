@@ -12,7 +12,7 @@ import pytest
 
 from conftest import free_port, short_tempdir
 from servers import PROC_APP, launch  # noqa: F401  (the fixture)
-from support import RawConn, request_bytes, wait_until
+from support import RawConn, proc_stat, request_bytes, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -23,6 +23,9 @@ def test_connections_queued_before_a_worker_dies_are_answered_by_its_replacement
     os.kill(pid, signal.SIGSTOP)
     conns = []
     try:
+        # The stop takes effect when the worker is next scheduled. Until then
+        # it may still accept, and a connection it holds dies with it.
+        wait_until(lambda: proc_stat(pid)[0] == "T", 15, what="the worker to stop")
         for i in range(8):
             c = server.connect(timeout=15)
             c.send(request_bytes(target="/pid"))
