@@ -161,10 +161,18 @@ impl ValueCache {
 /// interleaved with other connections').
 #[derive(Default)]
 struct ConnCache {
-    server: Option<(String, String, Py<PyString>, Py<PyString>)>,
+    server: Option<ServerStrings>,
     peer_ip: Option<(IpAddr, Py<PyString>)>,
     /// Direct-mapped by port number.
     ports: Vec<Option<(u16, Py<PyString>)>>,
+}
+
+/// A listener's SERVER_NAME and SERVER_PORT, and their Python strings.
+struct ServerStrings {
+    name: Arc<str>,
+    port: Arc<str>,
+    py_name: Py<PyString>,
+    py_port: Py<PyString>,
 }
 
 /// Slots of the peer-port cache.
@@ -177,18 +185,18 @@ impl ConnCache {
         conn: &ConnInfo,
     ) -> (Bound<'py, PyString>, Bound<'py, PyString>) {
         match &self.server {
-            Some((n, p, name, port)) if **n == *conn.server_name && **p == *conn.server_port => {
-                (name.bind(py).clone(), port.bind(py).clone())
+            Some(s) if s.name == conn.server_name && s.port == conn.server_port => {
+                (s.py_name.bind(py).clone(), s.py_port.bind(py).clone())
             }
             _ => {
                 let name = PyString::new(py, &conn.server_name);
                 let port = PyString::new(py, &conn.server_port);
-                self.server = Some((
-                    conn.server_name.to_string(),
-                    conn.server_port.to_string(),
-                    name.clone().unbind(),
-                    port.clone().unbind(),
-                ));
+                self.server = Some(ServerStrings {
+                    name: conn.server_name.clone(),
+                    port: conn.server_port.clone(),
+                    py_name: name.clone().unbind(),
+                    py_port: port.clone().unbind(),
+                });
                 (name, port)
             }
         }
