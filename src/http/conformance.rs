@@ -1,9 +1,9 @@
-//! The shared request corpus (`conformance/cases/*.json`), replayed through
+//! The request corpus (`tests/conformance/cases/*.json`), replayed through
 //! `Conn` in process: fed whole, one byte at a time, and split in two at
 //! every boundary, each followed by EOF as the socket runner half-closes.
 //!
 //! The corpus directory is `FERROCORN_CONFORMANCE_DIR`, else
-//! `<crate>/../shared/conformance`.
+//! `tests/conformance` in this repository.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,7 +26,7 @@ const FULL_SPLIT_MAX: usize = 4200;
 fn corpus_dir() -> PathBuf {
     let dir = match std::env::var_os("FERROCORN_CONFORMANCE_DIR") {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/conformance"),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/conformance"),
     };
     let cases = if dir.join("cases").is_dir() {
         dir.join("cases")
