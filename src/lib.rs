@@ -21,6 +21,8 @@ pub mod arbiter;
 #[cfg(feature = "python")]
 pub mod asgi;
 #[cfg(feature = "python")]
+pub(crate) mod gil;
+#[cfg(feature = "python")]
 pub mod handoff;
 #[cfg(feature = "python")]
 pub mod worker;

@@ -1,13 +1,12 @@
 //! Calling the hooks. Each function returns at once when its hook is not set.
 
-use std::sync::Mutex;
-
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
 use super::objects::{cfg_object, header_list, latin1, log_object, make};
 use super::{Hook, HookFailed};
 use crate::config::Config;
+use crate::gil::GilMutex;
 use crate::log::Headers;
 
 /// The master, as `server` in hooks.
@@ -78,7 +77,7 @@ pub struct ResponseInfo<'a> {
 
 /// The `worker` object of this process, built once (per pid and age) for
 /// the per-request hooks.
-static WORKER_OBJECT: Mutex<Option<(u32, u64, Py<PyAny>)>> = Mutex::new(None);
+static WORKER_OBJECT: GilMutex<Option<(u32, u64, Py<PyAny>)>> = GilMutex::new(None);
 
 fn server_object<'py>(py: Python<'py>, s: &ServerInfo<'_>) -> PyResult<Bound<'py, PyAny>> {
     make(
@@ -123,11 +122,10 @@ fn worker_object<'py>(py: Python<'py>, w: &WorkerInfo<'_>) -> PyResult<Bound<'py
     if w.pid == 0 {
         return new_worker_object(py, w);
     }
-    // The lock is never held while Python runs: building the object may
-    // release the interpreter lock (imports), and another app thread
-    // holding it could then wait on this lock forever.
+    // Building the object may release the interpreter lock (imports):
+    // it is built outside the lock.
     {
-        let cache = WORKER_OBJECT.lock().unwrap_or_else(|e| e.into_inner());
+        let cache = WORKER_OBJECT.lock(py);
         if let Some((pid, age, obj)) = cache.as_ref() {
             if *pid == w.pid && *age == w.age {
                 return Ok(obj.bind(py).clone());
@@ -135,8 +133,11 @@ fn worker_object<'py>(py: Python<'py>, w: &WorkerInfo<'_>) -> PyResult<Bound<'py
         }
     }
     let obj = new_worker_object(py, w)?;
-    let mut cache = WORKER_OBJECT.lock().unwrap_or_else(|e| e.into_inner());
-    *cache = Some((w.pid, w.age, obj.clone().unbind()));
+    let old = WORKER_OBJECT
+        .lock(py)
+        .replace((w.pid, w.age, obj.clone().unbind()));
+    // The object it replaces is dropped outside the lock.
+    drop(old);
     Ok(obj)
 }
 

@@ -7,7 +7,7 @@
 //! when the response fails before it starts).
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use pyo3::exceptions::PyTypeError;
 use pyo3::intern;
@@ -18,6 +18,7 @@ use super::file_wrapper::FileWrapper;
 use super::report;
 use super::start_response::{lock, Responder};
 use super::{Body, Chunk, Piece, Reply};
+use crate::gil::GilMutex;
 
 /// Where the next chunks come from.
 pub(crate) enum Source {
@@ -64,12 +65,12 @@ impl Queued {
 /// Spare `start_response` callables, reused while the app keeps none.
 #[derive(Default)]
 pub(crate) struct Pool {
-    spare: Mutex<Option<Responder>>,
+    spare: GilMutex<Option<Responder>>,
 }
 
 impl Pool {
     pub fn take(&self, py: Python<'_>) -> PyResult<Responder> {
-        let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let spare = self.spare.lock(py).take();
         match spare {
             Some(r) => Ok(r),
             None => Responder::new(py),
@@ -78,8 +79,8 @@ impl Pool {
 
     /// The spare callable's address, for the tests.
     #[cfg(test)]
-    pub fn spare_ptr(&self) -> Option<usize> {
-        let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+    pub fn spare_ptr(&self, py: Python<'_>) -> Option<usize> {
+        let spare = self.spare.lock(py);
         spare.as_ref().map(|r| r.callable.as_ptr() as usize)
     }
 
@@ -88,8 +89,8 @@ impl Pool {
         if !r.reusable(py) {
             return;
         }
-        r.reset();
-        let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());
+        r.reset(py);
+        let mut spare = self.spare.lock(py);
         if spare.is_none() {
             *spare = Some(r);
         }
@@ -146,10 +147,10 @@ impl Body {
             body.close(py);
             return Reply::Failed;
         }
-        body.take_written();
+        body.take_written(py);
         let head = match body.responder.as_ref() {
             Some(r) => {
-                let mut st = lock(&r.state);
+                let mut st = lock(py, &r.state);
                 st.committed = true;
                 body.head_streamed = st.head_sent;
                 st.head.take()
@@ -172,8 +173,8 @@ impl Body {
     /// A list or tuple: every item must be bytes; all are queued at once
     /// and the total length is known.
     fn take_sequence(&mut self, seq: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.take_written();
         let py = seq.py();
+        self.take_written(py);
         let mut total: u64 = self.queued.iter().map(|c| c.len(py) as u64).sum();
         let mut take = |item: Bound<'_, PyAny>| -> PyResult<()> {
             let bytes = item
@@ -206,16 +207,16 @@ impl Body {
 
     /// Pull until a non-empty chunk is queued or the iterable is exhausted.
     fn fill(&mut self, py: Python<'_>) -> PyResult<()> {
-        self.take_written();
+        self.take_written(py);
         while self.queued.is_empty() && self.pull(py)? {}
         Ok(())
     }
 
     /// Move `write()` data into the queue: it goes out before whatever the
     /// iterable yields next.
-    fn take_written(&mut self) {
+    fn take_written(&mut self, py: Python<'_>) {
         if let Some(r) = &self.responder {
-            let mut st = lock(&r.state);
+            let mut st = lock(py, &r.state);
             for data in st.written.drain(..) {
                 self.queued.push_back(Piece::Owned(data));
             }
@@ -229,7 +230,7 @@ impl Body {
         };
         self.file_untouched = false;
         let next = iter.bind(py).clone().next();
-        self.take_written();
+        self.take_written(py);
         match next {
             None => {
                 self.source = Source::Done;

@@ -12,7 +12,7 @@
 //! entries set too.
 
 use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -22,6 +22,7 @@ use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
 use super::input::Input;
 use super::{ConnInfo, WorkerInfo};
+use crate::gil::GilMutex;
 use crate::http::{decimal, Request, RequestBody, Version};
 
 /// Why no environ could be built.
@@ -44,9 +45,11 @@ pub(crate) struct Template {
     /// against the raw path; `None` when it has characters above U+00FF
     /// (no path can start with it).
     script_name: Option<Vec<u8>>,
-    conn_cache: Mutex<ConnCache>,
-    values: Mutex<ValueCache>,
-    contexts: Mutex<ContextCache>,
+    /// App threads build environs too: these caches hold Python strings
+    /// and are filled while Python runs, so they are GIL-aware locks.
+    conn_cache: GilMutex<ConnCache>,
+    values: GilMutex<ValueCache>,
+    contexts: GilMutex<ContextCache>,
 }
 
 /// Where a request came from, as far as the environ tells.
@@ -324,9 +327,9 @@ impl Template {
         Ok(Template {
             base: base.unbind(),
             script_name: script_name_bytes,
-            conn_cache: Mutex::default(),
-            values: Mutex::default(),
-            contexts: Mutex::default(),
+            conn_cache: GilMutex::default(),
+            values: GilMutex::default(),
+            contexts: GilMutex::default(),
         })
     }
 
@@ -340,7 +343,7 @@ impl Template {
         conn: &ConnInfo,
         https: bool,
     ) -> PyResult<(Bound<'py, PyDict>, bool)> {
-        let lock = || self.contexts.lock().unwrap_or_else(|p| p.into_inner());
+        let lock = || self.contexts.lock(py);
         {
             // Looking up and noting a miss run no Python code.
             let mut contexts = lock();
@@ -368,7 +371,7 @@ impl Template {
         if https {
             env.set_item(intern!(py, "wsgi.url_scheme"), intern!(py, "https"))?;
         }
-        let mut cache = self.conn_cache.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cache = self.conn_cache.lock(py);
         let (name, port) = cache.server(py, conn);
         env.set_item(intern!(py, "SERVER_NAME"), name)?;
         env.set_item(intern!(py, "SERVER_PORT"), port)?;
@@ -416,8 +419,7 @@ impl Template {
         let mut script_name_header = None;
         // Taken out, not held locked while Python objects are made (app
         // threads build environs too; one that finds it taken uses a fresh one).
-        let mut values =
-            std::mem::take(&mut *self.values.lock().unwrap_or_else(|p| p.into_inner()));
+        let mut values = std::mem::take(&mut *self.values.lock(py));
         for (i, (name, value)) in head.header_pairs().enumerate() {
             if name.eq_ignore_ascii_case(b"content-type") {
                 env.set_item(intern!(py, "CONTENT_TYPE"), latin1(py, value))?;
@@ -440,7 +442,7 @@ impl Template {
             }
         }
 
-        *self.values.lock().unwrap_or_else(|p| p.into_inner()) = values;
+        *self.values.lock(py) = values;
         let script_name = match script_name_header {
             Some(value) => {
                 env.set_item(intern!(py, "SCRIPT_NAME"), latin1(py, value))?;
@@ -471,11 +473,7 @@ impl Template {
         env.set_item(intern!(py, "PATH_INFO"), path_info)?;
 
         if let Some(peer) = conn.peer {
-            let (_, port) = self
-                .conn_cache
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .peer(py, peer);
+            let (_, port) = self.conn_cache.lock(py).peer(py, peer);
             env.set_item(intern!(py, "REMOTE_PORT"), port)?;
         }
         if let Some(proxy) = &req.proxy {

@@ -239,7 +239,7 @@ impl WsgiApp {
             }
         };
         if sink.is_some() {
-            start_response::lock(&responder.state).sink = sink;
+            start_response::lock(py, &responder.state).sink = sink;
         }
         let environ = match self.template.build(py, req, conn) {
             Ok(env) => env,
@@ -1260,7 +1260,7 @@ def input_app(environ, start_response):
     }
 
     fn spare(app: &WsgiApp) -> Option<usize> {
-        app.pool.spare_ptr()
+        with_py(|py| app.pool.spare_ptr(py))
     }
 
     #[test]

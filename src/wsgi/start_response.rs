@@ -6,13 +6,16 @@
 //! the requests of a worker as long as the app keeps no reference to it; the
 //! state is reset between requests on every path.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+#[cfg(test)]
+use std::sync::Mutex;
+use std::sync::{Arc, MutexGuard};
 
 use pyo3::exceptions::{PyAssertionError, PyBrokenPipeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyString, PyTuple};
 
 use super::{HeaderList, ResponseHead, Status, WriteSink};
+use crate::gil::GilMutex;
 
 /// What the app told `start_response` and `write` during one request.
 #[derive(Default)]
@@ -149,14 +152,13 @@ impl State {
     }
 }
 
-pub(crate) type Shared = Arc<Mutex<State>>;
+pub(crate) type Shared = Arc<GilMutex<State>>;
 
-/// Lock the state. Nothing panics while holding it, but a poisoned lock is
-/// still usable: the state is reset between requests anyway.
-pub(crate) fn lock(state: &Shared) -> MutexGuard<'_, State> {
-    state
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Lock the state (it holds Python objects: a GIL-aware lock). Nothing
+/// panics while holding it, but a poisoned lock is still usable: the state
+/// is reset between requests anyway.
+pub(crate) fn lock<'a>(py: Python<'_>, state: &'a Shared) -> MutexGuard<'a, State> {
+    state.lock(py)
 }
 
 /// Holds the state behind `start_response`. The app gets the bound method
@@ -190,7 +192,7 @@ impl StartResponse {
             _ => None,
         };
         let (started, committed) = {
-            let st = lock(&self.state);
+            let st = lock(py, &self.state);
             (st.started, st.committed)
         };
         match exc_info {
@@ -203,10 +205,10 @@ impl StartResponse {
         }
         // The lock is not held while Python objects are looked at (a
         // `__repr__` in an error message runs app code).
-        let mut cache = std::mem::take(&mut lock(&self.state).header_cache);
+        let mut cache = std::mem::take(&mut lock(py, &self.state).header_cache);
         let status = cache.status(status);
         let headers = parse_headers(headers, &mut cache);
-        let mut st = lock(&self.state);
+        let mut st = lock(py, &self.state);
         st.header_cache = cache;
         let (status, headers) = (status?, headers?);
         st.started = true;
@@ -221,7 +223,7 @@ impl Writer {
         let data = data
             .cast::<PyBytes>()
             .map_err(|_| PyTypeError::new_err(format!("{} is not a byte", repr(data))))?;
-        let mut st = lock(&self.state);
+        let mut st = lock(py, &self.state);
         if !st.started {
             return Err(PyAssertionError::new_err(
                 "write() called before start_response()",
@@ -306,8 +308,8 @@ impl Responder {
             && self.writer.get_refcnt(py) == 2
     }
 
-    pub fn reset(&self) {
-        lock(&self.state).reset();
+    pub fn reset(&self, py: Python<'_>) {
+        lock(py, &self.state).reset();
     }
 }
 
