@@ -25,7 +25,7 @@ use crate::sys::notify::sd_notify;
 use crate::sys::process::{self, ChildExit, ForkHooks, Forked};
 use crate::sys::shm::{self, StatusTable};
 use crate::sys::signal::{Interest, SignalPipe};
-use crate::sys::{affinity, proctitle};
+use crate::sys::{affinity, proctitle, stackdump};
 
 use upgrade::{Pidfile, Upgrade};
 
@@ -56,8 +56,11 @@ const LOOP_WAIT_MS: u16 = 1000;
 /// A worker that dies sooner than this after its start is restarted with a growing delay.
 const QUICK_DEATH: Duration = Duration::from_secs(1);
 const MAX_RESPAWN_DELAY: Duration = Duration::from_secs(5);
-/// After SIGABRT (timeout), a worker gets this long to write its traceback before SIGKILL.
+/// After SIGABRT (timeout), a worker gets this long to write its traceback
+/// and exit; one still there is asked for a stack dump.
 const ABORT_GRACE: Duration = Duration::from_secs(2);
+/// After the stack dump signal, this long to write it before SIGKILL.
+const DUMP_GRACE: Duration = Duration::from_secs(2);
 /// Status entries in the shared table: workers plus overlapping generations.
 const STATUS_ENTRIES: usize = 4096;
 /// /readyz says "shedding load" while a worker shed a request this recently.
@@ -76,6 +79,8 @@ struct Child {
     retiring: bool,
     /// When the timeout abort was sent.
     aborted: Option<Instant>,
+    /// When the stack dump was asked for (still there after the abort).
+    dumped: Option<Instant>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -725,6 +730,7 @@ impl Arbiter {
                     replaced: false,
                     retiring: false,
                     aborted: None,
+                    dumped: None,
                 });
             }
             Err(e) => {
@@ -828,7 +834,10 @@ impl Arbiter {
 
     /// `--timeout`: a worker whose loop stopped turning, or whose app call
     /// has run too long, gets SIGABRT (it writes the Python traceback of
-    /// the stuck call to the error log), then SIGKILL.
+    /// the stuck call to the error log). One that cannot run Python to do
+    /// so (a deadlock, a blocked C call) is still there after ABORT_GRACE:
+    /// it gets the stack dump signal (every thread's Rust and Python frames
+    /// to the error log, written without the interpreter lock), then SIGKILL.
     fn murder_silent(&mut self) {
         if self.cfg.timeout == 0 {
             return;
@@ -870,9 +879,20 @@ impl Arbiter {
                     self.timeouts += 1;
                     process::send_signal(c.pid, Signal::SIGABRT);
                 }
-                Some(t) if t.elapsed() >= ABORT_GRACE => {
-                    process::send_signal(c.pid, Signal::SIGKILL)
-                }
+                Some(t) if t.elapsed() >= ABORT_GRACE => match c.dumped {
+                    None => {
+                        crate::error!(
+                            "Worker (pid:{}) did not exit after SIGABRT; asking for its stacks",
+                            c.pid
+                        );
+                        c.dumped = Some(Instant::now());
+                        process::send_signal(c.pid, stackdump::DUMP_SIGNAL);
+                    }
+                    Some(d) if d.elapsed() >= DUMP_GRACE => {
+                        process::send_signal(c.pid, Signal::SIGKILL)
+                    }
+                    Some(_) => {}
+                },
                 Some(_) => {}
             }
         }

@@ -272,6 +272,15 @@ fn capture_into(out: &Output) -> Result<(), String> {
     Ok(())
 }
 
+/// A copy of the error log's descriptor as it is now, for a writer that
+/// must not wait for the log's lock (a stack dump of a stuck process):
+/// `None` when the log is stderr, or while another thread holds the lock.
+pub fn error_log_copy() -> Option<std::os::fd::OwnedFd> {
+    let guard = ERROR.try_lock().ok()?;
+    let file = guard.as_ref()?.out.file()?;
+    file.try_clone().ok().map(std::os::fd::OwnedFd::from)
+}
+
 /// USR1: open the log files again by path (after logrotate moved them) and
 /// re-capture stdout/stderr. Safe in the master and in workers; a file that
 /// cannot be opened keeps its old descriptor and the failure is logged.

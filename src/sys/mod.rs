@@ -8,6 +8,7 @@ pub mod proctitle;
 pub mod shm;
 pub mod signal;
 pub mod socket;
+pub mod stackdump;
 pub mod time;
 pub mod transport;
 pub mod uring;

@@ -12,7 +12,7 @@ use crate::engine::{Engine, EngineChoice, EngineConfig, EngineKind};
 use crate::http::{DateCache, ParserPool};
 use crate::sys::shm;
 use crate::sys::signal::SignalPipe;
-use crate::sys::{affinity, process, proctitle, signal};
+use crate::sys::{affinity, process, proctitle, signal, stackdump};
 use crate::wsgi::{ConnInfo, WorkerInfo, WsgiApp};
 use std::sync::Arc;
 use std::time::Duration;
@@ -48,6 +48,9 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
     let pinned = cfg.pin_workers && affinity::pin_current(cpu);
     if let Err(e) = arm_timeout_report(py, cfg, age) {
         crate::warn!("Timeout tracebacks unavailable: {e}");
+    }
+    if let Err(e) = arm_stack_dump(py) {
+        crate::warn!("Stack dumps unavailable: {e}");
     }
     if let Err(e) = drop_privileges(cfg) {
         crate::error!("Worker failed to boot: {e}");
@@ -323,6 +326,21 @@ fn arm_timeout_report(py: Python<'_>, cfg: &Config, age: u64) -> PyResult<()> {
     py.import("signal")?
         .getattr("signal")?
         .call1((Signal::SIGABRT as i32, handler))?;
+    Ok(())
+}
+
+/// SIGUSR2, and the arbiter when a worker stays stuck after SIGABRT: every
+/// thread's stack (Rust frames, then Python's) to the error log, from a
+/// thread that needs neither the interpreter lock nor the log's.
+fn arm_stack_dump(py: Python<'_>) -> Result<(), String> {
+    let fd = stackdump::install(crate::log::error_log_copy).map_err(|e| e.to_string())?;
+    let code = format!(
+        "import faulthandler\nfaulthandler.register({}, file={fd}, all_threads=True)",
+        stackdump::python_signal()
+    );
+    let code = std::ffi::CString::new(code).map_err(|e| e.to_string())?;
+    py.run(&code, None, None).map_err(|e| e.to_string())?;
+    stackdump::register_python();
     Ok(())
 }
 

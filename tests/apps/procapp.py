@@ -5,6 +5,9 @@ Routes (by PATH_INFO):
   /sleep?s=S       answers with the worker's pid after S seconds
   /stuck           sleeps far past any --timeout, inside stuck_in_the_handler()
                    (the timeout report must name that function)
+  /stuck-in-c      blocks in a C call that holds the GIL and is not
+                   interrupted by signals, inside blocked_holding_the_gil():
+                   Python cannot run its SIGABRT handler
 anything else      404
 """
 import os
@@ -25,6 +28,24 @@ def stuck_in_the_handler():
     return "woke up"
 
 
+def blocked_holding_the_gil():
+    import ctypes
+
+    class Timespec(ctypes.Structure):
+        _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+    # PyDLL keeps the GIL across the call. A relock of a default mutex
+    # waits in the kernel and is restarted after any signal handler; the
+    # timed lock keeps it bounded, so a server that never kills the worker
+    # still ends the test.
+    libc = ctypes.PyDLL(None)
+    mutex = ctypes.create_string_buffer(64)
+    libc.pthread_mutex_lock(mutex)
+    deadline = Timespec(int(time.time()) + 60, 0)
+    libc.pthread_mutex_timedlock(mutex, ctypes.byref(deadline))
+    return "woke up"
+
+
 def app(environ, start_response):
     path = environ["PATH_INFO"]
     if path == "/pid" or path == "/__probe__":
@@ -35,6 +56,8 @@ def app(environ, start_response):
         return _reply(start_response, str(os.getpid()))
     if path == "/stuck":
         return _reply(start_response, stuck_in_the_handler())
+    if path == "/stuck-in-c":
+        return _reply(start_response, blocked_holding_the_gil())
     return _reply(start_response, "not found: " + path, status="404 Not Found")
 
 
