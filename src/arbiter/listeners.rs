@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use crate::config::{BindAddr, Config};
-use crate::sys::socket;
+use crate::sys::socket::{self, SlotListener};
 
 /// The environment variable that hands listeners to a new arbiter (USR2).
 pub const FDS_ENV: &str = "FERROCORN_FDS";
@@ -29,14 +29,6 @@ pub struct Listener {
     backlog: i32,
     /// The socket file is ours to remove at exit (we created it here).
     unlink_at_exit: bool,
-}
-
-/// What a worker needs to know about one of its listening sockets.
-#[derive(Clone, Debug)]
-pub struct SlotListener {
-    pub fd: RawFd,
-    pub local: Option<SocketAddr>,
-    pub unix_path: Option<String>,
 }
 
 impl Listener {

@@ -9,7 +9,7 @@
 mod listeners;
 mod upgrade;
 
-pub use listeners::{Listener, SlotListener};
+pub use listeners::Listener;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -24,8 +24,9 @@ use crate::metrics;
 use crate::sys::notify::sd_notify;
 use crate::sys::process::{self, ChildExit, ForkHooks, Forked};
 use crate::sys::shm::{self, StatusTable};
-use crate::sys::signal::{Interest, SignalPipe};
+use crate::sys::signal::{Interest, SignalPipe, ARBITER_SIGNALS};
 use crate::sys::{affinity, proctitle};
+use crate::worker::Exit;
 
 use upgrade::{Pidfile, Upgrade};
 
@@ -34,22 +35,17 @@ pub const WORKER_BOOT_ERROR: i32 = 3;
 /// A worker could not import the application.
 pub const APP_LOAD_ERROR: i32 = 4;
 
+/// The exit status of a worker process that ended this way.
+fn exit_code(exit: Exit) -> i32 {
+    match exit {
+        Exit::Stopped => 0,
+        Exit::BootError => WORKER_BOOT_ERROR,
+        Exit::AppLoadError => APP_LOAD_ERROR,
+    }
+}
+
 /// A worker hit an internal error and stopped (it is restarted).
 pub const WORKER_CRASHED: i32 = 70;
-
-/// The signals the arbiter handles; workers reset them.
-pub const SIGNALS: &[Signal] = &[
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGTTIN,
-    Signal::SIGTTOU,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-    Signal::SIGCHLD,
-];
 
 /// Longest wait between two housekeeping rounds.
 const LOOP_WAIT_MS: u16 = 1000;
@@ -156,7 +152,7 @@ fn python_fork_hooks() -> ForkHooks {
 
 fn mask_signals(how: SigmaskHow) {
     let mut set = SigSet::empty();
-    for &s in SIGNALS {
+    for &s in ARBITER_SIGNALS {
         set.add(s);
     }
     let _ = nix::sys::signal::sigprocmask(how, Some(&set), None);
@@ -185,7 +181,7 @@ impl Arbiter {
         let upgrade = Upgrade::detect(py, start_cwd)
             .map_err(|e| format!("cannot read the interpreter's command line: {e}"))?;
         let listeners = Listener::open_all(&cfg).map_err(|e| e.to_string())?;
-        let signals = SignalPipe::install(SIGNALS)
+        let signals = SignalPipe::install(ARBITER_SIGNALS)
             .map_err(|e| format!("cannot install signal handlers: {e}"))?;
         let (wake_read, wake_write) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)
@@ -700,7 +696,7 @@ impl Arbiter {
                 };
                 let cfg = &self.cfg;
                 let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    crate::worker::run(py, cfg, ctx)
+                    exit_code(crate::worker::run(py, cfg, ctx))
                 }))
                 .unwrap_or_else(|_| {
                     crate::critical!(

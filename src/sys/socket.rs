@@ -6,6 +6,15 @@ use std::os::fd::{OwnedFd, RawFd};
 
 use socket2::{Domain, Socket, Type};
 
+/// What a worker needs to know about one of its listening sockets (the
+/// arbiter owns the socket; the worker is handed its descriptor at fork).
+#[derive(Clone, Debug)]
+pub struct SlotListener {
+    pub fd: RawFd,
+    pub local: Option<SocketAddr>,
+    pub unix_path: Option<String>,
+}
+
 fn tcp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(addr),

@@ -5,13 +5,13 @@ use nix::sys::signal::Signal;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
-use super::{State, Worker, WorkerContext, WORKER_SIGNALS};
-use crate::arbiter::{SlotListener, APP_LOAD_ERROR, SIGNALS, WORKER_BOOT_ERROR};
+use super::{Exit, State, Worker, WorkerContext, WORKER_SIGNALS};
 use crate::config::Config;
 use crate::engine::{Engine, EngineChoice, EngineConfig, EngineKind};
 use crate::http::{DateCache, ParserPool};
 use crate::sys::shm;
-use crate::sys::signal::SignalPipe;
+use crate::sys::signal::{SignalPipe, ARBITER_SIGNALS};
+use crate::sys::socket::SlotListener;
 use crate::sys::{affinity, process, proctitle, signal};
 use crate::wsgi::{ConnInfo, WorkerInfo, WsgiApp};
 use std::sync::Arc;
@@ -22,8 +22,8 @@ use crate::asgi::{AsgiApp, AsgiOptions};
 use crate::config::Interface;
 use crate::handoff::{Mailbox, Runner};
 
-/// The worker process's main: returns its exit code.
-pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
+/// The worker process's main: returns how it ended.
+pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
     let WorkerContext {
         slot,
         cpu,
@@ -35,15 +35,15 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
     } = ctx;
     proctitle::set(&format!("ferrocorn: worker [{}]", cfg.proc_name));
     // Signals arrive blocked from the arbiter's fork: install ours, then unblock.
-    signal::reset_default(SIGNALS);
+    signal::reset_default(ARBITER_SIGNALS);
     let signals = match SignalPipe::install(WORKER_SIGNALS) {
         Ok(s) => s,
         Err(e) => {
             crate::error!("Worker failed to boot: cannot install signal handlers: {e}");
-            return WORKER_BOOT_ERROR;
+            return Exit::BootError;
         }
     };
-    unblock_all(SIGNALS);
+    unblock_all(ARBITER_SIGNALS);
     let _ = process::set_parent_death_signal(Signal::SIGTERM);
     let pinned = cfg.pin_workers && affinity::pin_current(cpu);
     if let Err(e) = arm_timeout_report(py, cfg, age) {
@@ -51,20 +51,20 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
     }
     if let Err(e) = drop_privileges(cfg) {
         crate::error!("Worker failed to boot: {e}");
-        return WORKER_BOOT_ERROR;
+        return Exit::BootError;
     }
 
     let kind = match choose_engine(cfg.io_engine) {
         Ok(kind) => kind,
         Err(msg) => {
             crate::error!("Worker failed to boot: {msg}");
-            return WORKER_BOOT_ERROR;
+            return Exit::BootError;
         }
     };
 
     if let Err(e) = extend_sys_path(py, cfg) {
         crate::error!("Worker failed to boot: cannot set sys.path: {e}");
-        return WORKER_BOOT_ERROR;
+        return Exit::BootError;
     }
     let threaded = cfg.threaded();
     let info = WorkerInfo {
@@ -79,7 +79,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
                 cfg.app,
                 e.0
             );
-            return APP_LOAD_ERROR;
+            return Exit::AppLoadError;
         }
     };
     let me = crate::hooks::WorkerInfo {
@@ -89,7 +89,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
         age,
     };
     if crate::hooks::call_post_worker_init(py, &me).is_err() {
-        return WORKER_BOOT_ERROR;
+        return Exit::BootError;
     }
 
     let fds: Vec<i32> = listeners.iter().map(|l| l.fd).collect();
@@ -103,7 +103,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
         Ok(e) => e,
         Err(e) => {
             crate::error!("Worker failed to boot: cannot start the {kind:?} io engine: {e}");
-            return WORKER_BOOT_ERROR;
+            return Exit::BootError;
         }
     };
     let app = Arc::new(app);
@@ -121,7 +121,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
             Ok(m) => Arc::new(m),
             Err(e) => {
                 crate::error!("Worker failed to boot: cannot create the mailbox: {e}");
-                return WORKER_BOOT_ERROR;
+                return Exit::BootError;
             }
         };
         let opts = AsgiOptions::from_config(cfg);
@@ -134,7 +134,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
                     cfg.app,
                     e.0
                 );
-                return APP_LOAD_ERROR;
+                return Exit::AppLoadError;
             }
         }
     } else if threaded {
@@ -154,7 +154,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
             Ok((pool, mailbox)) => (Some(Box::new(pool) as Box<dyn Runner>), Some(mailbox)),
             Err(e) => {
                 crate::error!("Worker failed to boot: cannot start app threads: {e}");
-                return WORKER_BOOT_ERROR;
+                return Exit::BootError;
             }
         }
     } else {
@@ -230,12 +230,12 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
     };
     if let Err(e) = worker.engine.watch(worker.state.signal_fd) {
         crate::error!("Worker failed to boot: cannot watch signals: {e}");
-        return WORKER_BOOT_ERROR;
+        return Exit::BootError;
     }
     if let Some(fd) = worker.state.mail_fd {
         if let Err(e) = worker.engine.watch(fd) {
             crate::error!("Worker failed to boot: cannot watch the app threads' mailbox: {e}");
-            return WORKER_BOOT_ERROR;
+            return Exit::BootError;
         }
     }
     if let Some(fd) = worker.reloader.as_ref().and_then(|r| r.fd()) {

@@ -12,11 +12,13 @@ mod boot;
 mod conn;
 mod direct;
 mod events;
+mod exit;
 mod reload;
 mod sendfile;
 mod threads;
 
 pub use boot::run;
+pub use exit::Exit;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,13 +26,13 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use pyo3::prelude::*;
 
-use crate::arbiter::{SlotListener, WORKER_BOOT_ERROR};
 use crate::engine::{Bytes, ConnId, Engine};
 use crate::handoff::{Flow, Job, Mailbox, Output, Runner, Ticket};
 use crate::http::{self, DateCache, RequestInfo, ResponseWriter};
 use crate::sys::shm::{self, Status};
 use crate::sys::signal;
 use crate::sys::signal::SignalPipe;
+use crate::sys::socket::SlotListener;
 use crate::wsgi::{Chunk, ConnInfo, Reply, WsgiApp};
 
 use conn::{Connection, InFlight, Phase, Stream};
@@ -248,7 +250,7 @@ impl Drop for CallGuard<'_> {
 }
 
 impl Worker<'_> {
-    fn serve(&mut self, py: Python<'_>) -> i32 {
+    fn serve(&mut self, py: Python<'_>) -> Exit {
         let mut next_sweep = Instant::now() + SWEEP_EVERY;
         loop {
             if let Some(s) = self.status {
@@ -275,7 +277,7 @@ impl Worker<'_> {
             });
             if let Err(e) = waited {
                 crate::error!("io engine failed: {e}");
-                return WORKER_BOOT_ERROR;
+                return Exit::BootError;
             }
             if self.state.reload_notified {
                 self.check_reload(py);
@@ -290,7 +292,7 @@ impl Worker<'_> {
                                 py,
                                 &boot::worker_info(self.cfg, self.age),
                             );
-                            return 0;
+                            return Exit::Stopped;
                         }
                         Signal::SIGUSR1 => crate::log::reopen(),
                         _ => {}
@@ -325,14 +327,14 @@ impl Worker<'_> {
             self.manage_accept();
             if let Some(since) = self.stopping {
                 if self.state.open == 0 && self.engine.accept_closed() {
-                    return 0;
+                    return Exit::Stopped;
                 }
                 if since.elapsed() >= self.graceful_timeout {
                     crate::warn!(
                         "Graceful timeout reached with {} connection(s) open",
                         self.state.open
                     );
-                    return 0;
+                    return Exit::Stopped;
                 }
             }
         }
