@@ -254,9 +254,9 @@ impl Arbiter {
         crate::info!(
             "Using worker: ferrocorn (io engine {}), {} worker(s)",
             match self.cfg.io_engine {
-                crate::engine::EngineChoice::Auto => "auto",
-                crate::engine::EngineChoice::Uring => "uring",
-                crate::engine::EngineChoice::Epoll => "epoll",
+                config::EngineChoice::Auto => "auto",
+                config::EngineChoice::Uring => "uring",
+                config::EngineChoice::Epoll => "epoll",
             },
             self.num_workers
         );

@@ -15,6 +15,7 @@
 mod bind;
 mod cli;
 mod docs;
+mod hooks;
 pub mod settings;
 mod temp_dir;
 mod value;
@@ -28,14 +29,13 @@ mod pylog;
 
 pub use bind::BindAddr;
 pub use docs::{print_config, settings_markdown};
-pub use settings::{Setting, DEFAULT_ACCESS_LOG_FORMAT, SETTINGS};
+pub use hooks::{Callable, Hook, Hooks};
+pub use settings::{Setting, SETTINGS};
 pub use value::{Origin, Raw, Value};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::engine::EngineChoice;
-use crate::hooks::{Callable, Hook, Hooks};
 use crate::http::{self, AllowList, HeaderMapPolicy, ProxyProtocol};
 use crate::log::Level;
 
@@ -114,6 +114,15 @@ pub struct Config {
     pub asgi_disconnect_grace_period: std::time::Duration,
     /// `--root-path`: the ASGI scope's root_path.
     pub root_path: String,
+}
+
+/// The user's choice of io engine: `--io-engine auto|uring|epoll` (the
+/// worker probes and starts the engine; the master never touches one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineChoice {
+    Auto,
+    Uring,
+    Epoll,
 }
 
 /// The protocol the app speaks (`--interface`).
@@ -834,7 +843,7 @@ fn build(
         capture_output: flag("capture_output"),
         accesslog: text("accesslog"),
         access_log_format: text("access_log_format")
-            .unwrap_or_else(|| DEFAULT_ACCESS_LOG_FORMAT.into()),
+            .unwrap_or_else(|| crate::log::access::DEFAULT_FORMAT.into()),
         access_log_json: flag("access_log_json"),
         syslog,
         statsd,

@@ -6,8 +6,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
 use super::objects::{cfg_object, header_list, latin1, log_object, make};
-use super::{Hook, HookFailed};
-use crate::config::Config;
+use super::HookFailed;
+use crate::config::{Config, Hook};
 use crate::log::Headers;
 
 /// The master, as `server` in hooks.

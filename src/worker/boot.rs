@@ -6,8 +6,8 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use super::{Exit, State, Worker, WorkerContext, WORKER_SIGNALS};
-use crate::config::Config;
-use crate::engine::{Engine, EngineChoice, EngineConfig, EngineKind};
+use crate::config::{Config, EngineChoice};
+use crate::engine::{Engine, EngineConfig, EngineKind};
 use crate::http::{DateCache, ParserPool};
 use crate::sys::shm;
 use crate::sys::signal::{SignalPipe, ARBITER_SIGNALS};
@@ -107,9 +107,9 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
         }
     };
     let app = Arc::new(app);
-    let track = crate::log::access_enabled() || cfg.hooks.is_set(crate::hooks::Hook::PostRequest);
-    let pre_request = cfg.hooks.is_set(crate::hooks::Hook::PreRequest);
-    let keep_environ = cfg.hooks.is_set(crate::hooks::Hook::PostRequest)
+    let track = crate::log::access_enabled() || cfg.hooks.is_set(crate::config::Hook::PostRequest);
+    let pre_request = cfg.hooks.is_set(crate::config::Hook::PreRequest);
+    let keep_environ = cfg.hooks.is_set(crate::config::Hook::PostRequest)
         || (crate::log::access_enabled() && !crate::log::access_environ_keys().is_empty());
     let asgi = match cfg.interface {
         Interface::Asgi => true,
