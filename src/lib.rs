@@ -10,6 +10,7 @@ pub mod log;
 
 pub mod config;
 pub mod engine;
+pub mod handoff;
 pub mod hooks;
 pub mod http;
 pub mod metrics;
@@ -20,8 +21,6 @@ pub mod tls;
 pub mod arbiter;
 #[cfg(feature = "python")]
 pub mod asgi;
-#[cfg(feature = "python")]
-pub mod handoff;
 #[cfg(feature = "python")]
 pub mod worker;
 #[cfg(feature = "python")]

@@ -8,12 +8,12 @@ use pyo3::types::PyList;
 use super::{Exit, State, Worker, WorkerContext, WORKER_SIGNALS};
 use crate::config::{Config, EngineChoice};
 use crate::engine::{Engine, EngineConfig, EngineKind};
-use crate::http::{DateCache, ParserPool};
+use crate::http::{ConnInfo, DateCache, ParserPool};
 use crate::sys::shm;
 use crate::sys::signal::{SignalPipe, ARBITER_SIGNALS};
 use crate::sys::socket::SlotListener;
 use crate::sys::{affinity, process, proctitle, signal};
-use crate::wsgi::{ConnInfo, WorkerInfo, WsgiApp};
+use crate::wsgi::{WorkerInfo, WsgiApp};
 use std::sync::Arc;
 use std::time::Duration;
 

@@ -28,12 +28,12 @@ use pyo3::prelude::*;
 
 use crate::engine::{Bytes, ConnId, Engine};
 use crate::handoff::{Flow, Job, Mailbox, Output, Runner, Ticket};
-use crate::http::{self, DateCache, RequestInfo, ResponseWriter};
+use crate::http::{self, ConnInfo, DateCache, RequestInfo, ResponseWriter};
 use crate::sys::shm::{self, Status};
 use crate::sys::signal;
 use crate::sys::signal::SignalPipe;
 use crate::sys::socket::SlotListener;
-use crate::wsgi::{Chunk, ConnInfo, Reply, WsgiApp};
+use crate::wsgi::{Chunk, Reply, WsgiApp};
 
 use conn::{Connection, InFlight, Phase, Stream};
 
@@ -169,8 +169,8 @@ struct Worker<'a> {
 /// What the access log and the post_request hook need once a response ends.
 pub(crate) struct RequestDone {
     head: http::Head,
-    status: crate::wsgi::Status,
-    headers: crate::wsgi::HeaderList,
+    status: crate::http::Status,
+    headers: crate::http::HeaderList,
     start_sys: std::time::SystemTime,
     start: Instant,
     sent: u64,
@@ -643,7 +643,7 @@ impl Worker<'_> {
                 if let Some((start_sys, start, peer)) = started {
                     let done = RequestDone {
                         head: req.head,
-                        status: crate::wsgi::Status::from(&b"500 Internal Server Error"[..]),
+                        status: crate::http::Status::from(&b"500 Internal Server Error"[..]),
                         headers: std::sync::Arc::new([]),
                         start_sys,
                         start,
