@@ -48,8 +48,9 @@ mod entry {
     /// Run the server with `argv` (as in `sys.argv`); returns the exit code.
     #[pyfunction]
     fn run(py: Python<'_>, argv: Vec<String>) -> i32 {
-        let cfg = match config::from_args(&argv) {
-            Parsed::Run(cfg) => *cfg,
+        let (cfg, check_only) = match config::from_args(&argv) {
+            Parsed::Run(cfg) => (*cfg, false),
+            Parsed::Check(cfg) => (*cfg, true),
             Parsed::Exit(code) => return code,
         };
         crate::log::set_level(cfg.log_level);
@@ -59,6 +60,9 @@ mod entry {
                 eprintln!("Error: --chdir {dir:?}: {e}");
                 return 1;
             }
+        }
+        if check_only {
+            return crate::worker::check_app(py, &cfg);
         }
         // Whatever the app prints reaches the terminal in order with our log lines.
         let _ = py.run(

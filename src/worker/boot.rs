@@ -67,11 +67,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
         return Exit::BootError;
     }
     let threaded = cfg.threaded();
-    let info = WorkerInfo {
-        multiprocess: cfg.workers > 1,
-        multithread: threaded,
-    };
-    let app = match WsgiApp::load(py, &cfg.app, info) {
+    let app = match WsgiApp::load(py, &cfg.app, app_info(cfg)) {
         Ok(app) => app,
         Err(e) => {
             crate::error!(
@@ -288,6 +284,30 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
     run_exit_functions(py);
     crate::log::flush();
     code
+}
+
+/// `--check-config`: import the app in the master the way a worker does
+/// (the same sys.path, the same loader); 0 when it loads, 1 when it does not.
+pub fn check_app(py: Python<'_>, cfg: &Config) -> i32 {
+    if let Err(e) = extend_sys_path(py, cfg) {
+        crate::error!("Cannot extend sys.path: {e}");
+        return 1;
+    }
+    match WsgiApp::load(py, &cfg.app, app_info(cfg)) {
+        Ok(_) => 0,
+        Err(e) => {
+            crate::error!("Failed to load the application {:?}: {}", cfg.app, e.0);
+            1
+        }
+    }
+}
+
+/// What the app's environ says about the worker (wsgi.multiprocess, wsgi.multithread).
+fn app_info(cfg: &Config) -> WorkerInfo {
+    WorkerInfo {
+        multiprocess: cfg.workers > 1,
+        multithread: cfg.threaded(),
+    }
 }
 
 /// This worker as hooks see it.

@@ -17,7 +17,7 @@ mod reload;
 mod sendfile;
 mod threads;
 
-pub use boot::run;
+pub use boot::{check_app, run};
 pub use exit::Exit;
 
 use std::sync::Arc;
