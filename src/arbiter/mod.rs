@@ -35,6 +35,14 @@ pub const WORKER_BOOT_ERROR: i32 = 3;
 /// A worker could not import the application.
 pub const APP_LOAD_ERROR: i32 = 4;
 
+/// Tell systemd what the master is doing (when it asked, `Type=notify`);
+/// a failure matters only to someone debugging the unit.
+fn notify_systemd(state: &str) {
+    if let Err(e) = sd_notify(state) {
+        crate::debug!("sd_notify {state:?} to {e}");
+    }
+}
+
 /// The exit status of a worker process that ended this way.
 fn exit_code(exit: Exit) -> i32 {
     match exit {
@@ -529,7 +537,7 @@ impl Arbiter {
                     crate::error!("Shutting down: the when_ready hook failed");
                     process::send_signal(nix::unistd::getpid(), Signal::SIGTERM);
                 }
-                sd_notify("READY=1\nSTATUS=ferrocorn is ready");
+                notify_systemd("READY=1\nSTATUS=ferrocorn is ready");
             }
         }
     }
@@ -546,7 +554,7 @@ impl Arbiter {
     fn reload(&mut self, py: Python<'_>) {
         // MONOTONIC_USEC lets systemd's Type=notify-reload match this to its HUP.
         let now_us = shm::monotonic_ms() * 1000;
-        sd_notify(&format!("RELOADING=1\nMONOTONIC_USEC={now_us}"));
+        notify_systemd(&format!("RELOADING=1\nMONOTONIC_USEC={now_us}"));
         let _ = hooks::call_on_reload(py, &self.server_info());
         match config::from_args_quiet(&self.argv) {
             Ok(cfg) => {
@@ -877,7 +885,7 @@ impl Arbiter {
     /// Stop every worker (TERM for graceful, QUIT for quick), wait up to
     /// the graceful timeout, then kill what is left.
     fn stop(&mut self, py: Python<'_>, how: Stop, code: i32) -> i32 {
-        sd_notify("STOPPING=1");
+        notify_systemd("STOPPING=1");
         self.stopping = true;
         let mut sig = match how {
             Stop::Graceful => Signal::SIGTERM,

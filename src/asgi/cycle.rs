@@ -10,7 +10,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict};
 
-use super::hub::{Shared, NOTE_HANGUP, NOTE_ROOM};
+use super::inbox::{Shared, NOTE_HANGUP, NOTE_ROOM};
 use crate::handoff::{Flow, Job, Mailbox, Output, Room, Ticket};
 use crate::http::{self, ConnInfo, Request, RequestBody};
 

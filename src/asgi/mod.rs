@@ -23,6 +23,7 @@
 
 mod cycle;
 mod hub;
+mod inbox;
 mod scope;
 
 use std::sync::{mpsc, Arc};
@@ -36,7 +37,8 @@ use crate::config::{AsgiLifespan, AsgiLoop};
 use crate::handoff::{Job, Mailbox, Runner};
 
 pub use cycle::BODY_PIECE;
-use hub::{Context, Hub, Shared};
+use hub::{Context, Hub};
+use inbox::Shared;
 
 /// The asyncio side, compiled from its source at start-up so it needs no
 /// import path (and works the same in the tests).
@@ -130,6 +132,10 @@ impl AsgiApp {
             c"ferrocorn._asgi",
         )
         .map_err(err)?;
+        // The note kinds are the inbox's: the glue gets them from here.
+        glue.setattr("NOTE_ROOM", inbox::NOTE_ROOM).map_err(err)?;
+        glue.setattr("NOTE_HANGUP", inbox::NOTE_HANGUP)
+            .map_err(err)?;
         let run = glue.getattr("run").map_err(err)?.unbind();
         let shared = Arc::new(
             Shared::new()

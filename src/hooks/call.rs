@@ -30,6 +30,18 @@ pub struct WorkerInfo<'a> {
     pub age: u64,
 }
 
+impl<'a> WorkerInfo<'a> {
+    /// The calling process, a worker, as hooks see it.
+    pub fn this_process(cfg: &'a Config, age: u64) -> WorkerInfo<'a> {
+        WorkerInfo {
+            cfg,
+            pid: std::process::id(),
+            ppid: nix::unistd::getppid().as_raw() as u32,
+            age,
+        }
+    }
+}
+
 /// A request, as `req` in `pre_request`/`post_request`.
 pub struct RequestInfo<'a> {
     pub method: &'a [u8],

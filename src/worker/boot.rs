@@ -78,12 +78,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
             return Exit::AppLoadError;
         }
     };
-    let me = crate::hooks::WorkerInfo {
-        cfg,
-        pid: std::process::id(),
-        ppid: nix::unistd::getppid().as_raw() as u32,
-        age,
-    };
+    let me = crate::hooks::WorkerInfo::this_process(cfg, age);
     if crate::hooks::call_post_worker_init(py, &me).is_err() {
         return Exit::BootError;
     }
@@ -280,7 +275,11 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
         pid: nix::unistd::getppid().as_raw() as u32,
         num_workers: cfg.workers,
     };
-    let _ = crate::hooks::call_worker_exit(py, &server, &worker_info(cfg, age));
+    let _ = crate::hooks::call_worker_exit(
+        py,
+        &server,
+        &crate::hooks::WorkerInfo::this_process(cfg, age),
+    );
     run_exit_functions(py);
     crate::log::flush();
     code
@@ -307,16 +306,6 @@ fn app_info(cfg: &Config) -> WorkerInfo {
     WorkerInfo {
         multiprocess: cfg.workers > 1,
         multithread: cfg.threaded(),
-    }
-}
-
-/// This worker as hooks see it.
-pub(super) fn worker_info(cfg: &Config, age: u64) -> crate::hooks::WorkerInfo<'_> {
-    crate::hooks::WorkerInfo {
-        cfg,
-        pid: std::process::id(),
-        ppid: nix::unistd::getppid().as_raw() as u32,
-        age,
     }
 }
 
@@ -363,7 +352,8 @@ fn on_timeout_abort(py: Python<'_>, _signum: i32, _frame: Bound<'_, PyAny>) {
         None,
     );
     if let Some((cfg, age)) = ABORT_CONTEXT.get() {
-        let _ = crate::hooks::call_worker_abort(py, &worker_info(cfg, *age));
+        let _ =
+            crate::hooks::call_worker_abort(py, &crate::hooks::WorkerInfo::this_process(cfg, *age));
     }
     crate::log::flush();
     let _ = py.run(

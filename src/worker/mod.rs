@@ -212,8 +212,13 @@ impl RequestDone {
             headers: crate::log::Headers::Owned(&self.headers),
             sent: self.sent,
         };
-        let _ =
-            crate::hooks::call_post_request(py, &boot::worker_info(cfg, age), &req, environ, &resp);
+        let _ = crate::hooks::call_post_request(
+            py,
+            &crate::hooks::WorkerInfo::this_process(cfg, age),
+            &req,
+            environ,
+            &resp,
+        );
     }
 }
 
@@ -290,7 +295,7 @@ impl Worker<'_> {
                             self.quick_exit = true;
                             let _ = crate::hooks::call_worker_int(
                                 py,
-                                &boot::worker_info(self.cfg, self.age),
+                                &crate::hooks::WorkerInfo::this_process(self.cfg, self.age),
                             );
                             return Exit::Stopped;
                         }
@@ -573,8 +578,12 @@ impl Worker<'_> {
         if self.pre_request {
             let ip = c.peer_ip();
             let info = crate::hooks::RequestInfo::from_head(&req.head, &ip, scheme);
-            if crate::hooks::call_pre_request(py, &boot::worker_info(self.cfg, self.age), &info)
-                .is_err()
+            if crate::hooks::call_pre_request(
+                py,
+                &crate::hooks::WorkerInfo::this_process(self.cfg, self.age),
+                &info,
+            )
+            .is_err()
             {
                 http::error_response(&mut c.out, 500, "Internal Server Error");
                 c.phase = Phase::CloseAfterSend;

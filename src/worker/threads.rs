@@ -134,7 +134,7 @@ fn answer(py: Python<'_>, shared: &Shared, job: Job) {
         "http"
     };
     let peer = conn.peer.map(|p| p.ip().to_string()).unwrap_or_default();
-    let info = super::boot::worker_info(&shared.cfg, shared.age);
+    let info = crate::hooks::WorkerInfo::this_process(&shared.cfg, shared.age);
     if shared.pre_request {
         let hook_req = crate::hooks::RequestInfo::from_head(&req.head, &peer, scheme);
         if crate::hooks::call_pre_request(py, &info, &hook_req).is_err() {

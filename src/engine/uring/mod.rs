@@ -25,6 +25,7 @@
 //! connection slots and the wait loop. Imports only `sys` and `log`.
 
 pub mod bufring;
+mod pipe;
 pub mod probe;
 
 use std::io;
@@ -34,7 +35,7 @@ use std::time::{Duration, Instant};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use self::bufring::BufRing;
-use crate::engine::op::send_file::{Pipe, Stage};
+pub use self::pipe::{Pipe, Stage};
 use crate::engine::queue::{SendQueue, Spare};
 use crate::engine::token::{self, Kind};
 use crate::engine::{ConnId, EngineConfig, Event, ListenerId};
