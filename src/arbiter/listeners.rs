@@ -169,7 +169,8 @@ impl Listener {
     }
 
     /// The socket worker `slot` accepts on (binding another one when the
-    /// number of workers grew past the sockets made at start).
+    /// number of workers grew past the sockets made at start), as a
+    /// descriptor of the worker's own.
     pub fn for_slot(&mut self, slot: usize) -> io::Result<SlotListener> {
         let fd = if self.per_slot {
             while self.fds.len() <= slot {
@@ -178,9 +179,9 @@ impl Listener {
                     .ok_or_else(|| io::Error::other("listener has no address"))?;
                 self.fds.push(socket::bind_tcp_another(addr, self.backlog)?);
             }
-            self.fds[slot].as_raw_fd()
+            self.fds[slot].try_clone()?
         } else {
-            self.fds[0].as_raw_fd()
+            self.fds[0].try_clone()?
         };
         let unix_path = match &self.bind {
             BindAddr::Unix(p) => Some(p.clone()),

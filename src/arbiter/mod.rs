@@ -4,7 +4,9 @@
 //! like a checklist: wait (at most a second) → dispatch signals → reap →
 //! kill the silent → fix the workers.
 
-#![forbid(unsafe_code)]
+// `deny`, not `forbid`: the fork calls below are the arbiter's only unsafe
+// code, each allowed where it is made.
+#![deny(unsafe_code)]
 
 mod listeners;
 mod upgrade;
@@ -660,25 +662,18 @@ impl Arbiter {
         // Signals stay blocked across fork so a signal meant for the new
         // worker cannot run the arbiter's handler in it.
         mask_signals(SigmaskHow::SIG_BLOCK);
-        match process::fork(&python_fork_hooks()) {
+        // SAFETY: the arbiter runs on one thread and holds the interpreter
+        // lock (`py`); the child leaves with `exit_now` below.
+        #[allow(unsafe_code)]
+        let forked = unsafe { process::fork(&python_fork_hooks()) };
+        match forked {
             Ok(Forked::Child) => {
-                // The other slots' sockets are not this worker's: holding
-                // them would keep a removed slot's socket in the port's
-                // group after the arbiter lets go of it.
-                let mine: Vec<i32> = slot_listeners.iter().map(|l| l.fd).collect();
-                for fd in Listener::raw_fds(&self.listeners) {
-                    if !mine.contains(&fd) {
-                        crate::sys::socket::close_inherited(fd);
-                    }
-                }
-                // The monitor's sockets are the master's alone.
-                // (`forget`: the descriptors are closed here, once.)
-                if let Some(m) = self.monitor.take() {
-                    for fd in m.raw_fds() {
-                        crate::sys::socket::close_inherited(fd);
-                    }
-                    std::mem::forget(m);
-                }
+                // The arbiter's sockets are not this worker's (it has its
+                // own descriptors in `slot_listeners`): holding them would
+                // keep a removed slot's socket in the port's group after the
+                // arbiter lets go of it. The monitor's are the master's alone.
+                self.listeners.clear();
+                self.monitor = None;
                 if hooks::call_post_fork(
                     py,
                     &self.server_info(),
@@ -972,7 +967,11 @@ pub fn daemonize(py: Python<'_>) {
         None,
     );
     for step in 0..2 {
-        match process::fork(&python_fork_hooks()) {
+        // SAFETY: nothing has started a thread yet and `py` is the
+        // interpreter lock; the parent leaves with `exit_now`.
+        #[allow(unsafe_code)]
+        let forked = unsafe { process::fork(&python_fork_hooks()) };
+        match forked {
             Ok(Forked::Parent(_)) => process::exit_now(0),
             Ok(Forked::Child) => {}
             Err(e) => {

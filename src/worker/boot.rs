@@ -14,6 +14,7 @@ use crate::sys::signal::{SignalPipe, ARBITER_SIGNALS};
 use crate::sys::socket::SlotListener;
 use crate::sys::{affinity, process, proctitle, signal};
 use crate::wsgi::{WorkerInfo, WsgiApp};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,7 +84,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
         return Exit::BootError;
     }
 
-    let fds: Vec<i32> = listeners.iter().map(|l| l.fd).collect();
+    let fds: Vec<i32> = listeners.iter().map(|l| l.fd.as_raw_fd()).collect();
     let engine = match Engine::new(
         kind,
         &fds,
@@ -151,6 +152,10 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
     } else {
         (None, None)
     };
+    let templates = listeners
+        .iter()
+        .map(|l| conn_info_template(l, tls.is_some()))
+        .collect();
     let reloader = cfg
         .reload
         .then(|| super::reload::Reloader::new(py, &cfg.reload_extra_files));
@@ -169,7 +174,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
         max_queued_requests: cfg.max_queued_requests,
         max_queue_wait: cfg.max_queue_wait,
         batch_calls: 0,
-        listener_fds: fds.clone(),
+        listener_fds: listeners.into_iter().map(|l| l.fd).collect(),
         wake_fd,
         max_requests: (cfg.max_requests > 0)
             .then(|| cfg.max_requests + jitter(cfg.max_requests_jitter)),
@@ -178,10 +183,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
         state: State {
             conns: Vec::new(),
             parsers: ParserPool::default(),
-            listeners: listeners
-                .iter()
-                .map(|l| conn_info_template(l, tls.is_some()))
-                .collect(),
+            listeners: templates,
             ready: Vec::new(),
             open: 0,
             http: cfg.http.clone(),

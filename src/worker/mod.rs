@@ -139,7 +139,7 @@ struct Worker<'a> {
     /// App calls made in this loop turn (the queue position for admission control).
     batch_calls: usize,
     /// This worker's copies of its listening sockets (closed when it stops).
-    listener_fds: Vec<i32>,
+    listener_fds: Vec<std::os::fd::OwnedFd>,
     wake_fd: i32,
     /// Ask for a replacement after this many requests (`--max-requests` plus jitter).
     max_requests: Option<u64>,
@@ -375,9 +375,7 @@ impl Worker<'_> {
             self.accept_paused = true;
             // Our copy of each listener goes, so a slot the arbiter gave up
             // (fewer workers) stops receiving connections nobody will accept.
-            for fd in self.listener_fds.drain(..) {
-                crate::sys::socket::close_inherited(fd);
-            }
+            self.listener_fds.clear();
         }
     }
 
