@@ -15,8 +15,8 @@ use criterion::{criterion_group, criterion_main, Criterion};
 use pyo3::prelude::*;
 use pyo3::types::PyModule;
 
-use ferrocorn::http::{Config, Conn, Event, PeerTrust, Request};
-use ferrocorn::wsgi::{Chunk, ConnInfo, Reply, WorkerInfo, WsgiApp};
+use ferrocorn::http::{Config, Conn, ConnInfo, Event, PeerTrust, Request};
+use ferrocorn::wsgi::{Chunk, Reply, WorkerInfo, WsgiApp};
 
 const MODULE: &str = "ferrocorn_bench_apps";
 

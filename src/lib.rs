@@ -10,6 +10,7 @@ pub mod log;
 
 pub mod config;
 pub mod engine;
+pub mod handoff;
 pub mod hooks;
 pub mod http;
 pub mod metrics;
@@ -22,8 +23,6 @@ pub mod arbiter;
 pub mod asgi;
 #[cfg(feature = "python")]
 pub(crate) mod gil;
-#[cfg(feature = "python")]
-pub mod handoff;
 #[cfg(feature = "python")]
 pub mod worker;
 #[cfg(feature = "python")]
@@ -51,8 +50,9 @@ mod entry {
     /// Run the server with `argv` (as in `sys.argv`); returns the exit code.
     #[pyfunction]
     fn run(py: Python<'_>, argv: Vec<String>) -> i32 {
-        let cfg = match config::from_args(&argv) {
-            Parsed::Run(cfg) => *cfg,
+        let (cfg, check_only) = match config::from_args(&argv) {
+            Parsed::Run(cfg) => (*cfg, false),
+            Parsed::Check(cfg) => (*cfg, true),
             Parsed::Exit(code) => return code,
         };
         crate::log::set_level(cfg.log_level);
@@ -62,6 +62,9 @@ mod entry {
                 eprintln!("Error: --chdir {dir:?}: {e}");
                 return 1;
             }
+        }
+        if check_only {
+            return crate::worker::check_app(py, &cfg);
         }
         // Whatever the app prints reaches the terminal in order with our log lines.
         let _ = py.run(

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 
 use crate::config::{BindAddr, Config};
-use crate::sys::socket;
+use crate::sys::socket::{self, SlotListener};
 
 /// The environment variable that hands listeners to a new arbiter (USR2).
 pub const FDS_ENV: &str = "FERROCORN_FDS";
@@ -29,14 +29,6 @@ pub struct Listener {
     backlog: i32,
     /// The socket file is ours to remove at exit (we created it here).
     unlink_at_exit: bool,
-}
-
-/// What a worker needs to know about one of its listening sockets.
-#[derive(Clone, Debug)]
-pub struct SlotListener {
-    pub fd: RawFd,
-    pub local: Option<SocketAddr>,
-    pub unix_path: Option<String>,
 }
 
 impl Listener {
@@ -177,7 +169,8 @@ impl Listener {
     }
 
     /// The socket worker `slot` accepts on (binding another one when the
-    /// number of workers grew past the sockets made at start).
+    /// number of workers grew past the sockets made at start), as a
+    /// descriptor of the worker's own.
     pub fn for_slot(&mut self, slot: usize) -> io::Result<SlotListener> {
         let fd = if self.per_slot {
             while self.fds.len() <= slot {
@@ -186,9 +179,9 @@ impl Listener {
                     .ok_or_else(|| io::Error::other("listener has no address"))?;
                 self.fds.push(socket::bind_tcp_another(addr, self.backlog)?);
             }
-            self.fds[slot].as_raw_fd()
+            self.fds[slot].try_clone()?
         } else {
-            self.fds[0].as_raw_fd()
+            self.fds[0].try_clone()?
         };
         let unix_path = match &self.bind {
             BindAddr::Unix(p) => Some(p.clone()),

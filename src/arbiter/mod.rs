@@ -4,12 +4,14 @@
 //! like a checklist: wait (at most a second) → dispatch signals → reap →
 //! kill the silent → fix the workers.
 
-#![forbid(unsafe_code)]
+// `deny`, not `forbid`: the fork calls below are the arbiter's only unsafe
+// code, each allowed where it is made.
+#![deny(unsafe_code)]
 
 mod listeners;
 mod upgrade;
 
-pub use listeners::{Listener, SlotListener};
+pub use listeners::Listener;
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
@@ -24,8 +26,9 @@ use crate::metrics;
 use crate::sys::notify::sd_notify;
 use crate::sys::process::{self, ChildExit, ForkHooks, Forked};
 use crate::sys::shm::{self, StatusTable};
-use crate::sys::signal::{Interest, SignalPipe};
+use crate::sys::signal::{Interest, SignalPipe, ARBITER_SIGNALS};
 use crate::sys::{affinity, proctitle, stackdump};
+use crate::worker::Exit;
 
 use upgrade::{Pidfile, Upgrade};
 
@@ -34,22 +37,25 @@ pub const WORKER_BOOT_ERROR: i32 = 3;
 /// A worker could not import the application.
 pub const APP_LOAD_ERROR: i32 = 4;
 
+/// Tell systemd what the master is doing (when it asked, `Type=notify`);
+/// a failure matters only to someone debugging the unit.
+fn notify_systemd(state: &str) {
+    if let Err(e) = sd_notify(state) {
+        crate::debug!("sd_notify {state:?} to {e}");
+    }
+}
+
+/// The exit status of a worker process that ended this way.
+fn exit_code(exit: Exit) -> i32 {
+    match exit {
+        Exit::Stopped => 0,
+        Exit::BootError => WORKER_BOOT_ERROR,
+        Exit::AppLoadError => APP_LOAD_ERROR,
+    }
+}
+
 /// A worker hit an internal error and stopped (it is restarted).
 pub const WORKER_CRASHED: i32 = 70;
-
-/// The signals the arbiter handles; workers reset them.
-pub const SIGNALS: &[Signal] = &[
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGTTIN,
-    Signal::SIGTTOU,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGWINCH,
-    Signal::SIGCHLD,
-];
 
 /// Longest wait between two housekeeping rounds.
 const LOOP_WAIT_MS: u16 = 1000;
@@ -161,7 +167,7 @@ fn python_fork_hooks() -> ForkHooks {
 
 fn mask_signals(how: SigmaskHow) {
     let mut set = SigSet::empty();
-    for &s in SIGNALS {
+    for &s in ARBITER_SIGNALS {
         set.add(s);
     }
     let _ = nix::sys::signal::sigprocmask(how, Some(&set), None);
@@ -190,7 +196,7 @@ impl Arbiter {
         let upgrade = Upgrade::detect(py, start_cwd)
             .map_err(|e| format!("cannot read the interpreter's command line: {e}"))?;
         let listeners = Listener::open_all(&cfg).map_err(|e| e.to_string())?;
-        let signals = SignalPipe::install(SIGNALS)
+        let signals = SignalPipe::install(ARBITER_SIGNALS)
             .map_err(|e| format!("cannot install signal handlers: {e}"))?;
         let (wake_read, wake_write) =
             nix::unistd::pipe2(nix::fcntl::OFlag::O_NONBLOCK | nix::fcntl::OFlag::O_CLOEXEC)
@@ -263,9 +269,9 @@ impl Arbiter {
         crate::info!(
             "Using worker: ferrocorn (io engine {}), {} worker(s)",
             match self.cfg.io_engine {
-                crate::engine::EngineChoice::Auto => "auto",
-                crate::engine::EngineChoice::Uring => "uring",
-                crate::engine::EngineChoice::Epoll => "epoll",
+                config::EngineChoice::Auto => "auto",
+                config::EngineChoice::Uring => "uring",
+                config::EngineChoice::Epoll => "epoll",
             },
             self.num_workers
         );
@@ -538,7 +544,7 @@ impl Arbiter {
                     crate::error!("Shutting down: the when_ready hook failed");
                     process::send_signal(nix::unistd::getpid(), Signal::SIGTERM);
                 }
-                sd_notify("READY=1\nSTATUS=ferrocorn is ready");
+                notify_systemd("READY=1\nSTATUS=ferrocorn is ready");
             }
         }
     }
@@ -555,7 +561,7 @@ impl Arbiter {
     fn reload(&mut self, py: Python<'_>) {
         // MONOTONIC_USEC lets systemd's Type=notify-reload match this to its HUP.
         let now_us = shm::monotonic_ms() * 1000;
-        sd_notify(&format!("RELOADING=1\nMONOTONIC_USEC={now_us}"));
+        notify_systemd(&format!("RELOADING=1\nMONOTONIC_USEC={now_us}"));
         let _ = hooks::call_on_reload(py, &self.server_info());
         match config::from_args_quiet(&self.argv) {
             Ok(cfg) => {
@@ -661,25 +667,18 @@ impl Arbiter {
         // Signals stay blocked across fork so a signal meant for the new
         // worker cannot run the arbiter's handler in it.
         mask_signals(SigmaskHow::SIG_BLOCK);
-        match process::fork(&python_fork_hooks()) {
+        // SAFETY: the arbiter runs on one thread and holds the interpreter
+        // lock (`py`); the child leaves with `exit_now` below.
+        #[allow(unsafe_code)]
+        let forked = unsafe { process::fork(&python_fork_hooks()) };
+        match forked {
             Ok(Forked::Child) => {
-                // The other slots' sockets are not this worker's: holding
-                // them would keep a removed slot's socket in the port's
-                // group after the arbiter lets go of it.
-                let mine: Vec<i32> = slot_listeners.iter().map(|l| l.fd).collect();
-                for fd in Listener::raw_fds(&self.listeners) {
-                    if !mine.contains(&fd) {
-                        crate::sys::socket::close_inherited(fd);
-                    }
-                }
-                // The monitor's sockets are the master's alone.
-                // (`forget`: the descriptors are closed here, once.)
-                if let Some(m) = self.monitor.take() {
-                    for fd in m.raw_fds() {
-                        crate::sys::socket::close_inherited(fd);
-                    }
-                    std::mem::forget(m);
-                }
+                // The arbiter's sockets are not this worker's (it has its
+                // own descriptors in `slot_listeners`): holding them would
+                // keep a removed slot's socket in the port's group after the
+                // arbiter lets go of it. The monitor's are the master's alone.
+                self.listeners.clear();
+                self.monitor = None;
                 if hooks::call_post_fork(
                     py,
                     &self.server_info(),
@@ -705,7 +704,7 @@ impl Arbiter {
                 };
                 let cfg = &self.cfg;
                 let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    crate::worker::run(py, cfg, ctx)
+                    exit_code(crate::worker::run(py, cfg, ctx))
                 }))
                 .unwrap_or_else(|_| {
                     crate::critical!(
@@ -901,7 +900,7 @@ impl Arbiter {
     /// Stop every worker (TERM for graceful, QUIT for quick), wait up to
     /// the graceful timeout, then kill what is left.
     fn stop(&mut self, py: Python<'_>, how: Stop, code: i32) -> i32 {
-        sd_notify("STOPPING=1");
+        notify_systemd("STOPPING=1");
         self.stopping = true;
         let mut sig = match how {
             Stop::Graceful => Signal::SIGTERM,
@@ -988,7 +987,11 @@ pub fn daemonize(py: Python<'_>) {
         None,
     );
     for step in 0..2 {
-        match process::fork(&python_fork_hooks()) {
+        // SAFETY: nothing has started a thread yet and `py` is the
+        // interpreter lock; the parent leaves with `exit_now`.
+        #[allow(unsafe_code)]
+        let forked = unsafe { process::fork(&python_fork_hooks()) };
+        match forked {
             Ok(Forked::Parent(_)) => process::exit_now(0),
             Ok(Forked::Child) => {}
             Err(e) => {

@@ -118,7 +118,10 @@ impl Upgrade {
             None,
         );
         mask_signals(SigmaskHow::SIG_BLOCK);
-        let forked = process::fork(hooks);
+        // SAFETY: the arbiter runs on one thread and holds the interpreter
+        // lock (`py`); the child leaves by exec or `exit_now`.
+        #[allow(unsafe_code)]
+        let forked = unsafe { process::fork(hooks) };
         match forked {
             Ok(Forked::Child) => {
                 let _ = crate::hooks::call_pre_exec(py, server);

@@ -10,10 +10,9 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict};
 
-use super::hub::{Shared, NOTE_HANGUP, NOTE_ROOM};
+use super::inbox::{Shared, NOTE_HANGUP, NOTE_ROOM};
 use crate::handoff::{Flow, Job, Mailbox, Output, Room, Ticket};
-use crate::http::{self, Request, RequestBody};
-use crate::wsgi::ConnInfo;
+use crate::http::{self, ConnInfo, Request, RequestBody};
 
 pyo3::create_exception!(
     ferrocorn,
@@ -53,7 +52,7 @@ pub(crate) struct Cycle {
     body_done: bool,
     stage: Stage,
     status: u16,
-    headers: crate::wsgi::HeaderList,
+    headers: crate::http::HeaderList,
     sent: u64,
     shared: Arc<Shared>,
     mailbox: Arc<Mailbox>,

@@ -1,95 +1,18 @@
-//! The meeting point of the worker's loop thread and the asyncio thread:
-//! jobs handed over, notes from flow wakers, the stop request, and the
-//! eventfd the asyncio loop watches (`loop.add_reader`).
-//!
-//! The loop thread only pushes into `Shared` (no interpreter lock); the
-//! asyncio thread takes everything at once through `Hub::take`.
+//! The asyncio side's handle on the shared inbox (`inbox.rs`): `Hub::take`
+//! turns everything the loop thread posted into cycles and notes at once,
+//! and the glue reports its heartbeat, its lifespan outcome and its log
+//! lines through it.
 
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::sync::{mpsc, Arc, Mutex};
 
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use super::cycle::Cycle;
+use super::inbox::{lock, Shared};
 use super::scope;
-use crate::handoff::{Job, Mailbox, Waker};
-
-/// A waiting `send` may go on: there is room, or the client is gone.
-pub(crate) const NOTE_ROOM: u8 = 0;
-/// The client hung up (or the connection closed).
-pub(crate) const NOTE_HANGUP: u8 = 1;
-
-#[derive(Default)]
-struct Inbox {
-    jobs: VecDeque<Job>,
-    /// (kind, cycle id)
-    notes: Vec<(u8, u64)>,
-    /// Stop, letting requests in flight finish for this long.
-    stop: Option<Duration>,
-}
-
-impl Inbox {
-    fn is_empty(&self) -> bool {
-        self.jobs.is_empty() && self.notes.is_empty() && self.stop.is_none()
-    }
-}
-
-/// What both threads share, without Python objects.
-pub(crate) struct Shared {
-    inbox: Mutex<Inbox>,
-    waker: Waker,
-    /// When the asyncio loop last ran its heartbeat timer (monotonic ms).
-    pub beat_ms: AtomicU64,
-}
-
-impl Shared {
-    pub fn new() -> std::io::Result<Shared> {
-        Ok(Shared {
-            inbox: Mutex::new(Inbox::default()),
-            waker: Waker::new()?,
-            beat_ms: AtomicU64::new(crate::sys::shm::monotonic_ms()),
-        })
-    }
-
-    /// Change the inbox; wake the asyncio loop when it was empty (else a
-    /// wake is already pending).
-    fn post(&self, f: impl FnOnce(&mut Inbox)) {
-        let mut inbox = lock(&self.inbox);
-        let was_empty = inbox.is_empty();
-        f(&mut inbox);
-        drop(inbox);
-        if was_empty {
-            self.waker.wake();
-        }
-    }
-
-    pub fn push_job(&self, job: Job) {
-        self.post(|i| i.jobs.push_back(job));
-    }
-
-    pub fn note(&self, kind: u8, id: u64) {
-        self.post(|i| i.notes.push((kind, id)));
-    }
-
-    pub fn request_stop(&self, timeout: Duration) {
-        self.post(|i| i.stop = Some(timeout));
-    }
-
-    /// Jobs handed over and not yet taken by the asyncio loop.
-    pub fn backlog(&self) -> usize {
-        lock(&self.inbox).jobs.len()
-    }
-
-    fn take(&self) -> Inbox {
-        // Reset the eventfd first: a post landing in between either is
-        // taken now or writes it again.
-        self.waker.clear();
-        std::mem::take(&mut *lock(&self.inbox))
-    }
-}
+use crate::handoff::Mailbox;
 
 /// Per-worker facts the cycles need.
 pub(crate) struct Context {
@@ -142,7 +65,7 @@ impl Hub {
     /// The eventfd to watch.
     #[getter]
     fn fd(&self) -> i32 {
-        self.shared.waker.fd()
+        self.shared.fd()
     }
 
     /// Everything posted since the last call: new requests (as cycles),
@@ -190,10 +113,4 @@ impl Hub {
     fn log_error(&self, message: &str) {
         crate::error!("{message}");
     }
-}
-
-/// A poisoned lock only means a thread panicked while holding it; the
-/// queues are still usable.
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -16,13 +16,14 @@
 //!
 //! The asyncio glue (futures, tasks, lifespan) is `python/ferrocorn/_asgi.py`,
 //! compiled into the extension; the per-message work is in `cycle` (Rust).
-//! Imports `handoff`, `http`, `wsgi` (ConnInfo, AppLoadError), `config`
-//! (the settings' enums) and `log`; never `engine` or `worker`.
+//! Imports `handoff`, `http` (the request, ConnInfo), `config` (the
+//! settings' enums), `sys` and `log`; never `wsgi`, `engine` or `worker`.
 
 #![forbid(unsafe_code)]
 
 mod cycle;
 mod hub;
+mod inbox;
 mod scope;
 
 use std::sync::{mpsc, Arc};
@@ -34,10 +35,10 @@ use pyo3::types::PyModule;
 
 use crate::config::{AsgiLifespan, AsgiLoop};
 use crate::handoff::{Job, Mailbox, Runner};
-use crate::wsgi::AppLoadError;
 
 pub use cycle::BODY_PIECE;
-use hub::{Context, Hub, Shared};
+use hub::{Context, Hub};
+use inbox::Shared;
 
 /// The asyncio side, compiled from its source at start-up so it needs no
 /// import path (and works the same in the tests).
@@ -107,6 +108,11 @@ fn traceback(py: Python<'_>, err: &PyErr) -> String {
     cycle::traceback_text(py, err.value(py).as_any())
 }
 
+/// Why the ASGI app could not start (its lifespan startup failed, or the
+/// event-loop thread could not run): the worker exits as for a failed import.
+#[derive(Debug)]
+pub struct StartError(pub String);
+
 impl AsgiApp {
     /// Start the event-loop thread for `app` and run the lifespan startup;
     /// returns once the app is ready to serve, or with the reason it is
@@ -117,19 +123,23 @@ impl AsgiApp {
         app: Py<PyAny>,
         opts: AsgiOptions,
         mailbox: Arc<Mailbox>,
-    ) -> Result<AsgiApp, AppLoadError> {
-        let err = |e: PyErr| AppLoadError(traceback(py, &e));
+    ) -> Result<AsgiApp, StartError> {
+        let err = |e: PyErr| StartError(traceback(py, &e));
         let glue = PyModule::from_code(
             py,
-            &std::ffi::CString::new(GLUE).map_err(|e| AppLoadError(e.to_string()))?,
+            &std::ffi::CString::new(GLUE).map_err(|e| StartError(e.to_string()))?,
             c"ferrocorn/_asgi.py",
             c"ferrocorn._asgi",
         )
         .map_err(err)?;
+        // The note kinds are the inbox's: the glue gets them from here.
+        glue.setattr("NOTE_ROOM", inbox::NOTE_ROOM).map_err(err)?;
+        glue.setattr("NOTE_HANGUP", inbox::NOTE_HANGUP)
+            .map_err(err)?;
         let run = glue.getattr("run").map_err(err)?.unbind();
         let shared = Arc::new(
             Shared::new()
-                .map_err(|e| AppLoadError(format!("cannot create the ASGI eventfd: {e}")))?,
+                .map_err(|e| StartError(format!("cannot create the ASGI eventfd: {e}")))?,
         );
         let ctx = Arc::new(Context {
             root_path: opts.root_path.clone(),
@@ -162,7 +172,7 @@ impl AsgiApp {
                 });
                 let _ = ended_tx.send(());
             })
-            .map_err(|e| AppLoadError(format!("cannot start the ASGI thread: {e}")))?;
+            .map_err(|e| StartError(format!("cannot start the ASGI thread: {e}")))?;
         let outcome = py.detach(move || started_rx.recv());
         let app = AsgiApp {
             shared,
@@ -174,9 +184,9 @@ impl AsgiApp {
             Ok(Some(message)) => {
                 let mut app = app;
                 py.detach(|| app.join(STOP_MARGIN));
-                Err(AppLoadError(message))
+                Err(StartError(message))
             }
-            Err(_) => Err(AppLoadError(
+            Err(_) => Err(StartError(
                 "the ASGI event loop thread ended before the app started".into(),
             )),
         }

@@ -4,8 +4,7 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
 
-use crate::http::{self, Request};
-use crate::wsgi::ConnInfo;
+use crate::http::{self, ConnInfo, Request};
 
 /// `asgi` is `{"version": "3.0", "spec_version": "2.4"}`: 2.4 because a
 /// `send` after the client left raises `OSError`, so apps need not listen

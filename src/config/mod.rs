@@ -7,20 +7,21 @@
 //!
 //! Every mistake is reported here, before any socket is bound or worker
 //! forked, naming the setting, the value, where it came from and what was
-//! expected. Python runs here only to execute the config file, route logging
-//! through Python (`logconfig_dict` ...) and for `--check-config`.
+//! expected. Python runs here only to execute the config file and to route
+//! logging through Python (`logconfig_dict` ...); `--check-config` is
+//! handed back to the entry point, which loads the app as a worker would.
+//! Never imports `wsgi`, `worker` or `hooks`.
 
 #![forbid(unsafe_code)]
 
 mod bind;
 mod cli;
 mod docs;
+mod hooks;
 pub mod settings;
 mod temp_dir;
 mod value;
 
-#[cfg(feature = "python")]
-mod check;
 #[cfg(feature = "python")]
 mod file;
 #[cfg(feature = "python")]
@@ -28,14 +29,13 @@ mod pylog;
 
 pub use bind::BindAddr;
 pub use docs::{print_config, settings_markdown};
-pub use settings::{Setting, DEFAULT_ACCESS_LOG_FORMAT, SETTINGS};
+pub use hooks::{Callable, Hook, Hooks};
+pub use settings::{Setting, SETTINGS};
 pub use value::{Origin, Raw, Value};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::engine::EngineChoice;
-use crate::hooks::{Callable, Hook, Hooks};
 use crate::http::{self, AllowList, HeaderMapPolicy, ProxyProtocol};
 use crate::log::Level;
 
@@ -116,6 +116,15 @@ pub struct Config {
     pub root_path: String,
 }
 
+/// The user's choice of io engine: `--io-engine auto|uring|epoll` (the
+/// worker probes and starts the engine; the master never touches one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EngineChoice {
+    Auto,
+    Uring,
+    Epoll,
+}
+
 /// The protocol the app speaks (`--interface`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Interface {
@@ -180,8 +189,12 @@ impl Config {
 /// What the command line asks for.
 pub enum Parsed {
     Run(Box<Config>),
-    /// `--help`/`--version`/`--print-config`/`--check-config` done, or an
-    /// error reported: exit with this code.
+    /// `--check-config` (or `--print-config`, printed already): import the
+    /// app the way a worker does, then exit 0 when it loads, else 1. The
+    /// entry point runs it through the worker's loader: config never loads
+    /// the app.
+    Check(Box<Config>),
+    /// `--help`/`--version` done, or an error reported: exit with this code.
     Exit(i32),
 }
 
@@ -339,7 +352,7 @@ pub fn from_args(argv: &[String]) -> Parsed {
         print!("{}", print_config(&cfg.settings));
     }
     if loaded.print_config || loaded.check_config {
-        return Parsed::Exit(check_app(&cfg));
+        return Parsed::Check(Box::new(cfg));
     }
     apply_raw_env(&cfg.raw_env);
     Parsed::Run(Box::new(cfg))
@@ -834,7 +847,7 @@ fn build(
         capture_output: flag("capture_output"),
         accesslog: text("accesslog"),
         access_log_format: text("access_log_format")
-            .unwrap_or_else(|| DEFAULT_ACCESS_LOG_FORMAT.into()),
+            .unwrap_or_else(|| crate::log::access::DEFAULT_FORMAT.into()),
         access_log_json: flag("access_log_json"),
         syslog,
         statsd,
@@ -1035,17 +1048,6 @@ fn read_config_file(src: &ConfigSource) -> Result<FileSettings, String> {
         "cannot read the config file {}: this build has no Python",
         src.display()
     ))
-}
-
-/// `--check-config`: import the app here, in the master; 0 when it loads.
-#[cfg(feature = "python")]
-fn check_app(cfg: &Config) -> i32 {
-    check::app(cfg)
-}
-
-#[cfg(not(feature = "python"))]
-fn check_app(_cfg: &Config) -> i32 {
-    0
 }
 
 /// gunicorn reads the umask as an int in any base: `0o007`, `007`, `0x1f`, `7`.

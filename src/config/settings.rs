@@ -155,9 +155,7 @@ const NO_HTTP2: Support = Support::No("ferrocorn speaks HTTP/1.x only");
 const NO_TLS: Support = Support::No("ferrocorn's TLS (rustls) has no equivalent");
 const NO_DIRTY: Support = Support::No("dirty arbiters are not implemented");
 
-pub const DEFAULT_ACCESS_LOG_FORMAT: &str =
-    r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
-
+use crate::log::access;
 use Section as S;
 
 pub static SETTINGS: &[Setting] = &[
@@ -866,7 +864,7 @@ pub static SETTINGS: &[Setting] = &[
         name: "access_log_format",
         section: S::Logging,
         flags: &["--access-logformat"],
-        default: Default::Str(DEFAULT_ACCESS_LOG_FORMAT),
+        default: Default::Str(access::DEFAULT_FORMAT),
         doc: "The access log line, with gunicorn's atoms: h l u t r s m U q H b B f a T M D L p {header}i {header}o {var}e.",
         ..BASE
     },

@@ -68,7 +68,7 @@ fn defaults_match_gunicorn() {
     assert_eq!(c.io_engine, EngineChoice::Auto);
     assert_eq!(c.log.errorlog, "-");
     assert_eq!(c.log.accesslog, None);
-    assert_eq!(c.log.access_log_format, DEFAULT_ACCESS_LOG_FORMAT);
+    assert_eq!(c.log.access_log_format, crate::log::access::DEFAULT_FORMAT);
     assert_eq!(c.config_file, None);
 }
 

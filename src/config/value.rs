@@ -78,7 +78,7 @@ pub enum Value {
     Dict(Vec<(String, String)>),
     /// JSON text of a dict (`logconfig_dict`).
     Json(String),
-    /// A hook: the callable lives in `hooks::Hooks`; this is its repr.
+    /// A hook: the callable lives in `config::Hooks`; this is its repr.
     Hook(String),
 }
 

@@ -41,14 +41,6 @@ pub enum EngineKind {
     Epoll,
 }
 
-/// The user's choice: `--io-engine auto|uring|epoll`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EngineChoice {
-    Auto,
-    Uring,
-    Epoll,
-}
-
 /// A connection handed out by the engine. Ids are reused only after the
 /// worker called `close` on the previous holder and the engine finished
 /// closing it.

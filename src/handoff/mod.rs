@@ -11,8 +11,8 @@
 //! when the client leaves, so the app side stops producing and runs the
 //! iterable's `close()` promptly.
 //!
-//! Pure Rust: no Python, no engine. Imports `http` (the request) and
-//! `wsgi::ConnInfo` (what the environ or scope says about the connection).
+//! Pure Rust: no Python, no engine. Imports only `http` (the request, the
+//! connection facts and the response head every bridge shares).
 
 #![forbid(unsafe_code)]
 
@@ -23,8 +23,7 @@ use std::time::Instant;
 
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use crate::http::Request;
-use crate::wsgi::ConnInfo;
+use crate::http::{ConnInfo, Request};
 
 /// The app side waits while this many body bytes it handed over are not
 /// yet written to the client (the same mark the loop uses for inline apps).
@@ -59,8 +58,8 @@ pub enum Output {
     /// The status line and headers (validated), and the body length when
     /// the app declared it.
     Head {
-        status: crate::wsgi::Status,
-        headers: crate::wsgi::HeaderList,
+        status: crate::http::Status,
+        headers: crate::http::HeaderList,
         known_len: Option<u64>,
     },
     /// Body bytes (already counted on the job's `Flow`).

@@ -4,8 +4,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
 use super::objects::{cfg_object, header_list, latin1, log_object, make};
-use super::{Hook, HookFailed};
-use crate::config::Config;
+use super::HookFailed;
+use crate::config::{Config, Hook};
 use crate::gil::GilMutex;
 use crate::log::Headers;
 
@@ -27,6 +27,18 @@ pub struct WorkerInfo<'a> {
     pub ppid: u32,
     /// gunicorn's `worker.age`: the spawn counter of the arbiter.
     pub age: u64,
+}
+
+impl<'a> WorkerInfo<'a> {
+    /// The calling process, a worker, as hooks see it.
+    pub fn this_process(cfg: &'a Config, age: u64) -> WorkerInfo<'a> {
+        WorkerInfo {
+            cfg,
+            pid: std::process::id(),
+            ppid: nix::unistd::getppid().as_raw() as u32,
+            age,
+        }
+    }
 }
 
 /// A request, as `req` in `pre_request`/`post_request`.

@@ -1,10 +1,12 @@
 //! Sans-IO HTTP/1.1: bytes in, requests out; responses in, bytes out.
 //!
-//! Owns request parsing (on httparse, plus gunicorn 27's limits and
-//! request-smuggling rules), body framing (Content-Length, chunked), the
-//! PROXY protocol preamble, response encoding and the keep-alive/pipelining
-//! state of one connection. It imports nothing else of the crate: no sockets,
-//! no Python, no libc. Every error carries the status a server should answer.
+//! Owns request parsing (its own scanner, with gunicorn 27's limits and
+//! request-smuggling rules, which httparse cannot express), body framing
+//! (Content-Length, chunked), the PROXY protocol preamble, response encoding
+//! and the keep-alive/pipelining state of one connection, and the request,
+//! connection and response-head types every bridge and the hand-off share.
+//! It imports nothing else of the crate: no sockets, no Python, no libc.
+//! Every error carries the status a server should answer.
 //!
 //! Request bodies: a body of at most `Config::body_buffer_size` bytes is
 //! kept in memory; a larger one (by its Content-Length, or once its chunks
@@ -27,6 +29,7 @@ mod date;
 mod decode;
 mod encode;
 mod error;
+mod exchange;
 mod fields;
 mod framing;
 mod limits;
@@ -42,6 +45,7 @@ pub use conn::{Conn, ParserPool};
 pub use date::DateCache;
 pub use encode::{decimal, error_response, RequestInfo, ResponseFraming, ResponseWriter};
 pub use error::{HttpError, HttpErrorKind};
+pub use exchange::{ConnInfo, HeaderList, Status};
 pub use proxy::ProxyInfo;
 pub use status::{reason_phrase, validate_response_header, validate_status};
 pub use target::percent_decode;

@@ -16,6 +16,9 @@ use std::time::{Duration, SystemTime};
 
 use crate::http::decimal;
 
+/// gunicorn's default `access_log_format` (the settings table refers to it).
+pub const DEFAULT_FORMAT: &str = r#"%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s""#;
+
 /// Header (name, value) pairs in one of the shapes the worker holds.
 #[derive(Clone, Copy)]
 pub enum Headers<'a> {
@@ -498,7 +501,7 @@ mod tests {
         let resp = vec![(b"Content-Type".to_vec(), b"text/plain".to_vec())];
         let rec = record(REQ, &resp, None);
         assert_eq!(
-            line(crate::config::DEFAULT_ACCESS_LOG_FORMAT, &rec),
+            line(DEFAULT_FORMAT, &rec),
             "10.0.0.1 - alice [14/Nov/2023:22:13:20 +0000] \"GET /a%20b?x=\\\"1\\\" HTTP/1.1\" 200 5 \"http://r/\" \"curl/8 \\\"x\\\"\"\n"
         );
     }

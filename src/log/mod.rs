@@ -239,7 +239,7 @@ pub fn set_sinks(error: Option<ErrorSink>, access: Option<AccessSink>, reopen: O
         if guard.is_none() {
             *guard = Some(AccessLog {
                 out: None,
-                format: Format::parse(crate::config::DEFAULT_ACCESS_LOG_FORMAT),
+                format: Format::parse(access::DEFAULT_FORMAT),
                 json: false,
                 buf: String::new(),
                 clock: (u64::MAX, String::new()),

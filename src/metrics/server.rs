@@ -83,13 +83,6 @@ impl Server {
         self.listener.local_addr().ok()
     }
 
-    /// Every descriptor this server holds (a forked worker closes them).
-    pub fn raw_fds(&self) -> Vec<i32> {
-        std::iter::once(self.listener.as_raw_fd())
-            .chain(self.clients.iter().map(|c| c.stream.as_raw_fd()))
-            .collect()
-    }
-
     /// What to poll for: new connections, and each client's next step.
     pub fn interests(&self, out: &mut Vec<Interest>) {
         out.push(Interest::read(self.listener.as_raw_fd()));

@@ -1,17 +1,17 @@
 //! systemd's readiness protocol: `sd_notify` messages to `$NOTIFY_SOCKET`.
 
+use std::io;
 use std::os::unix::net::UnixDatagram;
 
 /// Send `state` (e.g. `READY=1`) when the service manager asked for it;
-/// a no-op without `NOTIFY_SOCKET`.
-pub fn sd_notify(state: &str) {
+/// `Ok` without `NOTIFY_SOCKET` (nothing to tell). The error names the socket.
+pub fn sd_notify(state: &str) -> io::Result<()> {
     let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
-        return;
-    };
-    let Ok(sock) = UnixDatagram::unbound() else {
-        return;
+        return Ok(());
     };
     let path = path.to_string_lossy().into_owned();
+    let with_path = |e: io::Error| io::Error::new(e.kind(), format!("{path}: {e}"));
+    let sock = UnixDatagram::unbound().map_err(with_path)?;
     let sent = if let Some(name) = path.strip_prefix('@') {
         use std::os::linux::net::SocketAddrExt;
         std::os::unix::net::SocketAddr::from_abstract_name(name.as_bytes())
@@ -19,7 +19,5 @@ pub fn sd_notify(state: &str) {
     } else {
         sock.send_to(state.as_bytes(), &path)
     };
-    if let Err(e) = sent {
-        crate::debug!("sd_notify {state:?} to {path}: {e}");
-    }
+    sent.map(drop).map_err(with_path)
 }

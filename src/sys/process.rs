@@ -20,12 +20,17 @@ pub enum Forked {
 }
 
 /// Fork the process, running `hooks` the way `os.fork()` does.
-pub fn fork(hooks: &ForkHooks) -> io::Result<Forked> {
-    // SAFETY: the caller holds the interpreter lock and the process has a
-    // single thread (the arbiter never starts threads), which is what these
-    // hooks and fork() require; the child only runs the worker's code and
-    // leaves with `exit_now`, never returning into the parent's stack frames
-    // above the arbiter loop.
+///
+/// # Safety
+///
+/// The process has a single thread (no other thread can hold a lock the
+/// child would wait on forever), the caller holds the interpreter lock when
+/// `hooks` are Python's, and one of the two processes leaves with
+/// `exit_now` or `exec` without unwinding the frames both share (so no
+/// destructor runs for state the other one still owns).
+pub unsafe fn fork(hooks: &ForkHooks) -> io::Result<Forked> {
+    // SAFETY: the caller's promises above are what these hooks and fork()
+    // require.
     unsafe {
         (hooks.before)();
         match nix::unistd::fork() {

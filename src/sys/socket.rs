@@ -6,6 +6,16 @@ use std::os::fd::{OwnedFd, RawFd};
 
 use socket2::{Domain, Socket, Type};
 
+/// What a worker needs to know about one of its listening sockets. `fd`
+/// is the worker's own descriptor for the socket (a duplicate of the
+/// arbiter's): the worker closes it by dropping it when it stops accepting.
+#[derive(Debug)]
+pub struct SlotListener {
+    pub fd: OwnedFd,
+    pub local: Option<SocketAddr>,
+    pub unix_path: Option<String>,
+}
+
 fn tcp_socket(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
     let socket = Socket::new(
         Domain::for_address(addr),
@@ -134,17 +144,4 @@ pub fn set_inheritable(fd: RawFd) -> io::Result<()> {
     flags.remove(nix::fcntl::FdFlag::FD_CLOEXEC);
     nix::fcntl::fcntl(unsafe_borrow(fd), nix::fcntl::FcntlArg::F_SETFD(flags))?;
     Ok(())
-}
-
-/// Close a listening socket this process inherited from the arbiter at
-/// fork. The worker calls it when it stops, so that once the arbiter has
-/// let go of a slot's socket the kernel stops queueing connections on it.
-pub fn close_inherited(fd: RawFd) {
-    // SAFETY: `fd` is the worker's copy of a listener descriptor; the
-    // arbiter's `OwnedFd` for it lives in memory this process never drops
-    // (workers leave with `_exit`), so nothing closes it twice, and the io
-    // engine has stopped accepting on it before this call.
-    unsafe {
-        libc::close(fd);
-    }
 }

@@ -274,27 +274,17 @@ pub fn shutdown_write(fd: RawFd) -> io::Result<()> {
 }
 
 /// Close a descriptor the caller owns and will not use again.
-pub fn close(fd: RawFd) {
-    // SAFETY: the caller owns `fd` and gives it up here; errors from close
+///
+/// # Safety
+///
+/// `fd` is open and owned by the caller, nothing else closes it, and no
+/// one uses the number after this call (a later descriptor may reuse it).
+pub unsafe fn close(fd: RawFd) {
+    // SAFETY: the caller gives `fd` up here (see above); errors from close
     // (EINTR included) leave the descriptor closed on Linux, so none is retried.
     unsafe {
         libc::close(fd);
     }
-}
-
-/// A connected pair of non-blocking unix stream sockets (for probes and tests).
-pub fn socketpair() -> io::Result<(RawFd, RawFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: `fds` is valid for writes of two ints.
-    cvt(unsafe {
-        libc::socketpair(
-            libc::AF_UNIX,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-            fds.as_mut_ptr(),
-        )
-    })?;
-    Ok((fds[0], fds[1]))
 }
 
 /// One `write` (for probes and self-pipes).

@@ -5,15 +5,16 @@ use nix::sys::signal::Signal;
 use pyo3::prelude::*;
 use pyo3::types::PyList;
 
-use super::{State, Worker, WorkerContext, WORKER_SIGNALS};
-use crate::arbiter::{SlotListener, APP_LOAD_ERROR, SIGNALS, WORKER_BOOT_ERROR};
-use crate::config::Config;
-use crate::engine::{Engine, EngineChoice, EngineConfig, EngineKind};
-use crate::http::{DateCache, ParserPool};
+use super::{Exit, State, Worker, WorkerContext, WORKER_SIGNALS};
+use crate::config::{Config, EngineChoice};
+use crate::engine::{Engine, EngineConfig, EngineKind};
+use crate::http::{ConnInfo, DateCache, ParserPool};
 use crate::sys::shm;
-use crate::sys::signal::SignalPipe;
+use crate::sys::signal::{SignalPipe, ARBITER_SIGNALS};
+use crate::sys::socket::SlotListener;
 use crate::sys::{affinity, process, proctitle, signal, stackdump};
-use crate::wsgi::{ConnInfo, WorkerInfo, WsgiApp};
+use crate::wsgi::{WorkerInfo, WsgiApp};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,8 +23,8 @@ use crate::asgi::{AsgiApp, AsgiOptions};
 use crate::config::Interface;
 use crate::handoff::{Mailbox, Runner};
 
-/// The worker process's main: returns its exit code.
-pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
+/// The worker process's main: returns how it ended.
+pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
     let WorkerContext {
         slot,
         cpu,
@@ -35,15 +36,15 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
     } = ctx;
     proctitle::set(&format!("ferrocorn: worker [{}]", cfg.proc_name));
     // Signals arrive blocked from the arbiter's fork: install ours, then unblock.
-    signal::reset_default(SIGNALS);
+    signal::reset_default(ARBITER_SIGNALS);
     let signals = match SignalPipe::install(WORKER_SIGNALS) {
         Ok(s) => s,
         Err(e) => {
             crate::error!("Worker failed to boot: cannot install signal handlers: {e}");
-            return WORKER_BOOT_ERROR;
+            return Exit::BootError;
         }
     };
-    unblock_all(SIGNALS);
+    unblock_all(ARBITER_SIGNALS);
     let _ = process::set_parent_death_signal(Signal::SIGTERM);
     let pinned = cfg.pin_workers && affinity::pin_current(cpu);
     if let Err(e) = arm_timeout_report(py, cfg, age) {
@@ -54,27 +55,23 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
     }
     if let Err(e) = drop_privileges(cfg) {
         crate::error!("Worker failed to boot: {e}");
-        return WORKER_BOOT_ERROR;
+        return Exit::BootError;
     }
 
     let kind = match choose_engine(cfg.io_engine) {
         Ok(kind) => kind,
         Err(msg) => {
             crate::error!("Worker failed to boot: {msg}");
-            return WORKER_BOOT_ERROR;
+            return Exit::BootError;
         }
     };
 
     if let Err(e) = extend_sys_path(py, cfg) {
         crate::error!("Worker failed to boot: cannot set sys.path: {e}");
-        return WORKER_BOOT_ERROR;
+        return Exit::BootError;
     }
     let threaded = cfg.threaded();
-    let info = WorkerInfo {
-        multiprocess: cfg.workers > 1,
-        multithread: threaded,
-    };
-    let app = match WsgiApp::load(py, &cfg.app, info) {
+    let app = match WsgiApp::load(py, &cfg.app, app_info(cfg)) {
         Ok(app) => app,
         Err(e) => {
             crate::error!(
@@ -82,20 +79,15 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
                 cfg.app,
                 e.0
             );
-            return APP_LOAD_ERROR;
+            return Exit::AppLoadError;
         }
     };
-    let me = crate::hooks::WorkerInfo {
-        cfg,
-        pid: std::process::id(),
-        ppid: nix::unistd::getppid().as_raw() as u32,
-        age,
-    };
+    let me = crate::hooks::WorkerInfo::this_process(cfg, age);
     if crate::hooks::call_post_worker_init(py, &me).is_err() {
-        return WORKER_BOOT_ERROR;
+        return Exit::BootError;
     }
 
-    let fds: Vec<i32> = listeners.iter().map(|l| l.fd).collect();
+    let fds: Vec<i32> = listeners.iter().map(|l| l.fd.as_raw_fd()).collect();
     let engine = match Engine::new(
         kind,
         &fds,
@@ -106,13 +98,13 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
         Ok(e) => e,
         Err(e) => {
             crate::error!("Worker failed to boot: cannot start the {kind:?} io engine: {e}");
-            return WORKER_BOOT_ERROR;
+            return Exit::BootError;
         }
     };
     let app = Arc::new(app);
-    let track = crate::log::access_enabled() || cfg.hooks.is_set(crate::hooks::Hook::PostRequest);
-    let pre_request = cfg.hooks.is_set(crate::hooks::Hook::PreRequest);
-    let keep_environ = cfg.hooks.is_set(crate::hooks::Hook::PostRequest)
+    let track = crate::log::access_enabled() || cfg.hooks.is_set(crate::config::Hook::PostRequest);
+    let pre_request = cfg.hooks.is_set(crate::config::Hook::PreRequest);
+    let keep_environ = cfg.hooks.is_set(crate::config::Hook::PostRequest)
         || (crate::log::access_enabled() && !crate::log::access_environ_keys().is_empty());
     let asgi = match cfg.interface {
         Interface::Asgi => true,
@@ -124,7 +116,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
             Ok(m) => Arc::new(m),
             Err(e) => {
                 crate::error!("Worker failed to boot: cannot create the mailbox: {e}");
-                return WORKER_BOOT_ERROR;
+                return Exit::BootError;
             }
         };
         let opts = AsgiOptions::from_config(cfg);
@@ -137,7 +129,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
                     cfg.app,
                     e.0
                 );
-                return APP_LOAD_ERROR;
+                return Exit::AppLoadError;
             }
         }
     } else if threaded {
@@ -157,12 +149,16 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
             Ok((pool, mailbox)) => (Some(Box::new(pool) as Box<dyn Runner>), Some(mailbox)),
             Err(e) => {
                 crate::error!("Worker failed to boot: cannot start app threads: {e}");
-                return WORKER_BOOT_ERROR;
+                return Exit::BootError;
             }
         }
     } else {
         (None, None)
     };
+    let templates = listeners
+        .iter()
+        .map(|l| conn_info_template(l, tls.is_some()))
+        .collect();
     let reloader = cfg
         .reload
         .then(|| super::reload::Reloader::new(py, &cfg.reload_extra_files));
@@ -181,7 +177,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
         max_queued_requests: cfg.max_queued_requests,
         max_queue_wait: cfg.max_queue_wait,
         batch_calls: 0,
-        listener_fds: fds.clone(),
+        listener_fds: listeners.into_iter().map(|l| l.fd).collect(),
         wake_fd,
         max_requests: (cfg.max_requests > 0)
             .then(|| cfg.max_requests + jitter(cfg.max_requests_jitter)),
@@ -190,10 +186,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
         state: State {
             conns: Vec::new(),
             parsers: ParserPool::default(),
-            listeners: listeners
-                .iter()
-                .map(|l| conn_info_template(l, tls.is_some()))
-                .collect(),
+            listeners: templates,
             ready: Vec::new(),
             open: 0,
             http: cfg.http.clone(),
@@ -233,12 +226,12 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
     };
     if let Err(e) = worker.engine.watch(worker.state.signal_fd) {
         crate::error!("Worker failed to boot: cannot watch signals: {e}");
-        return WORKER_BOOT_ERROR;
+        return Exit::BootError;
     }
     if let Some(fd) = worker.state.mail_fd {
         if let Err(e) = worker.engine.watch(fd) {
             crate::error!("Worker failed to boot: cannot watch the app threads' mailbox: {e}");
-            return WORKER_BOOT_ERROR;
+            return Exit::BootError;
         }
     }
     if let Some(fd) = worker.reloader.as_ref().and_then(|r| r.fd()) {
@@ -287,19 +280,37 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
         pid: nix::unistd::getppid().as_raw() as u32,
         num_workers: cfg.workers,
     };
-    let _ = crate::hooks::call_worker_exit(py, &server, &worker_info(cfg, age));
+    let _ = crate::hooks::call_worker_exit(
+        py,
+        &server,
+        &crate::hooks::WorkerInfo::this_process(cfg, age),
+    );
     run_exit_functions(py);
     crate::log::flush();
     code
 }
 
-/// This worker as hooks see it.
-pub(super) fn worker_info(cfg: &Config, age: u64) -> crate::hooks::WorkerInfo<'_> {
-    crate::hooks::WorkerInfo {
-        cfg,
-        pid: std::process::id(),
-        ppid: nix::unistd::getppid().as_raw() as u32,
-        age,
+/// `--check-config`: import the app in the master the way a worker does
+/// (the same sys.path, the same loader); 0 when it loads, 1 when it does not.
+pub fn check_app(py: Python<'_>, cfg: &Config) -> i32 {
+    if let Err(e) = extend_sys_path(py, cfg) {
+        crate::error!("Cannot extend sys.path: {e}");
+        return 1;
+    }
+    match WsgiApp::load(py, &cfg.app, app_info(cfg)) {
+        Ok(_) => 0,
+        Err(e) => {
+            crate::error!("Failed to load the application {:?}: {}", cfg.app, e.0);
+            1
+        }
+    }
+}
+
+/// What the app's environ says about the worker (wsgi.multiprocess, wsgi.multithread).
+fn app_info(cfg: &Config) -> WorkerInfo {
+    WorkerInfo {
+        multiprocess: cfg.workers > 1,
+        multithread: cfg.threaded(),
     }
 }
 
@@ -361,7 +372,8 @@ fn on_timeout_abort(py: Python<'_>, _signum: i32, _frame: Bound<'_, PyAny>) {
         None,
     );
     if let Some((cfg, age)) = ABORT_CONTEXT.get() {
-        let _ = crate::hooks::call_worker_abort(py, &worker_info(cfg, *age));
+        let _ =
+            crate::hooks::call_worker_abort(py, &crate::hooks::WorkerInfo::this_process(cfg, *age));
     }
     crate::log::flush();
     let _ = py.run(

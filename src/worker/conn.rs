@@ -5,8 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use crate::http::{self, ResponseWriter};
-use crate::wsgi::{Body, ConnInfo};
+use crate::http::{self, ConnInfo, ResponseWriter};
+use crate::wsgi::Body;
 
 /// Where a connection is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -7,8 +7,7 @@ use std::time::Instant;
 use super::conn::Connection;
 use super::{Phase, State};
 use crate::engine::{ConnId, Event};
-use crate::http::PeerTrust;
-use crate::wsgi::ConnInfo;
+use crate::http::{ConnInfo, PeerTrust};
 
 impl State {
     /// Record one engine event. Runs without the interpreter lock: it only

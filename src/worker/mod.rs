@@ -12,11 +12,13 @@ mod boot;
 mod conn;
 mod direct;
 mod events;
+mod exit;
 mod reload;
 mod sendfile;
 mod threads;
 
-pub use boot::run;
+pub use boot::{check_app, run};
+pub use exit::Exit;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,14 +26,14 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use pyo3::prelude::*;
 
-use crate::arbiter::{SlotListener, WORKER_BOOT_ERROR};
 use crate::engine::{Bytes, ConnId, Engine};
 use crate::handoff::{Flow, Job, Mailbox, Output, Runner, Ticket};
-use crate::http::{self, DateCache, RequestInfo, ResponseWriter};
+use crate::http::{self, ConnInfo, DateCache, RequestInfo, ResponseWriter};
 use crate::sys::shm::{self, Status};
 use crate::sys::signal;
 use crate::sys::signal::SignalPipe;
-use crate::wsgi::{Chunk, ConnInfo, Reply, WsgiApp};
+use crate::sys::socket::SlotListener;
+use crate::wsgi::{Chunk, Reply, WsgiApp};
 
 use conn::{Connection, InFlight, Phase, Stream};
 
@@ -137,7 +139,7 @@ struct Worker<'a> {
     /// App calls made in this loop turn (the queue position for admission control).
     batch_calls: usize,
     /// This worker's copies of its listening sockets (closed when it stops).
-    listener_fds: Vec<i32>,
+    listener_fds: Vec<std::os::fd::OwnedFd>,
     wake_fd: i32,
     /// Ask for a replacement after this many requests (`--max-requests` plus jitter).
     max_requests: Option<u64>,
@@ -167,8 +169,8 @@ struct Worker<'a> {
 /// What the access log and the post_request hook need once a response ends.
 pub(crate) struct RequestDone {
     head: http::Head,
-    status: crate::wsgi::Status,
-    headers: crate::wsgi::HeaderList,
+    status: crate::http::Status,
+    headers: crate::http::HeaderList,
     start_sys: std::time::SystemTime,
     start: Instant,
     sent: u64,
@@ -210,8 +212,13 @@ impl RequestDone {
             headers: crate::log::Headers::Owned(&self.headers),
             sent: self.sent,
         };
-        let _ =
-            crate::hooks::call_post_request(py, &boot::worker_info(cfg, age), &req, environ, &resp);
+        let _ = crate::hooks::call_post_request(
+            py,
+            &crate::hooks::WorkerInfo::this_process(cfg, age),
+            &req,
+            environ,
+            &resp,
+        );
     }
 }
 
@@ -248,7 +255,7 @@ impl Drop for CallGuard<'_> {
 }
 
 impl Worker<'_> {
-    fn serve(&mut self, py: Python<'_>) -> i32 {
+    fn serve(&mut self, py: Python<'_>) -> Exit {
         let mut next_sweep = Instant::now() + SWEEP_EVERY;
         loop {
             if let Some(s) = self.status {
@@ -275,7 +282,7 @@ impl Worker<'_> {
             });
             if let Err(e) = waited {
                 crate::error!("io engine failed: {e}");
-                return WORKER_BOOT_ERROR;
+                return Exit::BootError;
             }
             if self.state.reload_notified {
                 self.check_reload(py);
@@ -288,9 +295,9 @@ impl Worker<'_> {
                             self.quick_exit = true;
                             let _ = crate::hooks::call_worker_int(
                                 py,
-                                &boot::worker_info(self.cfg, self.age),
+                                &crate::hooks::WorkerInfo::this_process(self.cfg, self.age),
                             );
-                            return 0;
+                            return Exit::Stopped;
                         }
                         Signal::SIGUSR1 => crate::log::reopen(),
                         _ => {}
@@ -325,14 +332,14 @@ impl Worker<'_> {
             self.manage_accept();
             if let Some(since) = self.stopping {
                 if self.state.open == 0 && self.engine.accept_closed() {
-                    return 0;
+                    return Exit::Stopped;
                 }
                 if since.elapsed() >= self.graceful_timeout {
                     crate::warn!(
                         "Graceful timeout reached with {} connection(s) open",
                         self.state.open
                     );
-                    return 0;
+                    return Exit::Stopped;
                 }
             }
         }
@@ -368,9 +375,7 @@ impl Worker<'_> {
             self.accept_paused = true;
             // Our copy of each listener goes, so a slot the arbiter gave up
             // (fewer workers) stops receiving connections nobody will accept.
-            for fd in self.listener_fds.drain(..) {
-                crate::sys::socket::close_inherited(fd);
-            }
+            self.listener_fds.clear();
         }
     }
 
@@ -571,8 +576,12 @@ impl Worker<'_> {
         if self.pre_request {
             let ip = c.peer_ip();
             let info = crate::hooks::RequestInfo::from_head(&req.head, &ip, scheme);
-            if crate::hooks::call_pre_request(py, &boot::worker_info(self.cfg, self.age), &info)
-                .is_err()
+            if crate::hooks::call_pre_request(
+                py,
+                &crate::hooks::WorkerInfo::this_process(self.cfg, self.age),
+                &info,
+            )
+            .is_err()
             {
                 http::error_response(&mut c.out, 500, "Internal Server Error");
                 c.phase = Phase::CloseAfterSend;
@@ -641,7 +650,7 @@ impl Worker<'_> {
                 if let Some((start_sys, start, peer)) = started {
                     let done = RequestDone {
                         head: req.head,
-                        status: crate::wsgi::Status::from(&b"500 Internal Server Error"[..]),
+                        status: crate::http::Status::from(&b"500 Internal Server Error"[..]),
                         headers: std::sync::Arc::new([]),
                         start_sys,
                         start,

@@ -134,7 +134,7 @@ fn answer(py: Python<'_>, shared: &Shared, job: Job) {
         "http"
     };
     let peer = conn.peer.map(|p| p.ip().to_string()).unwrap_or_default();
-    let info = super::boot::worker_info(&shared.cfg, shared.age);
+    let info = crate::hooks::WorkerInfo::this_process(&shared.cfg, shared.age);
     if shared.pre_request {
         let hook_req = crate::hooks::RequestInfo::from_head(&req.head, &peer, scheme);
         if crate::hooks::call_pre_request(py, &info, &hook_req).is_err() {
@@ -159,7 +159,7 @@ fn answer(py: Python<'_>, shared: &Shared, job: Job) {
     );
     let mut done = shared.track.then(|| RequestDone {
         head: req.head,
-        status: crate::wsgi::Status::from(&b"500 Internal Server Error"[..]),
+        status: crate::http::Status::from(&b"500 Internal Server Error"[..]),
         headers: Arc::new([]),
         start_sys,
         start,
@@ -259,7 +259,7 @@ fn post_overloaded(mailbox: &Mailbox, ticket: Ticket, flow: &Flow) {
     mailbox.post(
         ticket,
         Output::Head {
-            status: crate::wsgi::Status::from(&b"503 Service Unavailable"[..]),
+            status: crate::http::Status::from(&b"503 Service Unavailable"[..]),
             headers: super::overloaded_headers().into(),
             known_len: Some(body.len() as u64),
         },

@@ -23,33 +23,18 @@ mod load;
 mod report;
 mod start_response;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::http::Request;
+use crate::http::{ConnInfo, HeaderList, Request, Status};
 
 pub use file_wrapper::FileWrapper;
 
 use body::{Pool, Source};
 use environ::{EnvironError, Template};
 use start_response::Responder;
-
-/// Per-listener and per-connection facts the environ needs.
-#[derive(Clone, Debug)]
-pub struct ConnInfo {
-    /// TCP peer; `None` for a unix socket (REMOTE_ADDR is then empty, no REMOTE_PORT).
-    pub peer: Option<SocketAddr>,
-    /// SERVER_NAME and SERVER_PORT: the listener's address (gunicorn's rule),
-    /// or for a unix socket the `Host` header (port 80) or the socket path.
-    /// Shared with the listener's template: a new connection copies no text.
-    pub server_name: Arc<str>,
-    pub server_port: Arc<str>,
-    /// The listener speaks TLS (wsgi.url_scheme `https`).
-    pub tls: bool,
-}
 
 /// Worker-wide facts for the environ.
 #[derive(Clone, Debug)]
@@ -70,14 +55,6 @@ pub struct WsgiApp {
     template: Template,
     pool: Arc<Pool>,
 }
-
-/// Validated response header (name, value) pairs, latin-1 encoded; shared,
-/// so the list an app gives on every response is checked and built once.
-pub type HeaderList = Arc<[(Vec<u8>, Vec<u8>)]>;
-
-/// A checked status line (`200 OK`), shared like `HeaderList`: an app that
-/// answers with the same status string gets the same bytes each time.
-pub type Status = Arc<[u8]>;
 
 /// The status line and headers the app gave to `start_response`.
 #[derive(Debug)]

@@ -181,7 +181,8 @@ impl EpollEngine {
     /// Close the fd (which also removes it from epoll) and free the slot.
     pub fn release_conn(&mut self, id: u32) {
         let c = &mut self.conns[id as usize];
-        crate::sys::transport::close(c.fd);
+        // SAFETY: the slot owns its descriptor and forgets it right here.
+        unsafe { crate::sys::transport::close(c.fd) };
         c.fd = -1;
         c.open = false;
         c.gen = token::next_gen(c.gen);
@@ -265,7 +266,8 @@ impl Drop for EpollEngine {
     fn drop(&mut self) {
         for c in &mut self.conns {
             if c.open {
-                crate::sys::transport::close(c.fd);
+                // SAFETY: an open slot owns its descriptor; it is marked closed here.
+                unsafe { crate::sys::transport::close(c.fd) };
                 c.open = false;
             }
         }

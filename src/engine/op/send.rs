@@ -23,10 +23,10 @@ use std::io::IoSlice;
 use io_uring::opcode;
 
 use crate::engine::epoll::{self, EpollEngine};
-use crate::engine::op::send_file::{self, FileWrite, Next, Stage};
+use crate::engine::op::send_file::{self, FileWrite, Next};
 use crate::engine::queue::{Bytes, MAX_IOV};
 use crate::engine::token::Kind;
-use crate::engine::uring::{self, ConnState, UringEngine};
+use crate::engine::uring::{self, ConnState, Stage, UringEngine};
 use crate::engine::{ConnId, Event};
 use crate::sys::transport;
 

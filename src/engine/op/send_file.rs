@@ -48,12 +48,11 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use io_uring::{opcode, types};
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
 
 use crate::engine::epoll::{self, EpollEngine};
 use crate::engine::queue::SendQueue;
 use crate::engine::token::Kind;
-use crate::engine::uring::{self, ConnState, UringEngine};
+use crate::engine::uring::{self, ConnState, Pipe, Stage, UringEngine};
 use crate::sys::transport;
 
 /// Most bytes of a file one operation moves (and one epoll turn writes).
@@ -66,12 +65,6 @@ pub const PIECE: u32 = 1 << 20;
 const READ_MAX: u64 = 16 * 1024;
 /// Empty pipes the io_uring engine keeps for the next file.
 const SPARE_PIPES: usize = 16;
-/// The size asked for a pipe (io_uring). Measured on loopback, 256 KiB
-/// moves a file as fast as 1 MiB and 1.5-2 times as fast as the default
-/// 64 KiB, while using a quarter of the pipe pages an unprivileged user
-/// may have before the kernel hands out tiny pipes (`pipe-user-pages-soft`).
-const PIPE_SIZE: libc::c_int = 256 << 10;
-
 /// A new descriptor (close-on-exec) for the file `fd` refers to, owned by
 /// the caller; the original stays the app's to close.
 pub fn dup_fd(fd: RawFd) -> io::Result<OwnedFd> {
@@ -85,26 +78,6 @@ pub fn dup_fd(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
-/// What the io_uring send in flight of a connection is doing.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Stage {
-    /// `Send`/`SendMsg` of queued buffers.
-    #[default]
-    Bytes,
-    /// Splice of a piece of the front file into the pipe.
-    FileToPipe,
-    /// Read of a small file range into the connection's `file_buf`.
-    FileRead,
-    /// Waiting for the socket to take more (after EAGAIN).
-    WaitWritable,
-    /// A cached piece went by sendfile(2) (a no-op carries this to the
-    /// completion path); `full`: the socket took only part of it.
-    Sent { full: bool },
-    /// A step failed before any operation (no pipe could be had, or the
-    /// sendfile failed): a no-op carries the errno to the completion path.
-    Failed(i32),
-}
-
 /// What to do after a step of the send in flight completed.
 pub enum Next {
     /// Go on with what is queued (or report `Sent` when nothing is).
@@ -112,28 +85,6 @@ pub enum Next {
     /// The socket is full: wait until it is writable.
     WaitWritable,
     Failed(i32),
-}
-
-/// A pipe that carries file pages to a socket (io_uring).
-pub struct Pipe {
-    read: OwnedFd,
-    write: OwnedFd,
-    capacity: u32,
-}
-
-impl Pipe {
-    fn new() -> io::Result<Pipe> {
-        let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
-        // Above the user's pipe limit the kernel refuses, and the pipe
-        // keeps the size it was given.
-        let _ = fcntl(&write, FcntlArg::F_SETPIPE_SZ(PIPE_SIZE));
-        let capacity = fcntl(&write, FcntlArg::F_GETPIPE_SZ)?.max(4096) as u32;
-        Ok(Pipe {
-            read,
-            write,
-            capacity,
-        })
-    }
 }
 
 // ---------------------------------------------------------------- io_uring

@@ -25,6 +25,7 @@
 //! connection slots and the wait loop. Imports only `sys` and `log`.
 
 pub mod bufring;
+mod pipe;
 pub mod probe;
 
 use std::io;
@@ -34,7 +35,7 @@ use std::time::{Duration, Instant};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use self::bufring::BufRing;
-use crate::engine::op::send_file::{Pipe, Stage};
+pub use self::pipe::{Pipe, Stage};
 use crate::engine::queue::{SendQueue, Spare};
 use crate::engine::token::{self, Kind};
 use crate::engine::{ConnId, EngineConfig, Event, ListenerId};
@@ -542,17 +543,22 @@ impl UringEngine {
         self.stopping = true;
         self.accept_paused = true;
         for (_, fd) in self.held_accepts.drain(..) {
-            crate::sys::transport::close(fd);
+            // SAFETY: an accepted descriptor held back (over the connection
+            // limit) is the engine's alone, and is dropped from the list here.
+            unsafe { crate::sys::transport::close(fd) };
         }
         for p in self.pending.drain(..) {
             if let Pending::Accept(_, fd) = p {
-                crate::sys::transport::close(fd);
+                // SAFETY: as above, for an accept not yet given a slot.
+                unsafe { crate::sys::transport::close(fd) };
             }
         }
         for id in 0..self.conns.len() as u32 {
             let c = &mut self.conns[id as usize];
             if c.state == ConnState::Open {
-                crate::sys::transport::close(c.fd);
+                // SAFETY: an open slot owns its descriptor; the slot turns
+                // Closing here, so nothing closes or uses `c.fd` again.
+                unsafe { crate::sys::transport::close(c.fd) };
                 c.state = ConnState::Closing;
                 if c.ops == 0 {
                     // Nothing outstanding: free it now (op_done frees at 0).

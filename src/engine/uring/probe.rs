@@ -78,16 +78,23 @@ fn multishot_recv_works(mut ring: IoUring, release: &str) -> Result<(), Unavaila
             unavailable(format!("cannot register a buffer ring: {e}"))
         }
     })?;
-    let (a, b) = transport::socketpair().map_err(|e| unavailable(format!("socketpair: {e}")))?;
+    let (a, b) = std::os::unix::net::UnixStream::pair()
+        .and_then(|(a, b)| {
+            a.set_nonblocking(true)?;
+            b.set_nonblocking(true)?;
+            Ok((a, b))
+        })
+        .map_err(|e| unavailable(format!("socketpair: {e}")))?;
     let result = (|| {
-        let sqe = opcode::RecvMulti::new(types::Fd(a), bufs.bgid())
+        let sqe = opcode::RecvMulti::new(types::Fd(a.as_raw_fd()), bufs.bgid())
             .build()
             .user_data(1);
         // SAFETY: the receive writes only into `bufs`, which outlives the
         // ring (the ring is dropped first, below).
         unsafe { ring.submission().push(&sqe) }
             .map_err(|_| unavailable("probe ring full".to_string()))?;
-        transport::write(b, b"x").map_err(|e| unavailable(format!("socketpair write: {e}")))?;
+        transport::write(b.as_raw_fd(), b"x")
+            .map_err(|e| unavailable(format!("socketpair write: {e}")))?;
         let fd = RingRef::Fd(ring.as_raw_fd());
         enter(fd, 1, 1, Some(Duration::from_secs(1)))
             .map_err(|e| unavailable(format!("enter failed: {e}")))?;
@@ -110,8 +117,7 @@ fn multishot_recv_works(mut ring: IoUring, release: &str) -> Result<(), Unavaila
             ))),
         }
     })();
-    transport::close(a);
-    transport::close(b);
+    drop((a, b));
     // Both socket ends are closed, so nothing more can land in `bufs`.
     drop(ring);
     drop(bufs);
