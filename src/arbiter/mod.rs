@@ -123,6 +123,8 @@ pub struct Arbiter {
     restarts: u64,
     /// Workers aborted after `--timeout`.
     timeouts: u64,
+    /// Workers ended by a signal nobody here sent (kill -9, the OOM killer, a crash).
+    signal_deaths: u64,
     /// A stop has begun (/readyz answers 503).
     stopping: bool,
 }
@@ -232,6 +234,7 @@ impl Arbiter {
             reaped: shm::Counters::default(),
             restarts: 0,
             timeouts: 0,
+            signal_deaths: 0,
             stopping: false,
         })
     }
@@ -397,6 +400,7 @@ impl Arbiter {
             workers,
             restarts: self.restarts,
             timeouts: self.timeouts,
+            signal_deaths: self.signal_deaths,
         }
     }
 
@@ -760,6 +764,10 @@ impl Arbiter {
             }
             if !child.retiring {
                 self.restarts += 1;
+                if matches!(how, ChildExit::Signal(_)) && child.aborted.is_none() {
+                    self.signal_deaths += 1;
+                    crate::log::statsd::increment("ferrocorn.workers.signal_deaths");
+                }
             }
             match how {
                 ChildExit::Code(0) => crate::info!("Worker exiting (pid: {pid})"),

@@ -99,6 +99,18 @@ pub fn render(s: &Snapshot, out: &mut String) {
 
     head(
         out,
+        "ferrocorn_worker_signal_deaths_total",
+        "counter",
+        "Workers killed by a signal the master did not send (kill -9, the OOM killer, a crash).",
+    );
+    let _ = writeln!(
+        out,
+        "ferrocorn_worker_signal_deaths_total {}",
+        s.signal_deaths
+    );
+
+    head(
+        out,
         "ferrocorn_worker_info",
         "gauge",
         "One series per live worker: its pid, slot and io engine.",
@@ -148,6 +160,7 @@ mod tests {
             ],
             restarts: 4,
             timeouts: 1,
+            signal_deaths: 2,
         }
     }
 
@@ -170,6 +183,7 @@ mod tests {
         assert_eq!(value(&out, "ferrocorn_workers"), "2");
         assert_eq!(value(&out, "ferrocorn_worker_restarts_total"), "4");
         assert_eq!(value(&out, "ferrocorn_worker_timeouts_total"), "1");
+        assert_eq!(value(&out, "ferrocorn_worker_signal_deaths_total"), "2");
         assert_eq!(
             value(
                 &out,

@@ -1,0 +1,101 @@
+"""Faults the server must survive: workers killed or stopped under load, the
+master killed, file descriptors or disk running out, and bursts of
+connections larger than the io engine's queues. docs/faults.md says what the
+server does in each case.
+
+Every test runs on both io engines, bounds its load in count and time, and
+waits by polling for the state it needs.
+"""
+import json
+import os
+import random
+import re
+import resource
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import free_port
+from servers import launch  # noqa: F401  (the fixture)
+from support import (IO_TIMEOUT, Load, RawConn, alive, cpus_allowed, gone, proc_stat,
+                     request_bytes, wait_until)
+from test_metrics_endpoint import scrape
+
+pytestmark = [pytest.mark.ferrocorn_only, pytest.mark.timeout(90)]
+
+MiB = 1 << 20
+
+
+def metrics(serve, app, *args, workers=1, env=None):
+    """A server with --metrics-bind; `server.metric(name)` reads one sample."""
+    mport = free_port()
+    server = serve(app, "--metrics-bind", "127.0.0.1:%d" % mport, *args, workers=workers,
+                   env=env)
+    server.metric = lambda name: scrape(mport).get((name, ""))
+    return server
+
+
+def replacement(server, victim, count):
+    """The worker set once `victim` is gone and `count` workers run again."""
+    return wait_until(
+        lambda: (lambda w: w if len(w) == count and victim not in w else None)(server.workers()),
+        15, what="a replacement for worker %d" % victim)
+
+
+def cpu_ticks(pid):
+    """utime + stime of a process, in clock ticks (/proc/PID/stat fields 14, 15)."""
+    with open("/proc/%d/stat" % pid) as f:
+        data = f.read()
+    rest = data[data.rindex(")") + 2:].split()
+    return int(rest[11]) + int(rest[12])
+
+
+# ------------------------------------------------------------ 1. kill -9 of workers
+
+KILLS = 3
+CLIENTS = 4
+
+
+def test_killing_workers_under_load_fails_only_their_in_flight_requests(serve):
+    server = metrics(serve, "basic:app", "--keep-alive", "30", workers=2)
+    workers = server.wait_workers(2)
+    cpu_of_slot = {pid: cpus_allowed(pid) for pid in workers}
+    rng = random.Random(7)
+    killed = []
+    load = Load(server.host, server.port, clients=CLIENTS, max_requests=20000,
+                max_seconds=40, pause=0.001)
+    with load:
+        wait_until(load.all_answered, 10, what="every client answered once")
+        for _ in range(KILLS):
+            # Every client has talked to a worker since the last kill, so a
+            # failure below can be put down to the worker it last talked to.
+            with load._lock:
+                load.last_pids = [None] * CLIENTS
+            wait_until(load.all_answered, 10, what="every client answered again")
+            victim = rng.choice(sorted(workers))
+            cpus = cpus_allowed(victim)
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+            after = replacement(server, victim, 2)
+            (new,) = set(after) - set(workers)
+            # The slot's replacement is pinned to the slot's CPU.
+            assert cpus_allowed(new) == cpus and len(cpus) == 1
+            cpu_of_slot[new] = cpus
+            workers = after
+            load.wait_for(200)
+    print("kills:", killed, load.summary())
+    # Only requests in flight on a killed worker failed: at most one per
+    # client per kill (a client has one request in flight), and each after
+    # an answer from a worker that was then killed.
+    assert load.ok > 600
+    assert len(load.failures) <= CLIENTS * KILLS, load.summary()
+    assert all(f.last_pid in killed for f in load.failures), load.summary()
+    assert server.metric("ferrocorn_worker_signal_deaths_total") == KILLS
+    assert server.metric("ferrocorn_worker_restarts_total") == KILLS
+    log = server.log()
+    for pid in killed:
+        assert "Worker (pid:%d) was sent SIGKILL!" % pid in log
