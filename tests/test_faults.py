@@ -99,3 +99,31 @@ def test_killing_workers_under_load_fails_only_their_in_flight_requests(serve):
     log = server.log()
     for pid in killed:
         assert "Worker (pid:%d) was sent SIGKILL!" % pid in log
+
+
+# ------------------------------------------------------------ 2. kill -9 of the master
+
+def test_workers_leave_with_a_killed_master_and_free_the_port(serve):
+    server = serve("basic:app", workers=2)
+    workers = server.wait_workers(2)
+    # One connection kept alive: a worker does not wait for idle clients.
+    with server.connect() as conn:
+        conn.send(request_bytes(target="/pid"))
+        assert conn.read_response().status == 200
+        os.kill(server.pid, signal.SIGKILL)
+        server.proc.wait(IO_TIMEOUT)
+        wait_until(lambda: all(gone(pid, start) for pid, start in workers.items()), 10,
+                   what="the workers of the killed master to exit")
+
+    def port_free():
+        # What a restarted server does: SO_REUSEADDR, no SO_REUSEPORT, so a
+        # listener left open anywhere makes bind or listen fail.
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", server.port))
+                s.listen(1)
+            except OSError:
+                return False
+            return True
+    wait_until(port_free, 10, what="port %d to be free" % server.port)

@@ -660,8 +660,17 @@ impl Arbiter {
         // Signals stay blocked across fork so a signal meant for the new
         // worker cannot run the arbiter's handler in it.
         mask_signals(SigmaskHow::SIG_BLOCK);
+        let master = nix::unistd::getpid();
         match process::fork(&python_fork_hooks()) {
             Ok(Forked::Child) => {
+                // First of all: a master killed with -9 takes its workers
+                // along (TERM: they finish what is in flight and let go of
+                // the listeners). One that died before the request sends
+                // nothing, so the parent is checked after it.
+                let _ = process::set_parent_death_signal(Signal::SIGTERM);
+                if !process::parent_is(master) {
+                    process::exit_now(0);
+                }
                 // The other slots' sockets are not this worker's: holding
                 // them would keep a removed slot's socket in the port's
                 // group after the arbiter lets go of it.

@@ -44,7 +44,6 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> i32 {
         }
     };
     unblock_all(SIGNALS);
-    let _ = process::set_parent_death_signal(Signal::SIGTERM);
     let pinned = cfg.pin_workers && affinity::pin_current(cpu);
     if let Err(e) = arm_timeout_report(py, cfg, age) {
         crate::warn!("Timeout tracebacks unavailable: {e}");
