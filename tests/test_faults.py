@@ -127,3 +127,34 @@ def test_workers_leave_with_a_killed_master_and_free_the_port(serve):
                 return False
             return True
     wait_until(port_free, 10, what="port %d to be free" % server.port)
+
+
+# ------------------------------------------------------------ 3. SIGSTOP
+
+def test_stopped_worker_is_killed_after_the_timeout_and_its_queue_is_served(serve):
+    server = serve("basic:app", "--timeout", "2")
+    (pid,) = server.wait_workers(1)
+    os.kill(pid, signal.SIGSTOP)
+    conns = []
+    try:
+        wait_until(lambda: proc_stat(pid)[0] == "T", 15, what="the worker to stop")
+        for _ in range(4):
+            c = server.connect(timeout=20)
+            c.send(request_bytes(target="/pid"))
+            conns.append(c)
+        new = replacement(server, pid, 1)
+        for c in conns:
+            resp = c.read_response()
+            assert resp.status == 200
+            assert int(resp.body) in new
+    finally:
+        for c in conns:
+            c.close()
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    log = server.log()
+    assert re.search(r"WORKER TIMEOUT \(pid:%d\): silent for" % pid, log)
+    # A stopped process cannot run its SIGABRT handler: SIGKILL ends it.
+    assert "Worker (pid:%d) was aborted after the timeout (kill)" % pid in log
