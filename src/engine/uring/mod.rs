@@ -222,6 +222,8 @@ pub struct UringEngine {
     cqes: Vec<cqueue::Entry>,
     /// Set while dropping: nothing is re-armed.
     stopping: bool,
+    /// Rest after accept errors (EMFILE...).
+    pub accept_backoff: crate::engine::op::accept::AcceptBackoff,
     /// Receives that ended because the buffer ring ran dry (and were
     /// re-armed): a sign `RECV_BUFFERS` is small for the load.
     pub recv_out_of_buffers: u64,
@@ -331,6 +333,7 @@ impl UringEngine {
             pipes: Vec::new(),
             cqes: Vec::with_capacity(CQ_ENTRIES as usize),
             stopping: false,
+            accept_backoff: Default::default(),
             recv_out_of_buffers: 0,
             recv_cancels: 0,
             rearm: Vec::new(),
