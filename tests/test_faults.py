@@ -208,3 +208,61 @@ def test_out_of_descriptors_backs_off_keeps_serving_and_recovers(launch):
         for c in clients:
             c.close()
         kept.close()
+
+
+# ------------------------------------------------------------ 5. full disk
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs, unmounted after the test."""
+    d = tmp_path / "small-disk"
+    d.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m,mode=0777", "tmpfs", str(d)],
+                         capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here: %s" % (res.stderr.strip() or res.returncode))
+    yield d
+    subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def post_raw(server, target, body, timeout=30):
+    """POST `body` with a Content-Length, sending from a thread (the server
+    may answer before reading it all); returns the response."""
+    with server.connect(timeout=timeout) as conn:
+        conn.send(request_bytes("POST", target, headers=[("Content-Length", str(len(body)))]))
+
+        def send():
+            try:
+                conn.sock.sendall(body)
+            except OSError:
+                pass
+        t = threading.Thread(target=send, daemon=True)
+        t.start()
+        resp = conn.read_final_response()[1]
+        t.join(timeout)
+        return resp
+
+
+def test_full_body_temp_dir_fails_only_that_request(serve, small_disk):
+    server = serve("uploads:app", "--body-temp-dir", str(small_disk), "--body-buffer-size",
+                   "65536", env={"TEST_BODY_DIR": str(small_disk)})
+    (pid,) = server.wait_workers(1)
+    body = bytes(range(256)) * (12 * 1024)  # 3 MiB, past the 2 MiB disk
+    resp = post_raw(server, "/hash", body)
+    assert resp.status == 500, resp
+    assert b"could not be stored" in resp.body
+    assert str(small_disk).encode() not in resp.body
+    log = server.log()
+    assert re.search(r"Cannot store the request body from ip=127\.0\.0\.1: .*"
+                     r"No space left on device", log), log
+    # The same worker serves on, and the file of the failed body is gone.
+    small = post_raw(server, "/hash", body[:1000])
+    assert small.status == 200 and json.loads(small.body)["length"] == 1000
+    spilled = post_raw(server, "/hash", body[:MiB])
+    assert spilled.status == 200 and json.loads(spilled.body)["length"] == MiB
+    with server.connect() as conn:
+        conn.send(request_bytes("GET", "/fds"))
+        assert json.loads(conn.read_final_response()[1].body)["body_files"] == 0
+    assert server.workers().keys() == {pid}
+    st = os.statvfs(small_disk)
+    assert (st.f_blocks - st.f_bfree) * st.f_frsize < 64 * 1024

@@ -473,6 +473,20 @@ impl Worker<'_> {
                 http::Event::Error(e) => {
                     let ip = c.peer_ip();
                     match e.status() {
+                        // The server's fault (a full or failing
+                        // --body-temp-dir): an error, and the client gets
+                        // no file names.
+                        Some(status) if e.kind == http::HttpErrorKind::BodyNotStored => {
+                            crate::error!(
+                                "Cannot store the request body from ip={ip}: {}",
+                                e.detail
+                            );
+                            http::error_response(
+                                &mut c.out,
+                                status,
+                                "The request body could not be stored.",
+                            );
+                        }
                         Some(status) => {
                             crate::warn!("Invalid request from ip={ip}: {e}");
                             http::error_response(&mut c.out, status, &e.detail);
