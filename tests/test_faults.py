@@ -199,6 +199,7 @@ def test_out_of_descriptors_backs_off_keeps_serving_and_recovers(launch):
         assert ticks < 0.25 * hz * window, "%d ticks in %.2fs" % (ticks, window)
         lines = server.log().count("accept failed: Too many open files")
         assert lines <= 2 + window, "%d warnings in %.2fs" % (lines, window)
+        assert scrape(mport).get(("ferrocorn_accept_rests_total", ""), 0) >= 1
         # Descriptors are there again: every waiting client is answered.
         resource.prlimit(pid, resource.RLIMIT_NOFILE, (4 * NOFILE, 4 * NOFILE))
         for c in clients:
@@ -266,3 +267,51 @@ def test_full_body_temp_dir_fails_only_that_request(serve, small_disk):
     assert server.workers().keys() == {pid}
     st = os.statvfs(small_disk)
     assert (st.f_blocks - st.f_bfree) * st.f_frsize < 64 * 1024
+
+
+# ------------------------------------------------------------ 6. bursts
+
+BURST = 3000
+
+
+def test_a_burst_of_connections_sending_at_once_is_all_answered(serve):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = BURST + 1000
+    if hard != resource.RLIM_INFINITY and hard < want:
+        pytest.skip("RLIMIT_NOFILE hard limit %d < %d" % (hard, want))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))
+    conns = []
+    try:
+        # The server inherits the raised limit.
+        server = metrics(serve, "basic:app", "--worker-connections", str(BURST + 100),
+                         "--backlog", "4096")
+        for _ in range(BURST):
+            conns.append(socket.create_connection((server.host, server.port), timeout=20))
+        req = request_bytes(target="/pid", headers=[("Connection", "close")])
+        # Every request goes out before any answer is read.
+        for c in conns:
+            c.sendall(req)
+        answered = 0
+        deadline = time.monotonic() + 60
+        for c in conns:
+            c.settimeout(max(1.0, deadline - time.monotonic()))
+            data = b""
+            while True:
+                chunk = c.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            assert data.startswith(b"HTTP/1.1 200 "), data[:100]
+            answered += 1
+        assert answered == BURST
+        counts = {name: server.metric(name) for name in (
+            "ferrocorn_uring_cq_overflows_total",
+            "ferrocorn_uring_recv_buffer_exhaustions_total",
+            "ferrocorn_accept_rests_total")}
+        print("burst of %d: %s" % (BURST, counts))
+        assert all(v is not None for v in counts.values())
+        assert server.metric("ferrocorn_requests_total") >= BURST
+    finally:
+        for c in conns:
+            c.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

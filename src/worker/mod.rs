@@ -260,6 +260,7 @@ impl Worker<'_> {
                     .and_then(|r| r.alive_at_ms())
                     .map_or(now, |t| t.min(now));
                 s.loop_ms.store(alive, std::sync::atomic::Ordering::Release);
+                s.store_faults(&self.engine.faults());
             }
             let now = Instant::now();
             let timeout = next_sweep.saturating_duration_since(now);
