@@ -63,6 +63,25 @@ ensure_nginx() {
     [[ $rc == 0 ]] || die "installing nginx failed (exit $rc)"
 }
 
+# haproxy for tests/test_proxy_desync.py: Debian's package, installed only
+# when no haproxy is found, kept from starting a system-wide haproxy the
+# way ensure_nginx keeps nginx from starting.
+ensure_haproxy() {
+    if command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]]; then
+        return
+    fi
+    local policy=/usr/sbin/policy-rc.d added=0
+    if [[ "$(id -u)" == 0 && ! -e "$policy" ]] && command -v apt-get >/dev/null; then
+        printf '#!/bin/sh\n# no service starts while scripts/test installs haproxy\nexit 101\n' >"$policy"
+        chmod 755 "$policy"
+        added=1
+    fi
+    local rc=0
+    apt_install haproxy || rc=$?
+    if [[ $added == 1 ]]; then rm -f "$policy"; fi
+    [[ $rc == 0 ]] || die "installing haproxy failed (exit $rc)"
+}
+
 require_tools() {
     command -v python3 >/dev/null || die "python3 not found: install Python 3.10 or newer"
     command -v cargo >/dev/null || die "cargo not found: install Rust (rustup) first"

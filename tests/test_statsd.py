@@ -2,6 +2,7 @@
 datagram socket the test binds (UDP, or a unix datagram socket)."""
 import os
 import re
+import signal
 import socket
 import time
 
@@ -91,6 +92,16 @@ def test_log_lines_are_counted_by_level(serve, udp_collector):
     udp_collector.wait_for(lambda l: l == "gunicorn.log.warning:1|c|@1.0",
                            what="warning counter")
     assert "gunicorn.log.error:1|c|@1.0" not in udp_collector.lines
+
+
+@pytest.mark.ferrocorn_only
+def test_a_worker_killed_by_a_signal_is_counted_by_the_master(serve, udp_collector):
+    port = udp_collector.sock.getsockname()[1]
+    server = serve("basic:app", "--statsd-host", "127.0.0.1:%d" % port)
+    (pid,) = server.wait_workers(1)
+    os.kill(pid, signal.SIGKILL)
+    udp_collector.wait_for(lambda l: l == "ferrocorn.workers.signal_deaths:1|c|@1.0",
+                           timeout=10, what="signal deaths counter")
 
 
 @pytest.mark.ferrocorn_only

@@ -134,6 +134,8 @@ pub struct Arbiter {
     restarts: u64,
     /// Workers aborted after `--timeout`.
     timeouts: u64,
+    /// Workers ended by a signal nobody here sent (kill -9, the OOM killer, a crash).
+    signal_deaths: u64,
     /// A stop has begun (/readyz answers 503).
     stopping: bool,
 }
@@ -243,6 +245,7 @@ impl Arbiter {
             reaped: shm::Counters::default(),
             restarts: 0,
             timeouts: 0,
+            signal_deaths: 0,
             stopping: false,
         })
     }
@@ -408,6 +411,7 @@ impl Arbiter {
             workers,
             restarts: self.restarts,
             timeouts: self.timeouts,
+            signal_deaths: self.signal_deaths,
         }
     }
 
@@ -667,12 +671,21 @@ impl Arbiter {
         // Signals stay blocked across fork so a signal meant for the new
         // worker cannot run the arbiter's handler in it.
         mask_signals(SigmaskHow::SIG_BLOCK);
+        let master = nix::unistd::getpid();
         // SAFETY: the arbiter runs on one thread and holds the interpreter
         // lock (`py`); the child leaves with `exit_now` below.
         #[allow(unsafe_code)]
         let forked = unsafe { process::fork(&python_fork_hooks()) };
         match forked {
             Ok(Forked::Child) => {
+                // First of all: a master killed with -9 takes its workers
+                // along (TERM: they finish what is in flight and let go of
+                // the listeners). One that died before the request sends
+                // nothing, so the parent is checked after it.
+                let _ = process::set_parent_death_signal(Signal::SIGTERM);
+                if !process::parent_is(master) {
+                    process::exit_now(0);
+                }
                 // The arbiter's sockets are not this worker's (it has its
                 // own descriptors in `slot_listeners`): holding them would
                 // keep a removed slot's socket in the port's group after the
@@ -765,6 +778,10 @@ impl Arbiter {
             }
             if !child.retiring {
                 self.restarts += 1;
+                if matches!(how, ChildExit::Signal(_)) && child.aborted.is_none() {
+                    self.signal_deaths += 1;
+                    crate::log::statsd::increment("ferrocorn.workers.signal_deaths");
+                }
             }
             match how {
                 ChildExit::Code(0) => crate::info!("Worker exiting (pid: {pid})"),

@@ -241,6 +241,21 @@ impl Engine {
         each!(self, e => e.close(conn.0))
     }
 
+    /// What the engine met and survived so far (for metrics).
+    pub fn faults(&self) -> crate::sys::shm::EngineFaults {
+        match self {
+            Engine::Uring(e) => crate::sys::shm::EngineFaults {
+                accept_rests: e.accept_backoff.rests,
+                cq_overflows: e.cq_overflows,
+                recv_no_buffers: e.recv_out_of_buffers,
+            },
+            Engine::Epoll(e) => crate::sys::shm::EngineFaults {
+                accept_rests: e.accept_backoff.rests,
+                ..Default::default()
+            },
+        }
+    }
+
     /// Submit queued work and wait up to `timeout` (forever if `None`) for
     /// at least one event; call `on_event` for each event ready.
     pub fn wait(

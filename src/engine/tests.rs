@@ -921,6 +921,67 @@ fn classic_buffer_ring_receives_continue_after_running_dry() {
     }
 }
 
+/// A burst of completions far larger than the completion queue: they wait
+/// in the kernel's overflow list, are flushed and handled; none is lost
+/// and no connection is left waiting.
+#[test]
+fn completions_past_a_full_completion_queue_are_all_delivered() {
+    if !available(EngineKind::Uring) {
+        return;
+    }
+    // Within std's listen backlog (128), so every connect completes at once.
+    const CLIENTS: usize = 100;
+    crate::engine::uring::tests::SMALL_RING.set(Some((8, 16)));
+    let l = tcp_listener();
+    let mut h = Harness::new(EngineKind::Uring, &[l.as_raw_fd()]);
+    crate::engine::uring::tests::SMALL_RING.set(None);
+    // Every client connects and sends before the engine turns once: one
+    // accept, one receive and one end of stream per client, at once.
+    let clients: Vec<TcpStream> = (0..CLIENTS)
+        .map(|i| {
+            let mut c = client(&l);
+            c.write_all(&pattern(i, 100 + i)).unwrap();
+            c.shutdown(Shutdown::Write).unwrap();
+            c
+        })
+        .collect();
+    let start = Instant::now();
+    let mut got: std::collections::HashMap<ConnId, Vec<u8>> = std::collections::HashMap::new();
+    let mut accepted = Vec::new();
+    let mut eofs = 0;
+    while eofs < CLIENTS {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "timed out: {} accepted, {eofs} ends",
+            accepted.len()
+        );
+        h.turn(Duration::from_millis(20));
+        for ev in std::mem::take(&mut h.log) {
+            match ev {
+                Ev::Accepted(c, _) => accepted.push(c),
+                Ev::Data(c, d) => got.entry(c).or_default().extend_from_slice(&d),
+                Ev::Eof(_) => eofs += 1,
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(accepted.len(), CLIENTS);
+    // Accept order is connect order.
+    for (i, c) in accepted.iter().enumerate() {
+        let bytes = got.get(c).map_or(&[][..], Vec::as_slice);
+        assert!(
+            bytes == pattern(i, 100 + i).as_slice(),
+            "bytes of client {i}"
+        );
+    }
+    let Engine::Uring(e) = &h.engine else {
+        unreachable!()
+    };
+    assert!(e.cq_overflows > 0, "the completion queue never overflowed");
+    assert_eq!(h.engine.faults().cq_overflows, e.cq_overflows);
+    drop(clients);
+}
+
 fn receives_all_bytes_in_order_while_the_ring_runs_dry(kind: EngineKind) {
     // 67 × 64 KiB = 4.2 MiB (and 33 small writes) against 4 MiB of receive
     // buffers; 64 KiB fits in

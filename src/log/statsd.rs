@@ -296,6 +296,16 @@ pub fn gauge(name: &str, value: u64) {
     }
 }
 
+/// One more of a counted event of the master's (`ferrocorn.workers.signal_deaths`), sent at once.
+pub fn increment(name: &str) {
+    if !enabled() {
+        return;
+    }
+    if let Some(c) = client().as_mut() {
+        c.send_now(name, format_args!("1"), Kind::Counter);
+    }
+}
+
 /// A log line at a counted level: `gunicorn.log.<what>`, sent at once.
 pub fn log_line(what: &'static str) {
     if !enabled() {

@@ -51,6 +51,9 @@ pub struct Snapshot {
     pub restarts: u64,
     /// Workers aborted by the master after `--timeout`.
     pub timeouts: u64,
+    /// Workers killed by a signal the master did not send (kill -9, the
+    /// OOM killer, a crash); a subset of `restarts`.
+    pub signal_deaths: u64,
 }
 
 /// `--metrics-bind HOST:PORT` (`[IPV6]:PORT` for IPv6; a host name is resolved).

@@ -78,6 +78,28 @@ pub fn render(s: &Snapshot, out: &mut String) {
     );
     let _ = writeln!(out, "ferrocorn_requests_shed_total {}", c.shed);
 
+    let f = &c.faults;
+    for (name, help, n) in [
+        (
+            "ferrocorn_accept_rests_total",
+            "Times a worker stopped accepting for a while after a resource error (EMFILE, ENFILE, ENOMEM).",
+            f.accept_rests,
+        ),
+        (
+            "ferrocorn_uring_cq_overflows_total",
+            "io_uring turns whose completions overflowed the completion queue (kept by the kernel, none lost).",
+            f.cq_overflows,
+        ),
+        (
+            "ferrocorn_uring_recv_buffer_exhaustions_total",
+            "io_uring multishot receives ended by an empty provided-buffer ring (ENOBUFS) and re-armed.",
+            f.recv_no_buffers,
+        ),
+    ] {
+        head(out, name, "counter", help);
+        let _ = writeln!(out, "{name} {n}");
+    }
+
     head(out, "ferrocorn_workers", "gauge", "Worker processes alive.");
     let _ = writeln!(out, "ferrocorn_workers {}", s.workers.len());
 
@@ -96,6 +118,18 @@ pub fn render(s: &Snapshot, out: &mut String) {
         "Workers aborted by the master after --timeout.",
     );
     let _ = writeln!(out, "ferrocorn_worker_timeouts_total {}", s.timeouts);
+
+    head(
+        out,
+        "ferrocorn_worker_signal_deaths_total",
+        "counter",
+        "Workers killed by a signal the master did not send (kill -9, the OOM killer, a crash).",
+    );
+    let _ = writeln!(
+        out,
+        "ferrocorn_worker_signal_deaths_total {}",
+        s.signal_deaths
+    );
 
     head(
         out,
@@ -118,13 +152,18 @@ pub fn render(s: &Snapshot, out: &mut String) {
 mod tests {
     use super::*;
     use crate::metrics::WorkerView;
-    use crate::sys::shm::{Counters, ENGINE_EPOLL, ENGINE_URING};
+    use crate::sys::shm::{Counters, EngineFaults, ENGINE_EPOLL, ENGINE_URING};
 
     fn sample() -> Snapshot {
         let mut c = Counters {
             shed: 2,
             classes: [0, 3, 0, 1, 1],
             duration_us: 1_500_000,
+            faults: EngineFaults {
+                accept_rests: 3,
+                cq_overflows: 1,
+                recv_no_buffers: 7,
+            },
             ..Counters::default()
         };
         c.durations[0] = 2; // <= 5 ms
@@ -148,6 +187,7 @@ mod tests {
             ],
             restarts: 4,
             timeouts: 1,
+            signal_deaths: 2,
         }
     }
 
@@ -170,6 +210,13 @@ mod tests {
         assert_eq!(value(&out, "ferrocorn_workers"), "2");
         assert_eq!(value(&out, "ferrocorn_worker_restarts_total"), "4");
         assert_eq!(value(&out, "ferrocorn_worker_timeouts_total"), "1");
+        assert_eq!(value(&out, "ferrocorn_worker_signal_deaths_total"), "2");
+        assert_eq!(value(&out, "ferrocorn_accept_rests_total"), "3");
+        assert_eq!(value(&out, "ferrocorn_uring_cq_overflows_total"), "1");
+        assert_eq!(
+            value(&out, "ferrocorn_uring_recv_buffer_exhaustions_total"),
+            "7"
+        );
         assert_eq!(
             value(
                 &out,

@@ -55,6 +55,12 @@ pub fn set_parent_death_signal(sig: Signal) -> io::Result<()> {
     nix::sys::prctl::set_pdeathsig(sig).map_err(io::Error::from)
 }
 
+/// Whether this process's parent is still `parent` (a child whose parent
+/// died was re-parented to init or a subreaper).
+pub fn parent_is(parent: Pid) -> bool {
+    nix::unistd::getppid() == parent
+}
+
 /// Leave the process at once with `code`, running no exit handlers (a
 /// forked worker must not run the parent's atexit work).
 pub fn exit_now(code: i32) -> ! {

@@ -39,6 +39,11 @@ pub struct Status {
     pub durations: [AtomicU64; DURATION_BUCKETS],
     /// Sum of the durations counted in `durations`, in microseconds.
     pub duration_us: AtomicU64,
+    /// The io engine's fault counters, as `EngineFaults` says (the worker
+    /// stores its engine's totals after each loop turn).
+    pub accept_rests: AtomicU64,
+    pub cq_overflows: AtomicU64,
+    pub recv_no_buffers: AtomicU64,
 }
 
 pub const ENGINE_UNKNOWN: u32 = 0;
@@ -56,6 +61,21 @@ pub struct Counters {
     pub classes: [u64; 5],
     pub durations: [u64; DURATION_BUCKETS],
     pub duration_us: u64,
+    pub faults: EngineFaults,
+}
+
+/// What the io engine met and survived, counted since the worker started.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EngineFaults {
+    /// Accepting paused after a resource error (EMFILE, ENFILE, ENOMEM...).
+    pub accept_rests: u64,
+    /// io_uring: completions found the completion queue full and waited in
+    /// the kernel's overflow list (none is lost: the engine needs
+    /// IORING_FEAT_NODROP).
+    pub cq_overflows: u64,
+    /// io_uring: multishot receives ended because the provided-buffer ring
+    /// ran dry (ENOBUFS), and were re-armed.
+    pub recv_no_buffers: u64,
 }
 
 impl Counters {
@@ -73,6 +93,9 @@ impl Counters {
             *a += b;
         }
         self.duration_us += other.duration_us;
+        self.faults.accept_rests += other.faults.accept_rests;
+        self.faults.cq_overflows += other.faults.cq_overflows;
+        self.faults.recv_no_buffers += other.faults.recv_no_buffers;
     }
 }
 
@@ -136,11 +159,24 @@ impl Status {
         self.shed_ms.store(now_ms, Ordering::Relaxed);
     }
 
+    /// Publish the engine's fault counters (totals since the worker started).
+    pub fn store_faults(&self, f: &EngineFaults) {
+        self.accept_rests.store(f.accept_rests, Ordering::Relaxed);
+        self.cq_overflows.store(f.cq_overflows, Ordering::Relaxed);
+        self.recv_no_buffers
+            .store(f.recv_no_buffers, Ordering::Relaxed);
+    }
+
     /// The response counters as they are now.
     pub fn counters(&self) -> Counters {
         let mut c = Counters {
             shed: self.shed.load(Ordering::Relaxed),
             duration_us: self.duration_us.load(Ordering::Relaxed),
+            faults: EngineFaults {
+                accept_rests: self.accept_rests.load(Ordering::Relaxed),
+                cq_overflows: self.cq_overflows.load(Ordering::Relaxed),
+                recv_no_buffers: self.recv_no_buffers.load(Ordering::Relaxed),
+            },
             ..Counters::default()
         };
         for (a, b) in c.classes.iter_mut().zip(&self.classes) {
@@ -179,6 +215,7 @@ impl Status {
             c.store(0, Ordering::Relaxed);
         }
         self.duration_us.store(0, Ordering::Relaxed);
+        self.store_faults(&EngineFaults::default());
         self.pid.store(pid, Ordering::Release);
     }
 }
@@ -311,6 +348,12 @@ mod tests {
         assert_eq!(c.durations[DURATION_BUCKETS - 1], 1);
         assert_eq!(c.responses(), 5);
         assert_eq!(c.duration_us, 20_014_001);
+        s.store_faults(&EngineFaults {
+            accept_rests: 5,
+            cq_overflows: 0,
+            recv_no_buffers: 1,
+        });
+        assert_eq!(s.counters().faults.accept_rests, 5);
         s.reset(7, 0);
         assert_eq!(s.counters(), Counters::default());
     }
@@ -321,11 +364,19 @@ mod tests {
             shed: 1,
             classes: [0, 2, 0, 0, 0],
             duration_us: 10,
+            faults: EngineFaults {
+                accept_rests: 1,
+                cq_overflows: 2,
+                recv_no_buffers: 3,
+            },
             ..Counters::default()
         };
         a.durations[0] = 2;
         let b = a;
         a.add(&b);
+        assert_eq!(a.faults.accept_rests, 2);
+        assert_eq!(a.faults.cq_overflows, 4);
+        assert_eq!(a.faults.recv_no_buffers, 6);
         assert_eq!(a.shed, 2);
         assert_eq!(a.classes[1], 4);
         assert_eq!(a.responses(), 4);

@@ -45,7 +45,6 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
         }
     };
     unblock_all(ARBITER_SIGNALS);
-    let _ = process::set_parent_death_signal(Signal::SIGTERM);
     let pinned = cfg.pin_workers && affinity::pin_current(cpu);
     if let Err(e) = arm_timeout_report(py, cfg, age) {
         crate::warn!("Timeout tracebacks unavailable: {e}");

@@ -267,6 +267,7 @@ impl Worker<'_> {
                     .and_then(|r| r.alive_at_ms())
                     .map_or(now, |t| t.min(now));
                 s.loop_ms.store(alive, std::sync::atomic::Ordering::Release);
+                s.store_faults(&self.engine.faults());
             }
             let now = Instant::now();
             let timeout = next_sweep.saturating_duration_since(now);
@@ -478,6 +479,20 @@ impl Worker<'_> {
                 http::Event::Error(e) => {
                     let ip = c.peer_ip();
                     match e.status() {
+                        // The server's fault (a full or failing
+                        // --body-temp-dir): an error, and the client gets
+                        // no file names.
+                        Some(status) if e.kind == http::HttpErrorKind::BodyNotStored => {
+                            crate::error!(
+                                "Cannot store the request body from ip={ip}: {}",
+                                e.detail
+                            );
+                            http::error_response(
+                                &mut c.out,
+                                status,
+                                "The request body could not be stored.",
+                            );
+                        }
                         Some(status) => {
                             crate::warn!("Invalid request from ip={ip}: {e}");
                             http::error_response(&mut c.out, status, &e.detail);

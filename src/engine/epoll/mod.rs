@@ -84,6 +84,8 @@ pub struct EpollEngine {
     pub accept_paused: bool,
     /// Accepting stopped for good (`close_accept`).
     pub accept_closed: bool,
+    /// Rest after accept errors (EMFILE...).
+    pub accept_backoff: crate::engine::op::accept::AcceptBackoff,
     /// Connections `close_accept` took from the listeners' queues, for the
     /// next `wait` to report: (listener, id, peer).
     pub late_accepts: Vec<(usize, u32, Option<std::net::SocketAddr>)>,
@@ -119,6 +121,7 @@ impl EpollEngine {
                 .collect(),
             accept_paused: false,
             accept_closed: false,
+            accept_backoff: Default::default(),
             late_accepts: Vec::new(),
             watches: Vec::new(),
             dirty: Vec::with_capacity(64),

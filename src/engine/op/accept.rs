@@ -19,7 +19,11 @@
 //! Both: accepted sockets are non-blocking and close-on-exec; TCP ones get
 //! TCP_NODELAY, inherited from the listener (set once when the engine
 //! starts), else set one by one. After a resource error (out of fds or memory) a listener
-//! rests for `ACCEPT_RETRY` instead of spinning on the error.
+//! rests instead of spinning on the error: `ACCEPT_RETRY` first, doubling up to
+//! `ACCEPT_RETRY_MAX` while the errors go on, back to the start after an accept
+//! succeeds (nginx rests 500 ms; uvicorn and gunicorn retry at once and spin).
+//! Connections already open are served meanwhile; the warning is logged at
+//! most once per `ACCEPT_LOG_EVERY`, with the count of those it stood for.
 
 use std::os::fd::RawFd;
 use std::time::{Duration, Instant};
@@ -32,8 +36,61 @@ use crate::engine::uring::UringEngine;
 use crate::engine::{ConnId, Event, ListenerId};
 use crate::sys::transport;
 
-/// How long a listener rests after EMFILE/ENFILE/ENOBUFS/ENOMEM.
+/// How long a listener rests after EMFILE/ENFILE/ENOBUFS/ENOMEM...
 pub const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+/// ...doubling while the errors go on, up to this.
+pub const ACCEPT_RETRY_MAX: Duration = Duration::from_secs(1);
+/// At most one "accept failed" warning this often.
+const ACCEPT_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// The rest after accept errors, shared by an engine's listeners (running
+/// out of descriptors concerns the whole process).
+#[derive(Debug, Default)]
+pub struct AcceptBackoff {
+    /// The next rest; zero until the first error.
+    delay: Duration,
+    last_log: Option<Instant>,
+    /// Errors not logged since the last warning.
+    unlogged: u64,
+    /// Rests taken since the engine started (for metrics).
+    pub rests: u64,
+}
+
+impl AcceptBackoff {
+    /// An accept failed with `err`: when the listener may try again.
+    pub fn failed(&mut self, err: &std::io::Error, now: Instant) -> Instant {
+        self.delay = if self.delay.is_zero() {
+            ACCEPT_RETRY
+        } else {
+            (self.delay * 2).min(ACCEPT_RETRY_MAX)
+        };
+        self.rests += 1;
+        if self
+            .last_log
+            .is_none_or(|t| now.duration_since(t) >= ACCEPT_LOG_EVERY)
+        {
+            let more = std::mem::take(&mut self.unlogged);
+            let also = if more > 0 {
+                format!(" ({more} more since the last report)")
+            } else {
+                String::new()
+            };
+            warn!(
+                "accept failed: {err}; not accepting for {:?}, open connections are served meanwhile{also}",
+                self.delay
+            );
+            self.last_log = Some(now);
+        } else {
+            self.unlogged += 1;
+        }
+        now + self.delay
+    }
+
+    /// An accept succeeded: the next error rests `ACCEPT_RETRY` again.
+    pub fn succeeded(&mut self) {
+        self.delay = Duration::ZERO;
+    }
+}
 
 /// Errors that concern one aborted connection only: keep accepting.
 fn transient(errno: i32) -> bool {
@@ -196,19 +253,17 @@ impl UringEngine {
             listener.armed = false;
         }
         if res >= 0 {
+            self.accept_backoff.succeeded();
             if self.is_stopping() || (self.accept_paused && !self.accept_closed) {
                 self.held_accepts.push((l, res));
             } else {
                 self.admit(l, res, on_event);
             }
         } else if -res != libc::ECANCELED && !transient(-res) {
-            warn!(
-                "accept failed: {}; retrying in {:?}",
-                std::io::Error::from_raw_os_error(-res),
-                ACCEPT_RETRY
-            );
+            let err = std::io::Error::from_raw_os_error(-res);
+            let at = self.accept_backoff.failed(&err, Instant::now());
             if !more {
-                listener.retry_at = Some(Instant::now() + ACCEPT_RETRY);
+                self.listeners[l].retry_at = Some(at);
             }
         }
         if !more && self.listeners[l].retry_at.is_none() {
@@ -346,6 +401,7 @@ impl EpollEngine {
         {
             match transport::accept(self.listeners[l].fd) {
                 Ok((fd, peer)) => {
+                    self.accept_backoff.succeeded();
                     if let Some(id) = self.admit(l, fd, peer) {
                         on_event(Event::Accepted {
                             listener: l,
@@ -358,8 +414,8 @@ impl EpollEngine {
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) if e.raw_os_error().is_some_and(transient) => continue,
                 Err(e) => {
-                    warn!("accept failed: {e}; retrying in {ACCEPT_RETRY:?}");
-                    self.listeners[l].retry_at = Some(Instant::now() + ACCEPT_RETRY);
+                    let at = self.accept_backoff.failed(&e, Instant::now());
+                    self.listeners[l].retry_at = Some(at);
                 }
             }
         }
@@ -387,5 +443,29 @@ impl EpollEngine {
             }
         }
         (timeout, delivered)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rests_double_up_to_the_limit_and_start_over_after_an_accept() {
+        let err = std::io::Error::from_raw_os_error(libc::EMFILE);
+        let now = Instant::now();
+        let mut b = AcceptBackoff::default();
+        let rests: Vec<u64> = (0..6)
+            .map(|_| (b.failed(&err, now) - now).as_millis() as u64)
+            .collect();
+        assert_eq!(rests, [100, 200, 400, 800, 1000, 1000]);
+        b.succeeded();
+        assert_eq!(b.failed(&err, now) - now, ACCEPT_RETRY);
+        assert_eq!(b.rests, 7);
+        // One warning for the first error; the others within the second are
+        // counted for the next one.
+        assert_eq!(b.unlogged, 6);
+        b.failed(&err, now + ACCEPT_LOG_EVERY);
+        assert_eq!(b.unlogged, 0);
     }
 }

@@ -46,6 +46,8 @@ use crate::sys::uring::{enter, register_ring_fd, RingRef};
 const SQ_ENTRIES: u32 = 2048;
 /// Completion queue size: completions of a busy batch never overflow.
 const CQ_ENTRIES: u32 = 8192;
+/// Flushes of the overflow list per turn; what is left waits a turn.
+const OVERFLOW_ROUNDS: usize = 4;
 /// Receive buffers per worker, and their size, 4 MiB either way. In an
 /// incrementally consumed ring (see `bufring`) receives share buffers, so
 /// fewer, larger ones serve as many receives per batch and let a large body
@@ -223,9 +225,17 @@ pub struct UringEngine {
     cqes: Vec<cqueue::Entry>,
     /// Set while dropping: nothing is re-armed.
     stopping: bool,
+    /// Rest after accept errors (EMFILE...).
+    pub accept_backoff: crate::engine::op::accept::AcceptBackoff,
     /// Receives that ended because the buffer ring ran dry (and were
     /// re-armed): a sign `RECV_BUFFERS` is small for the load.
     pub recv_out_of_buffers: u64,
+    /// Turns that found completions waiting in the kernel's overflow list
+    /// (the completion queue was full); they are flushed and handled in
+    /// the same turn.
+    pub cq_overflows: u64,
+    /// Completions the kernel reports it dropped (never, with NODROP).
+    cq_dropped: u32,
     /// Receives cancelled because bytes arrived on a paused connection.
     pub recv_cancels: u64,
     /// Connections whose receive into a lent buffer finished, or whose
@@ -263,12 +273,16 @@ fn build_ring() -> io::Result<IoUring> {
         }),
         ("plain", |_| {}),
     ];
+    #[cfg(test)]
+    let (sq_entries, cq_entries) = tests::SMALL_RING.get().unwrap_or((SQ_ENTRIES, CQ_ENTRIES));
+    #[cfg(not(test))]
+    let (sq_entries, cq_entries) = (SQ_ENTRIES, CQ_ENTRIES);
     let mut last = io::Error::from_raw_os_error(libc::EINVAL);
     for (mode, flags) in attempts {
         let mut builder = IoUring::builder();
-        builder.setup_cqsize(CQ_ENTRIES).setup_submit_all();
+        builder.setup_cqsize(cq_entries).setup_submit_all();
         flags(&mut builder);
-        match builder.build(SQ_ENTRIES) {
+        match builder.build(sq_entries) {
             Ok(ring) => {
                 debug!("io_uring ring: {mode}");
                 return Ok(ring);
@@ -332,7 +346,10 @@ impl UringEngine {
             pipes: Vec::new(),
             cqes: Vec::with_capacity(CQ_ENTRIES as usize),
             stopping: false,
+            accept_backoff: Default::default(),
             recv_out_of_buffers: 0,
+            cq_overflows: 0,
+            cq_dropped: 0,
             recv_cancels: 0,
             rearm: Vec::new(),
             file_waits: 0,
@@ -456,7 +473,32 @@ impl UringEngine {
             }
         }
         self.reap(on_event);
+        self.flush_overflow(on_event);
         Ok(())
+    }
+
+    /// Completions that found the completion queue full wait in the
+    /// kernel's overflow list (IORING_FEAT_NODROP, which the probe
+    /// requires); entering the ring moves them into the queue. Do it now,
+    /// a few rounds at most, instead of leaving them for the next turn.
+    fn flush_overflow(&mut self, on_event: &mut dyn FnMut(Event<'_>)) {
+        for _ in 0..OVERFLOW_ROUNDS {
+            if !self.ring.submission().cq_overflow() {
+                break;
+            }
+            self.cq_overflows += 1;
+            // ETIME (nothing more came) and EINTR are expected here.
+            let _ = enter(self.ring_ref, 0, 0, Some(Duration::ZERO));
+            self.reap(on_event);
+        }
+        let dropped = self.ring.completion().overflow();
+        if dropped != self.cq_dropped {
+            error!(
+                "io_uring dropped {} completions (the kernel could not keep them)",
+                dropped.wrapping_sub(self.cq_dropped)
+            );
+            self.cq_dropped = dropped;
+        }
     }
 
     fn reap(&mut self, on_event: &mut dyn FnMut(Event<'_>)) {
@@ -607,5 +649,8 @@ pub mod tests {
         /// Build this thread's engines with a classic buffer ring, as on a
         /// kernel without incrementally consumed ones.
         pub static CLASSIC_RING: Cell<bool> = const { Cell::new(false) };
+        /// Build this thread's rings with these (submission, completion)
+        /// queue sizes, small enough for a test to overflow.
+        pub static SMALL_RING: Cell<Option<(u32, u32)>> = const { Cell::new(None) };
     }
 }
