@@ -22,6 +22,7 @@ use std::net::SocketAddr;
 use std::os::fd::{OwnedFd, RawFd};
 use std::time::Duration;
 
+pub(crate) mod backoff;
 pub mod epoll;
 mod op;
 mod queue;

@@ -85,7 +85,7 @@ pub struct EpollEngine {
     /// Accepting stopped for good (`close_accept`).
     pub accept_closed: bool,
     /// Rest after accept errors (EMFILE...).
-    pub accept_backoff: crate::engine::op::accept::AcceptBackoff,
+    pub accept_backoff: crate::engine::backoff::AcceptBackoff,
     /// Connections `close_accept` took from the listeners' queues, for the
     /// next `wait` to report: (listener, id, peer).
     pub late_accepts: Vec<(usize, u32, Option<std::net::SocketAddr>)>,

@@ -226,7 +226,7 @@ pub struct UringEngine {
     /// Set while dropping: nothing is re-armed.
     stopping: bool,
     /// Rest after accept errors (EMFILE...).
-    pub accept_backoff: crate::engine::op::accept::AcceptBackoff,
+    pub accept_backoff: crate::engine::backoff::AcceptBackoff,
     /// Receives that ended because the buffer ring ran dry (and were
     /// re-armed): a sign `RECV_BUFFERS` is small for the load.
     pub recv_out_of_buffers: u64,

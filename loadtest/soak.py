@@ -1,0 +1,345 @@
+"""A bounded soak run: mixed traffic against one ferrocorn for a set time,
+with the process-management events production sees, and a verdict.
+
+    .venv/bin/python loadtest/soak.py --minutes 30
+
+It starts `ferrocorn -w 2 --max-requests 3000 --max-requests-jitter 300`
+with loadtest/apps/soak_app.py on a free 127.0.0.1 port and runs, all at
+once, one client thread of each kind:
+
+* keep-alive: GET /pid on one persistent connection;
+* close: GET /pid with `Connection: close`, a new connection each time;
+* pipelined: three GETs written at once on one connection, three answers read;
+* upload: POST of 2 MiB (past --body-buffer-size, so it spills to a temp
+  file), the answer checked against the body's length and SHA-256;
+* stream: GET /stream?n=64 (1 MiB, chunked), the length checked;
+* slow reader: the same stream read 16 KiB every 20 ms.
+
+Meanwhile the master gets HUP every 30 s, and every 60 s one worker picked
+at random is killed with SIGKILL. Every 60 s each worker's RSS and open
+descriptors are sampled.
+
+The verdict: a request that fails within KILL_WINDOW of a SIGKILL counts
+against that kill (it may have been in flight on the killed worker); any
+other failure fails the run. Worker RSS and descriptor counts must not grow
+from the first samples to the last (a bound, not a trend test). The run
+stops by itself after --minutes, prints a summary and writes it as JSON
+with --json. It only talks to 127.0.0.1.
+"""
+import argparse
+import hashlib
+import http.client
+import json
+import os
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+APPS = REPO / "loadtest" / "apps"
+UPLOAD = os.urandom(2 * 1024 * 1024)
+UPLOAD_ANSWER = ("%d %s" % (len(UPLOAD), hashlib.sha256(UPLOAD).hexdigest())).encode()
+STREAM_LEN = 64 * 16384
+IO_TIMEOUT = 30.0
+# A failure this close after a SIGKILL may be a request the killed worker had.
+KILL_WINDOW = 3.0
+HUP_EVERY = 30.0
+KILL_EVERY = 60.0
+SAMPLE_EVERY = 60.0
+
+
+class Run:
+    def __init__(self, port, deadline):
+        self.port = port
+        self.deadline = deadline
+        self.lock = threading.Lock()
+        self.ok = {}
+        self.failures = []  # (time, kind, detail)
+        self.kills = []     # (time, pid)
+        self.hups = 0
+        self.samples = []   # (time, pid, rss_kib, fds)
+
+    def done(self):
+        return time.monotonic() >= self.deadline
+
+    def success(self, kind):
+        with self.lock:
+            self.ok[kind] = self.ok.get(kind, 0) + 1
+
+    def failure(self, kind, detail):
+        with self.lock:
+            self.failures.append((time.monotonic(), kind, detail))
+
+
+def read_response(sock_file):
+    """Read one response from a file over a socket: (status, body)."""
+    line = sock_file.readline()
+    if not line:
+        raise ConnectionError("closed before the status line")
+    status = int(line.split()[1])
+    length, chunked = None, False
+    while True:
+        h = sock_file.readline()
+        if h in (b"\r\n", b""):
+            break
+        name, _, value = h.decode("latin-1").partition(":")
+        if name.lower() == "content-length":
+            length = int(value)
+        elif name.lower() == "transfer-encoding" and "chunked" in value.lower():
+            chunked = True
+    if chunked:
+        body = b""
+        while True:
+            size = int(sock_file.readline().split(b";")[0], 16)
+            if size == 0:
+                sock_file.readline()
+                break
+            body += sock_file.read(size)
+            sock_file.readline()
+        return status, body
+    return status, sock_file.read(length or 0)
+
+
+def client(run, kind, once):
+    """Call `once(conn)` until the run ends; a failure drops the connection."""
+    conn = None
+    while not run.done():
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection("127.0.0.1", run.port, timeout=IO_TIMEOUT)
+            if once(conn):
+                run.success(kind)
+            else:
+                conn.close()
+                conn = None
+        except Exception as e:  # noqa: BLE001 - every failure is counted
+            run.failure(kind, "%s: %s" % (type(e).__name__, e))
+            if conn is not None:
+                conn.close()
+            conn = None
+            time.sleep(0.05)
+
+
+def expect(resp, body=None, length=None):
+    data = resp.read()
+    if resp.status != 200:
+        raise AssertionError("status %d" % resp.status)
+    if body is not None and data != body:
+        raise AssertionError("body %r" % data[:80])
+    if length is not None and len(data) != length:
+        raise AssertionError("%d bytes, wanted %d" % (len(data), length))
+    return True
+
+
+def keep_alive(conn):
+    conn.request("GET", "/pid")
+    expect(conn.getresponse())
+    return True
+
+
+def close_each(conn):
+    conn.request("GET", "/pid", headers={"Connection": "close"})
+    expect(conn.getresponse())
+    return False
+
+
+def upload(conn):
+    conn.request("POST", "/upload", body=UPLOAD,
+                 headers={"Content-Type": "application/octet-stream"})
+    return expect(conn.getresponse(), body=UPLOAD_ANSWER)
+
+
+def stream(conn):
+    conn.request("GET", "/stream?n=64")
+    return expect(conn.getresponse(), length=STREAM_LEN)
+
+
+def slow_reader(conn):
+    conn.request("GET", "/stream?n=64")
+    resp = conn.getresponse()
+    got = 0
+    while True:
+        piece = resp.read(16384)
+        if not piece:
+            break
+        got += len(piece)
+        time.sleep(0.02)
+    if resp.status != 200 or got != STREAM_LEN:
+        raise AssertionError("status %d, %d bytes" % (resp.status, got))
+    return True
+
+
+def pipelined(run):
+    while not run.done():
+        try:
+            with socket.create_connection(("127.0.0.1", run.port), timeout=IO_TIMEOUT) as s:
+                s.sendall(b"GET /pid HTTP/1.1\r\nHost: soak\r\n\r\n" * 3)
+                f = s.makefile("rb")
+                for _ in range(3):
+                    status, _body = read_response(f)
+                    if status != 200:
+                        raise AssertionError("status %d" % status)
+            run.success("pipelined")
+        except Exception as e:  # noqa: BLE001
+            run.failure("pipelined", "%s: %s" % (type(e).__name__, e))
+            time.sleep(0.05)
+
+
+def workers(master):
+    try:
+        text = Path("/proc/%d/task/%d/children" % (master, master)).read_text()
+    except OSError:
+        return []
+    return [int(p) for p in text.split()]
+
+
+def sample(pid):
+    try:
+        status = Path("/proc/%d/status" % pid).read_text()
+        rss = int(next(l for l in status.splitlines() if l.startswith("VmRSS:")).split()[1])
+        fds = len(os.listdir("/proc/%d/fd" % pid))
+        return rss, fds
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_answering(port, proc, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit("the server exited with %s before answering" % proc.returncode)
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/pid")
+            if c.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit("the server did not answer within %gs" % timeout)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", type=float, default=30.0)
+    ap.add_argument("--server", default=str(REPO / ".venv" / "bin" / "ferrocorn"))
+    ap.add_argument("--io-engine", default="auto")
+    ap.add_argument("--json", help="write the summary here")
+    ap.add_argument("--log", default=None, help="the server's log (default: a temp file)")
+    args = ap.parse_args()
+
+    port = free_port()
+    log_path = args.log or os.path.join(tempfile.gettempdir(), "ferrocorn-soak-%d.log" % os.getpid())
+    cmd = [args.server, "-b", "127.0.0.1:%d" % port, "-w", "2", "--io-engine", args.io_engine,
+           "--max-requests", "3000", "--max-requests-jitter", "300", "--timeout", "30",
+           "--chdir", str(APPS), "soak_app:app"]
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        wait_answering(port, proc)
+        start = time.monotonic()
+        run = Run(port, start + args.minutes * 60)
+        threads = [threading.Thread(target=client, args=(run, kind, once), daemon=True)
+                   for kind, once in [("keep-alive", keep_alive), ("close", close_each),
+                                      ("upload", upload), ("stream", stream),
+                                      ("slow-reader", slow_reader)]]
+        threads.append(threading.Thread(target=pipelined, args=(run,), daemon=True))
+        for t in threads:
+            t.start()
+        next_hup = start + HUP_EVERY
+        next_kill = start + KILL_EVERY
+        next_sample = start
+        while not run.done():
+            now = time.monotonic()
+            if now >= next_sample:
+                for pid in workers(proc.pid):
+                    s = sample(pid)
+                    if s:
+                        run.samples.append((now - start, pid, s[0], s[1]))
+                next_sample += SAMPLE_EVERY
+            if now >= next_hup:
+                proc.send_signal(signal.SIGHUP)
+                run.hups += 1
+                next_hup += HUP_EVERY
+            if now >= next_kill:
+                pids = workers(proc.pid)
+                if pids:
+                    victim = random.choice(pids)
+                    try:
+                        os.kill(victim, signal.SIGKILL)
+                        run.kills.append((time.monotonic(), victim))
+                    except ProcessLookupError:
+                        pass
+                next_kill += KILL_EVERY
+            if proc.poll() is not None:
+                raise SystemExit("the server exited with %s mid-run" % proc.returncode)
+            time.sleep(0.2)
+        for t in threads:
+            t.join(IO_TIMEOUT + 5)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+    explained, unexplained = [], []
+    for f in run.failures:
+        near = any(k <= f[0] <= k + KILL_WINDOW for k, _ in run.kills)
+        (explained if near else unexplained).append(f)
+    per_kill = {}
+    for f in explained:
+        k = max(k for k, _ in run.kills if k <= f[0])
+        per_kill[k] = per_kill.get(k, 0) + 1
+
+    def spread(values):
+        return (min(values), statistics.median(values), max(values)) if values else None
+
+    quarter = args.minutes * 60 / 4
+    first = [s for s in run.samples if s[0] <= quarter]
+    last = [s for s in run.samples if s[0] >= 3 * quarter]
+    summary = {
+        "minutes": args.minutes,
+        "io_engine": args.io_engine,
+        "requests_ok": run.ok,
+        "requests_ok_total": sum(run.ok.values()),
+        "hups": run.hups,
+        "kills": len(run.kills),
+        "failed_near_a_kill": len(explained),
+        "failed_per_kill_max": max(per_kill.values(), default=0),
+        "failed_otherwise": len(unexplained),
+        "failures_otherwise_first": [(round(t - (run.deadline - args.minutes * 60), 1), k, d)
+                                     for t, k, d in unexplained[:10]],
+        "worker_rss_kib_first_quarter": spread([s[2] for s in first]),
+        "worker_rss_kib_last_quarter": spread([s[2] for s in last]),
+        "worker_fds_first_quarter": spread([s[3] for s in first]),
+        "worker_fds_last_quarter": spread([s[3] for s in last]),
+        "server_log": log_path,
+    }
+    rss_ok = not first or not last or max(s[2] for s in last) <= 1.25 * max(s[2] for s in first)
+    fds_ok = not first or not last or max(s[3] for s in last) <= max(s[3] for s in first) + 8
+    summary["verdict"] = "pass" if (not unexplained and rss_ok and fds_ok) else "fail"
+    print(json.dumps(summary, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=2) + "\n")
+    return 0 if summary["verdict"] == "pass" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
