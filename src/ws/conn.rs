@@ -144,6 +144,10 @@ impl Connection {
     /// Bytes from the peer. Ignored once the connection is `Closed`.
     pub fn receive_data(&mut self, data: &[u8]) {
         if self.state != State::Closed {
+            // What was read is dropped here too, so a caller that feeds
+            // after each event (not only after `NeedMore`) keeps the input small.
+            self.input.drain(..self.pos);
+            self.pos = 0;
             self.input.extend_from_slice(data);
         }
     }
@@ -1013,5 +1017,17 @@ mod tests {
             assert!(c.input.len() < 16, "{}", c.input.len());
         }
         assert_eq!(events, [Event::Binary(data)]);
+    }
+
+    #[test]
+    fn read_bytes_are_dropped_when_fed_after_each_event() {
+        // A caller that polls once per feed, never seeing NeedMore.
+        let mut c = conn();
+        let f = frame(0x82, &[1; 1000]);
+        for _ in 0..100 {
+            c.receive_data(&f);
+            assert_eq!(c.poll(), Event::Binary(vec![1; 1000]));
+            assert!(c.input.len() <= f.len(), "{}", c.input.len());
+        }
     }
 }
