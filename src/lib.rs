@@ -16,6 +16,7 @@ pub mod http;
 pub mod metrics;
 pub mod sys;
 pub mod tls;
+pub mod ws;
 
 #[cfg(feature = "python")]
 pub mod arbiter;
