@@ -36,6 +36,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("log", &["http", "sys"]),
     ("tls", &[]),
     ("gil", &[]),
+    ("ws", &["http"]),
+    ("h2", &["http"]),
     ("http", &[]),
     ("sys", &[]),
 ];
