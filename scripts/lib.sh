@@ -169,3 +169,69 @@ setup() {
     ensure_requirements dev "$DEV_REQUIREMENTS" "$ROOT/examples/school/requirements.txt"
     export PYO3_PYTHON="$PY"
 }
+
+# ---------------------------------------------------------------- other Pythons
+# The CPython minor versions the abi3 wheel is tested on (pyproject.toml's
+# requires-python starts at the first).
+SUPPORTED_MINORS=(3.10 3.11 3.12 3.13)
+PYTHONS_DIR="$ROOT/.venv-pythons"
+
+# python_is MINOR CANDIDATE: CANDIDATE runs, is CPython MINOR with the GIL
+# (the abi3 wheel is not for free-threaded builds), and can make venvs.
+python_is() {
+    local minor="$1" cand="$2"
+    [[ -x "$cand" ]] || return 1
+    [[ "$("$cand" -c 'import sys, sysconfig, platform, venv, ensurepip
+print("%s %d.%d %s" % (platform.python_implementation(), *sys.version_info[:2],
+      sysconfig.get_config_var("Py_GIL_DISABLED") or 0))' 2>/dev/null)" == "CPython $minor 0" ]]
+}
+
+# find_python MINOR: print the path of a CPython MINOR interpreter, looked
+# for in pyenv's versions (newest patch release first), then as pythonMINOR
+# on PATH, then in /usr/local/bin and /usr/bin. Prints nothing if none.
+find_python() {
+    local minor="$1" cand
+    local pyenv_root="${PYENV_ROOT:-$HOME/.pyenv}"
+    local cands=()
+    if [[ -d "$pyenv_root/versions" ]]; then
+        while IFS= read -r cand; do
+            cands+=("$cand/bin/python$minor")
+        done < <(find "$pyenv_root/versions" -mindepth 1 -maxdepth 1 -name "$minor.*" \
+                    | sort -t. -k3,3nr)
+    fi
+    if command -v "python$minor" >/dev/null; then
+        cands+=("$(command -v "python$minor")")
+    fi
+    cands+=("/usr/local/bin/python$minor" "/usr/bin/python$minor")
+    for cand in "${cands[@]}"; do
+        if python_is "$minor" "$cand"; then
+            echo "$cand"
+            return
+        fi
+    done
+}
+
+# ensure_python_venv MINOR INTERPRETER REQUIREMENTS...: a venv for MINOR
+# under .venv-pythons/ with REQUIREMENTS installed (once, stamped like
+# ensure_requirements) and the wheel $WHEEL installed (again only when it
+# changed). Prints the venv's directory on the last line.
+ensure_python_venv() {
+    local minor="$1" interp="$2"
+    shift 2
+    local venv="$PYTHONS_DIR/$minor"
+    if ! [[ -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import pip' 2>/dev/null \
+        || [[ "$(readlink -f "$venv/bin/python")" != "$(readlink -f "$interp")" ]]; then
+        say "creating $venv with $interp" >&2
+        rm -rf "$venv"
+        "$interp" -m venv "$venv" >&2
+    fi
+    (VENV="$venv" PY="$venv/bin/python" ensure_requirements tests "$@") >&2
+    local stamp="$venv/.wheel.sha256" hash
+    hash="$(sha256sum "$WHEEL" | cut -d' ' -f1)"
+    if ! [[ -f "$stamp" && "$(cat "$stamp")" == "$hash" && -x "$venv/bin/ferrocorn" ]]; then
+        say "installing $(basename "$WHEEL") into $venv" >&2
+        "$venv/bin/python" -m pip install -q --force-reinstall --no-deps "$WHEEL" >&2
+        echo "$hash" >"$stamp"
+    fi
+    echo "$venv"
+}

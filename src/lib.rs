@@ -55,6 +55,10 @@ mod entry {
             Parsed::Run(cfg) => (*cfg, false),
             Parsed::Check(cfg) => (*cfg, true),
             Parsed::Exit(code) => return code,
+            Parsed::Version => {
+                print!("{}", config::version_report(&python_description(py)));
+                return 0;
+            }
         };
         crate::log::set_level(cfg.log_level);
         let start_cwd = std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from("/"));
@@ -89,7 +93,32 @@ mod entry {
         arbiter.run(py)
     }
 
-    #[pymodule]
+    /// "CPython 3.12.1 (/path/to/python)", with ", free-threaded" when the
+    /// interpreter runs without the GIL.
+    fn python_description(py: Python<'_>) -> String {
+        let describe = || -> PyResult<String> {
+            let sys = py.import("sys")?;
+            let platform = py.import("platform")?;
+            let implementation: String =
+                platform.call_method0("python_implementation")?.extract()?;
+            let version: String = platform.call_method0("python_version")?.extract()?;
+            let executable: String = sys.getattr("executable")?.extract()?;
+            let gil = match sys.getattr("_is_gil_enabled") {
+                Ok(f) => f.call0()?.is_truthy()?,
+                Err(_) => true,
+            };
+            let threading = if gil { "" } else { ", free-threaded" };
+            Ok(format!(
+                "{implementation} {version}{threading} ({executable})"
+            ))
+        };
+        describe().unwrap_or_else(|e| format!("unknown ({e})"))
+    }
+
+    /// `gil_used = true`: the worker, its caches and the app threads are
+    /// built for a GIL (docs/free-threading.md says what a build without
+    /// one needs); a free-threaded interpreter keeps its GIL on for us.
+    #[pymodule(gil_used = true)]
     fn _ferrocorn(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m.add("__version__", crate::VERSION)?;
         m.add_function(wrap_pyfunction!(run, m)?)?;

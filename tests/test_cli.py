@@ -19,6 +19,18 @@ def test_version_prints_name_and_package_version():
 
 
 @pytest.mark.ferrocorn_only
+def test_version_names_the_io_engines_and_the_python():
+    result = run_cli(["--version"])
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    # gunicorn's first line, then what this build and machine offer.
+    assert lines[0] == "ferrocorn (version %s)" % importlib.metadata.version("ferrocorn")
+    assert re.fullmatch(r"io engines: uring, epoll; --io-engine auto picks (uring|epoll \(.+\))",
+                        lines[1]), lines[1]
+    assert lines[2].startswith("python: CPython %d.%d." % sys.version_info[:2]), lines[2]
+
+
+@pytest.mark.ferrocorn_only
 def test_python_dash_m_runs_the_same_entry_point():
     result = run_cli_python(["-m", "ferrocorn", "--version"])
     assert result.returncode == 0, result.stderr

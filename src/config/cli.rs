@@ -23,6 +23,8 @@ pub struct Given {
     /// (index into SETTINGS, value), in table order.
     pub values: Vec<(usize, Raw)>,
     pub print_settings_doc: bool,
+    /// `-v`/`--version`: print the version report and exit.
+    pub print_version: bool,
 }
 
 impl Given {
@@ -54,8 +56,8 @@ pub fn command() -> Command {
             Arg::new(VERSION_ARG)
                 .short('v')
                 .long("version")
-                .action(ArgAction::Version)
-                .help("Print the version and exit."),
+                .action(ArgAction::SetTrue)
+                .help("Print the version, the io engines and the Python in use, and exit."),
         )
         .arg(
             Arg::new(PRINT_SETTINGS_DOC)
@@ -147,6 +149,7 @@ fn given(m: &ArgMatches) -> Given {
     let mut out = Given {
         app: m.get_one::<String>(APP_ARG).cloned(),
         print_settings_doc: m.get_flag(PRINT_SETTINGS_DOC),
+        print_version: m.get_flag(VERSION_ARG),
         ..Given::default()
     };
     for (i, s) in SETTINGS.iter().enumerate() {

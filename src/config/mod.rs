@@ -194,7 +194,9 @@ pub enum Parsed {
     /// entry point runs it through the worker's loader: config never loads
     /// the app.
     Check(Box<Config>),
-    /// `--help`/`--version` done, or an error reported: exit with this code.
+    /// `--version`: the caller prints `version_report` (it knows the Python).
+    Version,
+    /// `--help`/`--print-config` done, or an error reported: exit with this code.
     Exit(i32),
 }
 
@@ -324,6 +326,9 @@ pub fn from_args(argv: &[String]) -> Parsed {
         print!("{}", settings_markdown());
         return Parsed::Exit(0);
     }
+    if given.print_version {
+        return Parsed::Version;
+    }
     let env = |name: &str| std::env::var(name).ok();
     let loaded = match load_given(given, &env, &read_config_file) {
         Ok(l) => l,
@@ -356,6 +361,21 @@ pub fn from_args(argv: &[String]) -> Parsed {
     }
     apply_raw_env(&cfg.raw_env);
     Parsed::Run(Box::new(cfg))
+}
+
+/// What `--version` prints: gunicorn's first line ("NAME (version X)"),
+/// then the io engines this build has and which one `--io-engine auto`
+/// would pick on this machine, then the Python it runs on (`python`, e.g.
+/// "CPython 3.12.1 (/usr/bin/python3)").
+pub fn version_report(python: &str) -> String {
+    let auto = match crate::engine::Engine::probe_uring() {
+        Ok(()) => "uring".to_string(),
+        Err(why) => format!("epoll ({})", why.0),
+    };
+    format!(
+        "ferrocorn (version {})\nio engines: uring, epoll; --io-engine auto picks {auto}\npython: {python}\n",
+        crate::VERSION
+    )
 }
 
 /// Parse `argv` again (HUP), returning the error text instead of printing it.

@@ -522,3 +522,18 @@ fn asgi_settings_are_read() {
         (AsgiLoop::Auto, AsgiLifespan::Auto, "")
     );
 }
+
+#[test]
+fn version_flag_asks_for_the_version_report() {
+    for flag in ["--version", "-v"] {
+        assert!(
+            matches!(from_args(&argv(&[flag])), Parsed::Version),
+            "{flag}"
+        );
+    }
+    let report = version_report("CPython 3.12.1 (/usr/bin/python3)");
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines[0], format!("ferrocorn (version {})", crate::VERSION));
+    assert!(lines[1].starts_with("io engines: uring, epoll; --io-engine auto picks "));
+    assert_eq!(lines[2], "python: CPython 3.12.1 (/usr/bin/python3)");
+}
