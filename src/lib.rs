@@ -56,7 +56,8 @@ mod entry {
             Parsed::Check(cfg) => (*cfg, true),
             Parsed::Exit(code) => return code,
             Parsed::Version => {
-                print!("{}", config::version_report(&python_description(py)));
+                let auto = crate::worker::auto_engine();
+                print!("{}", config::version_report(&python_description(py), &auto));
                 return 0;
             }
         };

@@ -367,11 +367,7 @@ pub fn from_args(argv: &[String]) -> Parsed {
 /// then the io engines this build has and which one `--io-engine auto`
 /// would pick on this machine, then the Python it runs on (`python`, e.g.
 /// "CPython 3.12.1 (/usr/bin/python3)").
-pub fn version_report(python: &str) -> String {
-    let auto = match crate::engine::Engine::probe_uring() {
-        Ok(()) => "uring".to_string(),
-        Err(why) => format!("epoll ({})", why.0),
-    };
+pub fn version_report(python: &str, auto: &str) -> String {
     format!(
         "ferrocorn (version {})\nio engines: uring, epoll; --io-engine auto picks {auto}\npython: {python}\n",
         crate::VERSION

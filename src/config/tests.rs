@@ -531,9 +531,12 @@ fn version_flag_asks_for_the_version_report() {
             "{flag}"
         );
     }
-    let report = version_report("CPython 3.12.1 (/usr/bin/python3)");
+    let report = version_report("CPython 3.12.1 (/usr/bin/python3)", "uring");
     let lines: Vec<&str> = report.lines().collect();
     assert_eq!(lines[0], format!("ferrocorn (version {})", crate::VERSION));
-    assert!(lines[1].starts_with("io engines: uring, epoll; --io-engine auto picks "));
+    assert_eq!(
+        lines[1],
+        "io engines: uring, epoll; --io-engine auto picks uring"
+    );
     assert_eq!(lines[2], "python: CPython 3.12.1 (/usr/bin/python3)");
 }

@@ -20,6 +20,15 @@ mod threads;
 pub use boot::{check_app, run};
 pub use exit::Exit;
 
+/// What `--io-engine auto` picks on this machine, and why not io_uring
+/// when it does not (for `--version`).
+pub fn auto_engine() -> String {
+    match crate::engine::Engine::probe_uring() {
+        Ok(()) => "uring".to_string(),
+        Err(why) => format!("epoll ({})", why.0),
+    }
+}
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
