@@ -18,6 +18,8 @@ struct Settings {
     limit_request_line: u16,
     limit_request_fields: u16,
     limit_request_field_size: u16,
+    /// `--limit-request-body` (0: no limit); bodies stay in memory.
+    limit_request_body: u16,
     permit_obsolete_folding: bool,
     strip_header_spaces: bool,
     permit_unconventional_http_method: bool,
@@ -73,6 +75,9 @@ fn config(s: &Settings) -> Config {
             2 => ProxyProtocol::V2,
             _ => ProxyProtocol::Auto,
         },
+        limit_request_body: u64::from(s.limit_request_body),
+        temp_files: None,
+        ..defaults
     }
 }
 
