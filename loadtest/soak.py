@@ -3,11 +3,13 @@ with the process-management events production sees, and a verdict.
 
     .venv/bin/python loadtest/soak.py --minutes 30
 
-It starts `ferrocorn -w 2 --max-requests 3000 --max-requests-jitter 300`
+It starts `ferrocorn -w 2 --max-requests 100000 --max-requests-jitter 10000`
 with loadtest/apps/soak_app.py on a free 127.0.0.1 port and runs, all at
 once, one client thread of each kind:
 
-* keep-alive: GET /pid on one persistent connection;
+* keep-alive: GET /pid on one persistent connection (a request that finds
+  its kept-alive connection closed by a draining worker is sent again on a
+  new one, once, as HTTP clients do; counted as a retry, not a failure);
 * close: GET /pid with `Connection: close`, a new connection each time;
 * pipelined: three GETs written at once on one connection, three answers read;
 * upload: POST of 2 MiB (past --body-buffer-size, so it spills to a temp
@@ -16,7 +18,7 @@ once, one client thread of each kind:
 * slow reader: the same stream read 16 KiB every 20 ms.
 
 Meanwhile the master gets HUP every 30 s, and every 60 s one worker picked
-at random is killed with SIGKILL. Every 60 s each worker's RSS and open
+at random is killed with SIGKILL. Every 30 s each worker's RSS and open
 descriptors are sampled.
 
 The verdict: a request that fails within KILL_WINDOW of a SIGKILL counts
@@ -52,7 +54,7 @@ IO_TIMEOUT = 30.0
 KILL_WINDOW = 3.0
 HUP_EVERY = 30.0
 KILL_EVERY = 60.0
-SAMPLE_EVERY = 60.0
+SAMPLE_EVERY = 30.0
 
 
 class Run:
@@ -61,6 +63,7 @@ class Run:
         self.deadline = deadline
         self.lock = threading.Lock()
         self.ok = {}
+        self.retries = {}
         self.failures = []  # (time, kind, detail)
         self.kills = []     # (time, pid)
         self.hups = 0
@@ -73,27 +76,34 @@ class Run:
         with self.lock:
             self.ok[kind] = self.ok.get(kind, 0) + 1
 
+    def retry(self, kind):
+        with self.lock:
+            self.retries[kind] = self.retries.get(kind, 0) + 1
+
     def failure(self, kind, detail):
         with self.lock:
             self.failures.append((time.monotonic(), kind, detail))
 
 
 def read_response(sock_file):
-    """Read one response from a file over a socket: (status, body)."""
+    """Read one response from a file over a socket: (status, body, closing)."""
     line = sock_file.readline()
     if not line:
         raise ConnectionError("closed before the status line")
     status = int(line.split()[1])
-    length, chunked = None, False
+    length, chunked, closing = None, False, False
     while True:
         h = sock_file.readline()
         if h in (b"\r\n", b""):
             break
         name, _, value = h.decode("latin-1").partition(":")
-        if name.lower() == "content-length":
+        name = name.lower()
+        if name == "content-length":
             length = int(value)
-        elif name.lower() == "transfer-encoding" and "chunked" in value.lower():
+        elif name == "transfer-encoding" and "chunked" in value.lower():
             chunked = True
+        elif name == "connection" and "close" in value.lower():
+            closing = True
     if chunked:
         body = b""
         while True:
@@ -103,27 +113,38 @@ def read_response(sock_file):
                 break
             body += sock_file.read(size)
             sock_file.readline()
-        return status, body
-    return status, sock_file.read(length or 0)
+        return status, body, closing
+    return status, sock_file.read(length or 0), closing
+
+
+# A kept-alive connection the server closed just as the client reused it
+# (a worker draining on HUP or --max-requests closes idle connections):
+# HTTP clients retry such a request on a new connection (RFC 9112 9.3.1),
+# and so does the soak, once.
+STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
 def client(run, kind, once):
-    """Call `once(conn)` until the run ends; a failure drops the connection."""
+    """Call `once(conn)` until the run ends. It returns whether the
+    connection may be used again; a failure drops the connection."""
     conn = None
     while not run.done():
+        fresh = conn is None
+        if fresh:
+            conn = http.client.HTTPConnection("127.0.0.1", run.port, timeout=IO_TIMEOUT)
         try:
-            if conn is None:
-                conn = http.client.HTTPConnection("127.0.0.1", run.port, timeout=IO_TIMEOUT)
-            if once(conn):
-                run.success(kind)
-            else:
+            keep = once(conn)
+            run.success(kind)
+            if not keep:
                 conn.close()
                 conn = None
         except Exception as e:  # noqa: BLE001 - every failure is counted
-            run.failure(kind, "%s: %s" % (type(e).__name__, e))
-            if conn is not None:
-                conn.close()
+            conn.close()
             conn = None
+            if not fresh and isinstance(e, STALE):
+                run.retry(kind)
+                continue
+            run.failure(kind, "%s: %s" % (type(e).__name__, e))
             time.sleep(0.05)
 
 
@@ -140,8 +161,9 @@ def expect(resp, body=None, length=None):
 
 def keep_alive(conn):
     conn.request("GET", "/pid")
-    expect(conn.getresponse())
-    return True
+    resp = conn.getresponse()
+    expect(resp)
+    return not resp.will_close
 
 
 def close_each(conn):
@@ -153,12 +175,16 @@ def close_each(conn):
 def upload(conn):
     conn.request("POST", "/upload", body=UPLOAD,
                  headers={"Content-Type": "application/octet-stream"})
-    return expect(conn.getresponse(), body=UPLOAD_ANSWER)
+    resp = conn.getresponse()
+    expect(resp, body=UPLOAD_ANSWER)
+    return not resp.will_close
 
 
 def stream(conn):
     conn.request("GET", "/stream?n=64")
-    return expect(conn.getresponse(), length=STREAM_LEN)
+    resp = conn.getresponse()
+    expect(resp, length=STREAM_LEN)
+    return not resp.will_close
 
 
 def slow_reader(conn):
@@ -173,19 +199,30 @@ def slow_reader(conn):
         time.sleep(0.02)
     if resp.status != 200 or got != STREAM_LEN:
         raise AssertionError("status %d, %d bytes" % (resp.status, got))
-    return True
+    return not resp.will_close
 
 
 def pipelined(run):
+    """Three requests written at once. A response with `Connection: close`
+    (a draining worker) leaves the rest unanswered: they are sent again on
+    a new connection, as RFC 9112 9.3.2 asks of a pipelining client."""
     while not run.done():
+        left = 3
         try:
-            with socket.create_connection(("127.0.0.1", run.port), timeout=IO_TIMEOUT) as s:
-                s.sendall(b"GET /pid HTTP/1.1\r\nHost: soak\r\n\r\n" * 3)
-                f = s.makefile("rb")
-                for _ in range(3):
-                    status, _body = read_response(f)
-                    if status != 200:
-                        raise AssertionError("status %d" % status)
+            while left:
+                with socket.create_connection(("127.0.0.1", run.port),
+                                              timeout=IO_TIMEOUT) as s:
+                    s.sendall(b"GET /pid HTTP/1.1\r\nHost: soak\r\n\r\n" * left)
+                    f = s.makefile("rb")
+                    for _ in range(left):
+                        status, _body, closing = read_response(f)
+                        if status != 200:
+                            raise AssertionError("status %d" % status)
+                        left -= 1
+                        if closing:
+                            break
+                if left:
+                    run.retry("pipelined")
             run.success("pipelined")
         except Exception as e:  # noqa: BLE001
             run.failure("pipelined", "%s: %s" % (type(e).__name__, e))
@@ -244,7 +281,7 @@ def main():
     port = free_port()
     log_path = args.log or os.path.join(tempfile.gettempdir(), "ferrocorn-soak-%d.log" % os.getpid())
     cmd = [args.server, "-b", "127.0.0.1:%d" % port, "-w", "2", "--io-engine", args.io_engine,
-           "--max-requests", "3000", "--max-requests-jitter", "300", "--timeout", "30",
+           "--max-requests", "100000", "--max-requests-jitter", "10000", "--timeout", "30",
            "--chdir", str(APPS), "soak_app:app"]
     log = open(log_path, "wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -319,6 +356,7 @@ def main():
         "io_engine": args.io_engine,
         "requests_ok": run.ok,
         "requests_ok_total": sum(run.ok.values()),
+        "retried_after_a_close": run.retries,
         "hups": run.hups,
         "kills": len(run.kills),
         "failed_near_a_kill": len(explained),
