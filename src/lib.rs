@@ -22,6 +22,8 @@ pub mod arbiter;
 #[cfg(feature = "python")]
 pub mod asgi;
 #[cfg(feature = "python")]
+pub mod py;
+#[cfg(feature = "python")]
 pub mod worker;
 #[cfg(feature = "python")]
 pub mod wsgi;

@@ -105,7 +105,7 @@ pub fn is_asgi_app(py: Python<'_>, obj: &Bound<'_, PyAny>) -> bool {
 
 /// The traceback of `err` as Python prints it.
 fn traceback(py: Python<'_>, err: &PyErr) -> String {
-    cycle::traceback_text(py, err.value(py).as_any())
+    crate::py::exception_text(py, err)
 }
 
 /// Why the ASGI app could not start (its lifespan startup failed, or the

@@ -334,13 +334,7 @@ fn repr(obj: &Bound<'_, PyAny>) -> String {
 
 /// A str of code points up to U+00FF, as latin-1 bytes.
 fn latin1(s: &Bound<'_, PyString>) -> Option<Vec<u8>> {
-    let text = s.to_cow().ok()?;
-    if text.is_ascii() {
-        return Some(text.as_bytes().to_vec());
-    }
-    text.chars()
-        .map(|c| u8::try_from(u32::from(c)).ok())
-        .collect()
+    crate::http::latin1_bytes(&s.to_cow().ok()?)
 }
 
 /// `[0-9]{3}( reason)?`, the reason of SP, HTAB, VCHAR and obs-text.
