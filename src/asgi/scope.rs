@@ -29,7 +29,7 @@ pub(crate) fn build<'py>(
         version.strip_prefix("HTTP/").unwrap_or(version),
     )?;
     scope.set_item(intern!(py, "method"), latin1(py, head.method()))?;
-    let https = conn.tls || head.https_forwarded;
+    let https = conn.https(head);
     scope.set_item(
         intern!(py, "scheme"),
         if https {

@@ -49,7 +49,10 @@ pub use error::{HttpError, HttpErrorKind};
 pub use exchange::{ConnInfo, HeaderList, Status};
 pub use latin1::{latin1_bytes, latin1_string};
 pub use proxy::ProxyInfo;
-pub use status::{reason_phrase, validate_response_header, validate_status};
+pub use status::{
+    reason_phrase, validate_header_name, validate_header_value, validate_response_header,
+    validate_status,
+};
 pub use target::percent_decode;
 
 use std::net::IpAddr;

@@ -568,7 +568,7 @@ impl Worker<'_> {
             return;
         }
         let track = self.track;
-        let scheme = if c.info.tls || req.head.https_forwarded {
+        let scheme = if c.info.https(&req.head) {
             "https"
         } else {
             "http"

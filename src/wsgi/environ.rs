@@ -388,7 +388,7 @@ impl Template {
         conn: &ConnInfo,
     ) -> Result<Bound<'py, PyDict>, EnvironError> {
         let head = &req.head;
-        let https = conn.tls || head.https_forwarded;
+        let https = conn.https(head);
         let (base, in_context) = self.base_for(py, conn, https)?;
         let env = base.copy()?;
         if !in_context {
