@@ -23,7 +23,7 @@ pub mod arbiter;
 #[cfg(feature = "python")]
 pub mod asgi;
 #[cfg(feature = "python")]
-pub(crate) mod gil;
+pub mod py;
 #[cfg(feature = "python")]
 pub mod worker;
 #[cfg(feature = "python")]

@@ -9,7 +9,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use crate::config::{BindAddr, Config};
 use crate::sys::socket::{self, SlotListener};
@@ -152,12 +152,9 @@ impl Listener {
             .join(";")
     }
 
-    /// Every descriptor (to keep open across exec).
-    pub fn raw_fds(listeners: &[Listener]) -> Vec<RawFd> {
-        listeners
-            .iter()
-            .flat_map(|l| l.fds.iter().map(|f| f.as_raw_fd()))
-            .collect()
+    /// Every socket of this listener (to keep open across exec).
+    pub fn sockets(&self) -> impl Iterator<Item = BorrowedFd<'_>> {
+        self.fds.iter().map(|f| f.as_fd())
     }
 
     /// The address users connect to, for the start-up log.

@@ -110,7 +110,6 @@ impl Upgrade {
             return Ok(());
         }
         let spec = Listener::handover_spec(listeners);
-        let fds = Listener::raw_fds(listeners);
         let me = std::process::id().to_string();
         let _ = py.run(
             c"import sys\nsys.stdout.flush()\nsys.stderr.flush()",
@@ -125,8 +124,8 @@ impl Upgrade {
         match forked {
             Ok(Forked::Child) => {
                 let _ = crate::hooks::call_pre_exec(py, server);
-                for fd in &fds {
-                    let _ = socket::set_inheritable(*fd);
+                for fd in listeners.iter().flat_map(Listener::sockets) {
+                    let _ = socket::set_inheritable(fd);
                 }
                 let _ = std::env::set_current_dir(&self.start_cwd);
                 let err = std::process::Command::new(&self.executable)

@@ -424,15 +424,5 @@ fn bytes_of(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
 
 /// The traceback of an exception object as Python prints it.
 pub(crate) fn traceback_text(py: Python<'_>, exc: &Bound<'_, PyAny>) -> String {
-    let format = || -> PyResult<String> {
-        let lines = py.import("traceback")?.call_method1(
-            "format_exception",
-            (exc.get_type(), exc, exc.getattr("__traceback__")?),
-        )?;
-        let text: String = pyo3::types::PyString::new(py, "")
-            .call_method1("join", (lines,))?
-            .extract()?;
-        Ok(text.trim_end().to_string())
-    };
-    format().unwrap_or_else(|_| exc.to_string())
+    crate::py::exception_text(py, &PyErr::from_value(exc.clone()))
 }

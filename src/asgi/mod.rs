@@ -14,7 +14,7 @@
 //! and, after `--asgi-disconnect-grace-period`, cancels an app still
 //! producing a response nobody will read.
 //!
-//! The asyncio glue (futures, tasks, lifespan) is `python/ferrocorn/_asgi.py`,
+//! The asyncio glue (futures, tasks, lifespan) is `glue.py` next to this file,
 //! compiled into the extension; the per-message work is in `cycle` (Rust).
 //! Imports `handoff`, `http` (the request, ConnInfo), `config` (the
 //! settings' enums), `sys` and `log`; never `wsgi`, `engine` or `worker`.
@@ -42,7 +42,11 @@ use inbox::Shared;
 
 /// The asyncio side, compiled from its source at start-up so it needs no
 /// import path (and works the same in the tests).
-const GLUE: &str = include_str!("../../python/ferrocorn/_asgi.py");
+/// Compiled into the extension, not shipped as a module of its own: the
+/// glue is loaded from here only (as `ferrocorn._asgi`).
+const GLUE: &str = include_str!("glue.py");
+/// The glue's file name in tracebacks.
+const GLUE_FILE: &str = "ferrocorn/_asgi.py";
 
 /// How long `stop` waits beyond its timeout for the loop thread to end
 /// (lifespan shutdown and cancellation).
@@ -105,7 +109,7 @@ pub fn is_asgi_app(py: Python<'_>, obj: &Bound<'_, PyAny>) -> bool {
 
 /// The traceback of `err` as Python prints it.
 fn traceback(py: Python<'_>, err: &PyErr) -> String {
-    cycle::traceback_text(py, err.value(py).as_any())
+    crate::py::exception_text(py, err)
 }
 
 /// Why the ASGI app could not start (its lifespan startup failed, or the
@@ -128,10 +132,17 @@ impl AsgiApp {
         let glue = PyModule::from_code(
             py,
             &std::ffi::CString::new(GLUE).map_err(|e| StartError(e.to_string()))?,
-            c"ferrocorn/_asgi.py",
+            &std::ffi::CString::new(GLUE_FILE).map_err(|e| StartError(e.to_string()))?,
             c"ferrocorn._asgi",
         )
         .map_err(err)?;
+        // Tracebacks through the glue show its lines: linecache has them
+        // from here (mtime None: never checked against a file).
+        let lines: Vec<&str> = GLUE.split_inclusive('\n').collect();
+        py.import("linecache")
+            .and_then(|lc| lc.getattr("cache"))
+            .and_then(|cache| cache.set_item(GLUE_FILE, (GLUE.len(), py.None(), lines, GLUE_FILE)))
+            .map_err(err)?;
         // The note kinds are the inbox's: the glue gets them from here.
         glue.setattr("NOTE_ROOM", inbox::NOTE_ROOM).map_err(err)?;
         glue.setattr("NOTE_HANGUP", inbox::NOTE_HANGUP)

@@ -2,9 +2,10 @@
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use crate::http::{self, ConnInfo, Request};
+use crate::py::latin1_str as latin1;
 
 /// `asgi` is `{"version": "3.0", "spec_version": "2.4"}`: 2.4 because a
 /// `send` after the client left raises `OSError`, so apps need not listen
@@ -28,7 +29,7 @@ pub(crate) fn build<'py>(
         version.strip_prefix("HTTP/").unwrap_or(version),
     )?;
     scope.set_item(intern!(py, "method"), latin1(py, head.method()))?;
-    let https = conn.tls || head.https_forwarded;
+    let https = conn.https(head);
     scope.set_item(
         intern!(py, "scheme"),
         if https {
@@ -79,12 +80,4 @@ pub(crate) fn build<'py>(
         },
     }
     Ok(scope)
-}
-
-/// Bytes as a str, one char per byte (what HTTP allows in a method).
-fn latin1<'py>(py: Python<'py>, b: &[u8]) -> Bound<'py, PyString> {
-    match std::str::from_utf8(b) {
-        Ok(s) => PyString::new(py, s),
-        Err(_) => PyString::new(py, &b.iter().map(|&c| char::from(c)).collect::<String>()),
-    }
 }

@@ -57,36 +57,17 @@ fn file_error(py: Python<'_>, path: &str, err: &PyErr) -> String {
         .ok()
         .and_then(|l| l.extract::<i64>().ok())
         .or_else(|| last_line_in(py, err, path));
-    let only = py
-        .import("traceback")
-        .and_then(|tb| tb.call_method1("format_exception_only", (err.get_type(py), value)))
-        .and_then(|lines| PyString::new(py, "").call_method1("join", (lines,)))
-        .and_then(|s| s.extract::<String>())
-        .unwrap_or_else(|_| err.to_string());
-    let tb = py
-        .import("traceback")
-        .and_then(|tb| {
-            tb.call_method1(
-                "format_exception",
-                (err.get_type(py), value, err.traceback(py)),
-            )
-        })
-        .and_then(|lines| PyString::new(py, "").call_method1("join", (lines,)))
-        .and_then(|s| s.extract::<String>())
-        .unwrap_or_default();
+    let only = crate::py::exception_only(py, err);
+    let tb = crate::py::exception_text(py, err);
     let at = match line {
         Some(n) => format!("{path}, line {n}"),
         None => path.to_string(),
     };
     let is_syntax = err.is_instance_of::<pyo3::exceptions::PySyntaxError>(py);
     if is_syntax {
-        format!("Error in config file {at}: {}", only.trim())
+        format!("Error in config file {at}: {only}")
     } else {
-        format!(
-            "Error in config file {at}: {}\n{}",
-            only.trim(),
-            tb.trim_end()
-        )
+        format!("Error in config file {at}: {only}\n{tb}")
     }
 }
 

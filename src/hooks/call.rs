@@ -3,11 +3,12 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyString, PyTuple};
 
-use super::objects::{cfg_object, header_list, latin1, log_object, make};
+use super::objects::{cfg_object, header_list, log_object, make};
 use super::HookFailed;
 use crate::config::{Config, Hook};
-use crate::gil::GilMutex;
+use crate::http::latin1_string as latin1;
 use crate::log::Headers;
+use crate::py::GilMutex;
 
 /// The master, as `server` in hooks.
 pub struct ServerInfo<'a> {
@@ -225,38 +226,12 @@ fn invoke<'py>(
 }
 
 fn report(py: Python<'_>, hook: Hook, e: &PyErr) -> HookFailed {
-    let fmt = |name: &str, args: Bound<'_, PyTuple>| -> String {
-        py.import("traceback")
-            .and_then(|tb| tb.call_method1(name, args))
-            .and_then(|lines| PyString::new(py, "").call_method1("join", (lines,)))
-            .and_then(|s| s.extract::<String>())
-            .unwrap_or_else(|_| e.to_string())
-    };
-    let tb = e
-        .traceback(py)
-        .map(|t| t.into_any())
-        .unwrap_or_else(|| py.None().into_bound(py));
-    let args = PyTuple::new(
-        py,
-        [
-            e.get_type(py).into_any(),
-            e.value(py).clone().into_any(),
-            tb,
-        ],
-    );
-    let full = args
-        .map(|a| fmt("format_exception", a))
-        .unwrap_or_else(|_| e.to_string());
-    let only = PyTuple::new(
-        py,
-        [e.get_type(py).into_any(), e.value(py).clone().into_any()],
-    )
-    .map(|a| fmt("format_exception_only", a))
-    .unwrap_or_else(|_| e.to_string());
-    crate::error!("Exception in {} hook\n{}", hook.name(), full.trim_end());
+    let full = crate::py::exception_text(py, e);
+    let only = crate::py::exception_only(py, e);
+    crate::error!("Exception in {} hook\n{full}", hook.name());
     HookFailed {
         hook: hook.name(),
-        message: only.trim().to_string(),
+        message: only,
     }
 }
 

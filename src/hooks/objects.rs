@@ -177,8 +177,3 @@ pub fn header_list<'py>(
         None => Ok(list.into_any()),
     }
 }
-
-/// Latin-1 bytes as a str (how the environ decodes them).
-pub fn latin1(bytes: &[u8]) -> String {
-    bytes.iter().map(|&b| b as char).collect()
-}

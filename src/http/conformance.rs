@@ -43,9 +43,7 @@ fn corpus_dir() -> PathBuf {
 
 /// JSON strings are WSGI native strings: one latin-1 character per byte.
 fn latin1(s: &str) -> Vec<u8> {
-    s.chars()
-        .map(|c| u8::try_from(u32::from(c)).unwrap_or_else(|_| panic!("{c:?} is not latin-1")))
-        .collect()
+    super::latin1_bytes(s).unwrap_or_else(|| panic!("{s:?} is not latin-1"))
 }
 
 fn str_field<'a>(v: &'a Value, key: &str) -> &'a str {

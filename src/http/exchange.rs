@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use super::Head;
+
 /// Per-listener and per-connection facts an app sees (the environ or the scope).
 #[derive(Clone, Debug)]
 pub struct ConnInfo {
@@ -17,6 +19,15 @@ pub struct ConnInfo {
     pub server_port: Arc<str>,
     /// The listener speaks TLS (wsgi.url_scheme `https`).
     pub tls: bool,
+}
+
+impl ConnInfo {
+    /// The request came over HTTPS: this listener speaks TLS, or a trusted
+    /// proxy said so (`X-Forwarded-Proto` and the like, `secure_scheme_headers`).
+    #[inline]
+    pub fn https(&self, head: &Head) -> bool {
+        self.tls || head.https_forwarded
+    }
 }
 
 /// Validated response header (name, value) pairs, latin-1 encoded; shared,

@@ -32,6 +32,7 @@ mod error;
 mod exchange;
 mod fields;
 mod framing;
+mod latin1;
 mod limits;
 mod parse;
 mod proxy;
@@ -46,8 +47,12 @@ pub use date::DateCache;
 pub use encode::{decimal, error_response, RequestInfo, ResponseFraming, ResponseWriter};
 pub use error::{HttpError, HttpErrorKind};
 pub use exchange::{ConnInfo, HeaderList, Status};
+pub use latin1::{latin1_bytes, latin1_string};
 pub use proxy::ProxyInfo;
-pub use status::{reason_phrase, validate_response_header, validate_status};
+pub use status::{
+    reason_phrase, validate_header_name, validate_header_value, validate_response_header,
+    validate_status,
+};
 pub use target::percent_decode;
 
 use std::net::IpAddr;

@@ -98,7 +98,17 @@ pub(super) fn status_code(status: &[u8]) -> u16 {
 
 /// RFC 9110 token name; value of SP, HTAB, VCHAR and obs-text only.
 pub fn validate_response_header(name: &[u8], value: &[u8]) -> bool {
-    is_token(name) && value.iter().all(|&b| is_field_vchar(b))
+    validate_header_name(name) && validate_header_value(value)
+}
+
+/// A response header name: an RFC 9110 token.
+pub fn validate_header_name(name: &[u8]) -> bool {
+    is_token(name)
+}
+
+/// A response header value: SP, HTAB, VCHAR and obs-text only.
+pub fn validate_header_value(value: &[u8]) -> bool {
+    value.iter().all(|&b| is_field_vchar(b))
 }
 
 #[cfg(test)]
@@ -116,6 +126,7 @@ mod tests {
         assert!(!validate_status(b"200OK"));
         assert!(!validate_status(b"abc OK"));
         assert!(!validate_status(b"200 OK\r\nX: y"));
+        assert!(!validate_status(b" 200 OK"));
         assert!(!validate_status(b""));
     }
 
@@ -138,6 +149,10 @@ mod tests {
         ));
         assert!(!validate_response_header(b"X-Nul", b"a\0"));
         assert!(!validate_response_header(b"X-Del", b"a\x7f"));
+        assert!(validate_header_name(b"X-Thing_1!"));
+        assert!(!validate_header_name(b"X:Thing"));
+        assert!(!validate_header_name(b"X\xe9"));
+        assert!(!validate_header_value(b"a\r\nb"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
 
 use socket2::{Domain, Socket, Type};
 
@@ -138,10 +138,6 @@ pub fn unix_path(fd: &OwnedFd) -> Option<String> {
 }
 
 /// Let `fd` survive exec (for the listeners handed to a new arbiter).
-pub fn set_inheritable(fd: RawFd) -> io::Result<()> {
-    let flags = nix::fcntl::fcntl(unsafe_borrow(fd), nix::fcntl::FcntlArg::F_GETFD)?;
-    let mut flags = nix::fcntl::FdFlag::from_bits_truncate(flags);
-    flags.remove(nix::fcntl::FdFlag::FD_CLOEXEC);
-    nix::fcntl::fcntl(unsafe_borrow(fd), nix::fcntl::FcntlArg::F_SETFD(flags))?;
-    Ok(())
+pub fn set_inheritable(fd: BorrowedFd<'_>) -> io::Result<()> {
+    socket2::SockRef::from(&fd).set_cloexec(false)
 }

@@ -47,8 +47,9 @@ use crate::wsgi::{Chunk, Reply, WsgiApp};
 use conn::{Connection, InFlight, Phase, Stream};
 
 /// Stop pulling a response body or answering pipelined requests while this
-/// many output bytes wait to be written (backpressure).
-const OUTPUT_HIGH_WATER: usize = 64 * 1024;
+/// many output bytes wait to be written (backpressure): the mark app threads
+/// and the asyncio thread wait at too.
+const OUTPUT_HIGH_WATER: usize = crate::handoff::HIGH_WATER;
 /// Body chunks (an app's `bytes` objects) from this size on are sent from
 /// where they are instead of being copied into the connection's output.
 const SEND_IN_PLACE_MIN: usize = 16 * 1024;
@@ -591,7 +592,7 @@ impl Worker<'_> {
             return;
         }
         let track = self.track;
-        let scheme = if c.info.tls || req.head.https_forwarded {
+        let scheme = if c.info.https(&req.head) {
             "https"
         } else {
             "http"

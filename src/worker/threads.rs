@@ -128,7 +128,7 @@ fn answer(py: Python<'_>, shared: &Shared, job: Job) {
         post_overloaded(mailbox, ticket, &flow);
         return;
     }
-    let scheme = if conn.tls || req.head.https_forwarded {
+    let scheme = if conn.https(&req.head) {
         "https"
     } else {
         "http"

@@ -18,7 +18,7 @@ use super::file_wrapper::FileWrapper;
 use super::report;
 use super::start_response::{lock, Responder};
 use super::{Body, Chunk, Piece, Reply};
-use crate::gil::GilMutex;
+use crate::py::GilMutex;
 
 /// Where the next chunks come from.
 pub(crate) enum Source {

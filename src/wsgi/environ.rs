@@ -22,8 +22,10 @@ use super::errors::ErrorStream;
 use super::file_wrapper::FileWrapper;
 use super::input::Input;
 use super::{ConnInfo, WorkerInfo};
-use crate::gil::GilMutex;
+use crate::http::latin1_bytes;
 use crate::http::{decimal, Request, RequestBody, Version};
+use crate::py::latin1_str as latin1;
+use crate::py::GilMutex;
 
 /// Why no environ could be built.
 pub(crate) enum EnvironError {
@@ -389,7 +391,7 @@ impl Template {
         conn: &ConnInfo,
     ) -> Result<Bound<'py, PyDict>, EnvironError> {
         let head = &req.head;
-        let https = conn.tls || head.https_forwarded;
+        let https = conn.https(head);
         let (base, in_context) = self.base_for(py, conn, https)?;
         let env = base.copy()?;
         if !in_context {
@@ -502,22 +504,6 @@ impl Template {
         }
         Ok(env)
     }
-}
-
-/// Bytes as a WSGI native string: each byte is the code point of the same value.
-pub(crate) fn latin1<'py>(py: Python<'py>, bytes: &[u8]) -> Bound<'py, PyString> {
-    if bytes.is_ascii() {
-        if let Ok(s) = std::str::from_utf8(bytes) {
-            return PyString::new(py, s);
-        }
-    }
-    let s: String = bytes.iter().map(|&b| char::from(b)).collect();
-    PyString::new(py, &s)
-}
-
-/// A str as latin-1 bytes, `None` when it has code points above U+00FF.
-pub(crate) fn latin1_bytes(s: &str) -> Option<Vec<u8>> {
-    s.chars().map(|c| u8::try_from(u32::from(c)).ok()).collect()
 }
 
 fn method<'py>(py: Python<'py>, m: &[u8]) -> Bound<'py, PyString> {

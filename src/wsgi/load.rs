@@ -188,15 +188,7 @@ pub(crate) fn import_app(py: Python<'_>, spec: &str) -> Result<Py<PyAny>, AppLoa
             Err(e)
                 if e.is_instance_of::<PyTypeError>(py) && called_with_wrong_args(py, &app, &e) =>
             {
-                let only = py
-                    .import("traceback")
-                    .and_then(|tb| {
-                        tb.call_method1("format_exception_only", (e.get_type(py), e.value(py)))
-                    })
-                    .and_then(|lines| PyString::new(py, "").call_method1("join", (lines,)))
-                    .and_then(|s| s.extract::<String>())
-                    .unwrap_or_else(|_| e.to_string());
-                return Err(AppLoadError(only.trim().to_string()));
+                return Err(AppLoadError(crate::py::exception_only(py, &e)));
             }
             Err(e) => return Err(traceback_error(py, &e)),
         };

@@ -2,23 +2,9 @@
 //! the error log (gunicorn's `log.exception`).
 
 use pyo3::prelude::*;
-use pyo3::types::PyString;
 
 /// The traceback of `err` as Python prints it, without the final newline.
-pub(crate) fn format_exception(py: Python<'_>, err: &PyErr) -> String {
-    let format = || -> PyResult<String> {
-        let lines = py.import("traceback")?.call_method1(
-            "format_exception",
-            (err.get_type(py), err.value(py), err.traceback(py)),
-        )?;
-        PyString::new(py, "")
-            .call_method1("join", (lines,))?
-            .extract::<String>()
-    };
-    let mut text = format().unwrap_or_else(|_| err.to_string());
-    text.truncate(text.trim_end().len());
-    text
-}
+pub(crate) use crate::py::exception_text as format_exception;
 
 /// Log `context`, then the traceback of `err` on the following lines.
 pub(crate) fn exception(py: Python<'_>, context: &str, err: &PyErr) {

@@ -19,8 +19,6 @@
 //! Uncontended, a `GilMutex` costs what a `Mutex` costs: it tries the lock
 //! first and detaches only when that fails.
 
-#![forbid(unsafe_code)]
-
 use std::sync::{Mutex, MutexGuard};
 
 use pyo3::sync::MutexExt;

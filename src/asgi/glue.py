@@ -18,7 +18,7 @@ LIFESPAN_ASGI = {"version": "3.0", "spec_version": "2.0"}
 
 # Note kinds the hub hands back: NOTE_ROOM and NOTE_HANGUP are set on this
 # module by the extension when it loads it (they are defined in
-# src/asgi/inbox.rs, once).
+# inbox.rs, once).
 # Seconds between the loop's heartbeats (see _heartbeat).
 HEARTBEAT_EVERY = 0.25
 
