@@ -10,6 +10,7 @@ pub mod log;
 
 pub mod config;
 pub mod engine;
+pub mod h2;
 pub mod hooks;
 pub mod http;
 pub mod metrics;
