@@ -14,3 +14,16 @@ pub mod frame;
 pub mod hpack;
 
 pub use error::{H2Error, Reason};
+
+mod conn;
+mod flood;
+pub mod h2c;
+mod request;
+mod send;
+mod stream;
+#[cfg(test)]
+mod testing;
+
+pub use conn::{Connection, Event, Settings, HEADER_TABLE_SIZE, UNLIMITED_HEADER_BLOCK};
+pub use request::{Refusal, Trailers};
+pub use send::SendError;

@@ -92,6 +92,14 @@ pub(crate) fn encode_integer(value: usize, prefix: u8, flags: u8, out: &mut Vec<
 }
 
 #[cfg(test)]
+pub(crate) mod tests_support {
+    /// A dynamic table size update, for tests that send a bad one.
+    pub fn size_update(size: usize, out: &mut Vec<u8>) {
+        super::encode_integer(size, 5, 0x20, out);
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
