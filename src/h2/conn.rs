@@ -11,10 +11,10 @@ use std::time::Instant;
 
 use super::error::{H2Error, Reason};
 use super::flood::Floods;
-use super::frame::{self, flag, kind, setting, Frame, FrameHead, HEADER_LEN, PREFACE};
+use super::frame::{self, setting, FrameHead, HEADER_LEN, PREFACE};
 use super::hpack::{Decoder, Encoder};
-use super::request::{Refusal, RequestBuilder, Trailers};
-use super::stream::{Recv, Send, Stream};
+use super::request::Trailers;
+use super::stream::{Recv, Stream};
 use crate::http::Head;
 
 /// Our settings, gunicorn 27's `http2_*` defaults.
@@ -77,7 +77,7 @@ pub enum Event {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum State {
+pub(super) enum State {
     /// Waiting for the client preface; holds how many bytes matched.
     Preface(usize),
     /// Preface seen; the first frame must be SETTINGS.
@@ -89,7 +89,7 @@ enum State {
 /// A graceful stop (RFC 9113 6.8): first GOAWAY with the largest id and a
 /// PING, then, when the PING comes back, GOAWAY with the real last id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Stopping {
+pub(super) enum Stopping {
     No,
     Announced,
     Final(u32),
@@ -97,10 +97,10 @@ enum Stopping {
 
 /// A header block still taking CONTINUATION frames.
 #[derive(Debug)]
-struct PartialBlock {
-    stream: u32,
-    end_stream: bool,
-    bytes: Vec<u8>,
+pub(super) struct PartialBlock {
+    pub stream: u32,
+    pub end_stream: bool,
+    pub bytes: Vec<u8>,
 }
 
 /// What the client told us in its SETTINGS.
@@ -112,27 +112,27 @@ pub(super) struct PeerSettings {
 
 pub struct Connection {
     pub(super) settings: Settings,
-    state: State,
-    stopping: Stopping,
-    input: Vec<u8>,
+    pub(super) state: State,
+    pub(super) stopping: Stopping,
+    pub(super) input: Vec<u8>,
     pub(super) out: Vec<u8>,
     pub(super) events: VecDeque<Event>,
-    decoder: Decoder,
+    pub(super) decoder: Decoder,
     pub(super) encoder: Encoder,
     pub(super) block: Vec<u8>,
     /// A response field name, lower-cased.
     pub(super) lower: Vec<u8>,
-    partial: Option<PartialBlock>,
+    pub(super) partial: Option<PartialBlock>,
     pub(super) streams: HashMap<u32, Stream>,
     /// The highest stream id the client has opened.
-    last_stream: u32,
+    pub(super) last_stream: u32,
     pub(super) peer: PeerSettings,
     pub(super) send_window: i64,
-    recv_window: i64,
-    recv_unacked: u32,
+    pub(super) recv_window: i64,
+    pub(super) recv_unacked: u32,
     /// Streams with queued data and window to send it, in turn.
     pub(super) ready: VecDeque<u32>,
-    settings_acked: bool,
+    pub(super) settings_acked: bool,
     pub(super) floods: Floods,
     pub(super) now: Instant,
 }
@@ -200,13 +200,13 @@ impl Connection {
         c
     }
 
-    fn conn_window_target(&self) -> i64 {
+    pub(super) fn conn_window_target(&self) -> i64 {
         i64::from(self.settings.initial_window_size.max(frame::DEFAULT_WINDOW))
     }
 
     /// The window a new stream starts with: ours once the client has our
     /// SETTINGS, until then the larger of ours and the default it assumes.
-    fn stream_recv_window(&self) -> u32 {
+    pub(super) fn stream_recv_window(&self) -> u32 {
         if self.settings_acked {
             self.settings.initial_window_size
         } else {
@@ -214,14 +214,14 @@ impl Connection {
         }
     }
 
-    fn header_block_limit(&self) -> usize {
+    pub(super) fn header_block_limit(&self) -> usize {
         match self.settings.max_header_list_size {
             0 => UNLIMITED_HEADER_BLOCK,
             n => n as usize,
         }
     }
 
-    fn list_size_limit(&self) -> usize {
+    pub(super) fn list_size_limit(&self) -> usize {
         match self.settings.max_header_list_size {
             0 => usize::MAX,
             n => n as usize,
@@ -326,7 +326,7 @@ impl Connection {
         }
     }
 
-    fn credit_connection(&mut self, n: u32) {
+    pub(super) fn credit_connection(&mut self, n: u32) {
         self.recv_unacked = self.recv_unacked.saturating_add(n);
         if i64::from(self.recv_unacked) >= self.conn_window_target() / 2 {
             frame::write_window_update(&mut self.out, 0, self.recv_unacked);
@@ -384,479 +384,8 @@ impl Connection {
         at
     }
 
-    fn on_frame(&mut self, head: &FrameHead, payload: &[u8]) -> Result<(), H2Error> {
-        if self.state == State::FirstSettings {
-            if head.kind != kind::SETTINGS || head.flags & flag::ACK != 0 {
-                return Err(H2Error::conn(
-                    Reason::PROTOCOL_ERROR,
-                    "first frame is not SETTINGS",
-                ));
-            }
-            self.state = State::Open;
-        }
-        if let Some(p) = &self.partial {
-            if head.kind != kind::CONTINUATION || head.stream != p.stream {
-                return Err(H2Error::conn(
-                    Reason::PROTOCOL_ERROR,
-                    "header block interrupted",
-                ));
-            }
-        }
-        match frame::parse(head, payload)? {
-            Frame::Data {
-                stream,
-                data,
-                end_stream,
-                flow_len,
-            } => self.on_data(stream, data, end_stream, flow_len),
-            Frame::Headers {
-                stream,
-                block,
-                end_stream,
-                end_headers,
-            } => {
-                if block.is_empty() && !end_headers {
-                    self.spend_empty()?;
-                }
-                self.partial = Some(PartialBlock {
-                    stream,
-                    end_stream,
-                    bytes: Vec::new(),
-                });
-                self.add_fragment(block, end_headers)
-            }
-            Frame::Continuation {
-                stream: _,
-                block,
-                end_headers,
-            } => {
-                if self.partial.is_none() {
-                    return Err(H2Error::conn(
-                        Reason::PROTOCOL_ERROR,
-                        "CONTINUATION without HEADERS",
-                    ));
-                }
-                if block.is_empty() && !end_headers {
-                    self.spend_empty()?;
-                }
-                self.add_fragment(block, end_headers)
-            }
-            Frame::Priority { .. } => self.spend_empty(),
-            Frame::RstStream { stream, reason } => self.on_reset(stream, reason),
-            Frame::Settings(settings) => {
-                self.spend_answered()?;
-                for (id, value) in settings.iter() {
-                    self.apply_setting(id, value)?;
-                }
-                frame::write_settings_ack(&mut self.out);
-                Ok(())
-            }
-            Frame::SettingsAck => {
-                self.on_settings_ack();
-                Ok(())
-            }
-            Frame::Ping { ack: false, data } => {
-                self.spend_answered()?;
-                frame::write_ping(&mut self.out, true, data);
-                Ok(())
-            }
-            Frame::Ping { ack: true, data } => {
-                if data == SHUTDOWN_PING && self.stopping == Stopping::Announced {
-                    self.shutdown_now();
-                }
-                Ok(())
-            }
-            Frame::GoAway {
-                last_stream,
-                reason,
-            } => {
-                self.events.push_back(Event::GoAway {
-                    last_stream,
-                    reason,
-                });
-                Ok(())
-            }
-            Frame::WindowUpdate { stream, increment } => self.on_window_update(stream, increment),
-            Frame::Unknown => Ok(()),
-        }
-    }
-
-    fn spend_empty(&mut self) -> Result<(), H2Error> {
-        if self.floods.empty.spend(self.now) {
-            Ok(())
-        } else {
-            Err(H2Error::conn(
-                Reason::ENHANCE_YOUR_CALM,
-                "too many empty frames",
-            ))
-        }
-    }
-
-    fn spend_answered(&mut self) -> Result<(), H2Error> {
-        if self.floods.answered.spend(self.now) {
-            Ok(())
-        } else {
-            Err(H2Error::conn(
-                Reason::ENHANCE_YOUR_CALM,
-                "too many SETTINGS or PING frames",
-            ))
-        }
-    }
-
-    pub(super) fn apply_setting(&mut self, id: u16, value: u32) -> Result<(), H2Error> {
-        match id {
-            setting::HEADER_TABLE_SIZE => self.encoder.set_max_table_size(value as usize),
-            setting::INITIAL_WINDOW_SIZE => {
-                let delta = i64::from(value) - i64::from(self.peer.initial_window);
-                self.peer.initial_window = value;
-                for (&id, s) in self.streams.iter_mut() {
-                    s.send_window += delta;
-                    if s.send_window > i64::from(frame::MAX_WINDOW) {
-                        return Err(H2Error::conn(
-                            Reason::FLOW_CONTROL_ERROR,
-                            "INITIAL_WINDOW_SIZE overflows a stream window",
-                        ));
-                    }
-                    if delta > 0 && s.pending() > 0 && !self.ready.contains(&id) {
-                        self.ready.push_back(id);
-                    }
-                }
-            }
-            setting::MAX_FRAME_SIZE => self.peer.max_frame = value,
-            _ => {}
-        }
-        Ok(())
-    }
-
-    fn on_settings_ack(&mut self) {
-        if self.settings_acked {
-            return;
-        }
-        self.settings_acked = true;
-        // Streams opened before the ACK were given the default window.
-        let ours = i64::from(self.settings.initial_window_size);
-        let assumed = i64::from(self.settings.initial_window_size.max(frame::DEFAULT_WINDOW));
-        if ours != assumed {
-            for s in self.streams.values_mut() {
-                s.recv_window += ours - assumed;
-            }
-        }
-    }
-
-    fn add_fragment(&mut self, fragment: &[u8], end_headers: bool) -> Result<(), H2Error> {
-        let limit = self.header_block_limit();
-        let p = self.partial.as_mut().expect("a block in progress");
-        // Counted raw, before decoding: a CONTINUATION flood is cut off
-        // whatever its fields would decode to.
-        if p.bytes.len() + fragment.len() > limit {
-            return Err(H2Error::conn(
-                Reason::ENHANCE_YOUR_CALM,
-                "header block too large",
-            ));
-        }
-        if !end_headers {
-            p.bytes.extend_from_slice(fragment);
-            return Ok(());
-        }
-        let p = self.partial.take().expect("a block in progress");
-        if p.bytes.is_empty() {
-            self.on_header_block(p.stream, fragment, p.end_stream)
-        } else {
-            let mut bytes = p.bytes;
-            bytes.extend_from_slice(fragment);
-            self.on_header_block(p.stream, &bytes, p.end_stream)
-        }
-    }
-
-    fn decode_error(_: super::hpack::HpackError) -> H2Error {
-        H2Error::conn(Reason::COMPRESSION_ERROR, "invalid header block")
-    }
-
-    fn on_header_block(&mut self, id: u32, block: &[u8], end_stream: bool) -> Result<(), H2Error> {
-        let limit = self.list_size_limit();
-        if let Some(s) = self.streams.get(&id) {
-            // Trailers.
-            let open = s.recv == Recv::Open;
-            let mut trailers = Trailers::default();
-            let decoded = self
-                .decoder
-                .decode(block, limit, |n, v| trailers.field(n, v))
-                .map_err(Self::decode_error)?;
-            if !open {
-                return Err(H2Error::stream(
-                    id,
-                    Reason::STREAM_CLOSED,
-                    "HEADERS after END_STREAM",
-                ));
-            }
-            if !end_stream {
-                return Err(H2Error::stream(
-                    id,
-                    Reason::PROTOCOL_ERROR,
-                    "trailers without END_STREAM",
-                ));
-            }
-            if decoded.over_limit {
-                return Err(H2Error::stream(
-                    id,
-                    Reason::PROTOCOL_ERROR,
-                    "trailers too large",
-                ));
-            }
-            let trailers = trailers
-                .finish()
-                .map_err(|_| H2Error::stream(id, Reason::PROTOCOL_ERROR, "malformed trailers"))?;
-            self.check_length_at_end(id)?;
-            self.events.push_back(Event::Trailers {
-                stream: id,
-                trailers,
-            });
-            self.close_recv(id);
-            return Ok(());
-        }
-        if id % 2 == 0 {
-            return Err(H2Error::conn(
-                Reason::PROTOCOL_ERROR,
-                "even stream id from a client",
-            ));
-        }
-        if id <= self.last_stream {
-            return Err(H2Error::conn(
-                Reason::PROTOCOL_ERROR,
-                "stream id not above the last",
-            ));
-        }
-        self.last_stream = id;
-        let mut builder = RequestBuilder::default();
-        let decoded = self
-            .decoder
-            .decode(block, limit, |n, v| builder.field(n, v))
-            .map_err(Self::decode_error)?;
-        if let Stopping::Final(last) = self.stopping {
-            if id > last {
-                // After the final GOAWAY: decoded only to keep HPACK in step.
-                return Ok(());
-            }
-        }
-        if self.streams.len() >= self.settings.max_concurrent_streams as usize {
-            frame::write_rst_stream(&mut self.out, id, Reason::REFUSED_STREAM);
-            return Ok(());
-        }
-        let window = self.stream_recv_window();
-        let send_window = i64::from(self.peer.initial_window);
-        self.streams
-            .insert(id, Stream::new(window, send_window, end_stream));
-        if decoded.over_limit {
-            self.answer_error(id, 431);
-            return Ok(());
-        }
-        match builder.finish() {
-            Ok(built) => {
-                let s = self.streams.get_mut(&id).expect("just inserted");
-                s.content_length = built.content_length;
-                if end_stream && built.content_length.is_some_and(|n| n != 0) {
-                    self.streams.remove(&id);
-                    return Err(H2Error::stream(
-                        id,
-                        Reason::PROTOCOL_ERROR,
-                        "content-length without DATA",
-                    ));
-                }
-                self.events.push_back(Event::Request {
-                    stream: id,
-                    head: built.head,
-                    end_stream,
-                });
-                Ok(())
-            }
-            Err(Refusal::Connect) => {
-                self.answer_error(id, 501);
-                Ok(())
-            }
-            Err(Refusal::Malformed(why)) => {
-                self.streams.remove(&id);
-                Err(H2Error::stream(id, Reason::PROTOCOL_ERROR, why))
-            }
-        }
-    }
-
-    /// Answer a request the application never sees with a bare status.
-    fn answer_error(&mut self, id: u32, status: u16) {
-        let fields = [(&b"content-length"[..], &b"0"[..])];
-        let _ = self.send_response(id, status, fields, true);
-    }
-
-    fn check_length_at_end(&mut self, id: u32) -> Result<(), H2Error> {
-        let s = &self.streams[&id];
-        if s.content_length.is_some_and(|n| n != s.received) {
-            return Err(H2Error::stream(
-                id,
-                Reason::PROTOCOL_ERROR,
-                "body shorter than content-length",
-            ));
-        }
-        Ok(())
-    }
-
-    fn on_data(
-        &mut self,
-        id: u32,
-        data: &[u8],
-        end_stream: bool,
-        flow_len: u32,
-    ) -> Result<(), H2Error> {
-        if id > self.last_stream {
-            return Err(H2Error::conn(
-                Reason::PROTOCOL_ERROR,
-                "DATA on an idle stream",
-            ));
-        }
-        let flow = i64::from(flow_len);
-        if flow > self.recv_window {
-            return Err(H2Error::conn(
-                Reason::FLOW_CONTROL_ERROR,
-                "DATA beyond the connection window",
-            ));
-        }
-        self.recv_window -= flow;
-        if data.is_empty() && !end_stream {
-            self.spend_empty()?;
-        }
-        // Padding never reaches the consumer: its credit comes back now.
-        let padding = flow_len - data.len() as u32;
-        let Some(s) = self.streams.get_mut(&id) else {
-            // A stream we closed: the client may not know yet (RFC 9113
-            // 5.1), so no error, but the frame is counted as one that
-            // carries nothing for us.
-            self.credit_connection(flow_len);
-            return self.spend_empty();
-        };
-        if s.recv == Recv::Closed {
-            self.credit_connection(flow_len);
-            return Err(H2Error::stream(
-                id,
-                Reason::STREAM_CLOSED,
-                "DATA after END_STREAM",
-            ));
-        }
-        if flow > s.recv_window {
-            self.credit_connection(flow_len);
-            return Err(H2Error::stream(
-                id,
-                Reason::FLOW_CONTROL_ERROR,
-                "DATA beyond the stream window",
-            ));
-        }
-        s.recv_window -= flow;
-        s.recv_unacked += padding;
-        s.received += data.len() as u64;
-        if s.content_length.is_some_and(|n| s.received > n) {
-            self.credit_connection(flow_len);
-            return Err(H2Error::stream(
-                id,
-                Reason::PROTOCOL_ERROR,
-                "body longer than content-length",
-            ));
-        }
-        if end_stream {
-            self.check_length_at_end(id)?;
-        }
-        self.credit_connection(padding);
-        self.events.push_back(Event::Data {
-            stream: id,
-            data: data.to_vec(),
-            end_stream,
-        });
-        if end_stream {
-            self.close_recv(id);
-        }
-        Ok(())
-    }
-
-    fn close_recv(&mut self, id: u32) {
-        if let Some(s) = self.streams.get_mut(&id) {
-            s.recv = Recv::Closed;
-            if s.is_closed() {
-                self.streams.remove(&id);
-            }
-        }
-    }
-
-    fn on_reset(&mut self, id: u32, reason: Reason) -> Result<(), H2Error> {
-        if id > self.last_stream {
-            return Err(H2Error::conn(
-                Reason::PROTOCOL_ERROR,
-                "RST_STREAM on an idle stream",
-            ));
-        }
-        let Some(s) = self.streams.remove(&id) else {
-            return Ok(());
-        };
-        self.ready.retain(|&r| r != id);
-        self.events.push_back(Event::Reset { stream: id, reason });
-        // Rapid reset: a stream reset before we could answer it cost us
-        // the work of starting it for nothing.
-        if s.send != Send::Closed && !self.floods.resets.spend(self.now) {
-            return Err(H2Error::conn(
-                Reason::ENHANCE_YOUR_CALM,
-                "too many streams reset",
-            ));
-        }
-        Ok(())
-    }
-
-    /// We reset a stream for a fault of the client's (a stream error).
-    fn reset_stream_for_error(&mut self, id: u32, reason: Reason) {
-        frame::write_rst_stream(&mut self.out, id, reason);
-        if self.streams.remove(&id).is_some() {
-            self.ready.retain(|&r| r != id);
-            self.events.push_back(Event::Reset { stream: id, reason });
-        }
-        if !self.floods.local_resets.spend(self.now) {
-            self.fail(H2Error::conn(
-                Reason::ENHANCE_YOUR_CALM,
-                "too many stream errors",
-            ));
-        }
-    }
-
-    fn on_window_update(&mut self, id: u32, increment: u32) -> Result<(), H2Error> {
-        if id == 0 {
-            self.send_window += i64::from(increment);
-            if self.send_window > i64::from(frame::MAX_WINDOW) {
-                return Err(H2Error::conn(
-                    Reason::FLOW_CONTROL_ERROR,
-                    "connection window above 2^31-1",
-                ));
-            }
-            return Ok(());
-        }
-        if id > self.last_stream {
-            return Err(H2Error::conn(
-                Reason::PROTOCOL_ERROR,
-                "WINDOW_UPDATE on an idle stream",
-            ));
-        }
-        let Some(s) = self.streams.get_mut(&id) else {
-            return Ok(());
-        };
-        s.send_window += i64::from(increment);
-        if s.send_window > i64::from(frame::MAX_WINDOW) {
-            return Err(H2Error::stream(
-                id,
-                Reason::FLOW_CONTROL_ERROR,
-                "stream window above 2^31-1",
-            ));
-        }
-        let has_work = s.pending() > 0 || (s.end_queued && s.send != Send::Closed);
-        if has_work && !self.ready.contains(&id) {
-            self.ready.push_back(id);
-        }
-        Ok(())
-    }
-
     /// A connection error: GOAWAY with its reason, and nothing more after.
-    fn fail(&mut self, error: H2Error) {
+    pub(super) fn fail(&mut self, error: H2Error) {
         if self.state == State::Closed {
             return;
         }
@@ -897,6 +426,7 @@ impl Connection {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::h2::frame::{flag, kind};
     use crate::h2::testing::{frame, settings, Client, Out};
     use std::time::Duration;
 

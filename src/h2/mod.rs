@@ -18,6 +18,7 @@ pub use error::{H2Error, Reason};
 mod conn;
 mod flood;
 pub mod h2c;
+mod recv;
 mod request;
 mod send;
 mod stream;
