@@ -100,6 +100,7 @@ pub(super) enum Stopping {
 pub(super) struct PartialBlock {
     pub stream: u32,
     pub end_stream: bool,
+    pub self_dependent: bool,
     pub bytes: Vec<u8>,
 }
 
@@ -877,6 +878,49 @@ mod tests {
         let mut c = Client::new();
         c.feed(&frame(kind::CONTINUATION, flag::END_HEADERS, 1, &[0x82]));
         assert_eq!(goaway_reason(&mut c), Some(Reason::PROTOCOL_ERROR));
+    }
+
+    #[test]
+    fn self_dependent_headers_reset_the_stream_and_keep_hpack_in_step() {
+        let mut c = Client::new();
+        let block = c.block(&[
+            (":method", "GET"),
+            (":scheme", "http"),
+            (":path", "/"),
+            ("x-first", "indexed"),
+        ]);
+        let mut payload = vec![0, 0, 0, 1, 15];
+        payload.extend(block);
+        c.feed(&frame(
+            kind::HEADERS,
+            flag::PRIORITY | flag::END_HEADERS | flag::END_STREAM,
+            1,
+            &payload,
+        ));
+        assert_eq!(rst(&c.frames(), 1), Some(Reason::PROTOCOL_ERROR));
+        c.events();
+        // This block refers to the entry the refused one added.
+        let b = c.headers(
+            3,
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                ("x-first", "indexed"),
+            ],
+            true,
+        );
+        c.feed(&b);
+        let events = c.events();
+        let [Event::Request {
+            stream: 3, head, ..
+        }] = &events[..]
+        else {
+            panic!("{events:?}")
+        };
+        assert!(head
+            .header_pairs()
+            .any(|(n, v)| n == b"x-first" && v == b"indexed"));
     }
 
     #[test]

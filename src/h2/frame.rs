@@ -94,6 +94,9 @@ pub enum Frame<'a> {
         block: &'a [u8],
         end_stream: bool,
         end_headers: bool,
+        /// The stream depends on itself: a stream error (RFC 9113 5.3.1),
+        /// raised once the block is decoded, so HPACK stays in step.
+        self_dependent: bool,
     },
     Priority {
         stream: u32,
@@ -216,6 +219,7 @@ pub fn parse<'a>(head: &FrameHead, payload: &'a [u8]) -> Result<Frame<'a>, H2Err
         kind::HEADERS => {
             on_stream("HEADERS on stream 0")?;
             let mut block = unpad(head, payload)?;
+            let mut self_dependent = false;
             if head.has(flag::PRIORITY) {
                 if block.len() < 5 {
                     return Err(conn(
@@ -223,7 +227,7 @@ pub fn parse<'a>(head: &FrameHead, payload: &'a [u8]) -> Result<Frame<'a>, H2Err
                         "HEADERS too short for priority",
                     ));
                 }
-                priority(stream, block)?;
+                self_dependent = priority(stream, block).is_err();
                 block = &block[5..];
             }
             Frame::Headers {
@@ -231,6 +235,7 @@ pub fn parse<'a>(head: &FrameHead, payload: &'a [u8]) -> Result<Frame<'a>, H2Err
                 block,
                 end_stream: head.has(flag::END_STREAM),
                 end_headers: head.has(flag::END_HEADERS),
+                self_dependent,
             }
         }
         kind::PRIORITY => {
@@ -514,10 +519,20 @@ mod tests {
                 stream: 1,
                 block: &[0x82],
                 end_stream: false,
-                end_headers: true
+                end_headers: true,
+                self_dependent: false,
             })
         );
         let selfdep = parse_one(kind::HEADERS, flag::PRIORITY, 3, &[0, 0, 0, 3, 15]);
+        assert!(matches!(
+            selfdep,
+            Ok(Frame::Headers {
+                stream: 3,
+                self_dependent: true,
+                ..
+            })
+        ));
+        let selfdep = parse_one(kind::PRIORITY, 0, 3, &[0, 0, 0, 3, 15]);
         assert!(matches!(
             selfdep,
             Err(H2Error::Stream {

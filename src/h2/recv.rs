@@ -39,6 +39,7 @@ impl Connection {
                 block,
                 end_stream,
                 end_headers,
+                self_dependent,
             } => {
                 if block.is_empty() && !end_headers {
                     self.spend_empty()?;
@@ -46,6 +47,7 @@ impl Connection {
                 self.partial = Some(PartialBlock {
                     stream,
                     end_stream,
+                    self_dependent,
                     bytes: Vec::new(),
                 });
                 self.add_fragment(block, end_headers)
@@ -187,14 +189,22 @@ impl Connection {
             p.bytes.extend_from_slice(fragment);
             return Ok(());
         }
-        let p = self.partial.take().expect("a block in progress");
-        if p.bytes.is_empty() {
-            self.on_header_block(p.stream, fragment, p.end_stream)
+        let mut p = self.partial.take().expect("a block in progress");
+        let block = if p.bytes.is_empty() {
+            fragment
         } else {
-            let mut bytes = p.bytes;
-            bytes.extend_from_slice(fragment);
-            self.on_header_block(p.stream, &bytes, p.end_stream)
+            p.bytes.extend_from_slice(fragment);
+            &p.bytes
+        };
+        let result = self.on_header_block(p.stream, block, p.end_stream);
+        if result.is_ok() && p.self_dependent {
+            return Err(H2Error::stream(
+                p.stream,
+                Reason::PROTOCOL_ERROR,
+                "stream depends on itself",
+            ));
         }
+        result
     }
 
     pub(super) fn decode_error(_: super::hpack::HpackError) -> H2Error {
@@ -274,6 +284,12 @@ impl Connection {
         }
         if self.streams.len() >= self.settings.max_concurrent_streams as usize {
             frame::write_rst_stream(&mut self.out, id, Reason::REFUSED_STREAM);
+            if !self.floods.local_resets.spend(self.now) {
+                return Err(H2Error::conn(
+                    Reason::ENHANCE_YOUR_CALM,
+                    "too many streams refused",
+                ));
+            }
             return Ok(());
         }
         let window = self.stream_recv_window();
