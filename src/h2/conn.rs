@@ -1043,6 +1043,44 @@ mod tests {
         assert!(c.conn.is_done());
     }
 
+    /// Feed `pieces` to a fresh connection: its events and output.
+    fn run(pieces: &[&[u8]]) -> (String, Vec<u8>) {
+        let now = Instant::now();
+        let mut conn = Connection::new(Settings::default(), now);
+        for p in pieces {
+            conn.feed(p, now);
+        }
+        let events: Vec<_> = std::iter::from_fn(|| conn.poll()).collect();
+        (format!("{events:?}"), conn.output().to_vec())
+    }
+
+    fn same_at_every_split(bytes: &[u8]) -> (String, Vec<u8>) {
+        let whole = run(&[bytes]);
+        for at in 0..=bytes.len() {
+            let (a, b) = bytes.split_at(at);
+            assert_eq!(run(&[a, b]), whole, "split at {at}");
+        }
+        let bytewise: Vec<&[u8]> = bytes.chunks(1).collect();
+        assert_eq!(run(&bytewise), whole);
+        whole
+    }
+
+    #[test]
+    fn connection_error_is_the_same_at_every_split() {
+        let mut client = Client::new();
+        let mut bytes = PREFACE.to_vec();
+        bytes.extend(settings(&[]));
+        bytes.extend(client.get(1, "/"));
+        bytes.extend(frame(kind::PING, 0, 1, &[0; 8]));
+        bytes.extend(client.get(3, "/never"));
+        let (events, out) = same_at_every_split(&bytes);
+        assert!(events.contains("Request { stream: 1"), "{events}");
+        assert!(!events.contains("stream: 3"), "{events}");
+        assert!(events.ends_with("Closed { error: Some(Connection { reason: PROTOCOL_ERROR, detail: \"PING on a stream\" }) }]"), "{events}");
+        // The GOAWAY (8 bytes and the 16-byte detail) comes last.
+        assert_eq!(out[out.len() - 9 - 8 - 16 + 3], kind::GOAWAY);
+    }
+
     /// A request exchange fed whole, then split in two at every offset:
     /// the same events every way.
     #[test]
@@ -1075,23 +1113,8 @@ mod tests {
         bytes.extend(frame(kind::CONTINUATION, flag::END_HEADERS, 3, rest));
         bytes.extend(frame(kind::DATA, flag::END_STREAM, 1, b"llo"));
 
-        fn run(pieces: &[&[u8]]) -> (String, Vec<u8>) {
-            let now = Instant::now();
-            let mut conn = Connection::new(Settings::default(), now);
-            for p in pieces {
-                conn.feed(p, now);
-            }
-            let events: Vec<_> = std::iter::from_fn(|| conn.poll()).collect();
-            (format!("{events:?}"), conn.output().to_vec())
-        }
-        let whole = run(&[&bytes]);
+        let whole = same_at_every_split(&bytes);
         assert!(whole.0.contains("Request { stream: 3"), "{}", whole.0);
         assert!(whole.0.contains("end_stream: true"), "{}", whole.0);
-        for at in 0..=bytes.len() {
-            let (a, b) = bytes.split_at(at);
-            assert_eq!(run(&[a, b]), whole, "split at {at}");
-        }
-        let bytewise: Vec<&[u8]> = bytes.chunks(1).collect();
-        assert_eq!(run(&bytewise), whole);
     }
 }

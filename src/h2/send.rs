@@ -116,6 +116,27 @@ impl Connection {
             }
             Send::Open => {}
         }
+        let mut data = data;
+        if s.pending() == 0 && self.ready.is_empty() {
+            // Nothing waits before this data (after a flush, only streams
+            // stalled on the connection window stay ready): frame what
+            // fits straight from the caller's slice, queue only the rest.
+            let max_frame = self.peer.max_frame as usize;
+            let mut room = s.send_window.min(self.send_window).max(0) as usize;
+            while !data.is_empty() && room > 0 {
+                let n = data.len().min(room).min(max_frame);
+                let end = end_stream && n == data.len() && s.trailers.is_none();
+                frame::write_data(&mut self.out, stream, &data[..n], end);
+                s.send_window -= n as i64;
+                self.send_window -= n as i64;
+                room -= n;
+                data = &data[n..];
+                if end {
+                    self.end_sent(stream);
+                    return Ok(0);
+                }
+            }
+        }
         s.queued.extend_from_slice(data);
         s.end_queued = end_stream;
         if !self.ready.contains(&stream) {
