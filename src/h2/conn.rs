@@ -730,6 +730,32 @@ mod tests {
     }
 
     #[test]
+    fn credit_of_refused_data_comes_back() {
+        let mut c = Client::new();
+        for id in [1, 3] {
+            let b = c.headers(
+                id,
+                &[
+                    (":method", "POST"),
+                    (":scheme", "http"),
+                    (":path", "/"),
+                    ("content-length", "40000"),
+                ],
+                false,
+            );
+            c.feed(&b);
+            c.feed(&frame(kind::DATA, flag::END_STREAM, id, &[0; 16_384]));
+        }
+        let frames = c.frames();
+        assert_eq!(rst(&frames, 1), Some(Reason::PROTOCOL_ERROR));
+        let update = frames
+            .iter()
+            .find(|f| f.kind == kind::WINDOW_UPDATE && f.stream == 0)
+            .expect("the connection window is given back");
+        assert_eq!(update.payload, 32_768u32.to_be_bytes());
+    }
+
+    #[test]
     fn trailers_end_the_request() {
         let mut c = Client::new();
         let b = c.headers(

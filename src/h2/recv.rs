@@ -409,7 +409,10 @@ impl Connection {
             ));
         }
         if end_stream {
-            self.check_length_at_end(id)?;
+            if let Err(e) = self.check_length_at_end(id) {
+                self.credit_connection(flow_len);
+                return Err(e);
+            }
         }
         self.credit_connection(padding);
         self.events.push_back(Event::Data {
