@@ -314,13 +314,17 @@ impl Connection {
         }
         let n = n.min(frame::MAX_WINDOW as usize) as u32;
         self.credit_connection(n);
-        let half = (self.settings.initial_window_size / 2).max(1);
+        let initial = i64::from(self.stream_recv_window());
         if let Some(s) = self.streams.get_mut(&stream) {
             if s.recv == Recv::Open {
                 s.recv_unacked = s.recv_unacked.saturating_add(n);
-                if s.recv_unacked >= half {
-                    frame::write_window_update(&mut self.out, stream, s.recv_unacked);
-                    s.recv_window += i64::from(s.recv_unacked);
+                if i64::from(s.recv_unacked) >= (initial / 2).max(1) {
+                    // Never past the initial window, whatever the caller says.
+                    let increment = i64::from(s.recv_unacked).min(initial - s.recv_window);
+                    if increment > 0 {
+                        frame::write_window_update(&mut self.out, stream, increment as u32);
+                        s.recv_window += increment;
+                    }
                     s.recv_unacked = 0;
                 }
             }
@@ -329,9 +333,13 @@ impl Connection {
 
     pub(super) fn credit_connection(&mut self, n: u32) {
         self.recv_unacked = self.recv_unacked.saturating_add(n);
-        if i64::from(self.recv_unacked) >= self.conn_window_target() / 2 {
-            frame::write_window_update(&mut self.out, 0, self.recv_unacked);
-            self.recv_window += i64::from(self.recv_unacked);
+        let target = self.conn_window_target();
+        if i64::from(self.recv_unacked) >= target / 2 {
+            let increment = i64::from(self.recv_unacked).min(target - self.recv_window);
+            if increment > 0 {
+                frame::write_window_update(&mut self.out, 0, increment as u32);
+                self.recv_window += increment;
+            }
             self.recv_unacked = 0;
         }
     }
@@ -657,6 +665,30 @@ mod tests {
         assert_eq!(frames.len(), 1);
         assert_eq!((frames[0].kind, frames[0].stream), (kind::WINDOW_UPDATE, 0));
         assert_eq!(frames[0].payload, 32768u32.to_be_bytes());
+    }
+
+    #[test]
+    fn releasing_more_than_was_sent_never_overfills_a_window() {
+        let mut c = Client::new();
+        let b = c.headers(
+            1,
+            &[(":method", "POST"), (":scheme", "http"), (":path", "/")],
+            false,
+        );
+        c.feed(&b);
+        c.feed(&frame(kind::DATA, 0, 1, &[0; 100]));
+        c.conn.release(1, 1 << 30);
+        let frames = c.frames();
+        let increments: Vec<(u32, u32)> = frames
+            .iter()
+            .map(|f| {
+                (
+                    f.stream,
+                    u32::from_be_bytes(f.payload[..4].try_into().unwrap()),
+                )
+            })
+            .collect();
+        assert_eq!(increments, [(0, 100), (1, 100)]);
     }
 
     #[test]
