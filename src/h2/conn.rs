@@ -14,7 +14,7 @@ use super::flood::Floods;
 use super::frame::{self, setting, FrameHead, HEADER_LEN, PREFACE};
 use super::hpack::{Decoder, Encoder};
 use super::request::Trailers;
-use super::stream::{Recv, Stream};
+use super::stream::{ClosedBy, Recv, Stream};
 use crate::http::Head;
 
 /// Our settings, gunicorn 27's `http2_*` defaults.
@@ -44,6 +44,10 @@ pub const HEADER_TABLE_SIZE: usize = 4096;
 /// With `max_header_list_size` 0 ("unlimited") a header block's raw bytes
 /// are still capped here, so CONTINUATION frames cannot grow memory forever.
 pub const UNLIMITED_HEADER_BLOCK: usize = 1 << 20;
+/// How many closed streams a connection remembers, to tell a late frame
+/// on a stream we reset (ignored) from a frame on a stream the client
+/// closed (an error).
+pub const CLOSED_MEMORY: usize = 256;
 /// The payload of the PING that ends the first phase of a graceful stop.
 pub const SHUTDOWN_PING: [u8; 8] = *b"ferrogo!";
 
@@ -125,6 +129,8 @@ pub struct Connection {
     pub(super) lower: Vec<u8>,
     pub(super) partial: Option<PartialBlock>,
     pub(super) streams: HashMap<u32, Stream>,
+    /// Recently closed streams, oldest first.
+    pub(super) closed: VecDeque<(u32, ClosedBy)>,
     /// The highest stream id the client has opened.
     pub(super) last_stream: u32,
     pub(super) peer: PeerSettings,
@@ -165,6 +171,7 @@ impl Connection {
             lower: Vec::new(),
             partial: None,
             streams: HashMap::new(),
+            closed: VecDeque::new(),
             last_stream: 0,
             peer: PeerSettings {
                 initial_window: frame::DEFAULT_WINDOW,
@@ -411,6 +418,25 @@ impl Connection {
         self.streams.clear();
         self.ready.clear();
         self.events.push_back(Event::Closed { error: Some(error) });
+    }
+
+    /// Forget a stream, remembering who closed it.
+    pub(super) fn close_stream(&mut self, id: u32, by: ClosedBy) -> Option<Stream> {
+        if self.closed.len() == CLOSED_MEMORY {
+            self.closed.pop_front();
+        }
+        self.closed.push_back((id, by));
+        self.ready.retain(|&r| r != id);
+        self.streams.remove(&id)
+    }
+
+    /// Who closed stream `id`, if it is remembered.
+    pub(super) fn closed_by(&self, id: u32) -> Option<ClosedBy> {
+        self.closed
+            .iter()
+            .rev()
+            .find(|(c, _)| *c == id)
+            .map(|&(_, by)| by)
     }
 
     /// Stream 1 of an h2c upgrade: its request came as HTTP/1.1.

@@ -6,6 +6,25 @@
 //! header block becomes `http::Head`, the type the HTTP/1.1 layer produces,
 //! so the bridges serve both protocols the same way. Imports only `http`:
 //! no sockets, no Python, no clock (the caller passes the time in).
+//!
+//! How a connection is driven:
+//!
+//! * `Connection::new(settings, now)` once the client is known to speak
+//!   HTTP/2 (ALPN `h2`, or `h2c::detect_preface` on a cleartext
+//!   connection); `Connection::from_upgrade` after an `Upgrade: h2c`
+//!   request. Our SETTINGS are in `output()` from the start.
+//! * `feed(bytes, now)` with whatever arrives, then `poll()` until `None`:
+//!   `Request` (a stream's head), `Data` (its body; call `release` with the
+//!   byte count once it is taken, which is what lets the client send
+//!   more), `Trailers`, `Reset` (drop that stream's work), `Writable`,
+//!   `GoAway`, `Closed`.
+//! * Answer with `send_response`, then `send_data` (it returns the bytes
+//!   left queued: when not 0, stop producing for that stream until
+//!   `Writable`), `send_trailers`, or `reset`.
+//! * Write `output()` and `consume_output(n)` what went out; after
+//!   `is_done()`, close once the output is written.
+//! * Graceful stop: `shutdown()`, then `shutdown_now()` if the client has
+//!   not answered its PING within a round trip or so.
 
 #![forbid(unsafe_code)]
 

@@ -6,7 +6,7 @@ use super::conn::{Connection, Event, PartialBlock, State, Stopping, SHUTDOWN_PIN
 use super::error::{H2Error, Reason};
 use super::frame::{self, flag, kind, setting, Frame, FrameHead};
 use super::request::{Refusal, RequestBuilder, Trailers};
-use super::stream::{Recv, Send, Stream};
+use super::stream::{ClosedBy, Recv, Send, Stream};
 
 impl Connection {
     pub(super) fn on_frame(&mut self, head: &FrameHead, payload: &[u8]) -> Result<(), H2Error> {
@@ -265,10 +265,22 @@ impl Connection {
             ));
         }
         if id <= self.last_stream {
-            return Err(H2Error::conn(
-                Reason::PROTOCOL_ERROR,
-                "stream id not above the last",
-            ));
+            // Decoded first: the block changes the HPACK table either way.
+            self.decoder
+                .decode(block, limit, |_, _| {})
+                .map_err(Self::decode_error)?;
+            return match self.closed_by(id) {
+                // Trailers in flight when we reset the stream.
+                Some(ClosedBy::Us) => Ok(()),
+                Some(ClosedBy::Peer) => Err(H2Error::conn(
+                    Reason::STREAM_CLOSED,
+                    "HEADERS on a closed stream",
+                )),
+                None => Err(H2Error::conn(
+                    Reason::PROTOCOL_ERROR,
+                    "stream id not above the last",
+                )),
+            };
         }
         self.last_stream = id;
         let mut builder = RequestBuilder::default();
@@ -279,11 +291,13 @@ impl Connection {
         if let Stopping::Final(last) = self.stopping {
             if id > last {
                 // After the final GOAWAY: decoded only to keep HPACK in step.
+                self.close_stream(id, ClosedBy::Us);
                 return Ok(());
             }
         }
         if self.streams.len() >= self.settings.max_concurrent_streams as usize {
             frame::write_rst_stream(&mut self.out, id, Reason::REFUSED_STREAM);
+            self.close_stream(id, ClosedBy::Us);
             if !self.floods.local_resets.spend(self.now) {
                 return Err(H2Error::conn(
                     Reason::ENHANCE_YOUR_CALM,
@@ -305,6 +319,7 @@ impl Connection {
                 let s = self.streams.get_mut(&id).expect("just inserted");
                 s.content_length = built.content_length;
                 if end_stream && built.content_length.is_some_and(|n| n != 0) {
+                    // Never delivered: reset without a Reset event.
                     self.streams.remove(&id);
                     return Err(H2Error::stream(
                         id,
@@ -374,13 +389,21 @@ impl Connection {
         }
         // Padding never reaches the consumer: its credit comes back now.
         let padding = flow_len - data.len() as u32;
-        let Some(s) = self.streams.get_mut(&id) else {
-            // A stream we closed: the client may not know yet (RFC 9113
-            // 5.1), so no error, but the frame is counted as one that
-            // carries nothing for us.
+        if !self.streams.contains_key(&id) {
             self.credit_connection(flow_len);
+            if self.closed_by(id) == Some(ClosedBy::Peer) {
+                return Err(H2Error::stream(
+                    id,
+                    Reason::STREAM_CLOSED,
+                    "DATA on a closed stream",
+                ));
+            }
+            // A stream we reset (or one long gone): the client may not
+            // have seen our RST_STREAM yet (RFC 9113 5.1), so no error, but
+            // the frame carried nothing for us.
             return self.spend_empty();
-        };
+        }
+        let s = self.streams.get_mut(&id).expect("present");
         if s.recv == Recv::Closed {
             self.credit_connection(flow_len);
             return Err(H2Error::stream(
@@ -430,7 +453,7 @@ impl Connection {
         if let Some(s) = self.streams.get_mut(&id) {
             s.recv = Recv::Closed;
             if s.is_closed() {
-                self.streams.remove(&id);
+                self.close_stream(id, ClosedBy::Peer);
             }
         }
     }
@@ -442,10 +465,10 @@ impl Connection {
                 "RST_STREAM on an idle stream",
             ));
         }
-        let Some(s) = self.streams.remove(&id) else {
+        if !self.streams.contains_key(&id) {
             return Ok(());
-        };
-        self.ready.retain(|&r| r != id);
+        }
+        let s = self.close_stream(id, ClosedBy::Peer).expect("present");
         self.events.push_back(Event::Reset { stream: id, reason });
         // Rapid reset: a stream reset before we could answer it cost us
         // the work of starting it for nothing.
@@ -461,8 +484,7 @@ impl Connection {
     /// We reset a stream for a fault of the client's (a stream error).
     pub(super) fn reset_stream_for_error(&mut self, id: u32, reason: Reason) {
         frame::write_rst_stream(&mut self.out, id, reason);
-        if self.streams.remove(&id).is_some() {
-            self.ready.retain(|&r| r != id);
+        if self.close_stream(id, ClosedBy::Us).is_some() {
             self.events.push_back(Event::Reset { stream: id, reason });
         }
         if !self.floods.local_resets.spend(self.now) {

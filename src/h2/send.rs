@@ -10,7 +10,7 @@ use super::error::Reason;
 use super::frame;
 use super::hpack::{Encoder, Indexing};
 use super::request::is_connection_specific;
-use super::stream::{Recv, Send};
+use super::stream::{ClosedBy, Recv, Send};
 
 /// Why a response part was not sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,9 +179,8 @@ impl Connection {
         if !self.is_open() {
             return;
         }
-        if self.streams.remove(&stream).is_some() {
+        if self.close_stream(stream, ClosedBy::Us).is_some() {
             frame::write_rst_stream(&mut self.out, stream, reason);
-            self.ready.retain(|&r| r != stream);
         }
     }
 
@@ -210,9 +209,10 @@ impl Connection {
             // The response is complete before the request (RFC 9113 8.1):
             // ask the client to stop sending.
             frame::write_rst_stream(&mut self.out, stream, Reason::NO_ERROR);
+            self.close_stream(stream, ClosedBy::Us);
+        } else {
+            self.close_stream(stream, ClosedBy::Peer);
         }
-        self.streams.remove(&stream);
-        self.ready.retain(|&r| r != stream);
     }
 
     /// Move queued response data into the output, in turns of at most one
@@ -552,6 +552,75 @@ mod tests {
         let frames = c.frames();
         assert_eq!(frames.len(), 1);
         assert_eq!((frames[0].kind, frames[0].stream), (kind::WINDOW_UPDATE, 0));
+    }
+
+    #[test]
+    fn late_trailers_after_an_early_response_are_ignored() {
+        let mut c = Client::new();
+        let b = c.headers(
+            1,
+            &[(":method", "POST"), (":scheme", "http"), (":path", "/")],
+            false,
+        );
+        c.feed(&b);
+        c.conn
+            .send_response(1, 413, std::iter::empty(), true)
+            .unwrap();
+        c.frames();
+        // Trailers the client sent before it saw our RST_STREAM.
+        let b = c.headers(1, &[("x-late", "1")], true);
+        c.feed(&b);
+        assert!(c.frames().is_empty());
+        // HPACK is still in step: the next block refers to x-late.
+        let b = c.headers(
+            3,
+            &[
+                (":method", "GET"),
+                (":scheme", "http"),
+                (":path", "/"),
+                ("x-late", "1"),
+            ],
+            true,
+        );
+        c.feed(&b);
+        let events = c.events();
+        assert!(
+            matches!(events.last(), Some(Event::Request { stream: 3, .. })),
+            "{events:?}"
+        );
+    }
+
+    #[test]
+    fn frames_on_streams_the_client_closed_are_errors() {
+        let mut c = Client::new();
+        let b = c.headers(
+            1,
+            &[(":method", "POST"), (":scheme", "http"), (":path", "/")],
+            false,
+        );
+        c.feed(&b);
+        c.feed(&frame(
+            kind::RST_STREAM,
+            0,
+            1,
+            &Reason::CANCEL.0.to_be_bytes(),
+        ));
+        c.feed(&frame(kind::DATA, 0, 1, b"x"));
+        let frames = c.frames();
+        assert_eq!(frames[0].kind, kind::RST_STREAM);
+        assert_eq!(frames[0].reason(), Reason::STREAM_CLOSED);
+
+        let b = c.get(3, "/");
+        c.feed(&b);
+        c.conn
+            .send_response(3, 204, std::iter::empty(), true)
+            .unwrap();
+        c.frames();
+        let b = c.get(3, "/again");
+        c.feed(&b);
+        let frames = c.frames();
+        let goaway = Client::goaway(&frames).expect("a connection error");
+        assert_eq!(goaway.reason(), Reason::STREAM_CLOSED);
     }
 
     #[test]

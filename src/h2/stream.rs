@@ -21,6 +21,15 @@ pub enum Send {
     Closed,
 }
 
+/// Who closed a stream the connection still remembers: frames the client
+/// sent before it saw our RST_STREAM are ignored (RFC 9113 5.1), frames on
+/// a stream it closed itself are errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClosedBy {
+    Us,
+    Peer,
+}
+
 #[derive(Debug)]
 pub struct Stream {
     pub recv: Recv,
