@@ -106,6 +106,9 @@ fn exchange(c: &mut Criterion) {
                 id,
             );
             bytes.extend_from_slice(block);
+            // The credit for the previous response's body, as a client
+            // gives it back.
+            frame::write_window_update(&mut bytes, 0, 13);
             conn.feed(&bytes, now);
             let Some(Event::Request { stream, head, .. }) = conn.poll() else {
                 panic!("no request");
