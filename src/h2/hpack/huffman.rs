@@ -123,6 +123,29 @@ const fn canonical() -> Canonical {
 
 static CANON: Canonical = canonical();
 
+/// Symbols whose codes are at most 8 bits long (letters, digits and the
+/// common punctuation), by the next 8 bits of input: (symbol, length), or
+/// length 0 when the code is longer.
+const fn fast_table() -> [(u16, u8); 256] {
+    let mut table = [(0u16, 0u8); 256];
+    let mut sym = 0;
+    while sym < 257 {
+        let (code, len) = CODES[sym];
+        if len <= 8 {
+            let first = (code << (8 - len)) as usize;
+            let mut i = 0;
+            while i < 1 << (8 - len) {
+                table[first + i] = (sym as u16, len);
+                i += 1;
+            }
+        }
+        sym += 1;
+    }
+    table
+}
+
+static FAST: [(u16, u8); 256] = fast_table();
+
 /// Bytes `src` takes Huffman-coded.
 pub fn encoded_len(src: &[u8]) -> usize {
     let bits: usize = src
@@ -172,18 +195,27 @@ pub fn decode(src: &[u8], out: &mut Vec<u8>) -> Result<(), HpackError> {
         } else {
             ((acc << (32 - bits)) as u32) | ((1u32 << (32 - bits)) - 1)
         };
-        let mut len = 5;
-        let sym = loop {
-            if len > MAX_LEN {
-                return Err(HpackError::Huffman);
+        let (fast_sym, fast_len) = FAST[(peek >> 24) as usize];
+        let mut len = if fast_len > 0 {
+            usize::from(fast_len)
+        } else {
+            9
+        };
+        let sym = if fast_len > 0 {
+            fast_sym
+        } else {
+            loop {
+                if len > MAX_LEN {
+                    return Err(HpackError::Huffman);
+                }
+                let code = peek >> (32 - len);
+                let first = CANON.first[len];
+                let count = CANON.count[len];
+                if count > 0 && code >= first && code - first < count {
+                    break CANON.symbols[usize::from(CANON.offset[len]) + (code - first) as usize];
+                }
+                len += 1;
             }
-            let code = peek >> (32 - len);
-            let first = CANON.first[len];
-            let count = CANON.count[len];
-            if count > 0 && code >= first && code - first < count {
-                break CANON.symbols[usize::from(CANON.offset[len]) + (code - first) as usize];
-            }
-            len += 1;
         };
         if len as u32 > bits {
             // Only padding is left: fewer than 8 bits, all ones.
