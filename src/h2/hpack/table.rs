@@ -67,6 +67,67 @@ pub const STATIC: [(&[u8], &[u8]); 61] = [
     (b"www-authenticate", b""),
 ];
 
+/// The static table's indices for a name: one `match` instead of a scan,
+/// since every response field is looked up here.
+fn static_indices(name: &[u8]) -> Option<std::ops::RangeInclusive<usize>> {
+    let i = match name {
+        b":authority" => 1,
+        b":method" => return Some(2..=3),
+        b":path" => return Some(4..=5),
+        b":scheme" => return Some(6..=7),
+        b":status" => return Some(8..=14),
+        b"accept-charset" => 15,
+        b"accept-encoding" => 16,
+        b"accept-language" => 17,
+        b"accept-ranges" => 18,
+        b"accept" => 19,
+        b"access-control-allow-origin" => 20,
+        b"age" => 21,
+        b"allow" => 22,
+        b"authorization" => 23,
+        b"cache-control" => 24,
+        b"content-disposition" => 25,
+        b"content-encoding" => 26,
+        b"content-language" => 27,
+        b"content-length" => 28,
+        b"content-location" => 29,
+        b"content-range" => 30,
+        b"content-type" => 31,
+        b"cookie" => 32,
+        b"date" => 33,
+        b"etag" => 34,
+        b"expect" => 35,
+        b"expires" => 36,
+        b"from" => 37,
+        b"host" => 38,
+        b"if-match" => 39,
+        b"if-modified-since" => 40,
+        b"if-none-match" => 41,
+        b"if-range" => 42,
+        b"if-unmodified-since" => 43,
+        b"last-modified" => 44,
+        b"link" => 45,
+        b"location" => 46,
+        b"max-forwards" => 47,
+        b"proxy-authenticate" => 48,
+        b"proxy-authorization" => 49,
+        b"range" => 50,
+        b"referer" => 51,
+        b"refresh" => 52,
+        b"retry-after" => 53,
+        b"server" => 54,
+        b"set-cookie" => 55,
+        b"strict-transport-security" => 56,
+        b"transfer-encoding" => 57,
+        b"user-agent" => 58,
+        b"vary" => 59,
+        b"via" => 60,
+        b"www-authenticate" => 61,
+        _ => return None,
+    };
+    Some(i..=i)
+}
+
 /// RFC 7541 4.1: an entry's size is its name, its value and 32.
 pub const ENTRY_OVERHEAD: usize = 32;
 
@@ -171,13 +232,13 @@ impl DynamicTable {
     /// The best wire index for a field: (index, whether the value matches too).
     pub fn find(&self, name: &[u8], value: &[u8]) -> Option<(usize, bool)> {
         let mut name_only = None;
-        for (i, (n, v)) in STATIC.iter().enumerate() {
-            if *n == name {
-                if *v == value {
-                    return Some((i + 1, true));
+        if let Some(range) = static_indices(name) {
+            for i in range.clone() {
+                if STATIC[i - 1].1 == value {
+                    return Some((i, true));
                 }
-                name_only.get_or_insert(i + 1);
             }
+            name_only = Some(*range.start());
         }
         for (i, e) in self.entries.iter().enumerate() {
             if e.name() == name {
@@ -213,7 +274,23 @@ mod tests {
     }
 
     #[test]
-    fn static_indices() {
+    fn name_lookup_agrees_with_the_static_table() {
+        for (i, (name, _)) in STATIC.iter().enumerate() {
+            let range = static_indices(name).unwrap();
+            assert!(
+                range.contains(&(i + 1)),
+                "{}",
+                String::from_utf8_lossy(name)
+            );
+            for j in range {
+                assert_eq!(STATIC[j - 1].0, *name);
+            }
+        }
+        assert_eq!(static_indices(b"x-custom"), None);
+    }
+
+    #[test]
+    fn static_entries_by_index_and_field() {
         let t = DynamicTable::new(0);
         assert_eq!(t.get(2), Some((&b":method"[..], &b"GET"[..])));
         assert_eq!(t.get(61), Some((&b"www-authenticate"[..], &b""[..])));
