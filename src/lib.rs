@@ -10,6 +10,7 @@ pub mod log;
 
 pub mod config;
 pub mod engine;
+pub mod h2;
 pub mod handoff;
 pub mod hooks;
 pub mod http;
