@@ -136,6 +136,8 @@ pub struct Arbiter {
     timeouts: u64,
     /// Workers ended by a signal nobody here sent (kill -9, the OOM killer, a crash).
     signal_deaths: u64,
+    /// Workers replaced after passing `--max-worker-rss`.
+    rss_recycles: u64,
     /// A stop has begun (/readyz answers 503).
     stopping: bool,
 }
@@ -246,6 +248,7 @@ impl Arbiter {
             restarts: 0,
             timeouts: 0,
             signal_deaths: 0,
+            rss_recycles: 0,
             stopping: false,
         })
     }
@@ -411,6 +414,7 @@ impl Arbiter {
             workers,
             restarts: self.restarts,
             timeouts: self.timeouts,
+            rss_recycles: self.rss_recycles,
             signal_deaths: self.signal_deaths,
         }
     }
@@ -469,10 +473,20 @@ impl Arbiter {
         for i in 0..self.children.len() {
             let c = &self.children[i];
             if !c.replaced && !c.retiring && self.status(c).is_some_and(|s| s.wants_replacement()) {
+                let rss = self.status(c).is_some_and(|s| s.over_rss_limit());
                 crate::info!(
-                    "Worker (pid:{}) asked to be replaced (--max-requests or --reload): starting its replacement",
-                    c.pid
+                    "Worker (pid:{}) asked to be replaced ({}): starting its replacement",
+                    c.pid,
+                    if rss {
+                        "--max-worker-rss"
+                    } else {
+                        "--max-requests or --reload"
+                    }
                 );
+                if rss {
+                    self.rss_recycles += 1;
+                    crate::log::statsd::increment("ferrocorn.workers.rss_recycles");
+                }
                 self.children[i].replaced = true;
             }
         }

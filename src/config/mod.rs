@@ -71,6 +71,8 @@ pub struct Config {
     pub timeout: u32,
     pub max_requests: u64,
     pub max_requests_jitter: u64,
+    /// `--max-worker-rss` in bytes: a worker past it asks for a replacement (0 = never).
+    pub max_worker_rss: u64,
     pub pidfile: Option<String>,
     pub daemon: bool,
     pub user: Option<(u32, String)>,
@@ -910,6 +912,7 @@ fn build(
         timeout: int("timeout") as u32,
         max_requests: int("max_requests") as u64,
         max_requests_jitter: int("max_requests_jitter") as u64,
+        max_worker_rss: (int("max_worker_rss") as u64) << 20,
         pidfile: text("pidfile"),
         daemon: flag("daemon"),
         user,

@@ -286,6 +286,16 @@ pub static SETTINGS: &[Setting] = &[
         ..BASE
     },
     Setting {
+        name: "max_worker_rss",
+        section: S::WorkerProcesses,
+        flags: &["--max-worker-rss"],
+        kind: uint(i64::MAX >> 20),
+        default: Default::Int(0),
+        meta: "MiB",
+        doc: "Replace a worker whose resident memory (RSS) passes this many MiB, checked four times a second, as --max-requests does (0 = never).",
+        ..BASE
+    },
+    Setting {
         name: "timeout",
         section: S::WorkerProcesses,
         flags: &["-t", "--timeout"],

@@ -181,6 +181,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
         max_requests: (cfg.max_requests > 0)
             .then(|| cfg.max_requests + jitter(cfg.max_requests_jitter)),
         requests: 0,
+        max_rss: (cfg.max_worker_rss > 0).then_some(cfg.max_worker_rss),
         engine,
         state: State {
             conns: Vec::new(),

@@ -144,6 +144,9 @@ struct Worker<'a> {
     /// Ask for a replacement after this many requests (`--max-requests` plus jitter).
     max_requests: Option<u64>,
     requests: u64,
+    /// `--max-worker-rss` in bytes, checked at each sweep; `None` once
+    /// the replacement is asked for (or the check cannot run).
+    max_rss: Option<u64>,
     engine: Engine,
     state: State,
     app: Arc<WsgiApp>,
@@ -327,6 +330,9 @@ impl Worker<'_> {
             let now = at.unwrap_or_else(Instant::now);
             if now >= next_sweep {
                 self.check_reload(py);
+                if self.max_rss.is_some() {
+                    self.check_rss();
+                }
                 self.sweep(py, now);
                 next_sweep = now + SWEEP_EVERY;
             }
@@ -365,6 +371,37 @@ impl Worker<'_> {
         if let Some(s) = self.status {
             s.state
                 .fetch_or(shm::REPLACE, std::sync::atomic::Ordering::AcqRel);
+            signal::poke(self.wake_fd);
+        }
+    }
+
+    /// `--max-worker-rss`: past the limit, ask the arbiter for a replacement
+    /// (as `--max-requests` does) and keep serving until it is ready.
+    fn check_rss(&mut self) {
+        let Some(limit) = self.max_rss else { return };
+        let rss = match crate::sys::process::resident_bytes() {
+            Ok(rss) => rss,
+            Err(e) => {
+                crate::warn!("--max-worker-rss is off in this worker: {e}");
+                self.max_rss = None;
+                return;
+            }
+        };
+        if rss <= limit {
+            return;
+        }
+        crate::info!(
+            "Autorestarting worker (pid:{}): resident memory {} MiB is over --max-worker-rss {} MiB",
+            std::process::id(),
+            rss >> 20,
+            limit >> 20
+        );
+        self.max_rss = None;
+        if let Some(s) = self.status {
+            s.state.fetch_or(
+                shm::REPLACE | shm::RSS_LIMIT,
+                std::sync::atomic::Ordering::AcqRel,
+            );
             signal::poke(self.wake_fd);
         }
     }
