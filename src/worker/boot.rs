@@ -224,6 +224,12 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
         graceful_timeout: Duration::from_secs(cfg.graceful_timeout as u64),
         signals,
     };
+    if worker.runner.is_none() {
+        // The app runs on this thread: its early hints go out like write().
+        crate::wsgi::set_hint_sink(Some(
+            worker.direct.clone() as Arc<dyn crate::wsgi::WriteSink>
+        ));
+    }
     if let Err(e) = worker.engine.watch(worker.state.signal_fd) {
         crate::error!("Worker failed to boot: cannot watch signals: {e}");
         return Exit::BootError;

@@ -810,6 +810,12 @@ impl Worker<'_> {
                         f.force_close || self.stopping.is_some(),
                     ));
                 }
+                Output::EarlyHints(headers) => {
+                    if f.writer.is_none() && f.req.version == http::Version::Http11 {
+                        conn::reuse_output(&mut c.out, &mut self.engine);
+                        http::early_hints(&mut c.out, &headers);
+                    }
+                }
                 Output::Data(data) => {
                     f.body_unflushed += data.len();
                     if let Some(w) = &mut f.writer {

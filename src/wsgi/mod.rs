@@ -18,6 +18,7 @@ mod body;
 mod environ;
 mod errors;
 mod file_wrapper;
+mod hints;
 mod input;
 mod load;
 mod report;
@@ -31,6 +32,7 @@ use pyo3::types::PyBytes;
 use crate::http::{ConnInfo, HeaderList, Request, Status};
 
 pub use file_wrapper::FileWrapper;
+pub use hints::set_hint_sink;
 
 use body::{Pool, Source};
 use environ::{EnvironError, Template};
@@ -102,6 +104,12 @@ pub trait WriteSink: Send + Sync {
     /// Send body bytes; may wait (with the interpreter lock released)
     /// while the client is behind. `false`: the client is gone.
     fn data(&self, py: Python<'_>, data: Vec<u8>) -> bool;
+    /// `wsgi.early_hints(headers)` with validated headers: send a
+    /// `103 Early Hints` unless the head went out already or the client
+    /// speaks HTTP/1.0 (then nothing).
+    fn early_hints(&self, py: Python<'_>, headers: Vec<(Vec<u8>, Vec<u8>)>) {
+        let _ = (py, headers);
+    }
 }
 
 /// Body bytes: copied out of Python (`write()` data), or the app's own

@@ -420,7 +420,7 @@ fn parse_headers(headers: &Bound<'_, PyAny>, cache: &mut HeaderCache) -> PyResul
     Ok(out.into())
 }
 
-fn parse_header(item: &Bound<'_, PyAny>) -> PyResult<(Vec<u8>, Vec<u8>)> {
+pub(crate) fn parse_header(item: &Bound<'_, PyAny>) -> PyResult<(Vec<u8>, Vec<u8>)> {
     let (name, value) = if let Ok(t) = item.cast::<PyTuple>() {
         if t.len() != 2 {
             return Err(not_a_pair(item));
