@@ -698,8 +698,8 @@ pub static SETTINGS: &[Setting] = &[
         name: "paste",
         section: S::ServerMechanics,
         flags: &["--paste", "--paster"],
-        doc: "Load a PasteDeploy config file.",
-        support: Support::No("PasteDeploy is not supported"),
+        meta: "FILE[#SECTION]",
+        doc: "Load the app from a PasteDeploy ini file (its [app:main], or the section after #) instead of an app module; needs PasteDeploy installed.",
         ..BASE
     },
     Setting {
@@ -709,8 +709,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::List,
         default: Default::List(&[]),
         meta: "CONF",
-        doc: "PasteDeploy global variables (key=value).",
-        support: Support::No("PasteDeploy is not supported"),
+        doc: "PasteDeploy global variables (key=value; \\= for an = in the key), passed to the app's factory as global_conf.",
         ..BASE
     },
     Setting {

@@ -13,7 +13,7 @@ use crate::sys::shm;
 use crate::sys::signal::{SignalPipe, ARBITER_SIGNALS};
 use crate::sys::socket::SlotListener;
 use crate::sys::{affinity, process, proctitle, signal, stackdump};
-use crate::wsgi::{WorkerInfo, WsgiApp};
+use crate::wsgi::{AppSource, WorkerInfo, WsgiApp};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,7 +70,8 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
         return Exit::BootError;
     }
     let threaded = cfg.threaded();
-    let app = match WsgiApp::load(py, &cfg.app, app_info(cfg)) {
+    let found = WsgiApp::import(py, &app_source(cfg));
+    let app = match found.and_then(|app| WsgiApp::from_object(py, app, app_info(cfg))) {
         Ok(app) => app,
         Err(e) => {
             crate::error!(
@@ -303,12 +304,25 @@ pub fn check_app(py: Python<'_>, cfg: &Config) -> i32 {
         crate::error!("Cannot extend sys.path: {e}");
         return 1;
     }
-    match WsgiApp::load(py, &cfg.app, app_info(cfg)) {
+    match WsgiApp::import(py, &app_source(cfg))
+        .and_then(|app| WsgiApp::from_object(py, app, app_info(cfg)))
+    {
         Ok(_) => 0,
         Err(e) => {
             crate::error!("Failed to load the application {:?}: {}", cfg.app, e.0);
             1
         }
+    }
+}
+
+/// Where the settings say the app comes from: `--paste`, else the app spec.
+fn app_source(cfg: &Config) -> AppSource<'_> {
+    match &cfg.paste {
+        Some(p) => AppSource::Paste {
+            uri: &p.uri,
+            global_conf: &p.global_conf,
+        },
+        None => AppSource::Spec(&cfg.app),
     }
 }
 

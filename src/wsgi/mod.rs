@@ -158,6 +158,17 @@ pub enum Chunk<T = Vec<u8>> {
     Failed,
 }
 
+/// Where the app object comes from.
+pub enum AppSource<'a> {
+    /// `module`, `module:name` or `module:factory(args)`.
+    Spec(&'a str),
+    /// A PasteDeploy `config:` URI and its global variables.
+    Paste {
+        uri: &'a str,
+        global_conf: &'a [(String, String)],
+    },
+}
+
 impl WsgiApp {
     /// Import `spec` (`module`, `module:name`, `module:factory(args)`), with
     /// the current directory first on `sys.path` as gunicorn does (other
@@ -165,6 +176,24 @@ impl WsgiApp {
     /// (missing module, missing attribute, not callable) with the traceback.
     pub fn load(py: Python<'_>, spec: &str, worker: WorkerInfo) -> Result<WsgiApp, AppLoadError> {
         let app = load::import_app(py, spec)?;
+        WsgiApp::from_object(py, app, worker)
+    }
+
+    /// Find the app object where `source` says, without building anything
+    /// around it (`--preload` does this in the master).
+    pub fn import(py: Python<'_>, source: &AppSource<'_>) -> Result<Py<PyAny>, AppLoadError> {
+        match source {
+            AppSource::Spec(spec) => load::import_app(py, spec),
+            AppSource::Paste { uri, global_conf } => load::load_paste(py, uri, global_conf),
+        }
+    }
+
+    /// Serve an app object found already.
+    pub fn from_object(
+        py: Python<'_>,
+        app: Py<PyAny>,
+        worker: WorkerInfo,
+    ) -> Result<WsgiApp, AppLoadError> {
         let template = Template::new(py, &worker)
             .map_err(|e| AppLoadError(report::format_exception(py, &e)))?;
         Ok(WsgiApp {
