@@ -119,6 +119,8 @@ pub struct Config {
     /// `--paste FILE[#SECTION]`: the app comes from a PasteDeploy file
     /// (then `app` is the file's absolute path).
     pub paste: Option<Paste>,
+    /// `--preload`: the master imports the app before forking workers.
+    pub preload_app: bool,
 }
 
 /// A PasteDeploy app, loaded as gunicorn does:
@@ -999,6 +1001,7 @@ fn build(
         ) as u64),
         root_path,
         paste: paste.map(|(p, _)| p),
+        preload_app: flag("preload_app"),
     })
 }
 

@@ -546,8 +546,7 @@ pub static SETTINGS: &[Setting] = &[
         flags: &["--preload"],
         kind: Kind::Bool,
         default: Default::Bool(false),
-        doc: "Import the app in the master before forking workers.",
-        support: Support::No("each worker imports the app itself"),
+        doc: "Import the app once in the master before forking, so workers share its memory; HUP then re-forks from it (new code needs USR2).",
         ..BASE
     },
     Setting {

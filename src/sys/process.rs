@@ -42,6 +42,14 @@ pub fn resident_bytes() -> io::Result<u64> {
     ))
 }
 
+/// How many threads this process runs (`/proc/self/task`); `None` where
+/// that cannot be read.
+pub fn thread_count() -> Option<usize> {
+    std::fs::read_dir("/proc/self/task")
+        .ok()
+        .map(|d| d.filter(|e| e.is_ok()).count())
+}
+
 /// Fork the process, running `hooks` the way `os.fork()` does.
 ///
 /// # Safety

@@ -33,6 +33,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
         wake_fd,
         tls,
         age,
+        preloaded,
     } = ctx;
     proctitle::set(&format!("ferrocorn: worker [{}]", cfg.proc_name));
     // Signals arrive blocked from the arbiter's fork: install ours, then unblock.
@@ -65,12 +66,18 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
         }
     };
 
-    if let Err(e) = extend_sys_path(py, cfg) {
-        crate::error!("Worker failed to boot: cannot set sys.path: {e}");
-        return Exit::BootError;
+    // A preloaded app's sys.path was set in the master.
+    if preloaded.is_none() {
+        if let Err(e) = extend_sys_path(py, cfg) {
+            crate::error!("Worker failed to boot: cannot set sys.path: {e}");
+            return Exit::BootError;
+        }
     }
     let threaded = cfg.threaded();
-    let found = WsgiApp::import(py, &app_source(cfg));
+    let found = match preloaded {
+        Some(app) => Ok(app.clone_ref(py)),
+        None => WsgiApp::import(py, &app_source(cfg)),
+    };
     let app = match found.and_then(|app| WsgiApp::from_object(py, app, app_info(cfg))) {
         Ok(app) => app,
         Err(e) => {
@@ -313,6 +320,14 @@ pub fn check_app(py: Python<'_>, cfg: &Config) -> i32 {
             1
         }
     }
+}
+
+/// `--preload`: import the app in the master, with the sys.path a worker
+/// would have, so workers share it copy-on-write. The error is the
+/// traceback, for the log.
+pub fn preload(py: Python<'_>, cfg: &Config) -> Result<Py<PyAny>, String> {
+    extend_sys_path(py, cfg).map_err(|e| format!("cannot set sys.path: {e}"))?;
+    WsgiApp::import(py, &app_source(cfg)).map_err(|e| e.0)
 }
 
 /// Where the settings say the app comes from: `--paste`, else the app spec.

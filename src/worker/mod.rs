@@ -17,7 +17,7 @@ mod reload;
 mod sendfile;
 mod threads;
 
-pub use boot::{check_app, run};
+pub use boot::{check_app, preload, run};
 pub use exit::Exit;
 
 use std::sync::Arc;
@@ -113,6 +113,8 @@ pub struct WorkerContext<'a> {
     pub tls: Option<crate::tls::TlsConfig>,
     /// gunicorn's `worker.age`: how many workers the arbiter spawned before this one, plus one.
     pub age: u64,
+    /// `--preload`: the app object the master imported before forking.
+    pub preloaded: Option<&'a Py<PyAny>>,
 }
 
 struct Worker<'a> {
