@@ -912,6 +912,14 @@ fn build(
         _ => AsgiLifespan::Auto,
     };
     let root_path = text("root_path").unwrap_or_default();
+    if flag("reload") && flag("preload_app") {
+        // A replacement is forked from the master's app: it runs the old code.
+        warnings.push(
+            "reload = True with preload_app = True: a changed file replaces the workers, but \
+             they are forked from the app the master loaded, so they run the old code"
+                .into(),
+        );
+    }
 
     let mut resolved = r.clone();
     if let Some((_, file)) = &paste {

@@ -559,3 +559,14 @@ fn paste_file_becomes_an_absolute_config_uri_and_names_the_app() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn reload_with_preload_is_warned_about() {
+    let l = load_with(&["--reload", "--preload", "app:app"], &[], &no_file).unwrap();
+    assert!(
+        l.warnings.iter().any(|w| w.contains("run the old code")),
+        "{:?}",
+        l.warnings
+    );
+    assert!(l.config.preload_app);
+}
