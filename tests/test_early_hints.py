@@ -4,6 +4,7 @@ than once, refused with a clear error for bad headers; in the sync worker
 (written straight to the socket) and with app threads (through the loop)."""
 import pytest
 
+from conftest import EXTRA_ARGS
 from support import RawConn
 
 APP = "basic:app"
@@ -12,6 +13,8 @@ MODES = {"sync": (), "threads": ("--threads", "4")}
 
 @pytest.fixture(params=sorted(MODES))
 def server(request, serve):
+    if request.param == "threads" and EXTRA_ARGS:
+        pytest.skip("the whole run has app threads already: %s" % " ".join(EXTRA_ARGS))
     return serve(APP, *MODES[request.param])
 
 
@@ -66,7 +69,7 @@ def test_early_hints_after_the_head_went_out_are_ignored(server):
 @pytest.mark.parametrize("kind,error", [
     ("name", "ValueError: Invalid response header name 'Bad Name'"),
     ("value", "ValueError: Invalid response header value for 'Link'"),
-    ("pair", "TypeError: response header ('Link',) is not a (name, value) tuple"),
+    ("pair", "TypeError: early hint ('Link',) is not a (name, value) tuple"),
     ("str", "TypeError: wsgi.early_hints() takes a list of (name, value) tuples"),
 ])
 def test_bad_early_hints_raise_a_clear_error_and_send_nothing(server, kind, error):

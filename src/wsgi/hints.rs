@@ -10,10 +10,11 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use pyo3::exceptions::PyTypeError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyString};
 
-use super::start_response::parse_header;
+use super::start_response::{latin1, trim_sp_htab, valid_header_name, valid_header_value};
 use super::WriteSink;
 
 thread_local! {
@@ -33,28 +34,55 @@ pub(crate) struct EarlyHints;
 
 #[pymethods]
 impl EarlyHints {
-    /// `headers`: a list of `(name, value)` string tuples, checked as
-    /// `start_response` checks response headers (a bad one raises
-    /// `ValueError` or `TypeError` and nothing is sent).
+    /// `headers`: `(name, value)` pairs of `str` (or `bytes`, as gunicorn
+    /// allows), checked as `start_response` checks response headers: a bad
+    /// one raises `ValueError` or `TypeError` and nothing is sent.
     fn __call__(&self, py: Python<'_>, headers: &Bound<'_, PyAny>) -> PyResult<()> {
-        if headers.is_instance_of::<pyo3::types::PyString>()
-            || headers.is_instance_of::<pyo3::types::PyBytes>()
-        {
-            return Err(PyTypeError::new_err(
-                "wsgi.early_hints() takes a list of (name, value) tuples",
-            ));
+        let not_a_list =
+            || PyTypeError::new_err("wsgi.early_hints() takes a list of (name, value) tuples");
+        if headers.is_instance_of::<PyString>() || headers.is_instance_of::<PyBytes>() {
+            return Err(not_a_list());
         }
-        let iter = headers.try_iter().map_err(|_| {
-            PyTypeError::new_err("wsgi.early_hints() takes a list of (name, value) tuples")
-        })?;
         let mut fields = Vec::new();
-        for item in iter {
-            fields.push(parse_header(&item?)?);
+        for item in headers.try_iter().map_err(|_| not_a_list())? {
+            fields.push(field(&item?)?);
         }
-        let sink = SINK.with(|s| s.borrow().clone());
-        if let (Some(sink), false) = (sink, fields.is_empty()) {
+        if let Some(sink) = SINK.with(|s| s.borrow().clone()) {
             sink.early_hints(py, fields);
         }
         Ok(())
     }
+}
+
+/// One `(name, value)` pair, validated; the value trimmed of SP and HTAB.
+fn field(item: &Bound<'_, PyAny>) -> PyResult<(Vec<u8>, Vec<u8>)> {
+    let pair = || {
+        PyTypeError::new_err(format!(
+            "early hint {} is not a (name, value) tuple",
+            item.repr().map(|r| r.to_string()).unwrap_or_default()
+        ))
+    };
+    let (name, value) = match item.cast::<PyList>() {
+        Ok(l) if l.len() == 2 => (l.get_item(0)?, l.get_item(1)?),
+        _ => item
+            .extract::<(Bound<'_, PyAny>, Bound<'_, PyAny>)>()
+            .map_err(|_| pair())?,
+    };
+    let text = |o: &Bound<'_, PyAny>| -> Option<Vec<u8>> {
+        match o.cast::<PyBytes>() {
+            Ok(b) => Some(b.as_bytes().to_vec()),
+            Err(_) => latin1(o.cast::<PyString>().ok()?),
+        }
+    };
+    let shown = name.repr().map(|r| r.to_string()).unwrap_or_default();
+    let name = text(&name)
+        .filter(|n| valid_header_name(n))
+        .ok_or_else(|| PyValueError::new_err(format!("Invalid response header name {shown}")))?;
+    // The value is left out of the message, as in start_response.
+    let value = text(&value)
+        .filter(|v| valid_header_value(v))
+        .ok_or_else(|| {
+            PyValueError::new_err(format!("Invalid response header value for {shown}"))
+        })?;
+    Ok((name, trim_sp_htab(value)))
 }

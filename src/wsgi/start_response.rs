@@ -335,7 +335,7 @@ fn repr(obj: &Bound<'_, PyAny>) -> String {
 }
 
 /// A str of code points up to U+00FF, as latin-1 bytes.
-fn latin1(s: &Bound<'_, PyString>) -> Option<Vec<u8>> {
+pub(crate) fn latin1(s: &Bound<'_, PyString>) -> Option<Vec<u8>> {
     let text = s.to_cow().ok()?;
     if text.is_ascii() {
         return Some(text.as_bytes().to_vec());
@@ -420,7 +420,7 @@ fn parse_headers(headers: &Bound<'_, PyAny>, cache: &mut HeaderCache) -> PyResul
     Ok(out.into())
 }
 
-pub(crate) fn parse_header(item: &Bound<'_, PyAny>) -> PyResult<(Vec<u8>, Vec<u8>)> {
+fn parse_header(item: &Bound<'_, PyAny>) -> PyResult<(Vec<u8>, Vec<u8>)> {
     let (name, value) = if let Ok(t) = item.cast::<PyTuple>() {
         if t.len() != 2 {
             return Err(not_a_pair(item));
@@ -480,7 +480,7 @@ fn not_a_pair(item: &Bound<'_, PyAny>) -> PyErr {
     ))
 }
 
-fn trim_sp_htab(mut v: Vec<u8>) -> Vec<u8> {
+pub(crate) fn trim_sp_htab(mut v: Vec<u8>) -> Vec<u8> {
     let end = v
         .iter()
         .rposition(|&c| c != b' ' && c != b'\t')

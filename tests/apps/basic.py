@@ -147,7 +147,10 @@ def app(environ, start_response):
         return (("chunk-%d;" % i).encode() for i in range(n))
     if path == "/hints":
         for i in range(int(q.get("n", "1"))):
-            environ["wsgi.early_hints"]([("Link", "</s%d.css>; rel=preload; as=style" % i)])
+            link = "</s%d.css>; rel=preload; as=style" % i
+            # str and bytes pairs are both accepted, as in gunicorn.
+            environ["wsgi.early_hints"]([("Link", link) if i % 2 == 0
+                                         else (b"Link", link.encode())])
         return _reply(start_response, "hinted")
     if path == "/hints-bad":
         bad = {"name": [("Bad Name", "x")], "value": [("Link", "a\r\nX-Injected: 1")],
