@@ -88,8 +88,12 @@ mod entry {
         let mut arbiter = match crate::arbiter::Arbiter::new(py, argv, start_cwd, cfg) {
             Ok(a) => a,
             Err(e) => {
-                crate::error!("{e}");
-                return 1;
+                crate::error!("{}", e.message);
+                if e.code == crate::arbiter::APP_LOAD_ERROR {
+                    crate::error!("Shutting down: Master");
+                    crate::error!("Reason: App failed to load.");
+                }
+                return e.code;
             }
         };
         arbiter.run(py)

@@ -1,12 +1,13 @@
 """`--timeout` (a stuck or silent worker is aborted with a traceback and
-replaced) and `--max-requests` (a worker is recycled without failing a
-request)."""
+replaced), `--max-requests` and `--max-worker-rss` (a worker is recycled
+without failing a request)."""
 import os
 import re
 import signal
 
 import pytest
 
+from conftest import free_port
 from servers import PROC_APP
 from support import ConnectionClosed, Load, alive, wait_until
 
@@ -88,3 +89,36 @@ def test_max_requests_with_jitter_recycles_workers_without_failing_a_request(ser
     assert "asked to be replaced" in server.log()
     workers = server.wait_workers(2)
     assert not set(workers) & set(first)
+
+
+@pytest.mark.ferrocorn_only
+def test_max_worker_rss_recycles_a_growing_worker_without_failing_a_request(serve):
+    mport = free_port()
+    server = serve(PROC_APP, "--max-worker-rss", "96", "--metrics-bind", "127.0.0.1:%d" % mport,
+                   workers=2)
+    first = server.wait_workers(2)
+    # Each answer keeps one more MiB in its worker: about 100 requests take a
+    # worker past 96 MiB, so 400 recycle some workers, and a worker that
+    # asked serves on until its successor is ready.
+    load = Load(server.host, server.port, path="/pid?grow_mb=1", clients=4, max_requests=400,
+                max_seconds=40)
+    load.start().wait_done()
+    load.stop()
+    assert load.failures == [], load.summary()
+    assert load.ok == 400
+    print("answers per worker:", load.pids)
+    assert len(load.pids) >= 3, load.pids
+    log = server.log()
+    m = re.search(r"Autorestarting worker \(pid:(\d+)\): resident memory (\d+) MiB is over "
+                  r"--max-worker-rss 96 MiB", log)
+    assert m, log
+    assert int(m.group(1)) in load.pids
+    assert int(m.group(2)) > 96
+    assert "asked to be replaced (--max-worker-rss)" in log
+    assert not set(server.wait_workers(2)) & set(first)
+    import urllib.request
+    with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=5) as r:
+        text = r.read().decode()
+    m = re.search(r"^ferrocorn_worker_rss_recycles_total (\d+)$", text, re.M)
+    assert m and int(m.group(1)) >= 1, text
+

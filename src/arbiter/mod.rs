@@ -101,6 +101,70 @@ enum Stop {
     Quick,
 }
 
+/// Why the arbiter could not start, and the exit code that says so.
+#[derive(Debug)]
+pub struct StartError {
+    pub code: i32,
+    pub message: String,
+}
+
+impl From<String> for StartError {
+    fn from(message: String) -> StartError {
+        StartError { code: 1, message }
+    }
+}
+
+impl From<&str> for StartError {
+    fn from(message: &str) -> StartError {
+        message.to_string().into()
+    }
+}
+
+/// `--preload`: import the app here, once, before any fork; every worker
+/// inherits the object (and the memory of what it imported) copy-on-write.
+fn preload(py: Python<'_>, cfg: &Config) -> Result<Py<PyAny>, String> {
+    let threads_before = process::thread_count();
+    let app = crate::worker::preload(py, cfg)
+        .map_err(|tb| format!("Exception while preloading the app {:?}:\n{tb}", cfg.app))?;
+    crate::info!("Preloaded the app {:?} in the master", cfg.app);
+    let threads = process::thread_count();
+    if let (Some(before), Some(now)) = (threads_before, threads) {
+        if now > before {
+            // fork() copies only the calling thread: these threads are not in
+            // the workers, and a lock one of them held at that moment stays
+            // locked there for good.
+            crate::warn!(
+                "--preload: importing the app started {} thread(s) in the master ({}); they do \
+                 not exist in the workers, and a lock one of them holds when a worker is forked \
+                 stays locked in that worker. Start threads in post_fork or post_worker_init",
+                now - before,
+                python_thread_names(py)
+            );
+        }
+    }
+    Ok(app)
+}
+
+/// The names of the live Python threads but the main one, for a warning.
+fn python_thread_names(py: Python<'_>) -> String {
+    let names = || -> PyResult<Vec<String>> {
+        let threading = py.import("threading")?;
+        let main = threading.call_method0("main_thread")?;
+        let mut names = Vec::new();
+        for t in threading.call_method0("enumerate")?.try_iter()? {
+            let t = t?;
+            if !t.is(&main) {
+                names.push(t.getattr("name")?.extract()?);
+            }
+        }
+        Ok(names)
+    };
+    match names() {
+        Ok(n) if !n.is_empty() => n.join(", "),
+        _ => "not Python threads".into(),
+    }
+}
+
 pub struct Arbiter {
     /// The command line, re-read on HUP.
     argv: Vec<String>,
@@ -123,6 +187,8 @@ pub struct Arbiter {
     reload_failed: bool,
     /// Workers spawned so far (gunicorn's `worker.age`).
     spawned: u64,
+    /// `--preload`: the app object imported here, inherited by every fork.
+    app: Option<Py<PyAny>>,
     /// Loaded once here (so mistakes stop the start, and workers share
     /// session-ticket keys), again on HUP.
     tls: Option<crate::tls::TlsConfig>,
@@ -136,6 +202,8 @@ pub struct Arbiter {
     timeouts: u64,
     /// Workers ended by a signal nobody here sent (kill -9, the OOM killer, a crash).
     signal_deaths: u64,
+    /// Workers replaced after passing `--max-worker-rss`.
+    rss_recycles: u64,
     /// A stop has begun (/readyz answers 503).
     stopping: bool,
 }
@@ -183,9 +251,18 @@ impl Arbiter {
         argv: Vec<String>,
         start_cwd: std::path::PathBuf,
         cfg: Config,
-    ) -> Result<Arbiter, String> {
+    ) -> Result<Arbiter, StartError> {
         // A new arbiter exec'd by USR2 inherits the old one's blocked mask.
         mask_signals(SigmaskHow::SIG_UNBLOCK);
+        // gunicorn imports a preloaded app first, before on_starting.
+        let app = if cfg.preload_app {
+            Some(preload(py, &cfg).map_err(|e| StartError {
+                code: APP_LOAD_ERROR,
+                message: e,
+            })?)
+        } else {
+            None
+        };
         let starting = hooks::ServerInfo {
             cfg: &cfg,
             pid: std::process::id(),
@@ -240,12 +317,14 @@ impl Arbiter {
             announce_ready: true,
             reload_failed: false,
             spawned: 0,
+            app,
             tls,
             monitor,
             reaped: shm::Counters::default(),
             restarts: 0,
             timeouts: 0,
             signal_deaths: 0,
+            rss_recycles: 0,
             stopping: false,
         })
     }
@@ -411,6 +490,7 @@ impl Arbiter {
             workers,
             restarts: self.restarts,
             timeouts: self.timeouts,
+            rss_recycles: self.rss_recycles,
             signal_deaths: self.signal_deaths,
         }
     }
@@ -469,10 +549,20 @@ impl Arbiter {
         for i in 0..self.children.len() {
             let c = &self.children[i];
             if !c.replaced && !c.retiring && self.status(c).is_some_and(|s| s.wants_replacement()) {
+                let rss = self.status(c).is_some_and(|s| s.over_rss_limit());
                 crate::info!(
-                    "Worker (pid:{}) asked to be replaced (--max-requests or --reload): starting its replacement",
-                    c.pid
+                    "Worker (pid:{}) asked to be replaced ({}): starting its replacement",
+                    c.pid,
+                    if rss {
+                        "--max-worker-rss"
+                    } else {
+                        "--max-requests or --reload"
+                    }
                 );
+                if rss {
+                    self.rss_recycles += 1;
+                    crate::log::statsd::increment("ferrocorn.workers.rss_recycles");
+                }
                 self.children[i].replaced = true;
             }
         }
@@ -603,6 +693,22 @@ impl Arbiter {
                 if cfg.metrics_bind != self.cfg.metrics_bind {
                     crate::warn!("Reload: --metrics-bind changes only when the master restarts");
                 }
+                match (cfg.preload_app, &self.app) {
+                    (true, Some(_)) => crate::info!(
+                        "Reload with --preload: the configuration is read again and the workers \
+                         are forked again from the app the master loaded at start; new app code \
+                         needs USR2 (or no --preload)"
+                    ),
+                    (true, None) => match preload(py, &cfg) {
+                        Ok(app) => self.app = Some(app),
+                        Err(e) => {
+                            crate::error!("Reload aborted, keeping the running configuration: {e}");
+                            return;
+                        }
+                    },
+                    // Workers import the app themselves from now on.
+                    (false, _) => self.app = None,
+                }
                 let old = self.num_workers;
                 self.num_workers = cfg.workers;
                 self.cfg = cfg;
@@ -673,7 +779,11 @@ impl Arbiter {
         mask_signals(SigmaskHow::SIG_BLOCK);
         let master = nix::unistd::getpid();
         // SAFETY: the arbiter runs on one thread and holds the interpreter
-        // lock (`py`); the child leaves with `exit_now` below.
+        // lock (`py`); the child leaves with `exit_now` below. (A thread a
+        // `--preload`ed app started is the app's, as with `os.fork()`:
+        // `preload` names it in a warning. Such a thread never enters
+        // ferrocorn's code, so it holds none of its locks; the interpreter's
+        // own are reset by PyOS_AfterFork_Child.)
         #[allow(unsafe_code)]
         let forked = unsafe { process::fork(&python_fork_hooks()) };
         match forked {
@@ -714,6 +824,7 @@ impl Arbiter {
                     wake_fd: self.wake_write.as_raw_fd(),
                     tls: self.tls.clone(),
                     age,
+                    preloaded: self.app.as_ref(),
                 };
                 let cfg = &self.cfg;
                 let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -71,6 +71,8 @@ pub struct Config {
     pub timeout: u32,
     pub max_requests: u64,
     pub max_requests_jitter: u64,
+    /// `--max-worker-rss` in bytes: a worker past it asks for a replacement (0 = never).
+    pub max_worker_rss: u64,
     pub pidfile: Option<String>,
     pub daemon: bool,
     pub user: Option<(u32, String)>,
@@ -114,6 +116,21 @@ pub struct Config {
     pub asgi_disconnect_grace_period: std::time::Duration,
     /// `--root-path`: the ASGI scope's root_path.
     pub root_path: String,
+    /// `--paste FILE[#SECTION]`: the app comes from a PasteDeploy file
+    /// (then `app` is the file's absolute path).
+    pub paste: Option<Paste>,
+    /// `--preload`: the master imports the app before forking workers.
+    pub preload_app: bool,
+}
+
+/// A PasteDeploy app, loaded as gunicorn does:
+/// `loadapp(uri, relative_to=os.getcwd(), global_conf=global_conf)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Paste {
+    /// `config:/absolute/file.ini` with its `#section`, if one was given.
+    pub uri: String,
+    /// `--paste-global` entries.
+    pub global_conf: Vec<(String, String)>,
 }
 
 /// The user's choice of io engine: `--io-engine auto|uring|epoll` (the
@@ -729,9 +746,24 @@ fn build(
     let flag = |n: &str| r.get(n).as_bool();
     let text = |n: &str| r.get(n).as_str().map(String::from);
 
-    let app = app
-        .filter(|a| !a.trim().is_empty())
-        .ok_or("No application module specified.")?;
+    let paste = match text("paste") {
+        Some(spec) => Some(paste(&r, &spec)?),
+        None => None,
+    };
+    let app = match &paste {
+        // gunicorn names the process, and the app, after the file.
+        Some((_, file)) => {
+            if app.as_deref().is_some_and(|a| !a.trim().is_empty()) {
+                warnings.push(format!(
+                    "An app module was given with --paste; the app comes from {file}"
+                ));
+            }
+            file.clone()
+        }
+        None => app
+            .filter(|a| !a.trim().is_empty())
+            .ok_or("No application module specified.")?,
+    };
 
     let binds = r
         .get("bind")
@@ -896,8 +928,26 @@ fn build(
         _ => AsgiLifespan::Auto,
     };
     let root_path = text("root_path").unwrap_or_default();
+    if flag("reload") && flag("preload_app") {
+        // A replacement is forked from the master's app: it runs the old code.
+        warnings.push(
+            "reload = True with preload_app = True: a changed file replaces the workers, but \
+             they are forked from the app the master loaded, so they run the old code"
+                .into(),
+        );
+    }
 
     let mut resolved = r.clone();
+    if let Some((_, file)) = &paste {
+        // gunicorn: the ini's logging config is used when it has one.
+        if text("logconfig").is_none() && ini_has_loggers(Path::new(file)) {
+            resolved.set(
+                index("logconfig"),
+                Value::Str(file.clone()),
+                Origin::Default,
+            );
+        }
+    }
     resolved.set(
         index("default_proc_name"),
         Value::Str(app.clone()),
@@ -926,6 +976,7 @@ fn build(
         timeout: int("timeout") as u32,
         max_requests: int("max_requests") as u64,
         max_requests_jitter: int("max_requests_jitter") as u64,
+        max_worker_rss: (int("max_worker_rss") as u64) << 20,
         pidfile: text("pidfile"),
         daemon: flag("daemon"),
         user,
@@ -973,7 +1024,57 @@ fn build(
             "asgi_disconnect_grace_period",
         ) as u64),
         root_path,
+        paste: paste.map(|(p, _)| p),
+        preload_app: flag("preload_app"),
     })
+}
+
+/// `--paste FILE[#SECTION]` and `--paste-global`: the loadapp URI (the file
+/// made absolute, as gunicorn does, against the directory the server
+/// started in) and the file itself, which must exist.
+fn paste(r: &Resolved, spec: &str) -> Result<(Paste, String), String> {
+    let (file, section) = match spec.split_once('#') {
+        Some((f, s)) => (f, Some(s)),
+        None => (spec, None),
+    };
+    let cwd = std::env::current_dir().unwrap_or_default();
+    let path = cwd.join(file);
+    if !path.is_file() {
+        return Err(bad(
+            r,
+            "paste",
+            spec,
+            "expected an existing PasteDeploy ini file",
+        ));
+    }
+    let file = path.to_string_lossy().into_owned();
+    let uri = match section {
+        Some(s) => format!("config:{file}#{s}"),
+        None => format!("config:{file}"),
+    };
+    let mut global_conf = Vec::new();
+    for entry in r.get("raw_paste_global_conf").as_list() {
+        let Some((k, v)) = split_unescaped_eq(entry) else {
+            return Err(bad(r, "raw_paste_global_conf", entry, "expected KEY=VALUE"));
+        };
+        global_conf.push((k.replace("\\=", "="), v.replace("\\=", "=")));
+    }
+    Ok((Paste { uri, global_conf }, file))
+}
+
+/// `KEY=VALUE` split at the first `=` not preceded by a backslash
+/// (gunicorn's `re.split(r'(?<!\\)=', s, 1)`).
+fn split_unescaped_eq(s: &str) -> Option<(&str, &str)> {
+    let b = s.as_bytes();
+    let i = (0..b.len()).find(|&i| b[i] == b'=' && (i == 0 || b[i - 1] != b'\\'))?;
+    Some((&s[..i], &s[i + 1..]))
+}
+
+/// The ini file has a `[loggers]` section (then it configures logging).
+fn ini_has_loggers(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().any(|l| l.trim() == "[loggers]"))
+        .unwrap_or(false)
 }
 
 /// The directory for request bodies over `body_buffer_size`:

@@ -286,6 +286,16 @@ pub static SETTINGS: &[Setting] = &[
         ..BASE
     },
     Setting {
+        name: "max_worker_rss",
+        section: S::WorkerProcesses,
+        flags: &["--max-worker-rss"],
+        kind: uint(i64::MAX >> 20),
+        default: Default::Int(0),
+        meta: "MiB",
+        doc: "Replace a worker whose resident memory (RSS) passes this many MiB, checked four times a second, as --max-requests does (0 = never).",
+        ..BASE
+    },
+    Setting {
         name: "timeout",
         section: S::WorkerProcesses,
         flags: &["-t", "--timeout"],
@@ -536,8 +546,7 @@ pub static SETTINGS: &[Setting] = &[
         flags: &["--preload"],
         kind: Kind::Bool,
         default: Default::Bool(false),
-        doc: "Import the app in the master before forking workers.",
-        support: Support::No("each worker imports the app itself"),
+        doc: "Import the app once in the master before forking, so workers share its memory; HUP then re-forks from it (new code needs USR2).",
         ..BASE
     },
     Setting {
@@ -688,8 +697,8 @@ pub static SETTINGS: &[Setting] = &[
         name: "paste",
         section: S::ServerMechanics,
         flags: &["--paste", "--paster"],
-        doc: "Load a PasteDeploy config file.",
-        support: Support::No("PasteDeploy is not supported"),
+        meta: "FILE[#SECTION]",
+        doc: "Load the app from a PasteDeploy ini file (its [app:main], or the section after #) instead of an app module; needs PasteDeploy installed.",
         ..BASE
     },
     Setting {
@@ -699,8 +708,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::List,
         default: Default::List(&[]),
         meta: "CONF",
-        doc: "PasteDeploy global variables (key=value).",
-        support: Support::No("PasteDeploy is not supported"),
+        doc: "PasteDeploy global variables (key=value; \\= for an = in the key), passed to the app's factory as global_conf.",
         ..BASE
     },
     Setting {

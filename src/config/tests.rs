@@ -540,3 +540,51 @@ fn version_flag_asks_for_the_version_report() {
     );
     assert_eq!(lines[2], "python: CPython 3.12.1 (/usr/bin/python3)");
 }
+
+#[test]
+fn paste_global_entries_split_at_the_first_unescaped_equals() {
+    assert_eq!(split_unescaped_eq("a=b=c"), Some(("a", "b=c")));
+    assert_eq!(split_unescaped_eq("a\\=b=c"), Some(("a\\=b", "c")));
+    assert_eq!(split_unescaped_eq("=v"), Some(("", "v")));
+    assert_eq!(split_unescaped_eq("novalue"), None);
+}
+
+#[test]
+fn paste_file_becomes_an_absolute_config_uri_and_names_the_app() {
+    let dir = std::env::temp_dir().join(format!("ferrocorn-paste-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ini = dir.join("app.ini");
+    std::fs::write(&ini, "[app:main]\nuse = call:x:y\n").unwrap();
+    let spec = format!("--paste={}#other", ini.display());
+    let l = load_with(&[&spec, "--paste-global", "k\\=1=v"], &[], &no_file).unwrap();
+    let paste = l.config.paste.clone().unwrap();
+    assert_eq!(paste.uri, format!("config:{}#other", ini.display()));
+    assert_eq!(
+        paste.global_conf,
+        vec![("k=1".to_string(), "v".to_string())]
+    );
+    assert_eq!(l.config.app, ini.display().to_string());
+    // No [loggers] section: logging stays as it was.
+    assert_eq!(l.config.settings.get("logconfig"), &Value::None);
+    match load_with(&["--paste", "/no/such/file.ini"], &[], &no_file) {
+        Err(LoadError::Invalid(e)) => {
+            assert!(
+                e.contains("expected an existing PasteDeploy ini file"),
+                "{e}"
+            )
+        }
+        _ => panic!("a missing --paste file must be refused"),
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn reload_with_preload_is_warned_about() {
+    let l = load_with(&["--reload", "--preload", "app:app"], &[], &no_file).unwrap();
+    assert!(
+        l.warnings.iter().any(|w| w.contains("run the old code")),
+        "{:?}",
+        l.warnings
+    );
+    assert!(l.config.preload_app);
+}

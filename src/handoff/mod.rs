@@ -64,6 +64,9 @@ pub enum Output {
     },
     /// Body bytes (already counted on the job's `Flow`).
     Data(Vec<u8>),
+    /// `wsgi.early_hints`: validated headers for a `103 Early Hints`, sent
+    /// if the head has not been and the client speaks HTTP/1.1.
+    EarlyHints(Vec<(Vec<u8>, Vec<u8>)>),
     /// The body is complete.
     End,
     /// The app failed. Before `Head`: answer 500. After: close the

@@ -300,6 +300,19 @@ pub fn error_response(out: &mut Vec<u8>, status: u16, message: &str) {
     out.extend_from_slice(&page);
 }
 
+/// An interim `103 Early Hints` response (RFC 8297) with these headers,
+/// already validated. Only for HTTP/1.1 clients: HTTP/1.0 has no 1xx.
+pub fn early_hints(out: &mut Vec<u8>, headers: &[(Vec<u8>, Vec<u8>)]) {
+    out.extend_from_slice(b"HTTP/1.1 103 Early Hints\r\n");
+    for (name, value) in headers {
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Python's `html.escape(s, quote=True)`.
 fn html_escape(out: &mut Vec<u8>, s: &str) {
     for b in s.bytes() {
@@ -324,6 +337,23 @@ mod tests {
             is_head,
             keep_alive,
         }
+    }
+
+    #[test]
+    fn early_hints_is_an_interim_head_with_the_given_fields() {
+        let mut out = Vec::new();
+        early_hints(
+            &mut out,
+            &h(&[
+                ("Link", "</a.css>; rel=preload"),
+                ("Link", "</b.js>; rel=preload"),
+            ]),
+        );
+        assert_eq!(
+            out,
+            b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\
+              Link: </b.js>; rel=preload\r\n\r\n"
+        );
     }
 
     fn h(list: &[(&str, &str)]) -> Vec<(Vec<u8>, Vec<u8>)> {

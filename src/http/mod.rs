@@ -44,7 +44,9 @@ pub use body::{RequestBody, TempFiles};
 pub use conn::CONTINUE;
 pub use conn::{Conn, ParserPool};
 pub use date::DateCache;
-pub use encode::{decimal, error_response, RequestInfo, ResponseFraming, ResponseWriter};
+pub use encode::{
+    decimal, early_hints, error_response, RequestInfo, ResponseFraming, ResponseWriter,
+};
 pub use error::{HttpError, HttpErrorKind};
 pub use exchange::{ConnInfo, HeaderList, Status};
 pub use latin1::{latin1_bytes, latin1_string};

@@ -54,6 +54,8 @@ pub struct Snapshot {
     /// Workers killed by a signal the master did not send (kill -9, the
     /// OOM killer, a crash); a subset of `restarts`.
     pub signal_deaths: u64,
+    /// Workers replaced because they passed `--max-worker-rss`.
+    pub rss_recycles: u64,
 }
 
 /// `--metrics-bind HOST:PORT` (`[IPV6]:PORT` for IPv6; a host name is resolved).

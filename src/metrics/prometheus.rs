@@ -133,6 +133,18 @@ pub fn render(s: &Snapshot, out: &mut String) {
 
     head(
         out,
+        "ferrocorn_worker_rss_recycles_total",
+        "counter",
+        "Workers replaced because their resident memory passed --max-worker-rss.",
+    );
+    let _ = writeln!(
+        out,
+        "ferrocorn_worker_rss_recycles_total {}",
+        s.rss_recycles
+    );
+
+    head(
+        out,
         "ferrocorn_worker_info",
         "gauge",
         "One series per live worker: its pid, slot and io engine.",
@@ -188,6 +200,7 @@ mod tests {
             restarts: 4,
             timeouts: 1,
             signal_deaths: 2,
+            rss_recycles: 3,
         }
     }
 
@@ -211,6 +224,7 @@ mod tests {
         assert_eq!(value(&out, "ferrocorn_worker_restarts_total"), "4");
         assert_eq!(value(&out, "ferrocorn_worker_timeouts_total"), "1");
         assert_eq!(value(&out, "ferrocorn_worker_signal_deaths_total"), "2");
+        assert_eq!(value(&out, "ferrocorn_worker_rss_recycles_total"), "3");
         assert_eq!(value(&out, "ferrocorn_accept_rests_total"), "3");
         assert_eq!(value(&out, "ferrocorn_uring_cq_overflows_total"), "1");
         assert_eq!(

@@ -19,6 +19,37 @@ pub enum Forked {
     Child,
 }
 
+/// This process's resident memory (RSS) in bytes, from `/proc/self/statm`:
+/// one small read, no walk of the memory map.
+#[cfg(target_os = "linux")]
+pub fn resident_bytes() -> io::Result<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm")?;
+    let pages: u64 = statm
+        .split_ascii_whitespace()
+        .nth(1)
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/self/statm"))?;
+    // SAFETY: sysconf reads a constant of the system; no memory is passed.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    Ok(pages * if page > 0 { page as u64 } else { 4096 })
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn resident_bytes() -> io::Result<u64> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "reading a process's resident memory needs Linux's /proc",
+    ))
+}
+
+/// How many threads this process runs (`/proc/self/task`); `None` where
+/// that cannot be read.
+pub fn thread_count() -> Option<usize> {
+    std::fs::read_dir("/proc/self/task")
+        .ok()
+        .map(|d| d.filter(|e| e.is_ok()).count())
+}
+
 /// Fork the process, running `hooks` the way `os.fork()` does.
 ///
 /// # Safety

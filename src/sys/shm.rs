@@ -111,6 +111,8 @@ pub const BOOTING: u32 = 0;
 pub const READY: u32 = 1;
 /// Set by a worker that reached `--max-requests`: start its replacement, then retire it.
 pub const REPLACE: u32 = 2;
+/// Set with `REPLACE` when the reason is `--max-worker-rss` (counted by the arbiter).
+pub const RSS_LIMIT: u32 = 4;
 
 impl Status {
     pub fn is_ready(&self) -> bool {
@@ -119,6 +121,11 @@ impl Status {
 
     pub fn wants_replacement(&self) -> bool {
         self.state.load(Ordering::Acquire) & REPLACE != 0
+    }
+
+    /// The replacement was asked for because of `--max-worker-rss`.
+    pub fn over_rss_limit(&self) -> bool {
+        self.state.load(Ordering::Acquire) & RSS_LIMIT != 0
     }
 
     /// Record the request line of the call that starts now.

@@ -13,7 +13,7 @@ use crate::sys::shm;
 use crate::sys::signal::{SignalPipe, ARBITER_SIGNALS};
 use crate::sys::socket::SlotListener;
 use crate::sys::{affinity, process, proctitle, signal, stackdump};
-use crate::wsgi::{WorkerInfo, WsgiApp};
+use crate::wsgi::{AppSource, WorkerInfo, WsgiApp};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,6 +33,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
         wake_fd,
         tls,
         age,
+        preloaded,
     } = ctx;
     proctitle::set(&format!("ferrocorn: worker [{}]", cfg.proc_name));
     // Signals arrive blocked from the arbiter's fork: install ours, then unblock.
@@ -65,12 +66,19 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
         }
     };
 
-    if let Err(e) = extend_sys_path(py, cfg) {
-        crate::error!("Worker failed to boot: cannot set sys.path: {e}");
-        return Exit::BootError;
+    // A preloaded app's sys.path was set in the master.
+    if preloaded.is_none() {
+        if let Err(e) = extend_sys_path(py, cfg) {
+            crate::error!("Worker failed to boot: cannot set sys.path: {e}");
+            return Exit::BootError;
+        }
     }
     let threaded = cfg.threaded();
-    let app = match WsgiApp::load(py, &cfg.app, app_info(cfg)) {
+    let found = match preloaded {
+        Some(app) => Ok(app.clone_ref(py)),
+        None => WsgiApp::import(py, &app_source(cfg)),
+    };
+    let app = match found.and_then(|app| WsgiApp::from_object(py, app, app_info(cfg))) {
         Ok(app) => app,
         Err(e) => {
             crate::error!(
@@ -181,6 +189,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
         max_requests: (cfg.max_requests > 0)
             .then(|| cfg.max_requests + jitter(cfg.max_requests_jitter)),
         requests: 0,
+        max_rss: (cfg.max_worker_rss > 0).then_some(cfg.max_worker_rss),
         engine,
         state: State {
             conns: Vec::new(),
@@ -223,6 +232,12 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
         graceful_timeout: Duration::from_secs(cfg.graceful_timeout as u64),
         signals,
     };
+    if worker.runner.is_none() {
+        // The app runs on this thread: its early hints go out like write().
+        crate::wsgi::set_hint_sink(Some(
+            worker.direct.clone() as Arc<dyn crate::wsgi::WriteSink>
+        ));
+    }
     if let Err(e) = worker.engine.watch(worker.state.signal_fd) {
         crate::error!("Worker failed to boot: cannot watch signals: {e}");
         return Exit::BootError;
@@ -296,12 +311,33 @@ pub fn check_app(py: Python<'_>, cfg: &Config) -> i32 {
         crate::error!("Cannot extend sys.path: {e}");
         return 1;
     }
-    match WsgiApp::load(py, &cfg.app, app_info(cfg)) {
+    match WsgiApp::import(py, &app_source(cfg))
+        .and_then(|app| WsgiApp::from_object(py, app, app_info(cfg)))
+    {
         Ok(_) => 0,
         Err(e) => {
             crate::error!("Failed to load the application {:?}: {}", cfg.app, e.0);
             1
         }
+    }
+}
+
+/// `--preload`: import the app in the master, with the sys.path a worker
+/// would have, so workers share it copy-on-write. The error is the
+/// traceback, for the log.
+pub fn preload(py: Python<'_>, cfg: &Config) -> Result<Py<PyAny>, String> {
+    extend_sys_path(py, cfg).map_err(|e| format!("cannot set sys.path: {e}"))?;
+    WsgiApp::import(py, &app_source(cfg)).map_err(|e| e.0)
+}
+
+/// Where the settings say the app comes from: `--paste`, else the app spec.
+fn app_source(cfg: &Config) -> AppSource<'_> {
+    match &cfg.paste {
+        Some(p) => AppSource::Paste {
+            uri: &p.uri,
+            global_conf: &p.global_conf,
+        },
+        None => AppSource::Spec(&cfg.app),
     }
 }
 

@@ -138,4 +138,23 @@ impl WriteSink for DirectSink {
         };
         self.send(Some(py), fd, buf)
     }
+
+    fn early_hints(&self, py: Python<'_>, headers: Vec<(Vec<u8>, Vec<u8>)>) {
+        let (fd, buf) = {
+            let mut d = self.lock();
+            // Not this request's socket (the app returned, or the request is
+            // answered through the engine), the head went out, or HTTP/1.0.
+            if d.failed
+                || d.fd < 0
+                || d.writer.is_some()
+                || d.req.version != crate::http::Version::Http11
+            {
+                return;
+            }
+            let mut buf = std::mem::take(&mut d.buf);
+            crate::http::early_hints(&mut buf, &headers);
+            (d.fd, buf)
+        };
+        self.send(Some(py), fd, buf);
+    }
 }

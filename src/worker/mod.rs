@@ -17,7 +17,7 @@ mod reload;
 mod sendfile;
 mod threads;
 
-pub use boot::{check_app, run};
+pub use boot::{check_app, preload, run};
 pub use exit::Exit;
 
 /// What `--io-engine auto` picks on this machine, and why not io_uring
@@ -123,6 +123,8 @@ pub struct WorkerContext<'a> {
     pub tls: Option<crate::tls::TlsConfig>,
     /// gunicorn's `worker.age`: how many workers the arbiter spawned before this one, plus one.
     pub age: u64,
+    /// `--preload`: the app object the master imported before forking.
+    pub preloaded: Option<&'a Py<PyAny>>,
 }
 
 struct Worker<'a> {
@@ -154,6 +156,9 @@ struct Worker<'a> {
     /// Ask for a replacement after this many requests (`--max-requests` plus jitter).
     max_requests: Option<u64>,
     requests: u64,
+    /// `--max-worker-rss` in bytes, checked at each sweep; `None` once
+    /// the replacement is asked for (or the check cannot run).
+    max_rss: Option<u64>,
     engine: Engine,
     state: State,
     app: Arc<WsgiApp>,
@@ -337,6 +342,9 @@ impl Worker<'_> {
             let now = at.unwrap_or_else(Instant::now);
             if now >= next_sweep {
                 self.check_reload(py);
+                if self.max_rss.is_some() {
+                    self.check_rss();
+                }
                 self.sweep(py, now);
                 next_sweep = now + SWEEP_EVERY;
             }
@@ -375,6 +383,37 @@ impl Worker<'_> {
         if let Some(s) = self.status {
             s.state
                 .fetch_or(shm::REPLACE, std::sync::atomic::Ordering::AcqRel);
+            signal::poke(self.wake_fd);
+        }
+    }
+
+    /// `--max-worker-rss`: past the limit, ask the arbiter for a replacement
+    /// (as `--max-requests` does) and keep serving until it is ready.
+    fn check_rss(&mut self) {
+        let Some(limit) = self.max_rss else { return };
+        let rss = match crate::sys::process::resident_bytes() {
+            Ok(rss) => rss,
+            Err(e) => {
+                crate::warn!("--max-worker-rss is off in this worker: {e}");
+                self.max_rss = None;
+                return;
+            }
+        };
+        if rss <= limit {
+            return;
+        }
+        crate::info!(
+            "Autorestarting worker (pid:{}): resident memory {} MiB is over --max-worker-rss {} MiB",
+            std::process::id(),
+            rss >> 20,
+            limit >> 20
+        );
+        self.max_rss = None;
+        if let Some(s) = self.status {
+            s.state.fetch_or(
+                shm::REPLACE | shm::RSS_LIMIT,
+                std::sync::atomic::Ordering::AcqRel,
+            );
             signal::poke(self.wake_fd);
         }
     }
@@ -782,6 +821,12 @@ impl Worker<'_> {
                         known_len,
                         f.force_close || self.stopping.is_some(),
                     ));
+                }
+                Output::EarlyHints(headers) => {
+                    if f.writer.is_none() && f.req.version == http::Version::Http11 {
+                        conn::reuse_output(&mut c.out, &mut self.engine);
+                        http::early_hints(&mut c.out, &headers);
+                    }
                 }
                 Output::Data(data) => {
                     f.body_unflushed += data.len();

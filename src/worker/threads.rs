@@ -150,6 +150,7 @@ fn answer(py: Python<'_>, shared: &Shared, job: Job) {
         flow: flow.clone(),
         sent: std::sync::atomic::AtomicU64::new(0),
     });
+    crate::wsgi::set_hint_sink(Some(sink.clone() as Arc<dyn WriteSink>));
     let (reply, environ) = shared.app.call_with(
         py,
         &req,
@@ -157,6 +158,7 @@ fn answer(py: Python<'_>, shared: &Shared, job: Job) {
         shared.keep_environ,
         Some(sink.clone() as Arc<dyn WriteSink>),
     );
+    crate::wsgi::set_hint_sink(None);
     let mut done = shared.track.then(|| RequestDone {
         head: req.head,
         status: crate::http::Status::from(&b"500 Internal Server Error"[..]),
@@ -250,6 +252,11 @@ impl WriteSink for Sink {
             room = py.detach(|| self.flow.wait_room());
         }
         room != Room::Gone
+    }
+
+    fn early_hints(&self, _py: Python<'_>, headers: Vec<(Vec<u8>, Vec<u8>)>) {
+        // The loop drops it once the head is encoded, and for HTTP/1.0.
+        self.mailbox.post(self.ticket, Output::EarlyHints(headers));
     }
 }
 

@@ -305,6 +305,7 @@ impl Template {
         base.set_item("wsgi.multiprocess", worker.multiprocess)?;
         base.set_item("wsgi.run_once", false)?;
         base.set_item("wsgi.file_wrapper", py.get_type::<FileWrapper>())?;
+        base.set_item("wsgi.early_hints", Py::new(py, super::hints::EarlyHints)?)?;
         base.set_item("wsgi.input_terminated", true)?;
         base.set_item("SERVER_SOFTWARE", format!("ferrocorn/{}", crate::VERSION))?;
         base.set_item(intern!(py, "SCRIPT_NAME"), &script_name)?;

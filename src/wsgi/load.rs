@@ -143,6 +143,45 @@ fn called_with_wrong_args(py: Python<'_>, factory: &Bound<'_, PyAny>, err: &PyEr
     true
 }
 
+/// `--paste`: PasteDeploy's `loadapp(uri, relative_to=os.getcwd(),
+/// global_conf=...)`, as gunicorn's paster application calls it.
+pub(crate) fn load_paste(
+    py: Python<'_>,
+    uri: &str,
+    global_conf: &[(String, String)],
+) -> Result<Py<PyAny>, AppLoadError> {
+    add_cwd_to_sys_path(py).map_err(|e| traceback_error(py, &e))?;
+    let deploy = match py.import("paste.deploy") {
+        Ok(m) => m,
+        Err(e) if e.is_instance_of::<PyImportError>(py) => {
+            return Err(AppLoadError(format!(
+                "--paste needs PasteDeploy, which cannot be imported ({}); \
+                 install it in the server's environment: pip install PasteDeploy",
+                e.value(py)
+            )))
+        }
+        Err(e) => return Err(traceback_error(py, &e)),
+    };
+    let load = || -> PyResult<Bound<'_, PyAny>> {
+        let conf = PyDict::new(py);
+        for (k, v) in global_conf {
+            conf.set_item(k, v)?;
+        }
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("relative_to", py.import("os")?.call_method0("getcwd")?)?;
+        kwargs.set_item("global_conf", conf)?;
+        deploy.call_method("loadapp", (uri,), Some(&kwargs))
+    };
+    let app = load().map_err(|e| traceback_error(py, &e))?;
+    if !app.is_callable() {
+        return Err(AppLoadError(format!(
+            "Application object must be callable: {uri} gave {}",
+            app.repr().map(|r| r.to_string()).unwrap_or_default()
+        )));
+    }
+    Ok(app.unbind())
+}
+
 pub(crate) fn import_app(py: Python<'_>, spec: &str) -> Result<Py<PyAny>, AppLoadError> {
     add_cwd_to_sys_path(py).map_err(|e| traceback_error(py, &e))?;
     let (module, obj) = spec.split_once(':').unwrap_or((spec, "application"));

@@ -18,6 +18,7 @@ mod body;
 mod environ;
 mod errors;
 mod file_wrapper;
+mod hints;
 mod input;
 mod load;
 mod report;
@@ -31,6 +32,7 @@ use pyo3::types::PyBytes;
 use crate::http::{ConnInfo, HeaderList, Request, Status};
 
 pub use file_wrapper::FileWrapper;
+pub use hints::set_hint_sink;
 
 use body::{Pool, Source};
 use environ::{EnvironError, Template};
@@ -102,6 +104,12 @@ pub trait WriteSink: Send + Sync {
     /// Send body bytes; may wait (with the interpreter lock released)
     /// while the client is behind. `false`: the client is gone.
     fn data(&self, py: Python<'_>, data: Vec<u8>) -> bool;
+    /// `wsgi.early_hints(headers)` with validated headers: send a
+    /// `103 Early Hints` unless the head went out already or the client
+    /// speaks HTTP/1.0 (then nothing).
+    fn early_hints(&self, py: Python<'_>, headers: Vec<(Vec<u8>, Vec<u8>)>) {
+        let _ = (py, headers);
+    }
 }
 
 /// Body bytes: copied out of Python (`write()` data), or the app's own
@@ -150,6 +158,17 @@ pub enum Chunk<T = Vec<u8>> {
     Failed,
 }
 
+/// Where the app object comes from.
+pub enum AppSource<'a> {
+    /// `module`, `module:name` or `module:factory(args)`.
+    Spec(&'a str),
+    /// A PasteDeploy `config:` URI and its global variables.
+    Paste {
+        uri: &'a str,
+        global_conf: &'a [(String, String)],
+    },
+}
+
 impl WsgiApp {
     /// Import `spec` (`module`, `module:name`, `module:factory(args)`), with
     /// the current directory first on `sys.path` as gunicorn does (other
@@ -157,6 +176,24 @@ impl WsgiApp {
     /// (missing module, missing attribute, not callable) with the traceback.
     pub fn load(py: Python<'_>, spec: &str, worker: WorkerInfo) -> Result<WsgiApp, AppLoadError> {
         let app = load::import_app(py, spec)?;
+        WsgiApp::from_object(py, app, worker)
+    }
+
+    /// Find the app object where `source` says, without building anything
+    /// around it (`--preload` does this in the master).
+    pub fn import(py: Python<'_>, source: &AppSource<'_>) -> Result<Py<PyAny>, AppLoadError> {
+        match source {
+            AppSource::Spec(spec) => load::import_app(py, spec),
+            AppSource::Paste { uri, global_conf } => load::load_paste(py, uri, global_conf),
+        }
+    }
+
+    /// Serve an app object found already.
+    pub fn from_object(
+        py: Python<'_>,
+        app: Py<PyAny>,
+        worker: WorkerInfo,
+    ) -> Result<WsgiApp, AppLoadError> {
         let template = Template::new(py, &worker)
             .map_err(|e| AppLoadError(report::format_exception(py, &e)))?;
         Ok(WsgiApp {

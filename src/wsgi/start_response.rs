@@ -336,7 +336,7 @@ fn repr(obj: &Bound<'_, PyAny>) -> String {
 }
 
 /// A str of code points up to U+00FF, as latin-1 bytes.
-fn latin1(s: &Bound<'_, PyString>) -> Option<Vec<u8>> {
+pub(crate) fn latin1(s: &Bound<'_, PyString>) -> Option<Vec<u8>> {
     crate::http::latin1_bytes(&s.to_cow().ok()?)
 }
 
@@ -445,7 +445,7 @@ fn not_a_pair(item: &Bound<'_, PyAny>) -> PyErr {
     ))
 }
 
-fn trim_sp_htab(mut v: Vec<u8>) -> Vec<u8> {
+pub(crate) fn trim_sp_htab(mut v: Vec<u8>) -> Vec<u8> {
     let end = v
         .iter()
         .rposition(|&c| c != b' ' && c != b'\t')

@@ -23,6 +23,10 @@ Routes (by PATH_INFO):
   /close?tag=T           an iterable whose close() appends T to $TEST_CLOSE_LOG
   /slow-close?tag=T      like /close but a long, slow body (for disconnects)
   /sleep?s=S             answers after S seconds
+  /hints?n=N             N calls of wsgi.early_hints (a Link each), then "hinted"
+  /hints-bad?kind=K      wsgi.early_hints with a bad argument (name, value,
+                         pair, str); the body is the exception it raised
+  /hints-after-write     write(), then wsgi.early_hints (too late: ignored)
 anything else            404 with the path as body
 """
 import json
@@ -141,6 +145,26 @@ def app(environ, start_response):
         n = int(q.get("n", "3"))
         start_response("200 OK", [("Content-Type", "text/plain")])
         return (("chunk-%d;" % i).encode() for i in range(n))
+    if path == "/hints":
+        for i in range(int(q.get("n", "1"))):
+            link = "</s%d.css>; rel=preload; as=style" % i
+            # str and bytes pairs are both accepted, as in gunicorn.
+            environ["wsgi.early_hints"]([("Link", link) if i % 2 == 0
+                                         else (b"Link", link.encode())])
+        return _reply(start_response, "hinted")
+    if path == "/hints-bad":
+        bad = {"name": [("Bad Name", "x")], "value": [("Link", "a\r\nX-Injected: 1")],
+               "pair": [("Link",)], "str": "Link: </a.css>"}[q["kind"]]
+        try:
+            environ["wsgi.early_hints"](bad)
+        except Exception as e:
+            return _reply(start_response, "%s: %s" % (type(e).__name__, e))
+        return _reply(start_response, "no error")
+    if path == "/hints-after-write":
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"written;")
+        environ["wsgi.early_hints"]([("Link", "</late.css>; rel=preload")])
+        return [b"returned"]
     if path == "/write":
         write = start_response("200 OK", [("Content-Type", "text/plain")])
         write(b"written-")

@@ -8,6 +8,7 @@ Routes (by PATH_INFO):
   /stuck-in-c      blocks in a C call that holds the GIL and is not
                    interrupted by signals, inside blocked_holding_the_gil():
                    Python cannot run its SIGABRT handler
+  /pid?grow_mb=N   also keeps N more MiB alive in the worker (--max-worker-rss)
 anything else      404
 """
 import os
@@ -46,9 +47,17 @@ def blocked_holding_the_gil():
     return "woke up"
 
 
+# What /pid?grow_mb=N keeps, for the life of the worker.
+_kept = []
+
+
 def app(environ, start_response):
     path = environ["PATH_INFO"]
     if path == "/pid" or path == "/__probe__":
+        grow = parse_qs(environ.get("QUERY_STRING", "")).get("grow_mb")
+        if grow:
+            # Filled with ones, so every page is touched and counts as resident.
+            _kept.append(b"\x01" * (int(grow[-1]) << 20))
         return _reply(start_response, str(os.getpid()))
     if path == "/sleep":
         q = parse_qs(environ.get("QUERY_STRING", ""))
