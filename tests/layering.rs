@@ -23,10 +23,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "worker",
         &[
-            "asgi", "wsgi", "handoff", "engine", "hooks", "config", "tls", "http", "log", "sys",
+            "asgi", "wsgi", "handoff", "engine", "hooks", "config", "tls", "ws", "http", "log",
+            "sys",
         ],
     ),
-    ("asgi", &["handoff", "config", "gil", "http", "log", "sys"]),
+    (
+        "asgi",
+        &["handoff", "config", "gil", "ws", "http", "log", "sys"],
+    ),
     ("wsgi", &["gil", "http", "log"]),
     ("hooks", &["config", "gil", "http", "log"]),
     ("handoff", &["http"]),

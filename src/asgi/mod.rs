@@ -25,6 +25,7 @@ mod cycle;
 mod hub;
 mod inbox;
 mod scope;
+mod websocket;
 
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -135,6 +136,8 @@ impl AsgiApp {
         // The note kinds are the inbox's: the glue gets them from here.
         glue.setattr("NOTE_ROOM", inbox::NOTE_ROOM).map_err(err)?;
         glue.setattr("NOTE_HANGUP", inbox::NOTE_HANGUP)
+            .map_err(err)?;
+        glue.setattr("NOTE_INBOUND", inbox::NOTE_INBOUND)
             .map_err(err)?;
         let run = glue.getattr("run").map_err(err)?.unbind();
         let shared = Arc::new(
@@ -308,6 +311,7 @@ mod tests {
                 flow: flow.clone(),
                 arrived: Instant::now(),
                 closing: false,
+                websocket: None,
             });
             (self.next, flow)
         }
