@@ -5,7 +5,9 @@ import base64
 import json
 import os
 import signal
+import ssl
 import struct
+import time
 import zlib
 
 import pytest
@@ -14,7 +16,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from conftest import EXAMPLES
-from support import IO_TIMEOUT, RawConn, request_bytes, wait_until
+from support import IO_TIMEOUT, request_bytes, wait_until
+from test_tls import client_context, write_pair
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -219,6 +222,54 @@ def test_no_deflate_when_turned_off(serve):
         assert "Sec-WebSocket-Extensions" not in ws.response.headers
         ws.send("plain")
         assert ws.recv() == "plain"
+
+
+def test_send_waits_for_a_client_that_does_not_read(wsapp):
+    n = 1000  # 64 MiB in all: far more than the socket buffers hold
+    conn, _ = raw_upgrade(wsapp, "/flood?n=%d" % n)
+    with conn:
+        progress = lambda: requests.get(wsapp.url + "/progress", timeout=IO_TIMEOUT).json()
+        wait_until(lambda: progress() > 0, IO_TIMEOUT, what="the app sending")
+        # While the client reads nothing, the app stays far from done.
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            assert progress() < n // 4
+            time.sleep(0.2)
+        got = 0
+        while True:
+            _, _, opcode, payload = read_frame(conn)
+            if opcode == 0x8:
+                break
+            assert (opcode, len(payload)) == (0x2, 65536)
+            got += 1
+    assert got == n
+    assert progress() == n
+
+
+def test_wss_over_tls(serve, tmp_path):
+    import trustme
+    ca = trustme.CA()
+    certfile, keyfile = write_pair(ca, tmp_path)
+    server = serve(APP, "--certfile", str(certfile), "--keyfile", str(keyfile), wait=False)
+    ctx = client_context(ca)
+    url = "wss://localhost:%d" % server.port
+
+    def try_connect(path):
+        try:
+            return connect(url + path, ssl=ctx, open_timeout=2, close_timeout=IO_TIMEOUT)
+        except (OSError, ssl.SSLError):
+            assert server.proc.poll() is None, server.log_tail()
+            return None
+
+    ws = wait_until(lambda: try_connect("/echo"), 20, interval=0.1, what="the TLS server")
+    with ws:
+        ws.send("secure")
+        assert ws.recv() == "secure"
+        big = os.urandom(200_000)
+        ws.send(big)
+        assert ws.recv() == big
+    with try_connect("/scope") as ws:
+        assert json.loads(ws.recv())["scheme"] == "wss"
 
 
 # ------------------------------------------------------------ malformed input

@@ -13,6 +13,8 @@
   /recorder        waits for the disconnect and records its code; GET
                    /codes answers the recorded codes
   /idle            accepts and waits for the disconnect (no echo)
+  /flood?n=N       sends N binary messages of 64 KiB, counting them; GET
+                   /progress answers the count
   /hello           a plain HTTP endpoint
 """
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
@@ -21,6 +23,7 @@ from fastapi.responses import PlainTextResponse
 app = FastAPI()
 room = {}
 codes = []
+sent = {"n": 0}
 
 
 @app.get("/hello")
@@ -122,3 +125,18 @@ async def idle(ws: WebSocket):
     await ws.accept()
     while (await ws.receive())["type"] != "websocket.disconnect":
         pass
+
+
+@app.get("/progress")
+def progress():
+    return sent["n"]
+
+
+@app.websocket("/flood")
+async def flood(ws: WebSocket, n: int):
+    await ws.accept()
+    piece = b"x" * 65536
+    for _ in range(n):
+        await ws.send_bytes(piece)
+        sent["n"] += 1
+    await ws.close()
