@@ -354,6 +354,25 @@ def test_term_closes_open_websockets_with_1001(serve):
     assert server.wait_exit() is not None
 
 
+def test_max_requests_handover_closes_websockets_with_1012(serve):
+    server = serve(APP, "--max-requests", "2", "--graceful-timeout", "3")
+    (old,) = server.wait_workers(1)
+    ws = open_ws(server, "/echo")  # request 1
+    try:
+        ws.send("up")
+        assert ws.recv() == "up"
+        # Request 2 reaches --max-requests: a successor starts, then this
+        # worker is retired.
+        assert requests.get(server.url + "/hello", timeout=IO_TIMEOUT).status_code == 200
+        with pytest.raises(ConnectionClosed) as e:
+            ws.recv(timeout=IO_TIMEOUT)
+        assert e.value.rcvd.code == 1012
+    finally:
+        ws.close()
+    wait_until(lambda: old not in server.workers() and len(server.workers()) == 1,
+               IO_TIMEOUT, what="the successor alone")
+
+
 def test_many_idle_websockets_and_the_worker_stays_responsive(serve):
     server = serve(APP)
     conns = []

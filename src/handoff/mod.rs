@@ -575,6 +575,50 @@ mod tests {
     }
 
     #[test]
+    fn inbound_queue_fills_wakes_the_taker_and_says_when_to_read_again() {
+        let f = Flow::new();
+        let woken = Arc::new(AtomicUsize::new(0));
+        let w = woken.clone();
+        f.on_inbound(Box::new(move || {
+            w.fetch_add(1, Ordering::SeqCst);
+        }));
+        assert!(!f.push_inbound(Inbound::Message(Message::Text("a".into()))));
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        // Full by bytes: one message at the mark.
+        let big = Message::Binary(vec![0; INBOUND_HIGH_WATER]);
+        assert!(f.push_inbound(Inbound::Message(big)));
+        assert!(f.inbound_full());
+        assert_eq!(
+            f.take_inbound(),
+            Some((Inbound::Message(Message::Text("a".into())), false))
+        );
+        // Taking the big one frees the queue: the loop must be told.
+        assert!(matches!(f.take_inbound(), Some((_, true))));
+        assert!(!f.inbound_full());
+        assert_eq!(f.take_inbound(), None);
+        // Full by count too.
+        for _ in 0..INBOUND_MAX_MESSAGES - 1 {
+            assert!(!f.push_inbound(Inbound::Message(Message::Text(String::new()))));
+        }
+        assert!(f.push_inbound(Inbound::Closed {
+            code: 1000,
+            reason: String::new()
+        }));
+    }
+
+    #[test]
+    fn inbound_waker_runs_at_once_when_the_connection_is_gone() {
+        let f = Flow::new();
+        f.close();
+        let woken = Arc::new(AtomicUsize::new(0));
+        let w = woken.clone();
+        f.on_inbound(Box::new(move || {
+            w.fetch_add(1, Ordering::SeqCst);
+        }));
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
     fn job_queue_drains_then_reports_closed() {
         let q = Arc::new(JobQueue::new());
         let q2 = q.clone();

@@ -21,7 +21,8 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) const STOP_CLOSE_MARGIN: Duration = Duration::from_secs(1);
 /// The close code the app sees when TCP ended without a close frame.
 const ABNORMAL_CLOSURE: u16 = 1006;
-/// Sent when the worker is replaced (HUP, `--max-requests`, `--reload`): "service restart".
+/// Sent when the worker hands over to a successor (HUP, `--max-requests`,
+/// `--reload`: the arbiter marks it replaced before its TERM): "service restart".
 const SERVICE_RESTART: u16 = 1012;
 
 /// The WebSocket settings a worker needs.
