@@ -5,6 +5,7 @@ import base64
 import json
 import os
 import signal
+import socket
 import ssl
 import struct
 import time
@@ -244,6 +245,26 @@ def test_send_waits_for_a_client_that_does_not_read(wsapp):
             got += 1
     assert got == n
     assert progress() == n
+
+
+def test_worker_stops_reading_while_the_app_does_not_receive(serve):
+    # A worker that does not read does not see the client leave either: its
+    # WebSocket lasts until the stop closes it, so the stop is kept short.
+    wsapp = serve(APP, "--graceful-timeout", "2")
+    limit = 2000  # 128 MiB of messages: the worker must not take them all
+    conn, _ = raw_upgrade(wsapp, "/sleeper")
+    message = frame(b"y" * 65536, opcode=0x2)
+    sent = 0
+    with conn:
+        conn.sock.settimeout(2.0)
+        try:
+            while sent < limit:
+                conn.sock.sendall(message)
+                sent += 1
+        except socket.timeout:
+            pass
+    assert sent < limit // 4, "%d messages of 64 KiB taken by a worker whose app reads none" % sent
+    assert requests.get(wsapp.url + "/hello", timeout=IO_TIMEOUT).status_code == 200
 
 
 def test_wss_over_tls(serve, tmp_path):

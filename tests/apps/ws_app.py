@@ -13,10 +13,13 @@
   /recorder        waits for the disconnect and records its code; GET
                    /codes answers the recorded codes
   /idle            accepts and waits for the disconnect (no echo)
+  /sleeper         accepts and never receives
   /flood?n=N       sends N binary messages of 64 KiB, counting them; GET
                    /progress answers the count
   /hello           a plain HTTP endpoint
 """
+import asyncio
+
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import PlainTextResponse
 
@@ -140,3 +143,9 @@ async def flood(ws: WebSocket, n: int):
         await ws.send_bytes(piece)
         sent["n"] += 1
     await ws.close()
+
+
+@app.websocket("/sleeper")
+async def sleeper(ws: WebSocket):
+    await ws.accept()
+    await asyncio.sleep(3600)
