@@ -23,10 +23,14 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "worker",
         &[
-            "asgi", "wsgi", "handoff", "engine", "hooks", "config", "tls", "http", "log", "sys",
+            "asgi", "wsgi", "handoff", "engine", "hooks", "config", "tls", "ws", "http", "log",
+            "sys",
         ],
     ),
-    ("asgi", &["handoff", "config", "py", "http", "log", "sys"]),
+    (
+        "asgi",
+        &["handoff", "config", "py", "ws", "http", "log", "sys"],
+    ),
     ("wsgi", &["py", "http", "log"]),
     ("hooks", &["config", "py", "http", "log"]),
     ("handoff", &["http"]),

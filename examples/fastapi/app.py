@@ -3,7 +3,8 @@
     ferrocorn --chdir examples/fastapi app:app
 
 JSON endpoints with path and query parameters, a JSON body, a streaming
-response, an endpoint that awaits, and lifespan startup/shutdown. The items
+response, an endpoint that awaits, a WebSocket echo (/ws/echo), and lifespan
+startup/shutdown. The items
 live in memory, per worker process.
 
 Environment (used by the tests):
@@ -15,7 +16,7 @@ import os
 from contextlib import asynccontextmanager
 from typing import Optional
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
@@ -98,3 +99,21 @@ async def sleep(seconds: float = 0.2):
 async def state(request: Request):
     # Lifespan state reaches every request's scope.
     return {"started_by": request.state.started_by}
+
+
+@app.websocket("/ws/echo")
+async def ws_echo(websocket: WebSocket):
+    # Text comes back upper-cased, bytes as they are; lifespan state is here too.
+    await websocket.accept()
+    await websocket.send_json({"started_by": websocket.state.started_by})
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            if message.get("text") is not None:
+                await websocket.send_text(message["text"].upper())
+            else:
+                await websocket.send_bytes(message["bytes"])
+    except WebSocketDisconnect:
+        pass

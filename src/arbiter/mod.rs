@@ -644,10 +644,19 @@ impl Arbiter {
     }
 
     fn retire(&mut self, pid: Pid) {
-        if let Some(c) = self.children.iter_mut().find(|c| c.pid == pid) {
-            c.retiring = true;
-            process::send_signal(pid, Signal::SIGTERM);
+        let Some(i) = self.children.iter().position(|c| c.pid == pid) else {
+            return;
+        };
+        if self.children[i].replaced {
+            // A worker handing over to its successor (HUP, --max-requests)
+            // says so to its WebSocket peers (close 1012, "service restart").
+            if let Some(s) = self.status(&self.children[i]) {
+                s.state
+                    .fetch_or(shm::REPLACE, std::sync::atomic::Ordering::AcqRel);
+            }
         }
+        self.children[i].retiring = true;
+        process::send_signal(pid, Signal::SIGTERM);
     }
 
     /// HUP: read the command line again, start a new generation of

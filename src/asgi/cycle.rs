@@ -174,28 +174,10 @@ impl Cycle {
             .ok()
             .filter(|s| (100..=999).contains(s))
             .ok_or_else(|| PyValueError::new_err(format!("invalid HTTP status {status}")))?;
-        let mut headers = Vec::new();
-        if let Some(list) = message.get_item(intern!(py, "headers"))? {
-            for pair in list.try_iter()? {
-                let pair = pair?;
-                let mut it = pair.try_iter()?;
-                let (Some(name), Some(value), None) = (it.next(), it.next(), it.next()) else {
-                    return Err(PyValueError::new_err(
-                        "each ASGI response header must be a [name, value] pair",
-                    ));
-                };
-                let name = bytes_of(&name?, "header name")?;
-                let value = bytes_of(&value?, "header value")?;
-                if !http::validate_response_header(&name, &value) {
-                    return Err(PyValueError::new_err(format!(
-                        "invalid response header {:?}: {:?}",
-                        String::from_utf8_lossy(&name),
-                        String::from_utf8_lossy(&value)
-                    )));
-                }
-                headers.push((name, value));
-            }
-        }
+        let headers = match message.get_item(intern!(py, "headers"))? {
+            Some(list) => headers_of(&list)?,
+            None => Vec::new(),
+        };
         self.status = status;
         self.headers = headers.into();
         self.stage = Stage::Started;
@@ -333,6 +315,10 @@ impl Cycle {
             .on_room(Box::new(move || shared.note(NOTE_ROOM, id)));
     }
 
+    /// Nothing arrives on an HTTP request after its body: `receive` waits
+    /// for the hang-up (`watch_hangup`) alone.
+    fn watch_inbound(&self) {}
+
     /// Note this cycle (`NOTE_HANGUP`) once the client hangs up or is gone.
     fn watch_hangup(&self) {
         let shared = self.shared.clone();
@@ -405,8 +391,33 @@ impl Cycle {
     }
 }
 
+/// An ASGI message's `headers`: `[name, value]` pairs of bytes, validated.
+pub(crate) fn headers_of(list: &Bound<'_, PyAny>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut headers = Vec::new();
+    for pair in list.try_iter()? {
+        let pair = pair?;
+        let mut it = pair.try_iter()?;
+        let (Some(name), Some(value), None) = (it.next(), it.next(), it.next()) else {
+            return Err(PyValueError::new_err(
+                "each ASGI response header must be a [name, value] pair",
+            ));
+        };
+        let name = bytes_of(&name?, "header name")?;
+        let value = bytes_of(&value?, "header value")?;
+        if !http::validate_response_header(&name, &value) {
+            return Err(PyValueError::new_err(format!(
+                "invalid response header {:?}: {:?}",
+                String::from_utf8_lossy(&name),
+                String::from_utf8_lossy(&value)
+            )));
+        }
+        headers.push((name, value));
+    }
+    Ok(headers)
+}
+
 /// The bytes of a `bytes` or `bytearray`.
-fn bytes_of(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
+pub(crate) fn bytes_of(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<u8>> {
     if let Ok(b) = obj.cast::<PyBytes>() {
         return Ok(b.as_bytes().to_vec());
     }

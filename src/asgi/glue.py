@@ -16,7 +16,7 @@ import traceback
 ASGI = {"version": "3.0", "spec_version": "2.4"}
 LIFESPAN_ASGI = {"version": "3.0", "spec_version": "2.0"}
 
-# Note kinds the hub hands back: NOTE_ROOM and NOTE_HANGUP are set on this
+# Note kinds the hub hands back: NOTE_ROOM, NOTE_HANGUP and NOTE_INBOUND are set on this
 # module by the extension when it loads it (they are defined in
 # inbox.rs, once).
 # Seconds between the loop's heartbeats (see _heartbeat).
@@ -98,8 +98,10 @@ class Exchange:
     async def receive(self):
         message = self.cycle.receive()
         while message is None:
-            # The body was delivered: wait until the client goes away.
+            # HTTP: the body was delivered, wait until the client goes away.
+            # WebSocket: wait for the next message or the disconnect.
             self.hangup = self.loop.create_future()
+            self.cycle.watch_inbound()
             try:
                 await self.hangup
             finally:
@@ -137,6 +139,10 @@ class Exchange:
             # The app gets the grace period to notice, then it is cancelled.
             self.loop.call_later(self.server.grace, self._cancel)
 
+    def on_inbound(self):
+        if self.hangup is not None and not self.hangup.done():
+            self.hangup.set_result(None)
+
     def on_room(self):
         if self.room is not None and not self.room.done():
             self.room.set_result(None)
@@ -165,6 +171,8 @@ class Server:
                 continue
             if kind == NOTE_ROOM:
                 ex.on_room()
+            elif kind == NOTE_INBOUND:
+                ex.on_inbound()
             else:
                 ex.on_hangup()
         state = self.lifespan.state

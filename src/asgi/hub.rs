@@ -12,6 +12,7 @@ use pyo3::types::PyList;
 use super::cycle::Cycle;
 use super::inbox::{lock, Shared};
 use super::scope;
+use super::websocket::WsCycle;
 use crate::handoff::Mailbox;
 
 /// Per-worker facts the cycles need.
@@ -75,15 +76,22 @@ impl Hub {
         let cycles = PyList::empty(py);
         for job in inbox.jobs {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-            let scope = scope::build(py, &job.req, &job.conn, &self.ctx.root_path)?;
-            let cycle = Cycle::new(
-                id,
-                scope.unbind(),
-                job,
-                self.shared.clone(),
-                self.mailbox.clone(),
-            );
-            cycles.append(Py::new(py, cycle)?)?;
+            let scope = scope::build(
+                py,
+                &job.req,
+                &job.conn,
+                &self.ctx.root_path,
+                job.websocket.as_deref(),
+            )?
+            .unbind();
+            let (shared, mailbox) = (self.shared.clone(), self.mailbox.clone());
+            if job.websocket.is_some() {
+                let cycle = WsCycle::new(id, scope, job, shared, mailbox);
+                cycles.append(Py::new(py, cycle)?)?;
+            } else {
+                let cycle = Cycle::new(id, scope, job, shared, mailbox);
+                cycles.append(Py::new(py, cycle)?)?;
+            }
         }
         Ok((cycles, inbox.notes, inbox.stop.map(|d| d.as_secs_f64())))
     }

@@ -16,6 +16,8 @@ use crate::handoff::{Job, Waker};
 pub(crate) const NOTE_ROOM: u8 = 0;
 /// The client hung up (or the connection closed).
 pub(crate) const NOTE_HANGUP: u8 = 1;
+/// A WebSocket message (or the disconnect) arrived.
+pub(crate) const NOTE_INBOUND: u8 = 2;
 
 #[derive(Default)]
 pub(super) struct Inbox {

@@ -25,6 +25,7 @@ mod cycle;
 mod hub;
 mod inbox;
 mod scope;
+mod websocket;
 
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -146,6 +147,8 @@ impl AsgiApp {
         // The note kinds are the inbox's: the glue gets them from here.
         glue.setattr("NOTE_ROOM", inbox::NOTE_ROOM).map_err(err)?;
         glue.setattr("NOTE_HANGUP", inbox::NOTE_HANGUP)
+            .map_err(err)?;
+        glue.setattr("NOTE_INBOUND", inbox::NOTE_INBOUND)
             .map_err(err)?;
         let run = glue.getattr("run").map_err(err)?.unbind();
         let shared = Arc::new(
@@ -319,6 +322,26 @@ mod tests {
                 flow: flow.clone(),
                 arrived: Instant::now(),
                 closing: false,
+                websocket: None,
+            });
+            (self.next, flow)
+        }
+
+        /// Submit a WebSocket upgrade offering `subprotocols`.
+        fn submit_ws(&mut self, path: &str, subprotocols: &[&str]) -> (u64, Arc<Flow>) {
+            self.next += 1;
+            let flow = Arc::new(Flow::new());
+            self.app.submit(Job {
+                ticket: Ticket {
+                    conn: 1,
+                    serial: self.next,
+                },
+                req: request("GET", path, &[("Upgrade", "websocket")], b""),
+                conn: conn(),
+                flow: flow.clone(),
+                arrived: Instant::now(),
+                closing: false,
+                websocket: Some(subprotocols.iter().map(|p| p.to_string()).collect()),
             });
             (self.next, flow)
         }
@@ -639,6 +662,72 @@ async def app(scope, receive, send):
             matches!(outs, [Output::Head { .. }, Output::Failed]),
             "{outs:?}"
         );
+        rig.stop();
+    }
+
+    const WS_ECHO: &str = r#"
+events = []
+
+async def app(scope, receive, send):
+    if scope["type"] != "websocket":
+        raise RuntimeError("websocket only")
+    events.append((await receive())["type"])
+    if scope["path"] == "/refuse":
+        await send({"type": "websocket.close"})
+        return
+    await send({"type": "websocket.accept", "subprotocol": scope["subprotocols"][-1],
+                "headers": [(b"x-hello", b"1")]})
+    await send({"type": "websocket.send", "text": scope["scheme"]})
+    while True:
+        message = await receive()
+        events.append(message["type"])
+        if message["type"] == "websocket.disconnect":
+            events.append(message["code"])
+            return
+        await send({"type": "websocket.send", "bytes": message["bytes"]})
+        await send({"type": "websocket.close", "code": 4000, "reason": "done"})
+"#;
+
+    #[test]
+    fn a_websocket_is_accepted_echoes_and_hears_the_close_code() {
+        use crate::handoff::{Inbound, Message};
+        let mut rig = start_with(WS_ECHO, options(AsgiLifespan::Off)).expect("starts");
+        let (id, flow) = rig.submit_ws("/chat", &["a", "b"]);
+        let outs = rig.wait_for(id, |o| o.len() >= 2);
+        assert!(
+            matches!(&outs[0], Output::Accept { subprotocol: Some(p), headers } if p == "b" && headers.len() == 1),
+            "{outs:?}"
+        );
+        assert!(matches!(&outs[1], Output::Message(Message::Text(t)) if t == "ws"));
+        flow.push_inbound(Inbound::Message(Message::Binary(b"hi".to_vec())));
+        let outs = rig.wait_for(id, |o| o.len() >= 4);
+        assert!(matches!(&outs[2], Output::Message(Message::Binary(b)) if b == b"hi"));
+        assert!(
+            matches!(&outs[3], Output::Close { code: 4000, reason } if reason == "done"),
+            "{outs:?}"
+        );
+        flow.push_inbound(Inbound::Closed {
+            code: 4000,
+            reason: String::new(),
+        });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !rig.eval("events").contains("4000") && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            rig.eval("events"),
+            "['websocket.connect', 'websocket.receive', 'websocket.disconnect', 4000]"
+        );
+        rig.stop();
+    }
+
+    #[test]
+    fn a_websocket_closed_before_accept_is_a_403() {
+        let mut rig = start_with(WS_ECHO, options(AsgiLifespan::Off)).expect("starts");
+        let (id, _flow) = rig.submit_ws("/refuse", &[]);
+        let outs = rig.wait_for(id, |o| matches!(o.last(), Some(Output::End)));
+        let (status, _, known_len) = head_of(outs);
+        assert_eq!((status.as_str(), known_len), ("403 Forbidden", Some(0)));
         rig.stop();
     }
 

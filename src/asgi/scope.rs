@@ -1,4 +1,5 @@
-//! The `http` scope of one request, per the ASGI HTTP spec.
+//! The `http` scope of one request, or the `websocket` scope of an
+//! upgrade, per the ASGI HTTP and WebSocket specs (2.4).
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -15,10 +16,16 @@ pub(crate) fn build<'py>(
     req: &Request,
     conn: &ConnInfo,
     root_path: &str,
+    websocket: Option<&[String]>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let head = &req.head;
     let scope = PyDict::new(py);
-    scope.set_item(intern!(py, "type"), intern!(py, "http"))?;
+    let kind = if websocket.is_some() {
+        intern!(py, "websocket")
+    } else {
+        intern!(py, "http")
+    };
+    scope.set_item(intern!(py, "type"), kind)?;
     let asgi = PyDict::new(py);
     asgi.set_item(intern!(py, "version"), intern!(py, "3.0"))?;
     asgi.set_item(intern!(py, "spec_version"), intern!(py, "2.4"))?;
@@ -28,16 +35,30 @@ pub(crate) fn build<'py>(
         intern!(py, "http_version"),
         version.strip_prefix("HTTP/").unwrap_or(version),
     )?;
-    scope.set_item(intern!(py, "method"), latin1(py, head.method()))?;
     let https = conn.https(head);
-    scope.set_item(
-        intern!(py, "scheme"),
-        if https {
-            intern!(py, "https")
-        } else {
-            intern!(py, "http")
-        },
-    )?;
+    let scheme = match (websocket, https) {
+        (Some(protocols), secure) => {
+            scope.set_item(intern!(py, "subprotocols"), protocols)?;
+            let extensions = PyDict::new(py);
+            // Denial responses (`websocket.http.response.*`) are supported.
+            extensions.set_item(intern!(py, "websocket.http.response"), PyDict::new(py))?;
+            scope.set_item(intern!(py, "extensions"), extensions)?;
+            if secure {
+                intern!(py, "wss")
+            } else {
+                intern!(py, "ws")
+            }
+        }
+        (None, secure) => {
+            scope.set_item(intern!(py, "method"), latin1(py, head.method()))?;
+            if secure {
+                intern!(py, "https")
+            } else {
+                intern!(py, "http")
+            }
+        }
+    };
+    scope.set_item(intern!(py, "scheme"), scheme)?;
     // The path the app sees includes root_path (as uvicorn and Starlette
     // expect: routing strips it again).
     let decoded = http::percent_decode(head.path());

@@ -116,6 +116,14 @@ pub struct Config {
     pub asgi_disconnect_grace_period: std::time::Duration,
     /// `--root-path`: the ASGI scope's root_path.
     pub root_path: String,
+    /// `--websocket-max-message-size` (bytes; 0 = no limit).
+    pub websocket_max_message_size: u64,
+    /// `--ws-ping-interval` (zero: no pings).
+    pub ws_ping_interval: std::time::Duration,
+    /// `--ws-ping-timeout` (zero: wait forever).
+    pub ws_ping_timeout: std::time::Duration,
+    /// `--ws-per-message-deflate`.
+    pub ws_per_message_deflate: bool,
     /// `--paste FILE[#SECTION]`: the app comes from a PasteDeploy file
     /// (then `app` is the file's absolute path).
     pub paste: Option<Paste>,
@@ -1026,6 +1034,10 @@ fn build(
         root_path,
         paste: paste.map(|(p, _)| p),
         preload_app: flag("preload_app"),
+        websocket_max_message_size: int("websocket_max_message_size") as u64,
+        ws_ping_interval: std::time::Duration::from_secs(int("ws_ping_interval") as u64),
+        ws_ping_timeout: std::time::Duration::from_secs(int("ws_ping_timeout") as u64),
+        ws_per_message_deflate: flag("ws_per_message_deflate"),
     })
 }
 

@@ -383,8 +383,38 @@ pub static SETTINGS: &[Setting] = &[
         kind: uint(i64::MAX),
         default: Default::Int(16 * 1024 * 1024),
         meta: "INT",
-        doc: "The largest WebSocket message accepted (0 = no limit).",
-        support: Support::No("WebSocket is not implemented yet"),
+        doc: "The largest WebSocket message accepted, in bytes after decompression (0 = no limit); a larger one closes the connection with 1009.",
+        ..BASE
+    },
+    Setting {
+        name: "ws_ping_interval",
+        section: S::WorkerProcesses,
+        flags: &["--ws-ping-interval"],
+        kind: uint(INT_MAX),
+        default: Default::Int(20),
+        meta: "INT",
+        doc: "Seconds between the pings a worker sends on an open WebSocket (0 = none; uvicorn's setting).",
+        ..BASE
+    },
+    Setting {
+        name: "ws_ping_timeout",
+        section: S::WorkerProcesses,
+        flags: &["--ws-ping-timeout"],
+        kind: uint(INT_MAX),
+        default: Default::Int(20),
+        meta: "INT",
+        doc: "Seconds a WebSocket peer has to answer a ping before the connection is closed with 1011 (0 = wait forever; uvicorn's setting).",
+        ..BASE
+    },
+    Setting {
+        name: "ws_per_message_deflate",
+        section: S::WorkerProcesses,
+        flags: &["--ws-per-message-deflate"],
+        negative_flag: Some("--no-ws-per-message-deflate"),
+        kind: Kind::Bool,
+        default: Default::Bool(true),
+        meta: "",
+        doc: "Accept a WebSocket client's permessage-deflate offer (RFC 7692; uvicorn's setting).",
         ..BASE
     },
     Setting {

@@ -49,7 +49,46 @@ pub struct Job {
     /// The loop will close the connection after this response (graceful
     /// stop or keep-alive off): the app side may say `Connection: close`.
     pub closing: bool,
+    /// A valid WebSocket upgrade: the subprotocols the client offered.
+    pub websocket: Option<Vec<String>>,
 }
+
+/// A WebSocket message, either way.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Message {
+    Text(String),
+    Binary(Vec<u8>),
+}
+
+impl Message {
+    pub fn len(&self) -> usize {
+        match self {
+            Message::Text(t) => t.len(),
+            Message::Binary(b) => b.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What the loop hands the app side of a WebSocket, in order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Inbound {
+    Message(Message),
+    /// The connection is closed, with the code the app sees
+    /// (`websocket.disconnect`).
+    Closed {
+        code: u16,
+        reason: String,
+    },
+}
+
+/// The loop stops reading a WebSocket while this many bytes, or
+/// `INBOUND_MAX_MESSAGES` messages, wait for the app to take them.
+pub const INBOUND_HIGH_WATER: usize = 64 * 1024;
+pub const INBOUND_MAX_MESSAGES: usize = 64;
 
 /// What the app side says about one request, in order: `Head`, any number
 /// of `Data`, then `End`; or `Failed` at any point.
@@ -69,6 +108,18 @@ pub enum Output {
     EarlyHints(Vec<(Vec<u8>, Vec<u8>)>),
     /// The body is complete.
     End,
+    /// WebSocket: accept the upgrade (the 101), with the chosen
+    /// subprotocol (one the client offered) and extra headers (validated).
+    Accept {
+        subprotocol: Option<String>,
+        headers: crate::http::HeaderList,
+    },
+    /// WebSocket: a message (counted on the job's `Flow`).
+    Message(Message),
+    /// WebSocket: start the close handshake.
+    Close { code: u16, reason: String },
+    /// WebSocket: the app took messages; the loop may read again.
+    Resume,
     /// The app failed. Before `Head`: answer 500. After: close the
     /// connection (the response cannot be completed).
     Failed,
@@ -136,6 +187,15 @@ struct FlowInner {
     on_room: Option<Box<dyn FnOnce() + Send>>,
     /// Called once when the client hangs up or is gone.
     on_hangup: Option<Box<dyn FnOnce() + Send>>,
+    /// WebSocket: what arrived and the app has not taken, and its bytes.
+    inbound: VecDeque<Inbound>,
+    inbound_bytes: usize,
+    /// Called once when something arrives, or the client is gone.
+    on_inbound: Option<Box<dyn FnOnce() + Send>>,
+}
+
+fn inbound_full(f: &FlowInner) -> bool {
+    f.inbound_bytes >= INBOUND_HIGH_WATER || f.inbound.len() >= INBOUND_MAX_MESSAGES
 }
 
 /// What the app side may do next.
@@ -229,7 +289,53 @@ impl Flow {
         }
     }
 
+    /// WebSocket: the next thing that arrived, and whether the loop must
+    /// be told it may read again (the queue was full and is not now).
+    pub fn take_inbound(&self) -> Option<(Inbound, bool)> {
+        let mut f = lock(&self.inner);
+        let was_full = inbound_full(&f);
+        let item = f.inbound.pop_front()?;
+        if let Inbound::Message(m) = &item {
+            f.inbound_bytes -= m.len();
+        }
+        Some((item, was_full && !inbound_full(&f)))
+    }
+
+    /// Run `wake` once when something arrives or the client is gone (at
+    /// once if so). Replaces an earlier waker that has not run.
+    pub fn on_inbound(&self, wake: Box<dyn FnOnce() + Send>) {
+        let mut f = lock(&self.inner);
+        if !f.inbound.is_empty() || f.gone || f.hangup {
+            drop(f);
+            wake();
+        } else {
+            f.on_inbound = Some(wake);
+        }
+    }
+
     // ---- loop side ----
+
+    /// WebSocket: hand the app what arrived; says whether the queue is
+    /// now full (stop reading).
+    pub fn push_inbound(&self, item: Inbound) -> bool {
+        let mut f = lock(&self.inner);
+        if let Inbound::Message(m) = &item {
+            f.inbound_bytes += m.len();
+        }
+        f.inbound.push_back(item);
+        let full = inbound_full(&f);
+        let wake = f.on_inbound.take();
+        drop(f);
+        if let Some(w) = wake {
+            w();
+        }
+        full
+    }
+
+    /// WebSocket: too much waits for the app; do not read more.
+    pub fn inbound_full(&self) -> bool {
+        inbound_full(&lock(&self.inner))
+    }
 
     /// `n` body bytes were written to the client.
     pub fn written(&self, n: usize) {
@@ -253,9 +359,9 @@ impl Flow {
             return;
         }
         f.hangup = true;
-        let wake = f.on_hangup.take();
+        let wakes = [f.on_hangup.take(), f.on_inbound.take()];
         drop(f);
-        if let Some(w) = wake {
+        for w in wakes.into_iter().flatten() {
             w();
         }
     }
@@ -267,7 +373,7 @@ impl Flow {
             return;
         }
         f.gone = true;
-        let wakes = [f.on_room.take(), f.on_hangup.take()];
+        let wakes = [f.on_room.take(), f.on_hangup.take(), f.on_inbound.take()];
         drop(f);
         self.changed.notify_all();
         for w in wakes.into_iter().flatten() {
@@ -469,6 +575,50 @@ mod tests {
             n3.fetch_add(1, Ordering::SeqCst);
         }));
         assert_eq!(n.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn inbound_queue_fills_wakes_the_taker_and_says_when_to_read_again() {
+        let f = Flow::new();
+        let woken = Arc::new(AtomicUsize::new(0));
+        let w = woken.clone();
+        f.on_inbound(Box::new(move || {
+            w.fetch_add(1, Ordering::SeqCst);
+        }));
+        assert!(!f.push_inbound(Inbound::Message(Message::Text("a".into()))));
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        // Full by bytes: one message at the mark.
+        let big = Message::Binary(vec![0; INBOUND_HIGH_WATER]);
+        assert!(f.push_inbound(Inbound::Message(big)));
+        assert!(f.inbound_full());
+        assert_eq!(
+            f.take_inbound(),
+            Some((Inbound::Message(Message::Text("a".into())), false))
+        );
+        // Taking the big one frees the queue: the loop must be told.
+        assert!(matches!(f.take_inbound(), Some((_, true))));
+        assert!(!f.inbound_full());
+        assert_eq!(f.take_inbound(), None);
+        // Full by count too.
+        for _ in 0..INBOUND_MAX_MESSAGES - 1 {
+            assert!(!f.push_inbound(Inbound::Message(Message::Text(String::new()))));
+        }
+        assert!(f.push_inbound(Inbound::Closed {
+            code: 1000,
+            reason: String::new()
+        }));
+    }
+
+    #[test]
+    fn inbound_waker_runs_at_once_when_the_connection_is_gone() {
+        let f = Flow::new();
+        f.close();
+        let woken = Arc::new(AtomicUsize::new(0));
+        let w = woken.clone();
+        f.on_inbound(Box::new(move || {
+            w.fetch_add(1, Ordering::SeqCst);
+        }));
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
     }
 
     #[test]

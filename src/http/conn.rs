@@ -264,6 +264,17 @@ impl Conn {
         b.body.put_memory(memory);
     }
 
+    /// The connection leaves HTTP (a WebSocket upgrade was accepted): the
+    /// bytes received after the last request, which belong to the new
+    /// protocol. Nothing more is parsed.
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        let rest = self.buf.split_off(self.pos);
+        self.buf.clear();
+        self.pos = 0;
+        self.state = State::Finished;
+        rest
+    }
+
     /// Bytes received and not yet consumed by a returned request; the
     /// worker stops reading while this is large (pipelining floods).
     pub fn buffered(&self) -> usize {

@@ -131,6 +131,8 @@ pub struct Connection {
     pub tls: Option<Box<crate::tls::TlsConn>>,
     /// Encrypted bytes waiting to be handed to the engine.
     pub wire: Vec<u8>,
+    /// An upgraded connection: its WebSocket (boxed: rare, and large).
+    pub ws: Option<Box<super::websocket::WsConn>>,
 }
 
 impl Connection {
@@ -155,6 +157,7 @@ impl Connection {
             ready: false,
             tls: None,
             wire: Vec::new(),
+            ws: None,
         }
     }
 
@@ -167,6 +170,16 @@ impl Connection {
             && self.out.is_empty()
             && self.http.buffered() == 0
             && !self.http.reading_body()
+    }
+
+    /// Bytes from the peer (decrypted on TLS): to the HTTP parser, or to
+    /// the WebSocket once upgraded.
+    #[inline]
+    pub fn feed(&mut self, data: &[u8]) {
+        match &mut self.ws {
+            None => self.http.feed(data),
+            Some(ws) => ws.feed(data),
+        }
     }
 
     pub fn pending_output(&self) -> usize {

@@ -66,7 +66,10 @@ impl State {
                         plain.clear();
                         match tls.receive(data, plain) {
                             Ok(()) => {
-                                c.http.feed(plain);
+                                match &mut c.ws {
+                                    None => c.http.feed(plain),
+                                    Some(ws) => ws.feed(plain),
+                                }
                                 if tls.peer_closed() {
                                     c.eof = true;
                                     c.http.feed_eof();
@@ -84,7 +87,7 @@ impl State {
                             }
                         }
                     } else {
-                        c.http.feed(data);
+                        c.feed(data);
                     }
                     self.mark_ready(conn);
                 }
@@ -98,7 +101,8 @@ impl State {
             }
             Event::Eof { conn } => {
                 if let Some(c) = self.get(conn) {
-                    if let Some(f) = &c.inflight {
+                    // A WebSocket's app hears of it after the frames before it.
+                    if let Some(f) = c.inflight.as_ref().filter(|_| c.ws.is_none()) {
                         f.flow.hang_up();
                     }
                     c.eof = true;

@@ -16,6 +16,7 @@ mod exit;
 mod reload;
 mod sendfile;
 mod threads;
+mod websocket;
 
 pub use boot::{check_app, preload, run};
 pub use exit::Exit;
@@ -42,9 +43,10 @@ use crate::sys::shm::{self, Status};
 use crate::sys::signal;
 use crate::sys::signal::SignalPipe;
 use crate::sys::socket::SlotListener;
+use crate::ws;
 use crate::wsgi::{Chunk, Reply, WsgiApp};
 
-use conn::{Connection, InFlight, Phase, Stream};
+use conn::{reuse_output, Connection, InFlight, Phase, Stream};
 
 /// Stop pulling a response body or answering pipelined requests while this
 /// many output bytes wait to be written (backpressure): the mark app threads
@@ -162,6 +164,11 @@ struct Worker<'a> {
     engine: Engine,
     state: State,
     app: Arc<WsgiApp>,
+    /// The app is an ASGI app: WebSocket upgrades go to it.
+    asgi: bool,
+    ws: websocket::WsSettings,
+    /// A stopping worker has sent its WebSockets their close frames.
+    websockets_closed: bool,
     /// App threads or the ASGI loop, when requests are handed off.
     runner: Option<Box<dyn Runner>>,
     mailbox: Option<Arc<Mailbox>>,
@@ -353,6 +360,12 @@ impl Worker<'_> {
                 if self.state.open == 0 && self.engine.accept_closed() {
                     return Exit::Stopped;
                 }
+                if !self.websockets_closed
+                    && since.elapsed() + websocket::STOP_CLOSE_MARGIN >= self.graceful_timeout
+                {
+                    self.websockets_closed = true;
+                    self.close_websockets();
+                }
                 if since.elapsed() >= self.graceful_timeout {
                     crate::warn!(
                         "Graceful timeout reached with {} connection(s) open",
@@ -463,6 +476,7 @@ impl Worker<'_> {
                 }
                 return;
             }
+            Phase::Open if c.ws.is_some() => return self.step_ws(id),
             Phase::Open => {}
         }
         self.process(py, id);
@@ -572,6 +586,23 @@ impl Worker<'_> {
             is_head: req.head.is_head(),
             keep_alive: req.keep_alive,
         };
+        let mut websocket = None;
+        if self.asgi && websocket::asks_upgrade(&req.head) {
+            match ws::check(&req.head, &self.ws.cfg) {
+                ws::Handshake::NotUpgrade => {}
+                ws::Handshake::Reject(r) => {
+                    crate::debug!(
+                        "Invalid WebSocket upgrade from ip={}: {}",
+                        c.peer_ip(),
+                        r.detail
+                    );
+                    c.out.extend_from_slice(&r.response());
+                    c.phase = Phase::CloseAfterSend;
+                    return;
+                }
+                ws::Handshake::Upgrade(u) => websocket = Some(u),
+            }
+        }
         let waited = c.last_active.elapsed();
         let queued = match &self.runner {
             Some(r) => r.backlog(),
@@ -597,18 +628,26 @@ impl Worker<'_> {
             self.next_serial += 1;
             let serial = self.next_serial;
             let flow = Arc::new(Flow::new());
-            let metric_start = self.metrics.then(|| {
+            // A WebSocket is not a response in flight for the metrics.
+            let metric_start = (self.metrics && websocket.is_none()).then(|| {
                 if let Some(s) = self.status {
                     s.in_flight
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 Instant::now()
             });
+            let subprotocols = websocket.as_ref().map(|u| u.subprotocols.clone());
+            if let Some(upgrade) = websocket {
+                // The connection leaves HTTP: what follows the request is
+                // WebSocket frames, and the parser's memory goes back.
+                let early = c.http.take_buffered();
+                c.ws = Some(Box::new(websocket::WsConn::new(upgrade, early)));
+            }
             c.inflight = Some(InFlight {
                 serial,
                 flow: flow.clone(),
                 req: req_info,
-                force_close,
+                force_close: force_close || subprotocols.is_some(),
                 writer: None,
                 metric_start,
                 code: 0,
@@ -625,8 +664,16 @@ impl Worker<'_> {
                 flow,
                 arrived: c.request_started.unwrap_or_else(Instant::now),
                 closing: force_close,
+                websocket: subprotocols,
             };
+            let upgraded = job.websocket.is_some();
             runner.submit(job);
+            if upgraded {
+                let st = &mut self.state;
+                if let Some(Some(c)) = st.conns.get_mut(id.index()) {
+                    st.parsers.keep(&mut c.http);
+                }
+            }
             self.count_request();
             return;
         }
@@ -844,6 +891,35 @@ impl Worker<'_> {
                     };
                     ended = Some((keep, f.code));
                 }
+                Output::Accept {
+                    subprotocol,
+                    headers,
+                } => {
+                    if let Some(ws) = c.ws.as_deref_mut() {
+                        conn::reuse_output(&mut c.out, &mut self.engine);
+                        let cfg = &self.ws.cfg;
+                        if let Err(e) = ws.accept(cfg, subprotocol.as_deref(), &headers, &mut c.out)
+                        {
+                            crate::error!("Cannot accept the WebSocket: {e}");
+                            http::error_response(&mut c.out, 500, "Internal Server Error");
+                            ended = Some((false, 500));
+                        }
+                    }
+                }
+                Output::Message(m) => {
+                    f.body_unflushed += m.len();
+                    if let Some(ws) = c.ws.as_deref_mut() {
+                        conn::reuse_output(&mut c.out, &mut self.engine);
+                        ws.send(&m, &mut c.out);
+                    }
+                }
+                Output::Close { code, reason } => {
+                    if let Some(ws) = c.ws.as_deref_mut() {
+                        conn::reuse_output(&mut c.out, &mut self.engine);
+                        ws.close(code, &reason, &mut c.out);
+                    }
+                }
+                Output::Resume => {}
                 Output::Failed => {
                     if f.writer.is_none() {
                         http::error_response(&mut c.out, 500, "Internal Server Error");
@@ -857,6 +933,10 @@ impl Worker<'_> {
                     // The app side is done: whatever it handed over no longer needs counting.
                     f.body_unflushed = 0;
                     f.handed_written();
+                    if c.ws.is_some() {
+                        // A WebSocket denied or failed: a later receive() is a disconnect.
+                        f.flow.close();
+                    }
                     if let Some(t) = f.metric_start {
                         response_ended(self.status, code, t);
                     }
@@ -1057,6 +1137,9 @@ impl Worker<'_> {
                 }
                 _ => {}
             }
+        }
+        if self.asgi {
+            expired.extend(self.sweep_websockets(now));
         }
         for id in expired {
             self.close(py, id);

@@ -114,6 +114,7 @@ fn answer(py: Python<'_>, shared: &Shared, job: Job) {
         flow,
         arrived,
         closing: _,
+        websocket: _,
     } = job;
     let mailbox = &shared.mailbox;
     if flow.room() == Room::Gone {

@@ -19,10 +19,16 @@ const TAIL: [u8; 4] = [0x00, 0x00, 0xFF, 0xFF];
 /// At most how much output space to offer zlib per call (small inputs get less, so a short message costs little).
 const INFLATE_STEP: usize = 16 * 1024;
 
+/// The zlib streams are made on first use: an idle connection holds none
+/// (a deflate stream with a 15-bit window is about 256 KiB, an inflate one
+/// about 44 KiB).
 pub(super) struct Codec {
     params: DeflateParams,
-    inflate: Decompress,
+    level: u32,
+    inflate_bits: u8,
+    inflate: Option<Decompress>,
     /// `None` when our window must be 8 bits: we then never compress.
+    deflate_bits: Option<u8>,
     deflate: Option<Compress>,
     /// The last inflate of this message hit the end of a final block: the
     /// rest of the message is ignored and the stream starts again after it.
@@ -36,17 +42,15 @@ impl Codec {
             .client_max_window_bits
             .unwrap_or(MAX_WINDOW_BITS)
             .max(9);
-        let deflate = (params.server_max_window_bits >= 9).then(|| {
-            Compress::new_with_window_bits(
-                Compression::new(level.min(9)),
-                false,
-                params.server_max_window_bits,
-            )
-        });
+        let deflate_bits =
+            (params.server_max_window_bits >= 9).then_some(params.server_max_window_bits);
         Codec {
             params,
-            inflate: Decompress::new_with_window_bits(false, inflate_bits),
-            deflate,
+            level: level.min(9),
+            inflate_bits,
+            inflate: None,
+            deflate_bits,
+            deflate: None,
             stream_ended: false,
         }
     }
@@ -67,7 +71,9 @@ impl Codec {
     pub fn finish_message(&mut self, out: &mut Vec<u8>, limit: usize) -> Result<(), ProtocolError> {
         let result = self.inflate_with(&TAIL, out, limit, FlushDecompress::Sync);
         if self.params.client_no_context_takeover || self.stream_ended {
-            self.inflate.reset(false);
+            if let Some(inflate) = &mut self.inflate {
+                inflate.reset(false);
+            }
             self.stream_ended = false;
         }
         result
@@ -80,6 +86,10 @@ impl Codec {
         limit: usize,
         flush: FlushDecompress,
     ) -> Result<(), ProtocolError> {
+        let bits = self.inflate_bits;
+        let inflate = self
+            .inflate
+            .get_or_insert_with(|| Decompress::new_with_window_bits(false, bits));
         while !self.stream_ended {
             // Room for at most one byte past the limit: enough to tell it was passed.
             let step = input.len().saturating_mul(4).clamp(1024, INFLATE_STEP);
@@ -89,11 +99,11 @@ impl Codec {
             }
             let start = out.len();
             out.resize(start + room, 0);
-            let before_in = self.inflate.total_in();
-            let before_out = self.inflate.total_out();
-            let status = self.inflate.decompress(input, &mut out[start..], flush);
-            let used = (self.inflate.total_in() - before_in) as usize;
-            let produced = (self.inflate.total_out() - before_out) as usize;
+            let before_in = inflate.total_in();
+            let before_out = inflate.total_out();
+            let status = inflate.decompress(input, &mut out[start..], flush);
+            let used = (inflate.total_in() - before_in) as usize;
+            let produced = (inflate.total_out() - before_out) as usize;
             out.truncate(start + produced);
             let status = status.map_err(|_| {
                 ProtocolError::new(
@@ -117,15 +127,19 @@ impl Codec {
 
     /// Whether outgoing messages are compressed at all.
     pub fn compresses(&self) -> bool {
-        self.deflate.is_some()
+        self.deflate_bits.is_some()
     }
 
     /// Compress a whole message onto `out`, tail cut. `false` (and `out`
     /// unchanged) when this connection does not compress.
     pub fn compress(&mut self, data: &[u8], out: &mut Vec<u8>) -> bool {
-        let Some(deflate) = self.deflate.as_mut() else {
+        let Some(bits) = self.deflate_bits else {
             return false;
         };
+        let level = self.level;
+        let deflate = self.deflate.get_or_insert_with(|| {
+            Compress::new_with_window_bits(Compression::new(level), false, bits)
+        });
         let start = out.len();
         let mut input = data;
         loop {
