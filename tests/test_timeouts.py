@@ -106,8 +106,9 @@ def test_max_worker_rss_recycles_a_growing_worker_without_failing_a_request(serv
     load.stop()
     assert load.failures == [], load.summary()
     assert load.ok == 400
+    # The load may end before a successor is ready: the worker that asked
+    # serves on meanwhile, so no request waits for it.
     print("answers per worker:", load.pids)
-    assert len(load.pids) >= 3, load.pids
     log = server.log()
     m = re.search(r"Autorestarting worker \(pid:(\d+)\): resident memory (\d+) MiB is over "
                   r"--max-worker-rss 96 MiB", log)
@@ -121,7 +122,7 @@ def test_max_worker_rss_recycles_a_growing_worker_without_failing_a_request(serv
     recycled = int(m.group(1))
     assert recycled in first
     wait_until(lambda: recycled not in server.workers(), 30, what="the recycled worker to leave")
-    server.wait_workers(2)
+    assert len(set(server.wait_workers(2)) - set(first)) >= 1
     import urllib.request
     with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % mport, timeout=5) as r:
         text = r.read().decode()
