@@ -18,6 +18,7 @@ BUSY_TIMEOUT seconds instead of failing.
 """
 import os
 import sqlite3
+import time
 import unicodedata
 from pathlib import Path
 
@@ -59,6 +60,22 @@ def connect():
     return conn
 
 
+def use_wal(conn):
+    """WAL is a property of the file: set once, kept by every later
+    connection. Switching to it needs the file to itself, and SQLite answers
+    "database is locked" at once, without waiting out the busy timeout, while
+    another worker is switching or seeding: try again until the timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
 def init_db():
     """Create the file, the schema and the seed rows if they are missing.
     Every worker runs this when it imports the app; BEGIN IMMEDIATE makes
@@ -66,8 +83,7 @@ def init_db():
     DB_PATH.parent.mkdir(parents=True, exist_ok=True)
     conn = connect()
     try:
-        # WAL is a property of the file: set once, kept by every later connection.
-        conn.execute("PRAGMA journal_mode = WAL")
+        use_wal(conn)
         conn.execute("BEGIN IMMEDIATE")
         for statement in SCHEMA.split(";"):
             if statement.strip():
