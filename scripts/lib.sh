@@ -42,45 +42,31 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@"
 }
 
-# nginx for tests/test_nginx.py: Debian's package, installed only when no
-# nginx is found (on PATH or in /usr/sbin). Only the binary is wanted, so
-# the package is kept from starting a system-wide nginx on port 80: a
-# policy-rc.d that refuses every service start is put in place for the
-# install when the machine has none.
-ensure_nginx() {
-    if command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]]; then
+# ensure_server_package NAME: Debian's package NAME (a server the tests run
+# on loopback: nginx for tests/test_nginx.py, haproxy for
+# tests/test_proxy_desync.py), installed only when no NAME is found (on
+# PATH or in /usr/sbin). Only the binary is wanted, so the package is kept
+# from starting a system-wide service: a policy-rc.d that refuses every
+# service start is put in place for the install when the machine has none.
+ensure_server_package() {
+    local name="$1"
+    if command -v "$name" >/dev/null || [[ -x "/usr/sbin/$name" ]]; then
         return
     fi
     local policy=/usr/sbin/policy-rc.d added=0
     if [[ "$(id -u)" == 0 && ! -e "$policy" ]] && command -v apt-get >/dev/null; then
-        printf '#!/bin/sh\n# no service starts while scripts/test installs nginx\nexit 101\n' >"$policy"
+        printf '#!/bin/sh\n# no service starts while scripts/test installs %s\nexit 101\n' "$name" >"$policy"
         chmod 755 "$policy"
         added=1
     fi
     local rc=0
-    apt_install nginx || rc=$?
+    apt_install "$name" || rc=$?
     if [[ $added == 1 ]]; then rm -f "$policy"; fi
-    [[ $rc == 0 ]] || die "installing nginx failed (exit $rc)"
+    [[ $rc == 0 ]] || die "installing $name failed (exit $rc)"
 }
 
-# haproxy for tests/test_proxy_desync.py: Debian's package, installed only
-# when no haproxy is found, kept from starting a system-wide haproxy the
-# way ensure_nginx keeps nginx from starting.
-ensure_haproxy() {
-    if command -v haproxy >/dev/null || [[ -x /usr/sbin/haproxy ]]; then
-        return
-    fi
-    local policy=/usr/sbin/policy-rc.d added=0
-    if [[ "$(id -u)" == 0 && ! -e "$policy" ]] && command -v apt-get >/dev/null; then
-        printf '#!/bin/sh\n# no service starts while scripts/test installs haproxy\nexit 101\n' >"$policy"
-        chmod 755 "$policy"
-        added=1
-    fi
-    local rc=0
-    apt_install haproxy || rc=$?
-    if [[ $added == 1 ]]; then rm -f "$policy"; fi
-    [[ $rc == 0 ]] || die "installing haproxy failed (exit $rc)"
-}
+ensure_nginx() { ensure_server_package nginx; }
+ensure_haproxy() { ensure_server_package haproxy; }
 
 require_tools() {
     command -v python3 >/dev/null || die "python3 not found: install Python 3.10 or newer"
