@@ -5,6 +5,7 @@
 //! name `ferrocorn.error`/`ferrocorn.access` instead: those are used when
 //! they have handlers).
 
+use super::id;
 use std::sync::Arc;
 
 use pyo3::prelude::*;
@@ -80,12 +81,12 @@ def reopen():
 /// Configure Python logging when the settings ask for it, and send our
 /// error and access lines there.
 pub fn setup(r: &Resolved) -> Result<(), String> {
-    let dict_json = match r.get("logconfig_dict") {
+    let dict_json = match r.get(id!(logconfig_dict)) {
         Value::Json(j) if j.trim() != "{}" => Some(j.clone()),
         _ => None,
     };
-    let json_path = r.get("logconfig_json").as_str().map(String::from);
-    let ini_path = r.get("logconfig").as_str().map(String::from);
+    let json_path = r.get(id!(logconfig_json)).as_str().map(String::from);
+    let ini_path = r.get(id!(logconfig)).as_str().map(String::from);
     if dict_json.is_none() && json_path.is_none() && ini_path.is_none() {
         crate::log::set_sinks(None, None, None);
         return Ok(());

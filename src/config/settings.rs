@@ -158,7 +158,10 @@ const NO_DIRTY: Support = Support::No("dirty arbiters are not implemented");
 use crate::log::access;
 use Section as S;
 
-pub static SETTINGS: &[Setting] = &[
+/// Every setting, in the order of the reference and `--print-config`.
+pub static SETTINGS: &[Setting] = TABLE;
+
+const TABLE: &[Setting] = &[
     // Config file
     Setting {
         name: "config",
@@ -1427,17 +1430,80 @@ pub fn find(name: &str) -> Option<(usize, &'static Setting)> {
 }
 
 /// The index of a setting known to be in the table (a name written in this crate).
-pub fn index(name: &str) -> usize {
-    match find(name) {
-        Some((i, _)) => i,
-        None => panic!("no setting named {name:?} in the table"),
+/// A row of the table. Written `id!(workers)`, the name is checked when
+/// the crate builds: a misspelt one fails the build instead of a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Id(u16);
+
+impl Id {
+    /// The row named `name`. In a const context (as `id!` uses it) a name
+    /// that is not in the table is a build error; called at run time (with
+    /// names from a fixed list, such as the hooks'), it panics.
+    pub const fn named(name: &str) -> Id {
+        let mut i = 0;
+        while i < TABLE.len() {
+            if same(TABLE[i].name.as_bytes(), name.as_bytes()) {
+                return Id(i as u16);
+            }
+            i += 1;
+        }
+        panic!("no setting with this name in the table");
+    }
+
+    pub fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    pub fn setting(self) -> &'static Setting {
+        &SETTINGS[self.index()]
     }
 }
+
+const fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// The table row of a setting, by its name as written in the table:
+/// `id!(max_requests)`; an unknown name fails the build.
+macro_rules! id {
+    ($name:ident) => {{
+        const ID: $crate::config::settings::Id =
+            $crate::config::settings::Id::named(stringify!($name));
+        ID
+    }};
+}
+pub(crate) use id;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::collections::HashSet;
+
+    #[test]
+    fn ids_name_their_rows() {
+        for (i, s) in SETTINGS.iter().enumerate() {
+            assert_eq!(Id::named(s.name).index(), i);
+            assert_eq!(Id::named(s.name).setting().name, s.name);
+        }
+        assert_eq!(id!(workers).setting().flags, &["-w", "--workers"]);
+    }
+
+    #[test]
+    #[should_panic(expected = "no setting with this name")]
+    fn an_unknown_name_has_no_id() {
+        let name = String::from("wokers");
+        Id::named(&name);
+    }
 
     #[test]
     fn names_and_flags_are_unique() {

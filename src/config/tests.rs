@@ -118,13 +118,13 @@ fn command_line_beats_cmd_args_env_beats_config_file() {
     assert_eq!(c.timeout, 11);
     assert_eq!(c.keep_alive, 7);
     assert_eq!(c.binds, vec![BindAddr::parse("127.0.0.1:7001").unwrap()]);
-    assert_eq!(c.settings.origin("workers"), &Origin::CommandLine);
+    assert_eq!(c.settings.origin(id!(workers)), &Origin::CommandLine);
     assert_eq!(
-        c.settings.origin("timeout"),
+        c.settings.origin(id!(timeout)),
         &Origin::CmdArgs("FERROCORN_CMD_ARGS")
     );
     assert_eq!(
-        c.settings.origin("keepalive"),
+        c.settings.origin(id!(keepalive)),
         &Origin::ConfigFile("Cargo.toml".into())
     );
     assert_eq!(c.config_file.as_deref(), Some("Cargo.toml"));
@@ -565,7 +565,7 @@ fn paste_file_becomes_an_absolute_config_uri_and_names_the_app() {
     );
     assert_eq!(l.config.app, ini.display().to_string());
     // No [loggers] section: logging stays as it was.
-    assert_eq!(l.config.settings.get("logconfig"), &Value::None);
+    assert_eq!(l.config.settings.get(id!(logconfig)), &Value::None);
     match load_with(&["--paste", "/no/such/file.ini"], &[], &no_file) {
         Err(LoadError::Invalid(e)) => {
             assert!(
