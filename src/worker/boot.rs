@@ -109,10 +109,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
         }
     };
     let app = Arc::new(app);
-    let track = crate::log::access_enabled() || cfg.hooks.is_set(crate::config::Hook::PostRequest);
-    let pre_request = cfg.hooks.is_set(crate::config::Hook::PreRequest);
-    let keep_environ = cfg.hooks.is_set(crate::config::Hook::PostRequest)
-        || (crate::log::access_enabled() && !crate::log::access_environ_keys().is_empty());
+    let policy = super::Policy::for_worker(cfg);
     let asgi = match cfg.interface {
         Interface::Asgi => true,
         Interface::Wsgi => false,
@@ -145,9 +142,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
             let opts = threads::Options {
                 threads: cfg.threads,
                 age,
-                track,
-                keep_environ,
-                pre_request,
+                policy: policy.clone(),
             };
             let pool = threads::ThreadPool::start(cfg, app.clone(), mailbox.clone(), opts)?;
             Ok((pool, mailbox))
@@ -173,16 +168,11 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
         cfg,
         reloader,
         reload_requested: false,
-        track,
-        metrics: cfg.metrics_bind.is_some() || crate::log::statsd::enabled(),
-        pre_request,
-        keep_environ,
+        policy,
         age,
         status,
         header_timeout: cfg.header_timeout,
         body_timeout: cfg.body_timeout,
-        max_queued_requests: cfg.max_queued_requests,
-        max_queue_wait: cfg.max_queue_wait,
         batch_calls: 0,
         listener_fds: listeners.into_iter().map(|l| l.fd).collect(),
         wake_fd,

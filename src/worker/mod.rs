@@ -17,6 +17,7 @@ mod lifecycle;
 mod mail;
 mod output;
 mod reload;
+mod request;
 mod sendfile;
 mod serve;
 mod step;
@@ -50,8 +51,10 @@ use crate::sys::socket::SlotListener;
 use crate::wsgi::WsgiApp;
 
 use conn::{reuse_output, Connection, InFlight, Phase, Stream};
-pub(crate) use lifecycle::RequestDone;
-use lifecycle::{overloaded_headers, response_ended, status_code, OVERLOADED_BODY};
+pub(crate) use request::RequestDone;
+use request::{
+    overloaded_headers, response_ended, status_code, write_overloaded, Policy, OVERLOADED_BODY,
+};
 
 /// Stop pulling a response body or answering pipelined requests while this
 /// many output bytes wait to be written (backpressure): the mark app threads
@@ -129,22 +132,12 @@ struct Worker<'a> {
     /// `--reload`: watches the app's files until one changes.
     reloader: Option<reload::Reloader>,
     reload_requested: bool,
-    /// Keep each request's head and timing until its response ends (for
-    /// the access log or the post_request hook).
-    track: bool,
-    /// Count responses for `--metrics-bind` / statsd.
-    metrics: bool,
-    /// A pre_request hook is set.
-    pre_request: bool,
-    /// Keep each request's environ until its response ends (post_request,
-    /// `{NAME}e` access-log atoms).
-    keep_environ: bool,
+    /// What each request's life asks for (hooks, access log, metrics, admission).
+    policy: Policy,
     age: u64,
     status: Option<&'a Status>,
     header_timeout: Duration,
     body_timeout: Duration,
-    max_queued_requests: usize,
-    max_queue_wait: Option<Duration>,
     /// App calls made in this loop turn (the queue position for admission control).
     batch_calls: usize,
     /// This worker's copies of its listening sockets (closed when it stops).

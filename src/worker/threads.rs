@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 
-use super::RequestDone;
+use super::Policy;
 use crate::config::Config;
 use crate::handoff::{Flow, Job, JobQueue, Mailbox, Output, Room, Runner, Ticket};
 use crate::wsgi::{Chunk, Reply, ResponseHead, WriteSink, WsgiApp};
@@ -24,11 +24,7 @@ struct Shared {
     age: u64,
     app: Arc<WsgiApp>,
     mailbox: Arc<Mailbox>,
-    /// Keep each request's head and timing for the access log / post_request.
-    track: bool,
-    keep_environ: bool,
-    pre_request: bool,
-    max_queue_wait: Option<Duration>,
+    policy: Policy,
 }
 
 pub(super) struct ThreadPool {
@@ -39,9 +35,7 @@ pub(super) struct ThreadPool {
 pub(super) struct Options {
     pub threads: usize,
     pub age: u64,
-    pub track: bool,
-    pub keep_environ: bool,
-    pub pre_request: bool,
+    pub policy: Policy,
 }
 
 impl ThreadPool {
@@ -56,10 +50,7 @@ impl ThreadPool {
             age: opts.age,
             app,
             mailbox,
-            track: opts.track,
-            keep_environ: opts.keep_environ,
-            pre_request: opts.pre_request,
-            max_queue_wait: cfg.max_queue_wait,
+            policy: opts.policy,
         });
         let jobs = Arc::new(JobQueue::new());
         let mut threads = Vec::with_capacity(opts.threads);
@@ -121,7 +112,8 @@ fn answer(py: Python<'_>, shared: &Shared, job: Job) {
         // The client left while the request waited for a thread.
         return;
     }
-    if shared.max_queue_wait.is_some_and(|w| arrived.elapsed() > w) {
+    // The queue's length was checked when the loop handed the job over.
+    if shared.policy.sheds(0, arrived.elapsed()) {
         crate::debug!(
             "Overloaded: 503 for a request that waited {:.3} s",
             arrived.elapsed().as_secs_f64()
@@ -129,22 +121,20 @@ fn answer(py: Python<'_>, shared: &Shared, job: Job) {
         post_overloaded(mailbox, ticket, &flow);
         return;
     }
-    let scheme = if conn.https(&req.head) {
-        "https"
-    } else {
-        "http"
+    let peer = || {
+        conn.peer
+            .map(|p| p.ip().to_string())
+            .unwrap_or_default()
+            .into()
     };
-    let peer = conn.peer.map(|p| p.ip().to_string()).unwrap_or_default();
-    let info = crate::hooks::WorkerInfo::this_process(&shared.cfg, shared.age);
-    if shared.pre_request {
-        let hook_req = crate::hooks::RequestInfo::from_head(&req.head, &peer, scheme);
-        if crate::hooks::call_pre_request(py, &info, &hook_req).is_err() {
-            mailbox.post(ticket, Output::Failed);
-            return;
-        }
-    }
-    let start_sys = std::time::SystemTime::now();
-    let start = Instant::now();
+    let https = conn.https(&req.head);
+    let Ok(begun) = shared
+        .policy
+        .begin(py, &shared.cfg, shared.age, &req.head, https, peer)
+    else {
+        mailbox.post(ticket, Output::Failed);
+        return;
+    };
     let sink = Arc::new(Sink {
         mailbox: mailbox.clone(),
         ticket,
@@ -156,21 +146,12 @@ fn answer(py: Python<'_>, shared: &Shared, job: Job) {
         py,
         &req,
         &conn,
-        shared.keep_environ,
+        shared.policy.keep_environ,
         Some(sink.clone() as Arc<dyn WriteSink>),
     );
     crate::wsgi::set_hint_sink(None);
-    let mut done = shared.track.then(|| RequestDone {
-        head: req.head,
-        status: crate::http::Status::from(&b"500 Internal Server Error"[..]),
-        headers: Arc::new([]),
-        start_sys,
-        start,
-        sent: 0,
-        peer: peer.into(),
-        scheme,
-        environ,
-    });
+    let status = crate::http::Status::from(&b"500 Internal Server Error"[..]);
+    let mut done = begun.finish(req.head, status, Arc::new([]), environ).ok();
     match reply {
         Reply::Failed => mailbox.post(ticket, Output::Failed),
         Reply::Response { head, mut body } => {
