@@ -152,7 +152,8 @@ build_and_install_wheel() {
 setup() {
     require_tools
     ensure_venv
-    ensure_requirements dev "$DEV_REQUIREMENTS" "$ROOT/examples/school/requirements.txt"
+    ensure_requirements dev "$DEV_REQUIREMENTS" "$ROOT/examples/school/requirements.txt" \
+        "$ROOT/examples/django/requirements.txt"
     export PYO3_PYTHON="$PY"
 }
 
