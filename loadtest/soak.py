@@ -3,9 +3,11 @@ with the process-management events production sees, and a verdict.
 
     .venv/bin/python loadtest/soak.py --minutes 30
 
-It starts `ferrocorn -w 2 --max-requests 100000 --max-requests-jitter 10000`
-with loadtest/apps/soak_app.py on a free 127.0.0.1 port and runs, all at
-once, one client thread of each kind:
+It starts two servers, each `ferrocorn -w 2 --max-requests 100000
+--max-requests-jitter 10000` on a free 127.0.0.1 port: the WSGI app
+loadtest/apps/soak_app.py (sync workers) and the ASGI app
+loadtest/apps/soak_asgi.py (the same HTTP endpoints, plus a WebSocket echo).
+Against each it runs, all at once, one client thread of each HTTP kind:
 
 * keep-alive: GET /pid on one persistent connection (a request that finds
   its kept-alive connection closed by a draining worker is sent again on a
@@ -17,9 +19,16 @@ once, one client thread of each kind:
 * stream: GET /stream?n=64 (1 MiB, chunked), the length checked;
 * slow reader: the same stream read 16 KiB every 20 ms.
 
-Meanwhile the master gets HUP every 30 s, and every 60 s one worker picked
-at random is killed with SIGKILL. Every 30 s each worker's RSS and open
-descriptors are sampled.
+and, against the ASGI server, two WebSocket clients (the `websockets`
+library): one sends 1 to 4 KiB text and bytes messages one after another on
+a long-lived connection, the other 256 KiB bytes messages; each echo is
+checked. A connection the server closes with 1012 (a worker handing over on
+HUP or --max-requests) or 1001 (going away) is opened again and the message
+it did not echo is sent again (counted as a retry, not a failure).
+
+Meanwhile both masters get HUP every 30 s, and every 60 s one worker picked
+at random (of either server, in turn) is killed with SIGKILL. Every 30 s
+each worker's RSS and open descriptors are sampled.
 
 The verdict: a request that fails within KILL_WINDOW of a SIGKILL counts
 against that kill (it may have been in flight on the killed worker); any
@@ -58,8 +67,7 @@ SAMPLE_EVERY = 30.0
 
 
 class Run:
-    def __init__(self, port, deadline):
-        self.port = port
+    def __init__(self, deadline):
         self.deadline = deadline
         self.lock = threading.Lock()
         self.ok = {}
@@ -67,7 +75,7 @@ class Run:
         self.failures = []  # (time, kind, detail)
         self.kills = []     # (time, pid)
         self.hups = 0
-        self.samples = []   # (time, pid, rss_kib, fds)
+        self.samples = []   # (time, server, pid, rss_kib, fds)
 
     def done(self):
         return time.monotonic() >= self.deadline
@@ -124,14 +132,14 @@ def read_response(sock_file):
 STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
-def client(run, kind, once):
+def client(run, kind, once, port):
     """Call `once(conn)` until the run ends. It returns whether the
     connection may be used again; a failure drops the connection."""
     conn = None
     while not run.done():
         fresh = conn is None
         if fresh:
-            conn = http.client.HTTPConnection("127.0.0.1", run.port, timeout=IO_TIMEOUT)
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=IO_TIMEOUT)
         try:
             keep = once(conn)
             run.success(kind)
@@ -202,7 +210,7 @@ def slow_reader(conn):
     return not resp.will_close
 
 
-def pipelined(run):
+def pipelined(run, kind, port):
     """Three requests written at once. A response with `Connection: close`
     (a draining worker) leaves the rest unanswered: they are sent again on
     a new connection, as RFC 9112 9.3.2 asks of a pipelining client."""
@@ -210,7 +218,7 @@ def pipelined(run):
         left = 3
         try:
             while left:
-                with socket.create_connection(("127.0.0.1", run.port),
+                with socket.create_connection(("127.0.0.1", port),
                                               timeout=IO_TIMEOUT) as s:
                     s.sendall(b"GET /pid HTTP/1.1\r\nHost: soak\r\n\r\n" * left)
                     f = s.makefile("rb")
@@ -222,11 +230,56 @@ def pipelined(run):
                         if closing:
                             break
                 if left:
-                    run.retry("pipelined")
-            run.success("pipelined")
+                    run.retry(kind)
+            run.success(kind)
         except Exception as e:  # noqa: BLE001
-            run.failure("pipelined", "%s: %s" % (type(e).__name__, e))
+            run.failure(kind, "%s: %s" % (type(e).__name__, e))
             time.sleep(0.05)
+
+
+# Close codes of a server that hands a WebSocket over (1012: a worker
+# replaced on HUP or --max-requests) or goes away (1001): the client opens a
+# new connection and sends again what was not echoed.
+WS_HANDOVER = (1001, 1012)
+
+
+def websocket_client(run, kind, port, sizes):
+    """Echo messages of the given sizes, alternately text and bytes, on one
+    long-lived WebSocket; every answer must equal what was sent."""
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    url = "ws://127.0.0.1:%d/echo" % port
+    rng = random.Random(kind)
+    ws = None
+    while not run.done():
+        size = rng.choice(sizes)
+        message = (os.urandom(size // 2).hex() if rng.random() < 0.5 else os.urandom(size))
+        try:
+            if ws is None:
+                ws = connect(url, open_timeout=IO_TIMEOUT, close_timeout=5,
+                             max_size=2 * max(sizes))
+            ws.send(message)
+            got = ws.recv(timeout=IO_TIMEOUT)
+            if got != message:
+                raise AssertionError("echo differs (%d bytes sent)" % size)
+            run.success(kind)
+        except ConnectionClosed as e:
+            ws = None
+            code = e.rcvd.code if e.rcvd is not None else None
+            if code in WS_HANDOVER:
+                run.retry(kind)
+                continue
+            run.failure(kind, "closed: %s" % e)
+            time.sleep(0.05)
+        except Exception as e:  # noqa: BLE001
+            if ws is not None:
+                ws.close()
+            ws = None
+            run.failure(kind, "%s: %s" % (type(e).__name__, e))
+            time.sleep(0.05)
+    if ws is not None:
+        ws.close()
 
 
 def workers(master):
@@ -278,41 +331,59 @@ def main():
     ap.add_argument("--log", default=None, help="the server's log (default: a temp file)")
     args = ap.parse_args()
 
-    port = free_port()
     log_path = args.log or os.path.join(tempfile.gettempdir(), "ferrocorn-soak-%d.log" % os.getpid())
-    cmd = [args.server, "-b", "127.0.0.1:%d" % port, "-w", "2", "--io-engine", args.io_engine,
-           "--max-requests", "100000", "--max-requests-jitter", "10000", "--timeout", "30",
-           "--chdir", str(APPS), "soak_app:app"]
     log = open(log_path, "wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+    servers = {}
+    for name, app, extra in [("wsgi", "soak_app:app", []), ("asgi", "soak_asgi:app", ["-k", "asgi"])]:
+        port = free_port()
+        cmd = [args.server, "-b", "127.0.0.1:%d" % port, "-w", "2", "--io-engine", args.io_engine,
+               "--max-requests", "100000", "--max-requests-jitter", "10000", "--timeout", "30",
+               "--chdir", str(APPS), *extra, app]
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True)
+        servers[name] = (proc, port)
     try:
-        wait_answering(port, proc)
+        for proc, port in servers.values():
+            wait_answering(port, proc)
         start = time.monotonic()
-        run = Run(port, start + args.minutes * 60)
-        threads = [threading.Thread(target=client, args=(run, kind, once), daemon=True)
-                   for kind, once in [("keep-alive", keep_alive), ("close", close_each),
-                                      ("upload", upload), ("stream", stream),
-                                      ("slow-reader", slow_reader)]]
-        threads.append(threading.Thread(target=pipelined, args=(run,), daemon=True))
+        run = Run(start + args.minutes * 60)
+        threads = []
+        for name, (_proc, port) in servers.items():
+            for kind, once in [("keep-alive", keep_alive), ("close", close_each),
+                               ("upload", upload), ("stream", stream),
+                               ("slow-reader", slow_reader)]:
+                threads.append(threading.Thread(target=client, daemon=True,
+                                                args=(run, "%s %s" % (name, kind), once, port)))
+            threads.append(threading.Thread(target=pipelined, daemon=True,
+                                            args=(run, "%s pipelined" % name, port)))
+        asgi_port = servers["asgi"][1]
+        threads.append(threading.Thread(target=websocket_client, daemon=True,
+                                        args=(run, "asgi websocket", asgi_port, [1024, 2048, 4096])))
+        threads.append(threading.Thread(target=websocket_client, daemon=True,
+                                        args=(run, "asgi websocket-large", asgi_port, [256 * 1024])))
         for t in threads:
             t.start()
         next_hup = start + HUP_EVERY
         next_kill = start + KILL_EVERY
         next_sample = start
+        kill_turn = 0
         while not run.done():
             now = time.monotonic()
             if now >= next_sample:
-                for pid in workers(proc.pid):
-                    s = sample(pid)
-                    if s:
-                        run.samples.append((now - start, pid, s[0], s[1]))
+                for name, (proc, _port) in servers.items():
+                    for pid in workers(proc.pid):
+                        s = sample(pid)
+                        if s:
+                            run.samples.append((now - start, name, pid, s[0], s[1]))
                 next_sample += SAMPLE_EVERY
             if now >= next_hup:
-                proc.send_signal(signal.SIGHUP)
+                for proc, _port in servers.values():
+                    proc.send_signal(signal.SIGHUP)
                 run.hups += 1
                 next_hup += HUP_EVERY
             if now >= next_kill:
+                proc = list(servers.values())[kill_turn % len(servers)][0]
+                kill_turn += 1
                 pids = workers(proc.pid)
                 if pids:
                     victim = random.choice(pids)
@@ -322,14 +393,17 @@ def main():
                     except ProcessLookupError:
                         pass
                 next_kill += KILL_EVERY
-            if proc.poll() is not None:
-                raise SystemExit("the server exited with %s mid-run" % proc.returncode)
+            for name, (proc, _port) in servers.items():
+                if proc.poll() is not None:
+                    raise SystemExit("the %s server exited with %s mid-run" % (name, proc.returncode))
             time.sleep(0.2)
         for t in threads:
             t.join(IO_TIMEOUT + 5)
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+        for proc, _port in servers.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc, _port in servers.values():
             try:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
@@ -349,8 +423,20 @@ def main():
         return (min(values), statistics.median(values), max(values)) if values else None
 
     quarter = args.minutes * 60 / 4
-    first = [s for s in run.samples if s[0] <= quarter]
-    last = [s for s in run.samples if s[0] >= 3 * quarter]
+    memory = {}
+    rss_ok = fds_ok = True
+    for name in servers:
+        first = [x for x in run.samples if x[1] == name and x[0] <= quarter]
+        last = [x for x in run.samples if x[1] == name and x[0] >= 3 * quarter]
+        memory[name] = {
+            "worker_rss_kib_first_quarter": spread([x[3] for x in first]),
+            "worker_rss_kib_last_quarter": spread([x[3] for x in last]),
+            "worker_fds_first_quarter": spread([x[4] for x in first]),
+            "worker_fds_last_quarter": spread([x[4] for x in last]),
+        }
+        if first and last:
+            rss_ok = rss_ok and max(x[3] for x in last) <= 1.25 * max(x[3] for x in first)
+            fds_ok = fds_ok and max(x[4] for x in last) <= max(x[4] for x in first) + 8
     summary = {
         "minutes": args.minutes,
         "io_engine": args.io_engine,
@@ -364,14 +450,11 @@ def main():
         "failed_otherwise": len(unexplained),
         "failures_otherwise_first": [(round(t - (run.deadline - args.minutes * 60), 1), k, d)
                                      for t, k, d in unexplained[:10]],
-        "worker_rss_kib_first_quarter": spread([s[2] for s in first]),
-        "worker_rss_kib_last_quarter": spread([s[2] for s in last]),
-        "worker_fds_first_quarter": spread([s[3] for s in first]),
-        "worker_fds_last_quarter": spread([s[3] for s in last]),
+        "workers": memory,
+        "rss_flat": rss_ok,
+        "fds_flat": fds_ok,
         "server_log": log_path,
     }
-    rss_ok = not first or not last or max(s[2] for s in last) <= 1.25 * max(s[2] for s in first)
-    fds_ok = not first or not last or max(s[3] for s in last) <= max(s[3] for s in first) + 8
     summary["verdict"] = "pass" if (not unexplained and rss_ok and fds_ok) else "fail"
     print(json.dumps(summary, indent=2))
     if args.json:
