@@ -31,6 +31,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 APPS = os.path.join(HERE, "apps")
 LUA = os.path.join(HERE, "wrk", "report.lua")
+# The floor responder, built by loadtest/run (loadtest/floor).
+FLOOR_BIN = os.path.join(HERE, "floor", "target", "release", "floor")
 VENV_BIN = os.path.dirname(os.path.abspath(sys.executable))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HOST = "127.0.0.1"
@@ -119,6 +121,8 @@ class Server:
             return argv + [app]
         if name == "bjoern":
             return [f"{VENV_BIN}/python", os.path.join(APPS, "bjoern_run.py"), app, HOST, str(port)]
+        if name == "floor":
+            return [FLOOR_BIN, HOST, str(port)]
         if name == "nginx":
             conf = os.path.join(tmp, "nginx.conf")
             with open(conf, "w") as f:
@@ -139,6 +143,8 @@ SERVERS = {
         Server("granian-st", "granian --interface wsgi --http 1 --runtime-mode st --blocking-threads 1"),
         Server("bjoern", "bjoern.run (one process, one thread)", max_workers=1),
         Server("nginx", "nginx `return 200` (the load generator's ceiling)", scenarios=("hello",)),
+        Server("floor", "loadtest/floor: answers on io_uring, nothing else (the kernel's floor)",
+               max_workers=1, scenarios=("hello",)),
     ]
 }
 BASELINE = "gunicorn-sync"

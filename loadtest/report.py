@@ -14,7 +14,7 @@ BASELINE = "gunicorn-sync"
 CONN_TITLE = {"keep-alive": "keep-alive", "close": "Connection: close"}
 # Order of the rows; servers a run did not have are skipped.
 SERVER_ORDER = ["ferrocorn-uring", "ferrocorn-epoll", "gunicorn-sync", "gunicorn-gthread",
-                "granian", "granian-st", "bjoern", "nginx"]
+                "granian", "granian-st", "bjoern", "nginx", "floor"]
 COLOURS = {
     "ferrocorn-uring": "#d62728",
     "ferrocorn-epoll": "#ff9896",
@@ -24,6 +24,7 @@ COLOURS = {
     "granian-st": "#98df8a",
     "bjoern": "#9467bd",
     "nginx": "#7f7f7f",
+    "floor": "#17becf",
 }
 
 
