@@ -35,9 +35,10 @@ import sys
 import threading
 import time
 
+import h2cells
 import harness as H
 
-PROBES = ("memory", "rss", "startup", "profile", "alloc", "engines")
+PROBES = ("memory", "rss", "startup", "profile", "alloc", "engines", "h2")
 ENGINES = ("uring", "epoll")
 REQUEST = b"GET / HTTP/1.1\r\nHost: %s:%d\r\n\r\n"
 
@@ -805,6 +806,8 @@ def estimate_seconds(args):
                 est += 40 + s["profile_requests"] / 7 / 100
         elif probe == "alloc":
             est += 5 if not alloc_feature_available() else 600
+        elif probe == "h2":
+            est += 2 * (3 * 3 + args.h2_rounds * 3 * (args.h2_seconds + 2))
         elif probe == "engines":
             for _, workers, _ in engine_cells(args):
                 est += (2 * (2.0 + 0.3 * workers) + 2 * (max(1, args.warmup) + 0.5)
@@ -856,6 +859,8 @@ def run_selected(args, running, tmp, extra):
                 extra["alloc"] = alloc(args, running, tmp)
             elif probe == "engines":
                 extra["engines"] = engines(args, running, tmp)
+            elif probe == "h2":
+                extra["h2"] = h2cells.probe(args, running, tmp)
         finally:
             running.stop_all()
         print(f"  {probe}: {one_line(probe, extra.get(probe))} ({time.monotonic() - started:.0f}s)",
@@ -892,6 +897,8 @@ def one_line(probe, data):
                          for d in data)
     if probe == "alloc":
         return data.get("reason") or data.get("error") or "measured"
+    if probe == "h2":
+        return h2cells.one_line(data)
     if probe == "engines":
         return "; ".join(
             f"{c['scenario']} w{c['workers']} {c['conn']}: "

@@ -678,6 +678,8 @@ def probe_sections(doc):
             out.append(f"failed: {fi.get('error', '?')[:400]}")
     if pr.get("engines"):
         out.extend(engines_section(pr["engines"], doc["meta"].get("settings", {})))
+    if pr.get("h2"):
+        out.extend(h2_section(pr["h2"]))
     al = pr.get("alloc")
     if al:
         out.append("\n## Allocator\n")
@@ -695,6 +697,27 @@ def probe_sections(doc):
                 else:
                     out.append(f"| {h['variant']} | {h['engine']} | failed | |")
     return out
+
+
+def h2_section(data):
+    """The h2 probe (loadtest/h2cells.py) as markdown."""
+    lines = ["### HTTP/2 (h2load)", "",
+             f"h2load `-c {data['connections']} -m {data['streams_per_connection']}`, "
+             f"{data['seconds']} s runs after a 1 s warm-up, {data['rounds']} interleaved rounds; "
+             "one worker pinned, wsgi_apps:hello; medians. Target: ferrocorn >= 1.5x granian's "
+             "req/s.", "",
+             "| transport | server | req/s | CPU µs/req | ferrocorn's ratio (req/s, CPU/req) |",
+             "|---|---|---|---|---|"]
+    for transport, t in data.get("transports", {}).items():
+        for name, s in t["servers"].items():
+            if "error" in s:
+                lines.append(f"| {transport} | {name} | failed: {s['error'][:120]} | | |")
+                continue
+            r = t["ferrocorn_vs"].get(name)
+            ratio = f"{r['rps']:.2f}x, {r['cpu']:.2f}x" if r else ""
+            lines.append(f"| {transport} | {name} | {s['rps']:,.0f} | "
+                         f"{s['server_cpu_us_per_req']:.1f} | {ratio} |")
+    return lines + [""]
 
 
 def engines_noise(c):

@@ -629,5 +629,9 @@ fn a_circle_between_files_is_caught() {
 #[test]
 fn a_circle_between_loadtest_scripts_is_caught() {
     let bad = with_line(&loadtest_sources(), "harness.py", "    import probes");
-    assert_eq!(python_circles(&bad), ["harness -> probes -> harness"]);
+    let circles = python_circles(&bad);
+    assert!(
+        circles.iter().any(|c| c == "harness -> probes -> harness"),
+        "{circles:?}"
+    );
 }
