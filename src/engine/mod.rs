@@ -6,12 +6,18 @@
 //! engines implement the same op set; `Engine` is an enum matched at each
 //! call, not a trait object. Imports only `sys` and `log` of this crate.
 //!
-//! Layout: `uring/` and `epoll/` hold each engine's state and wait loop;
-//! `op/` holds one file per operation (accept, recv, send, send_file,
-//! close, watch)
-//! with both engines' code side by side; `queue.rs` is the output queue
-//! both use; `token.rs` the tag layout shared by io_uring `user_data` and
-//! mio tokens. `tests.rs` runs the contract against both engines.
+//! Layout: `uring/` and `epoll/` hold each engine's state, connection
+//! slots and wait loop; `op/` holds one file per operation (accept, recv,
+//! send, send_file, close, watch) with both engines' code side by side;
+//! `slab.rs` is the connection table both use (slots with generations);
+//! `state.rs` the sending side's states both share; `queue.rs` the output
+//! queue both use; `token.rs` the tag layout shared by io_uring
+//! `user_data` and mio tokens. `tests.rs` runs the contract against both
+//! engines.
+//!
+//! Everything but this file's interface is private to the engine: the
+//! worker sees `Engine`, its events and its ids, never an io_uring or
+//! epoll type, and cannot submit work to the kernel but through `Engine`.
 //!
 //! Output queued with `send` is written during the next `wait`, so all the
 //! responses queued for a connection between two waits leave in one
@@ -22,12 +28,14 @@ use std::net::SocketAddr;
 use std::os::fd::{OwnedFd, RawFd};
 use std::time::Duration;
 
-pub(crate) mod backoff;
-pub mod epoll;
+mod backoff;
+mod epoll;
 mod op;
 mod queue;
+mod slab;
+mod state;
 mod token;
-pub mod uring;
+mod uring;
 
 pub use op::send_file::{dup_fd, PIECE as FILE_PIECE};
 pub use queue::Bytes;
@@ -89,10 +97,13 @@ pub struct EngineConfig {
     pub max_connections: usize,
 }
 
+/// A worker's io engine: io_uring or epoll, chosen once (`Engine::new`).
+pub struct Engine(Inner);
+
 // One engine per worker, built once and never moved on the hot path, so
 // the size difference between the variants costs nothing.
 #[allow(clippy::large_enum_variant)]
-pub enum Engine {
+enum Inner {
     Uring(uring::UringEngine),
     Epoll(epoll::EpollEngine),
 }
@@ -105,8 +116,8 @@ pub struct Unavailable(pub String);
 macro_rules! each {
     ($self:expr, $e:ident => $body:expr) => {
         match $self {
-            Engine::Uring($e) => $body,
-            Engine::Epoll($e) => $body,
+            Engine(Inner::Uring($e)) => $body,
+            Engine(Inner::Epoll($e)) => $body,
         }
     };
 }
@@ -121,16 +132,16 @@ impl Engine {
     /// Build an engine of `kind` serving `listeners` (non-blocking listening
     /// sockets the caller keeps open) and start accepting on all of them.
     pub fn new(kind: EngineKind, listeners: &[RawFd], config: &EngineConfig) -> io::Result<Engine> {
-        Ok(match kind {
-            EngineKind::Uring => Engine::Uring(uring::UringEngine::new(listeners, config)?),
-            EngineKind::Epoll => Engine::Epoll(epoll::EpollEngine::new(listeners, config)?),
-        })
+        Ok(Engine(match kind {
+            EngineKind::Uring => Inner::Uring(uring::UringEngine::new(listeners, config)?),
+            EngineKind::Epoll => Inner::Epoll(epoll::EpollEngine::new(listeners, config)?),
+        }))
     }
 
     pub fn kind(&self) -> EngineKind {
-        match self {
-            Engine::Uring(_) => EngineKind::Uring,
-            Engine::Epoll(_) => EngineKind::Epoll,
+        match self.0 {
+            Inner::Uring(_) => EngineKind::Uring,
+            Inner::Epoll(_) => EngineKind::Epoll,
         }
     }
 
@@ -244,13 +255,13 @@ impl Engine {
 
     /// What the engine met and survived so far (for metrics).
     pub fn faults(&self) -> crate::sys::shm::EngineFaults {
-        match self {
-            Engine::Uring(e) => crate::sys::shm::EngineFaults {
+        match &self.0 {
+            Inner::Uring(e) => crate::sys::shm::EngineFaults {
                 accept_rests: e.accept_backoff.rests,
                 cq_overflows: e.cq_overflows,
                 recv_no_buffers: e.recv_out_of_buffers,
             },
-            Engine::Epoll(e) => crate::sys::shm::EngineFaults {
+            Inner::Epoll(e) => crate::sys::shm::EngineFaults {
                 accept_rests: e.accept_backoff.rests,
                 ..Default::default()
             },

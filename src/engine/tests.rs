@@ -91,7 +91,7 @@ impl Harness {
     /// file piece only when `cachestat` is set (see `each_file_path!`).
     fn for_files(kind: EngineKind, listeners: &[RawFd], cachestat: bool) -> Harness {
         let mut h = Harness::new(kind, listeners);
-        if let Engine::Uring(e) = &mut h.engine {
+        if let Engine(Inner::Uring(e)) = &mut h.engine {
             e.cachestat = cachestat;
         }
         h
@@ -306,8 +306,8 @@ both!(accepted_socket_is_nonblocking_cloexec_nodelay, |kind| {
     let _c = client(&l);
     let (conn, _) = h.accept();
     let fd = match &h.engine {
-        Engine::Uring(e) => e.conns[conn.index()].fd,
-        Engine::Epoll(e) => e.conns[conn.index()].fd,
+        Engine(Inner::Uring(e)) => e.conns[conn.0].fd,
+        Engine(Inner::Epoll(e)) => e.conns[conn.0].fd,
     };
     // SAFETY: fcntl/getsockopt on a descriptor the engine keeps open, with
     // a live c_int of the size given.
@@ -575,7 +575,7 @@ both!(pause_costs_nothing_until_bytes_arrive, |kind| {
     let mut c = client(&l);
     let (conn, _) = h.accept();
     let cancels = |h: &Harness| match &h.engine {
-        Engine::Uring(e) => Some(e.recv_cancels),
+        Engine(Inner::Uring(e)) => Some(e.recv_cancels),
         _ => None,
     };
     // A client waiting for its response sends nothing while paused.
@@ -974,7 +974,7 @@ fn completions_past_a_full_completion_queue_are_all_delivered() {
             "bytes of client {i}"
         );
     }
-    let Engine::Uring(e) = &h.engine else {
+    let Engine(Inner::Uring(e)) = &h.engine else {
         unreachable!()
     };
     assert!(e.cq_overflows > 0, "the completion queue never overflowed");
@@ -1039,7 +1039,7 @@ fn receives_all_bytes_in_order_while_the_ring_runs_dry(kind: EngineKind) {
             size(i)
         );
     }
-    if let Engine::Uring(e) = &h.engine {
+    if let Engine(Inner::Uring(e)) = &h.engine {
         assert!(
             e.recv_out_of_buffers > 0,
             "the ring never ran dry: the test did not test re-arming"
@@ -1143,7 +1143,7 @@ each_file_path!(
         assert_eq!(&got[5 + len..], b":tail");
         assert_eq!(h.log.iter().filter(|e| matches!(e, Ev::Sent(_))).count(), 1);
         assert_eq!(f.holders(), 1, "the engine closed its descriptor");
-        if let Engine::Uring(e) = &h.engine {
+        if let Engine(Inner::Uring(e)) = &h.engine {
             if e.cachestat {
                 // The file was just written: every piece went by sendfile.
                 assert!(e.pipes.is_empty(), "a cached file went through a pipe");
@@ -1154,7 +1154,7 @@ each_file_path!(
                 e.file_waits > 0,
                 "the socket never filled: waiting untested"
             );
-            assert_eq!(e.conns[conn.index()].in_pipe, 0);
+            assert_eq!(e.conns[conn.0].in_pipe, 0);
         }
     }
 );
@@ -1175,10 +1175,10 @@ each_file_path!(file_range_honours_offset_and_length, |kind, cachestat| {
     want.extend(pattern(99_990, 10));
     want.push(b'!');
     assert!(got == want, "range bytes differ");
-    if let Engine::Uring(e) = &h.engine {
+    if let Engine(Inner::Uring(e)) = &h.engine {
         // Small ranges are read into memory, not spliced through a pipe.
         assert!(e.pipes.is_empty(), "a pipe was made for a small file");
-        assert!(e.conns[conn.index()].pipe.is_none());
+        assert!(e.conns[conn.0].pipe.is_none());
     }
     // The app's own descriptor is untouched: its position did not move.
     use std::io::Seek;
@@ -1349,7 +1349,7 @@ fn uring_splices_a_file_that_is_not_in_the_page_cache() {
     h.expect("sent", |e| *e == Ev::Sent(conn));
     let got = h.pump_while(move || read.join().expect("reader"));
     assert!(got == pattern(0, len), "file bytes differ");
-    let Engine::Uring(e) = &h.engine else {
+    let Engine(Inner::Uring(e)) = &h.engine else {
         unreachable!()
     };
     if e.cachestat {
@@ -1370,10 +1370,10 @@ fn uring_stop_reclaims_a_send_stuck_on_a_silent_peer() {
     let (conn, _) = h.accept();
     h.engine.send(conn, vec![0; 8 << 20]);
     h.quiet();
-    let Engine::Uring(e) = &mut h.engine else {
+    let Engine(Inner::Uring(e)) = &mut h.engine else {
         unreachable!()
     };
-    assert!(e.conns[conn.index()].sending, "the send should be stuck");
+    assert!(e.conns[conn.0].send.busy(), "the send should be stuck");
     assert!(e.stop(), "every operation completed after the cancel");
 }
 

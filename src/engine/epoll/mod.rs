@@ -4,7 +4,7 @@
 //! Every socket is registered once, edge-triggered, for both reading and
 //! writing, and never re-registered: interest is not toggled per request
 //! (an `epoll_ctl` per request is measurable). A connection remembers the
-//! readiness it has not used up (`readable` while paused, `blocked` after a
+//! readiness it has not used up (`Read::Ready` while paused, `blocked` after a
 //! short write) and acts on it when allowed.
 //!
 //! The per-operation code lives next to its io_uring counterpart in
@@ -18,98 +18,66 @@ use std::time::{Duration, Instant};
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::engine::queue::{SendQueue, Spare};
+mod conn;
+
+pub(in crate::engine) use self::conn::{Conn, Read};
+use crate::engine::queue::Spare;
+use crate::engine::slab::{Key, Slab};
 use crate::engine::token::{self, Kind};
 use crate::engine::{EngineConfig, Event};
 
 /// Readiness events fetched per `epoll_wait`.
 const EVENTS_CAPACITY: usize = 1024;
 /// The one receive buffer every read goes through.
-pub const READ_BUFFER_SIZE: usize = 64 * 1024;
+pub(in crate::engine) const READ_BUFFER_SIZE: usize = 64 * 1024;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Shut {
-    #[default]
-    No,
-    Requested,
-    Done,
-}
-
-#[derive(Default)]
-pub struct Conn {
-    pub fd: RawFd,
-    pub gen: u32,
-    pub open: bool,
-    /// The socket may have unread bytes (or an end of stream) we have not
-    /// read yet: set by a readable edge, cleared when a read drains it.
-    pub readable: bool,
-    /// The last edge reported the peer's end of stream or an error: read
-    /// until the read says so, even after a short read.
-    pub read_closed: bool,
-    pub paused: bool,
-    pub eof: bool,
-    pub out: SendQueue,
-    /// A write came up short: wait for the writable edge.
-    pub blocked: bool,
-    pub shut: Shut,
-    pub failed: bool,
-    /// In the dirty list (output to write at the next wait).
-    pub dirty: bool,
-    /// A buffer lent with `recv_into`, and how many bytes it may take.
-    pub target: Option<(Vec<u8>, usize)>,
-}
-
-impl Conn {
-    pub fn is_open(&self, gen: u32) -> bool {
-        self.open && self.gen == gen
-    }
-}
-
-pub struct Listener {
-    pub fd: RawFd,
+pub(in crate::engine) struct Listener {
+    pub(in crate::engine) fd: RawFd,
     /// TCP_NODELAY is set on each accepted TCP socket, not inherited (see
     /// `transport::nodelay_inherited`).
-    pub nodelay_each: bool,
-    pub registered: bool,
+    pub(in crate::engine) nodelay_each: bool,
+    pub(in crate::engine) registered: bool,
     /// After a resource error (EMFILE...): try again no sooner than this.
-    pub retry_at: Option<Instant>,
+    pub(in crate::engine) retry_at: Option<Instant>,
 }
 
-pub struct EpollEngine {
-    pub poll: Poll,
+pub(in crate::engine) struct EpollEngine {
+    pub(in crate::engine) poll: Poll,
     events: Events,
-    pub conns: Vec<Conn>,
-    pub free: Vec<u32>,
-    pub listeners: Vec<Listener>,
-    pub accept_paused: bool,
+    /// The connection slots; a slot is freed as its descriptor is closed.
+    pub(in crate::engine) conns: Slab<Conn>,
+    pub(in crate::engine) listeners: Vec<Listener>,
+    pub(in crate::engine) accept_paused: bool,
     /// Accepting stopped for good (`close_accept`).
-    pub accept_closed: bool,
+    pub(in crate::engine) accept_closed: bool,
     /// Rest after accept errors (EMFILE...).
-    pub accept_backoff: crate::engine::backoff::AcceptBackoff,
+    pub(in crate::engine) accept_backoff: crate::engine::backoff::AcceptBackoff,
     /// Connections `close_accept` took from the listeners' queues, for the
     /// next `wait` to report: (listener, id, peer).
-    pub late_accepts: Vec<(usize, u32, Option<std::net::SocketAddr>)>,
-    pub watches: Vec<RawFd>,
+    pub(in crate::engine) late_accepts: Vec<(usize, u32, Option<std::net::SocketAddr>)>,
+    pub(in crate::engine) watches: Vec<RawFd>,
     /// Connections with output to write at the next wait: (id, gen).
-    pub dirty: Vec<(u32, u32)>,
+    pub(in crate::engine) dirty: Vec<Key>,
     /// Connections to read at the next wait (resumed, or cut short by the
-    /// per-wakeup read limit): (id, gen).
-    pub ready: Vec<(u32, u32)>,
-    pub rbuf: Box<[u8]>,
+    /// per-wakeup read limit).
+    pub(in crate::engine) ready: Vec<Key>,
+    pub(in crate::engine) rbuf: Box<[u8]>,
     /// The previous `wait` polled the kernel (see `wait`).
     polled_last: bool,
     /// Written output buffers, for the next responses.
-    pub spare: Spare,
+    pub(in crate::engine) spare: Spare,
 }
 
 impl EpollEngine {
-    pub fn new(listeners: &[RawFd], config: &EngineConfig) -> io::Result<EpollEngine> {
+    pub(in crate::engine) fn new(
+        listeners: &[RawFd],
+        config: &EngineConfig,
+    ) -> io::Result<EpollEngine> {
         let slots = config.max_connections.min(1 << 16);
         let mut engine = EpollEngine {
             poll: Poll::new()?,
             events: Events::with_capacity(EVENTS_CAPACITY),
-            conns: Vec::with_capacity(slots),
-            free: Vec::with_capacity(slots),
+            conns: Slab::with_capacity(slots),
             listeners: listeners
                 .iter()
                 .map(|&fd| Listener {
@@ -136,7 +104,7 @@ impl EpollEngine {
         Ok(engine)
     }
 
-    pub fn register_listener(&mut self, l: usize) -> io::Result<()> {
+    pub(in crate::engine) fn register_listener(&mut self, l: usize) -> io::Result<()> {
         let listener = &mut self.listeners[l];
         if !listener.registered {
             let tag = Token(token::encode(Kind::Accept, 0, l as u32) as usize);
@@ -149,52 +117,42 @@ impl EpollEngine {
     }
 
     /// Take a free slot for `fd` and register it (both directions, once).
-    pub fn alloc_conn(&mut self, fd: RawFd) -> io::Result<u32> {
-        let id = match self.free.pop() {
-            Some(id) => id,
-            None => {
-                self.conns.push(Conn::default());
-                (self.conns.len() - 1) as u32
-            }
-        };
-        let c = &mut self.conns[id as usize];
-        c.fd = fd;
-        c.open = true;
-        c.readable = false;
-        c.read_closed = false;
-        c.paused = false;
-        c.eof = false;
-        c.blocked = false;
-        c.shut = Shut::No;
-        c.failed = false;
-        c.dirty = false;
-        c.target = None;
-        let tag = Token(token::encode(Kind::Conn, c.gen, id) as usize);
+    pub(in crate::engine) fn alloc_conn(&mut self, fd: RawFd) -> io::Result<u32> {
+        let (key, c) = self.conns.insert(Conn::new);
+        c.reset(fd);
+        let tag = Token(token::encode(Kind::Conn, key.gen, key.index) as usize);
         if let Err(e) = self.poll.registry().register(
             &mut SourceFd(&fd),
             tag,
             Interest::READABLE | Interest::WRITABLE,
         ) {
-            self.release_conn(id);
+            self.release_conn(key.index);
             return Err(e);
         }
-        Ok(id)
+        Ok(key.index)
     }
 
     /// Close the fd (which also removes it from epoll) and free the slot.
-    pub fn release_conn(&mut self, id: u32) {
-        let c = &mut self.conns[id as usize];
-        // SAFETY: the slot owns its descriptor and forgets it right here.
+    pub(in crate::engine) fn release_conn(&mut self, id: u32) {
+        let Some(c) = self.conns.remove(id) else {
+            return;
+        };
+        // SAFETY: the slot owned its descriptor until `remove` freed it
+        // just now; it forgets it right here.
         unsafe { crate::sys::transport::close(c.fd) };
         c.fd = -1;
-        c.open = false;
-        c.gen = token::next_gen(c.gen);
         c.out.clear();
         c.target = None;
-        self.free.push(id);
     }
 
-    pub fn wait(
+    /// The connection in slot `id`, whichever generation: the worker
+    /// names connections by slot only (`ConnId`), and uses an id only
+    /// until it closes it.
+    pub(in crate::engine) fn worker_conn(&mut self, id: u32) -> Option<&mut Conn> {
+        self.conns.at_mut(id)
+    }
+
+    pub(in crate::engine) fn wait(
         &mut self,
         timeout: Option<Duration>,
         on_event: &mut dyn FnMut(Event<'_>),
@@ -242,19 +200,16 @@ impl EpollEngine {
                     }
                 }
                 Kind::Conn => {
-                    let Some(c) = self.conns.get_mut(index as usize) else {
+                    let key = Key { index, gen };
+                    let Some(c) = self.conns.get_mut(key) else {
                         continue;
                     };
-                    if !c.is_open(gen) {
-                        continue;
-                    }
                     if event.is_readable() || event.is_read_closed() || event.is_error() {
-                        c.readable = true;
-                        c.read_closed |= event.is_read_closed() || event.is_error();
-                        self.on_readable(index, on_event);
+                        c.read.edge(event.is_read_closed() || event.is_error());
+                        self.on_readable(key, on_event);
                     }
                     if event.is_writable() || event.is_write_closed() || event.is_error() {
-                        self.on_writable(index, gen, on_event);
+                        self.on_writable(key, on_event);
                     }
                 }
                 Kind::Send | Kind::Close | Kind::Cancel | Kind::RecvInto => {}
@@ -267,12 +222,9 @@ impl EpollEngine {
 
 impl Drop for EpollEngine {
     fn drop(&mut self) {
-        for c in &mut self.conns {
-            if c.open {
-                // SAFETY: an open slot owns its descriptor; it is marked closed here.
-                unsafe { crate::sys::transport::close(c.fd) };
-                c.open = false;
-            }
+        let open: Vec<u32> = self.conns.indices().collect();
+        for id in open {
+            self.release_conn(id);
         }
     }
 }

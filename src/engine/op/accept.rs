@@ -70,7 +70,7 @@ fn until_retry(timeout: Option<Duration>, retry_at: Instant, now: Instant) -> Op
 // ---------------------------------------------------------------- io_uring
 
 impl UringEngine {
-    pub fn arm_accept(&mut self, l: usize) {
+    pub(in crate::engine) fn arm_accept(&mut self, l: usize) {
         if self.accept_paused || self.is_stopping() || self.listeners[l].armed {
             return;
         }
@@ -84,7 +84,7 @@ impl UringEngine {
         self.push(&sqe);
     }
 
-    pub fn pause_accept(&mut self) {
+    pub(in crate::engine) fn pause_accept(&mut self) {
         if self.accept_paused {
             return;
         }
@@ -99,7 +99,7 @@ impl UringEngine {
     /// Stop accepting for good; connections the kernel accepted before the
     /// cancel landed, and those still queued on the listeners, are
     /// delivered, so their clients get an answer.
-    pub fn close_accept(&mut self) {
+    pub(in crate::engine) fn close_accept(&mut self) {
         if self.accept_closed {
             return;
         }
@@ -152,7 +152,7 @@ impl UringEngine {
         let _ = crate::sys::uring::enter(self.ring_ref, 0, 0, Some(Duration::ZERO));
     }
 
-    pub fn accept_closed(&self) -> bool {
+    pub(in crate::engine) fn accept_closed(&self) -> bool {
         self.accept_closed
             && self.held_accepts.is_empty()
             && !self.listeners.iter().any(|l| l.armed)
@@ -162,7 +162,7 @@ impl UringEngine {
                 .any(|p| matches!(p, crate::engine::uring::Pending::Accept(..)))
     }
 
-    pub fn resume_accept(&mut self) {
+    pub(in crate::engine) fn resume_accept(&mut self) {
         if !self.accept_paused || self.accept_closed {
             return;
         }
@@ -178,7 +178,7 @@ impl UringEngine {
         }
     }
 
-    pub fn on_accept(
+    pub(in crate::engine) fn on_accept(
         &mut self,
         l: usize,
         res: i32,
@@ -212,7 +212,12 @@ impl UringEngine {
     }
 
     /// Set up an accepted `fd` as a connection and report it.
-    pub fn admit(&mut self, l: ListenerId, fd: RawFd, on_event: &mut dyn FnMut(Event<'_>)) {
+    pub(in crate::engine) fn admit(
+        &mut self,
+        l: ListenerId,
+        fd: RawFd,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) {
         let listener = &self.listeners[l];
         let peer = if listener.unix {
             None
@@ -233,7 +238,10 @@ impl UringEngine {
 
     /// Re-arm listeners whose rest is over; returns the wait's timeout,
     /// shortened to the next listener's retry time.
-    pub fn rearm_backed_off(&mut self, mut timeout: Option<Duration>) -> Option<Duration> {
+    pub(in crate::engine) fn rearm_backed_off(
+        &mut self,
+        mut timeout: Option<Duration>,
+    ) -> Option<Duration> {
         let now = Instant::now();
         for l in 0..self.listeners.len() {
             if let Some(at) = self.listeners[l].retry_at {
@@ -254,7 +262,7 @@ impl UringEngine {
 impl EpollEngine {
     /// Stop accepting for good, taking the connections still queued on the
     /// listeners; `wait` delivers them.
-    pub fn close_accept(&mut self) {
+    pub(in crate::engine) fn close_accept(&mut self) {
         if self.accept_closed {
             // The worker may have closed the listeners since.
             return;
@@ -285,12 +293,15 @@ impl EpollEngine {
         }
     }
 
-    pub fn accept_closed(&self) -> bool {
+    pub(in crate::engine) fn accept_closed(&self) -> bool {
         self.accept_closed && self.late_accepts.is_empty()
     }
 
     /// Report the connections `close_accept` took.
-    pub fn deliver_late_accepts(&mut self, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
+    pub(in crate::engine) fn deliver_late_accepts(
+        &mut self,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> bool {
         if self.late_accepts.is_empty() {
             return false;
         }
@@ -304,7 +315,7 @@ impl EpollEngine {
         true
     }
 
-    pub fn pause_accept(&mut self) {
+    pub(in crate::engine) fn pause_accept(&mut self) {
         if self.accept_paused {
             return;
         }
@@ -320,7 +331,7 @@ impl EpollEngine {
         }
     }
 
-    pub fn resume_accept(&mut self) {
+    pub(in crate::engine) fn resume_accept(&mut self) {
         if !self.accept_paused || self.accept_closed {
             return;
         }
@@ -333,7 +344,11 @@ impl EpollEngine {
     }
 
     /// A listener's readable edge: accept until EAGAIN.
-    pub fn on_acceptable(&mut self, l: usize, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
+    pub(in crate::engine) fn on_acceptable(
+        &mut self,
+        l: usize,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> bool {
         let mut delivered = false;
         while !self.accept_paused
             && l < self.listeners.len()
@@ -365,7 +380,7 @@ impl EpollEngine {
     /// Let listeners whose rest is over accept again; returns the wait's
     /// timeout, shortened to the next retry time, and whether any event
     /// was delivered.
-    pub fn retry_backed_off(
+    pub(in crate::engine) fn retry_backed_off(
         &mut self,
         mut timeout: Option<Duration>,
         on_event: &mut dyn FnMut(Event<'_>),

@@ -19,40 +19,36 @@ use io_uring::opcode;
 use crate::engine::epoll::EpollEngine;
 use crate::engine::queue::MAX_IOV;
 use crate::engine::token::Kind;
-use crate::engine::uring::{ConnState, UringEngine};
+use crate::engine::uring::{Life, RecvOp, UringEngine};
 use crate::sys::transport;
 
 // ---------------------------------------------------------------- io_uring
 
 impl UringEngine {
-    pub fn raw_fd(&self, id: u32) -> Option<std::os::fd::RawFd> {
+    pub(in crate::engine) fn raw_fd(&self, id: u32) -> Option<std::os::fd::RawFd> {
         self.conns
-            .get(id as usize)
-            .filter(|c| c.state == ConnState::Open && c.fd >= 0)
+            .at(id)
+            .filter(|c| c.is_open() && c.fd >= 0)
             .map(|c| c.fd)
     }
 
-    pub fn close(&mut self, id: u32) {
-        let Some(c) = self.conns.get(id as usize) else {
+    pub(in crate::engine) fn close(&mut self, id: u32) {
+        let Some(c) = self.worker_conn(id) else {
             return;
         };
-        if c.state != ConnState::Open {
-            return;
-        }
-        let (recv_armed, failed) = (c.recv_armed, c.failed);
-        if !c.sending && c.out.front_is_bytes() && !failed {
+        if !c.send.busy() && c.out.front_is_bytes() && !c.writing.failed() {
             // One attempt at what is queued; the cancel below stops it if the
             // socket cannot take it right away.
             self.submit_send(id);
         }
-        let c = &mut self.conns[id as usize];
-        c.state = ConnState::Closing;
+        let c = &mut self.conns[id];
+        c.life = Life::CloseWaits;
         c.dirty = false;
-        let sending = c.sending;
-        if recv_armed {
+        let (recv, sending) = (c.recv, c.send.busy());
+        if recv.armed() {
             self.cancel(self.conn_tag(Kind::Conn, id));
         }
-        if self.conns[id as usize].direct {
+        if recv == RecvOp::Into {
             self.cancel(self.conn_tag(Kind::RecvInto, id));
         }
         if sending {
@@ -61,19 +57,18 @@ impl UringEngine {
         // An operation still in flight (a receive being cancelled, a send)
         // names the descriptor by number: closing it now would
         // let accept hand the number to a new connection, and that
-        // operation could then act on the new one. So the Close waits.
-        if self.conns[id as usize].ops == 0 {
+        // operation could then act on the new one. So the Close waits
+        // for the last of them (`op_done`).
+        if self.conns[id].ops == 0 {
             self.submit_close(id);
-        } else {
-            self.conns[id as usize].close_pending = true;
         }
     }
 
-    pub fn submit_close(&mut self, id: u32) {
+    pub(in crate::engine) fn submit_close(&mut self, id: u32) {
         let tag = self.conn_tag(Kind::Close, id);
         let fd = self.fd_of(id);
-        let c = &mut self.conns[id as usize];
-        c.close_pending = false;
+        let c = &mut self.conns[id];
+        c.life = Life::Closing;
         c.ops += 1;
         self.push(&opcode::Close::new(fd).build().user_data(tag));
     }
@@ -82,21 +77,15 @@ impl UringEngine {
 // ------------------------------------------------------------------ epoll
 
 impl EpollEngine {
-    pub fn raw_fd(&self, id: u32) -> Option<std::os::fd::RawFd> {
-        self.conns
-            .get(id as usize)
-            .filter(|c| c.open && c.fd >= 0)
-            .map(|c| c.fd)
+    pub(in crate::engine) fn raw_fd(&self, id: u32) -> Option<std::os::fd::RawFd> {
+        self.conns.at(id).filter(|c| c.fd >= 0).map(|c| c.fd)
     }
 
-    pub fn close(&mut self, id: u32) {
-        let Some(c) = self.conns.get_mut(id as usize) else {
+    pub(in crate::engine) fn close(&mut self, id: u32) {
+        let Some(c) = self.worker_conn(id) else {
             return;
         };
-        if !c.open {
-            return;
-        }
-        if !c.blocked && !c.failed && c.out.front_is_bytes() {
+        if !c.blocked && !c.writing.failed() && c.out.front_is_bytes() {
             let mut slices = [IoSlice::new(&[]); MAX_IOV];
             let n = c.out.slices(&mut slices);
             let _ = transport::send_vectored(c.fd, &slices[..n]);

@@ -2,10 +2,10 @@
 //! path and its epoll path side by side so the two can be reviewed
 //! together (parity bugs show up as differences within one screen).
 
-pub mod accept;
-pub mod close;
-pub mod recv;
-pub mod recv_into;
-pub mod send;
-pub mod send_file;
-pub mod watch;
+pub(in crate::engine) mod accept;
+pub(in crate::engine) mod close;
+pub(in crate::engine) mod recv;
+pub(in crate::engine) mod recv_into;
+pub(in crate::engine) mod send;
+pub(in crate::engine) mod send_file;
+pub(in crate::engine) mod watch;

@@ -19,16 +19,17 @@
 //!   shorter than the buffer means the socket's queue is empty — bytes that
 //!   arrive later raise a new edge — so no extra read waits for EAGAIN,
 //!   unless the edge also said the peer closed (then read to the end).
-//!   Pausing leaves the edge recorded in `readable`; resuming reads it.
+//!   Pausing leaves the edge recorded (`Read::Ready`); resuming reads it.
 //!
 //! Both: a read of 0 bytes or a receive error is `Eof`; nothing is read
 //! after it.
 
 use io_uring::{cqueue, opcode, squeue};
 
-use crate::engine::epoll::EpollEngine;
+use crate::engine::epoll::{EpollEngine, Read};
+use crate::engine::slab::Key;
 use crate::engine::token::Kind;
-use crate::engine::uring::{ConnState, Pending, UringEngine};
+use crate::engine::uring::{Conn, Eof, Pending, RecvOp, UringEngine};
 use crate::engine::{ConnId, Event};
 use crate::sys::transport;
 
@@ -42,12 +43,12 @@ const BOUNDED_RECV: u32 = 16 * 1024;
 // ---------------------------------------------------------------- io_uring
 
 impl UringEngine {
-    pub fn arm_recv(&mut self, id: u32) {
+    pub(in crate::engine) fn arm_recv(&mut self, id: u32) {
         let tag = self.conn_tag(Kind::Conn, id);
         let fd = self.fd_of(id);
         let bgid = self.bufs.bgid();
-        let c = &mut self.conns[id as usize];
-        c.recv_armed = true;
+        let c = &mut self.conns[id];
+        c.recv.arm();
         c.ops += 1;
         let sqe = if c.bounded {
             opcode::Recv::new(fd, std::ptr::null_mut(), BOUNDED_RECV)
@@ -60,17 +61,17 @@ impl UringEngine {
         self.push(&sqe.user_data(tag));
     }
 
-    pub fn recv_bounded(&mut self, id: u32) {
-        let Some(c) = self.conns.get_mut(id as usize) else {
+    pub(in crate::engine) fn recv_bounded(&mut self, id: u32) {
+        let Some(c) = self.worker_conn(id) else {
             return;
         };
-        if c.state != ConnState::Open || c.bounded {
+        if c.bounded {
             return;
         }
         c.bounded = true;
         // A multishot receive would take the next body with its head: end
         // it; its last completion arms the bounded receive.
-        if c.recv_armed && !c.paused {
+        if c.recv.armed() && !c.paused {
             self.cancel_recv(id);
         }
     }
@@ -78,16 +79,13 @@ impl UringEngine {
     /// End the connection's receive (multishot or bounded) unless a cancel
     /// is already on its way; its last completion decides what follows.
     pub(super) fn cancel_recv(&mut self, id: u32) {
-        let c = &mut self.conns[id as usize];
-        if c.recv_cancelling {
-            return;
+        if self.conns[id].recv.cancel() {
+            let tag = self.conn_tag(Kind::Conn, id);
+            self.cancel(tag);
         }
-        c.recv_cancelling = true;
-        let tag = self.conn_tag(Kind::Conn, id);
-        self.cancel(tag);
     }
 
-    pub fn on_recv(
+    pub(in crate::engine) fn on_recv(
         &mut self,
         id: u32,
         gen: u32,
@@ -96,15 +94,22 @@ impl UringEngine {
         on_event: &mut dyn FnMut(Event<'_>),
     ) {
         let more = cqueue::more(flags);
-        let Some(c) = self.conns.get_mut(id as usize) else {
+        let key = Key { index: id, gen };
+        let live = self.conns.get(key).is_some_and(Conn::is_open);
+        let Some(c) = self.conns.at_mut(id) else {
+            // Never: a slot is freed only after its last completion. The
+            // buffer still goes back to the ring.
+            if let (true, Some(bid)) = (res > 0, cqueue::buffer_select(flags)) {
+                self.bufs
+                    .consume(bid, res as usize, cqueue::buffer_more(flags));
+            }
             return;
         };
-        let live = c.is_open(gen);
         let mut cancel = false;
         if res > 0 {
             if let Some(bid) = cqueue::buffer_select(flags) {
                 let data = self.bufs.data(bid, res as usize);
-                if live && c.target.is_some() {
+                if live && c.loan.is_some() {
                     // Bytes ahead of a loan (its cancel is on the way).
                     super::recv_into::fill(c, data);
                 } else if live && !c.paused {
@@ -115,18 +120,18 @@ impl UringEngine {
                 } else if live {
                     c.held.extend_from_slice(data);
                     // Paused and the client keeps sending: stop receiving.
-                    cancel = more && !c.recv_cancelling;
+                    cancel = more && c.recv == RecvOp::Armed;
                 }
                 self.bufs
                     .consume(bid, res as usize, cqueue::buffer_more(flags));
             }
         } else if res == 0 || (res != -libc::ENOBUFS && res != -libc::ECANCELED) {
             // End of stream, or the connection failed (reset...).
-            if live && !c.eof {
-                c.eof = true;
-                if c.paused || c.target.is_some() {
-                    c.held_eof = true;
+            if live && !c.eof.seen() {
+                if c.paused || c.loan.is_some() {
+                    c.eof = Eof::Held;
                 } else {
+                    c.eof = Eof::Delivered;
                     on_event(Event::Eof { conn: ConnId(id) });
                 }
             }
@@ -140,17 +145,16 @@ impl UringEngine {
         }
         if !more {
             let stopping = self.is_stopping();
-            let c = &mut self.conns[id as usize];
-            c.recv_armed = false;
-            c.recv_cancelling = false;
-            let lent = c.is_open(gen) && c.target.is_some();
-            let rearm = c.state == ConnState::Open && !c.paused && !c.eof && !lent && !stopping;
+            let c = &mut self.conns[id];
+            c.recv.ended();
+            let lent = live && c.loan.is_some();
+            let rearm = c.is_open() && !c.paused && !c.eof.seen() && !lent && !stopping;
             let bounded = c.bounded;
             self.op_done(id);
             if rearm && bounded {
                 // Armed at the next wait, after the worker had the bytes and
                 // a chance to lend a body's memory for what follows them.
-                self.rearm.push((id, gen));
+                self.rearm.push(key);
             } else if rearm {
                 self.arm_recv(id);
             } else if lent {
@@ -159,58 +163,59 @@ impl UringEngine {
         }
     }
 
-    pub fn pause_recv(&mut self, id: u32) {
-        let Some(c) = self.conns.get_mut(id as usize) else {
-            return;
-        };
-        if c.state != ConnState::Open || c.paused {
-            return;
-        }
+    pub(in crate::engine) fn pause_recv(&mut self, id: u32) {
         // The receive is cancelled only if bytes arrive meanwhile (on_recv).
-        c.paused = true;
+        if let Some(c) = self.worker_conn(id) {
+            c.paused = true;
+        }
     }
 
-    pub fn resume_recv(&mut self, id: u32) {
-        let Some(c) = self.conns.get_mut(id as usize) else {
+    pub(in crate::engine) fn resume_recv(&mut self, id: u32) {
+        let Some(c) = self.worker_conn(id) else {
             return;
         };
-        if c.state != ConnState::Open || !c.paused {
+        if !c.paused {
             return;
         }
         c.paused = false;
-        if c.target.is_some() {
+        if c.loan.is_some() {
             // What is held follows the loan when it comes back.
             return;
         }
-        if !c.held.is_empty() || c.held_eof {
-            self.pending.push(Pending::Held(id, c.gen));
-        }
+        let held = !c.held.is_empty() || c.eof == Eof::Held;
         // Still armed: never cancelled, or the cancel is on its way and its
         // last completion re-arms (the connection is no longer paused then).
-        if !c.recv_armed && !c.direct && !c.eof {
+        let rearm = c.recv == RecvOp::Idle && !c.eof.seen();
+        if held {
+            let key = self.conns.key(id);
+            self.pending.push(Pending::Held(key));
+        }
+        if rearm {
             self.arm_recv(id);
         }
     }
 
     /// Hand over what arrived while paused.
-    pub fn deliver_held(&mut self, id: u32, gen: u32, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
-        let Some(c) = self.conns.get_mut(id as usize) else {
+    pub(in crate::engine) fn deliver_held(
+        &mut self,
+        key: Key,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> bool {
+        let Some(c) = self.open_conn(key) else {
             return false;
         };
-        if !c.is_open(gen) || c.paused || c.target.is_some() {
+        if c.paused || c.loan.is_some() {
             return false;
         }
+        let conn = ConnId(key.index);
         let held = std::mem::take(&mut c.held);
         let mut delivered = false;
         if !held.is_empty() {
-            on_event(Event::Data {
-                conn: ConnId(id),
-                data: &held,
-            });
+            on_event(Event::Data { conn, data: &held });
             delivered = true;
         }
-        if std::mem::take(&mut c.held_eof) {
-            on_event(Event::Eof { conn: ConnId(id) });
+        if c.eof.take_held() {
+            on_event(Event::Eof { conn });
             delivered = true;
         }
         delivered
@@ -221,65 +226,66 @@ impl UringEngine {
 
 impl EpollEngine {
     /// Read what the socket has (up to the per-wakeup limit).
-    pub fn on_readable(&mut self, id: u32, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
-        let Some(c) = self.conns.get_mut(id as usize) else {
+    pub(in crate::engine) fn on_readable(
+        &mut self,
+        key: Key,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> bool {
+        let Some(c) = self.conns.get_mut(key) else {
             return false;
         };
-        if !c.open || c.paused || c.eof || !c.readable {
+        if c.paused || !c.read.ready() {
             return false;
         }
         if c.target.is_some() {
-            return self.read_into(id, on_event);
+            return self.read_into(key, on_event);
         }
+        let conn = ConnId(key.index);
         let mut delivered = false;
         for _ in 0..READS_PER_WAKEUP {
             match transport::recv(c.fd, &mut self.rbuf) {
                 Ok(0) => {
-                    c.readable = false;
-                    c.eof = true;
-                    on_event(Event::Eof { conn: ConnId(id) });
+                    c.read = Read::Ended;
+                    on_event(Event::Eof { conn });
                     return true;
                 }
                 Ok(n) => {
                     on_event(Event::Data {
-                        conn: ConnId(id),
+                        conn,
                         data: &self.rbuf[..n],
                     });
                     delivered = true;
-                    if n < self.rbuf.len() && !c.read_closed {
-                        c.readable = false;
+                    if n < self.rbuf.len() && !c.read.to_end() {
+                        c.read.drained();
                         return true;
                     }
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    c.readable = false;
+                    c.read.drained();
                     return delivered;
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => {
-                    c.readable = false;
-                    c.eof = true;
-                    on_event(Event::Eof { conn: ConnId(id) });
+                    c.read = Read::Ended;
+                    on_event(Event::Eof { conn });
                     return true;
                 }
             }
         }
         // Still readable: continue at the next wait, after the others.
-        self.ready.push((id, c.gen));
+        self.ready.push(key);
         delivered
     }
 
     /// Read the connections queued for reading.
-    pub fn read_ready(&mut self, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
+    pub(in crate::engine) fn read_ready(&mut self, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
         if self.ready.is_empty() {
             return false;
         }
         let ready = std::mem::take(&mut self.ready);
         let mut delivered = false;
-        for &(id, gen) in &ready {
-            if self.conns[id as usize].is_open(gen) {
-                delivered |= self.on_readable(id, on_event);
-            }
+        for &key in &ready {
+            delivered |= self.on_readable(key, on_event);
         }
         // Reuse the list's memory unless reading queued connections again.
         if self.ready.is_empty() {
@@ -289,24 +295,25 @@ impl EpollEngine {
         delivered
     }
 
-    pub fn pause_recv(&mut self, id: u32) {
-        if let Some(c) = self.conns.get_mut(id as usize) {
+    pub(in crate::engine) fn pause_recv(&mut self, id: u32) {
+        if let Some(c) = self.worker_conn(id) {
             c.paused = true;
         }
     }
 
     /// Nothing to change: a read never takes more than the worker lends
     /// for, or the engine's own buffer.
-    pub fn recv_bounded(&mut self, _id: u32) {}
+    pub(in crate::engine) fn recv_bounded(&mut self, _id: u32) {}
 
-    pub fn resume_recv(&mut self, id: u32) {
-        let Some(c) = self.conns.get_mut(id as usize) else {
+    pub(in crate::engine) fn resume_recv(&mut self, id: u32) {
+        let Some(c) = self.worker_conn(id) else {
             return;
         };
-        if c.open && c.paused {
+        if c.paused {
             c.paused = false;
-            if c.readable && !c.eof {
-                self.ready.push((id, c.gen));
+            if c.read.ready() {
+                let key = self.conns.key(id);
+                self.ready.push(key);
             }
         }
     }

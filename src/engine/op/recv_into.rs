@@ -18,9 +18,10 @@
 
 use io_uring::opcode;
 
-use crate::engine::epoll::EpollEngine;
+use crate::engine::epoll::{EpollEngine, Read};
+use crate::engine::slab::Key;
 use crate::engine::token::Kind;
-use crate::engine::uring::{self, ConnState, UringEngine};
+use crate::engine::uring::{self, Eof, Loan, RecvOp, UringEngine};
 use crate::engine::{ConnId, Event};
 use crate::sys::transport;
 
@@ -32,38 +33,43 @@ const MAX_DIRECT: usize = 1 << 30;
 /// Put bytes the multishot receive delivered after a loan into the lent
 /// buffer, holding what does not fit.
 pub(super) fn fill(c: &mut uring::Conn, data: &[u8]) {
-    let Some(buf) = c.target.as_mut() else {
+    let Some(loan) = c.loan.as_mut() else {
         return;
     };
-    let n = c.target_room.min(data.len());
+    let n = loan.room.min(data.len());
     // Within the capacity reserved for the loan: no reallocation.
-    buf.extend_from_slice(&data[..n]);
-    c.target_room -= n;
+    loan.buf.extend_from_slice(&data[..n]);
+    loan.room -= n;
     c.held.extend_from_slice(&data[n..]);
 }
 
 impl UringEngine {
-    pub fn recv_into(&mut self, id: u32, buf: Vec<u8>, max: usize) -> Result<(), Vec<u8>> {
+    pub(in crate::engine) fn recv_into(
+        &mut self,
+        id: u32,
+        buf: Vec<u8>,
+        max: usize,
+    ) -> Result<(), Vec<u8>> {
         let stopping = self.is_stopping();
-        let Some(c) = self.conns.get_mut(id as usize) else {
+        let Some(c) = self.worker_conn(id) else {
             return Err(buf);
         };
         let room = max.min(buf.capacity() - buf.len()).min(MAX_DIRECT);
-        if c.state != ConnState::Open
-            || c.eof
+        if c.eof.seen()
             || c.paused
-            || c.target.is_some()
+            || c.loan.is_some()
             || !c.held.is_empty()
-            || c.held_eof
             || room == 0
             || stopping
         {
             return Err(buf);
         }
-        c.target_start = buf.len();
-        c.target_room = room;
-        c.target = Some(buf);
-        if c.recv_armed {
+        c.loan = Some(Loan {
+            start: buf.len(),
+            room,
+            buf,
+        });
+        if c.recv.armed() {
             // Its last completion receives into the buffer or hands it back.
             self.cancel_recv(id);
         } else {
@@ -75,14 +81,14 @@ impl UringEngine {
     fn submit_recv_into(&mut self, id: u32) {
         let tag = self.conn_tag(Kind::RecvInto, id);
         let fd = self.fd_of(id);
-        let c = &mut self.conns[id as usize];
-        let Some(buf) = c.target.as_mut() else {
+        let c = &mut self.conns[id];
+        let Some(loan) = c.loan.as_mut() else {
             return;
         };
-        let spare = buf.spare_capacity_mut();
-        let len = c.target_room.min(spare.len());
+        let spare = loan.buf.spare_capacity_mut();
+        let len = loan.room.min(spare.len());
         let ptr = spare.as_mut_ptr().cast::<u8>();
-        c.direct = true;
+        c.recv.lend();
         c.ops += 1;
         // The buffer stays in the slot, untouched, until the completion;
         // the slot is not reused while an operation is outstanding.
@@ -95,28 +101,29 @@ impl UringEngine {
     /// The multishot receive ended while a buffer is lent: hand it back if
     /// bytes (or the end) came that way, else receive into it.
     pub(super) fn after_multishot(&mut self, id: u32, on_event: &mut dyn FnMut(Event<'_>)) {
-        let c = &self.conns[id as usize];
-        let got = c.target.as_ref().map_or(0, |b| b.len() - c.target_start);
-        if got > 0 || c.eof || !c.held.is_empty() {
+        let c = &self.conns[id];
+        let got = c.loan.as_ref().map_or(0, |l| l.buf.len() - l.start);
+        if got > 0 || c.eof.seen() || !c.held.is_empty() {
             self.give_back(id, on_event);
         } else {
             self.submit_recv_into(id);
         }
     }
 
-    pub fn on_recv_into(
+    pub(in crate::engine) fn on_recv_into(
         &mut self,
         id: u32,
         gen: u32,
         res: i32,
         on_event: &mut dyn FnMut(Event<'_>),
     ) {
-        let Some(c) = self.conns.get_mut(id as usize) else {
+        let live = self.open_conn(Key { index: id, gen }).is_some();
+        let Some(c) = self.conns.at_mut(id) else {
             return;
         };
-        c.direct = false;
-        if !c.is_open(gen) {
-            c.target = None;
+        c.recv.returned();
+        if !live {
+            c.loan = None;
             self.op_done(id);
             return;
         }
@@ -126,17 +133,16 @@ impl UringEngine {
             return;
         }
         if res > 0 {
-            if let Some(buf) = c.target.as_mut() {
-                let n = (res as usize).min(c.target_room);
+            if let Some(loan) = c.loan.as_mut() {
+                let n = (res as usize).min(loan.room);
                 // SAFETY: the kernel wrote `res` bytes (at most the length
-                // submitted, `target_room`) into the spare capacity.
-                unsafe { buf.set_len(buf.len() + n) };
-                c.target_room -= n;
+                // submitted, `room`) into the spare capacity.
+                unsafe { loan.buf.set_len(loan.buf.len() + n) };
+                loan.room -= n;
             }
-        } else if !c.eof {
+        } else if !c.eof.seen() {
             // End of stream, or the connection failed.
-            c.eof = true;
-            c.held_eof = true;
+            c.eof = Eof::Held;
         }
         self.op_done(id);
         self.give_back(id, on_event);
@@ -144,12 +150,15 @@ impl UringEngine {
 
     /// `Filled`, then what the multishot receive held, then `Eof` if it came.
     fn give_back(&mut self, id: u32, on_event: &mut dyn FnMut(Event<'_>)) {
-        let c = &mut self.conns[id as usize];
-        let Some(buf) = c.target.take() else {
+        let c = &mut self.conns[id];
+        let Some(loan) = c.loan.take() else {
             return;
         };
         let conn = ConnId(id);
-        on_event(Event::Filled { conn, buf });
+        on_event(Event::Filled {
+            conn,
+            buf: loan.buf,
+        });
         if !c.held.is_empty() {
             on_event(Event::Data {
                 conn,
@@ -157,33 +166,30 @@ impl UringEngine {
             });
             c.held.clear();
         }
-        if std::mem::take(&mut c.held_eof) {
+        if c.eof.take_held() {
             on_event(Event::Eof { conn });
         }
-        if !c.eof {
-            let gen = c.gen;
-            self.rearm.push((id, gen));
+        if !c.eof.seen() {
+            let key = self.conns.key(id);
+            self.rearm.push(key);
         }
     }
 
     /// Arm the receive (multishot or bounded) of connections whose loan
     /// came back and was not renewed, or whose bounded receive ended.
-    pub fn rearm_waiting(&mut self) {
+    pub(in crate::engine) fn rearm_waiting(&mut self) {
         if self.rearm.is_empty() {
             return;
         }
         let mut rearm = std::mem::take(&mut self.rearm);
-        for &(id, gen) in &rearm {
-            let c = &self.conns[id as usize];
-            if c.is_open(gen)
-                && c.target.is_none()
-                && !c.direct
-                && !c.recv_armed
-                && !c.paused
-                && !c.eof
-                && !self.is_stopping()
+        for &key in &rearm {
+            let stopping = self.is_stopping();
+            let Some(c) = self.open_conn(key) else {
+                continue;
+            };
+            if c.loan.is_none() && c.recv == RecvOp::Idle && !c.paused && !c.eof.seen() && !stopping
             {
-                self.arm_recv(id);
+                self.arm_recv(key.index);
             }
         }
         rearm.clear();
@@ -196,58 +202,63 @@ impl UringEngine {
 // ------------------------------------------------------------------ epoll
 
 impl EpollEngine {
-    pub fn recv_into(&mut self, id: u32, buf: Vec<u8>, max: usize) -> Result<(), Vec<u8>> {
-        let Some(c) = self.conns.get_mut(id as usize) else {
+    pub(in crate::engine) fn recv_into(
+        &mut self,
+        id: u32,
+        buf: Vec<u8>,
+        max: usize,
+    ) -> Result<(), Vec<u8>> {
+        let Some(c) = self.worker_conn(id) else {
             return Err(buf);
         };
         let room = max.min(buf.capacity() - buf.len());
-        if !c.open || c.eof || c.paused || c.target.is_some() || room == 0 {
+        if c.read.ended() || c.paused || c.target.is_some() || room == 0 {
             return Err(buf);
         }
         c.target = Some((buf, room));
-        if c.readable {
-            self.ready.push((id, c.gen));
+        if c.read.ready() {
+            let key = self.conns.key(id);
+            self.ready.push(key);
         }
         Ok(())
     }
 
     /// One read into the lent buffer (`on_readable` with a loan out).
-    pub(super) fn read_into(&mut self, id: u32, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
-        let c = &mut self.conns[id as usize];
+    pub(super) fn read_into(&mut self, key: Key, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
+        let c = &mut self.conns[key.index];
         let Some((mut buf, room)) = c.target.take() else {
             return false;
         };
         let spare = &mut buf.spare_capacity_mut()[..room];
         let read = transport::recv_uninit(c.fd, spare);
-        let conn = ConnId(id);
+        let conn = ConnId(key.index);
         match read {
             Ok(n) if n > 0 => {
                 // SAFETY: recv initialised the first `n` bytes of the spare
                 // capacity.
                 unsafe { buf.set_len(buf.len() + n) };
-                if n < room && !c.read_closed {
-                    c.readable = false;
+                if n < room && !c.read.to_end() {
+                    c.read.drained();
                 } else {
                     // Maybe more (the next request): read it the usual way.
-                    self.ready.push((id, c.gen));
+                    self.ready.push(key);
                 }
                 on_event(Event::Filled { conn, buf });
                 true
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                c.readable = false;
+                c.read.drained();
                 c.target = Some((buf, room));
                 false
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {
                 c.target = Some((buf, room));
-                self.ready.push((id, c.gen));
+                self.ready.push(key);
                 false
             }
             // End of stream, or the connection failed.
             _ => {
-                c.readable = false;
-                c.eof = true;
+                c.read = Read::Ended;
                 on_event(Event::Filled { conn, buf });
                 on_event(Event::Eof { conn });
                 true

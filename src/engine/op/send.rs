@@ -22,52 +22,55 @@ use std::io::IoSlice;
 
 use io_uring::opcode;
 
-use crate::engine::epoll::{self, EpollEngine};
+use crate::engine::epoll::EpollEngine;
 use crate::engine::op::send_file::{self, FileWrite, Next};
 use crate::engine::queue::{Bytes, MAX_IOV};
+use crate::engine::slab::Key;
 use crate::engine::token::Kind;
-use crate::engine::uring::{self, ConnState, Stage, UringEngine};
+use crate::engine::uring::{Stage, UringEngine};
 use crate::engine::{ConnId, Event};
 use crate::sys::transport;
 
 // ---------------------------------------------------------------- io_uring
 
 impl UringEngine {
-    pub fn send(&mut self, id: u32, data: Bytes) {
-        let Some(c) = self.conns.get_mut(id as usize) else {
+    pub(in crate::engine) fn send(&mut self, id: u32, data: Bytes) {
+        let Some(c) = self.worker_conn(id) else {
             return;
         };
-        if c.state != ConnState::Open || c.failed || c.shut != uring::Shut::No {
+        if !c.writing.takes_output() {
             return;
         }
         c.out.push(data);
         if !c.dirty {
             c.dirty = true;
-            self.dirty.push((id, c.gen));
+            let key = self.conns.key(id);
+            self.dirty.push(key);
         }
     }
 
     /// Start a send on every dirty connection that has none in flight, or
     /// report `Sent` for one whose queue is already empty.
-    pub fn start_sends(&mut self, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
+    pub(in crate::engine) fn start_sends(&mut self, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
         if self.dirty.is_empty() {
             return false;
         }
         let dirty = std::mem::take(&mut self.dirty);
         let mut delivered = false;
-        for &(id, gen) in &dirty {
-            let c = &mut self.conns[id as usize];
-            if !c.is_open(gen) {
+        for &key in &dirty {
+            let Some(c) = self.open_conn(key) else {
                 continue;
-            }
+            };
             c.dirty = false;
-            if c.sending {
+            if c.send.busy() {
                 // The completion starts the next send with what was added.
             } else if c.has_output() {
-                self.submit_send(id);
-            } else if !c.failed {
+                self.submit_send(key.index);
+            } else if !c.writing.failed() {
                 // Only empty buffers were queued: nothing to wait for.
-                on_event(Event::Sent { conn: ConnId(id) });
+                on_event(Event::Sent {
+                    conn: ConnId(key.index),
+                });
                 delivered = true;
             }
         }
@@ -76,17 +79,16 @@ impl UringEngine {
         delivered
     }
 
-    pub fn submit_send(&mut self, id: u32) {
-        let c = &self.conns[id as usize];
+    pub(in crate::engine) fn submit_send(&mut self, id: u32) {
+        let c = &self.conns[id];
         if c.in_pipe > 0 || !c.out.front_is_bytes() {
             return self.submit_file_step(id);
         }
         let tag = self.conn_tag(Kind::Send, id);
         let fd = self.fd_of(id);
-        let c = &mut self.conns[id as usize];
+        let c = &mut self.conns[id];
         c.out.iovecs(&mut c.iovs);
-        c.stage = Stage::Bytes;
-        c.sending = true;
+        c.send.start(Stage::Bytes);
         c.ops += 1;
         let sqe = if c.iovs.len() == 1 {
             let iov = c.iovs[0];
@@ -103,13 +105,19 @@ impl UringEngine {
         self.push(&sqe.user_data(tag));
     }
 
-    pub fn on_send(&mut self, id: u32, gen: u32, res: i32, on_event: &mut dyn FnMut(Event<'_>)) {
-        let Some(c) = self.conns.get_mut(id as usize) else {
+    pub(in crate::engine) fn on_send(
+        &mut self,
+        id: u32,
+        gen: u32,
+        res: i32,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) {
+        let live = self.open_conn(Key { index: id, gen }).is_some();
+        let Some(c) = self.conns.at_mut(id) else {
             return;
         };
-        c.sending = false;
-        let stage = std::mem::take(&mut c.stage);
-        if !c.is_open(gen) {
+        let stage = c.send.finish();
+        if !live {
             // Closing: the send was cancelled or finished; either way the
             // buffers are the kernel's no more.
             self.op_done(id);
@@ -126,7 +134,7 @@ impl UringEngine {
             Stage::Bytes => Next::Failed(-res),
             _ => self.file_step_done(id, stage, res),
         };
-        let c = &mut self.conns[id as usize];
+        let c = &mut self.conns[id];
         match next {
             Next::Continue if c.has_output() => {
                 self.op_done(id);
@@ -135,7 +143,7 @@ impl UringEngine {
             }
             Next::Continue => {
                 on_event(Event::Sent { conn: ConnId(id) });
-                if c.shut == uring::Shut::Requested {
+                if c.writing.drained() {
                     self.shut_now(id);
                 }
             }
@@ -145,7 +153,7 @@ impl UringEngine {
                 return;
             }
             Next::Failed(errno) => {
-                c.failed = true;
+                c.writing.fail();
                 c.out.clear();
                 // A pipe with bytes of the lost response in it is no use.
                 c.pipe = None;
@@ -159,16 +167,12 @@ impl UringEngine {
         self.op_done(id);
     }
 
-    pub fn shutdown_write(&mut self, id: u32) {
-        let Some(c) = self.conns.get_mut(id as usize) else {
+    pub(in crate::engine) fn shutdown_write(&mut self, id: u32) {
+        let Some(c) = self.worker_conn(id) else {
             return;
         };
-        if c.state != ConnState::Open || c.shut != uring::Shut::No {
-            return;
-        }
-        if c.sending || c.has_output() {
-            c.shut = uring::Shut::Requested;
-        } else {
+        let drained = !c.send.busy() && !c.has_output();
+        if c.writing.shut(drained) {
             self.shut_now(id);
         }
     }
@@ -180,8 +184,7 @@ impl UringEngine {
     /// queues the FIN and never blocks. Called when the send queue has
     /// drained, so the FIN leaves in the same turn as the last bytes.
     fn shut_now(&mut self, id: u32) {
-        let c = &mut self.conns[id as usize];
-        c.shut = uring::Shut::Done;
+        let c = &self.conns[id];
         // An error means the connection is already gone; its receive or
         // the next send reports that.
         let _ = transport::shutdown_write(c.fd);
@@ -191,35 +194,35 @@ impl UringEngine {
 // ------------------------------------------------------------------ epoll
 
 impl EpollEngine {
-    pub fn send(&mut self, id: u32, data: Bytes) {
-        let Some(c) = self.conns.get_mut(id as usize) else {
+    pub(in crate::engine) fn send(&mut self, id: u32, data: Bytes) {
+        let Some(c) = self.worker_conn(id) else {
             return;
         };
-        if !c.open || c.failed || c.shut != epoll::Shut::No {
+        if !c.writing.takes_output() {
             return;
         }
         c.out.push(data);
         if !c.dirty {
             c.dirty = true;
-            self.dirty.push((id, c.gen));
+            let key = self.conns.key(id);
+            self.dirty.push(key);
         }
     }
 
     /// Write every dirty connection's queue.
-    pub fn flush_dirty(&mut self, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
+    pub(in crate::engine) fn flush_dirty(&mut self, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
         if self.dirty.is_empty() {
             return false;
         }
         let mut dirty = std::mem::take(&mut self.dirty);
         let mut delivered = false;
-        for &(id, gen) in &dirty {
-            let c = &mut self.conns[id as usize];
-            if !c.is_open(gen) {
+        for &key in &dirty {
+            let Some(c) = self.conns.get_mut(key) else {
                 continue;
-            }
+            };
             c.dirty = false;
             if !c.blocked {
-                delivered |= self.flush(id, on_event);
+                delivered |= self.flush(key, on_event);
             }
         }
         // A flush that wrote its piece of a file put its connection back
@@ -232,19 +235,26 @@ impl EpollEngine {
     }
 
     /// The writable edge after a short write.
-    pub fn on_writable(&mut self, id: u32, gen: u32, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
-        let c = &mut self.conns[id as usize];
-        if !c.is_open(gen) || !c.blocked {
+    pub(in crate::engine) fn on_writable(
+        &mut self,
+        key: Key,
+        on_event: &mut dyn FnMut(Event<'_>),
+    ) -> bool {
+        let Some(c) = self.conns.get_mut(key) else {
+            return false;
+        };
+        if !c.blocked {
             return false;
         }
         c.blocked = false;
-        self.flush(id, on_event)
+        self.flush(key, on_event)
     }
 
     /// Write the queue until it is empty or the socket is full.
-    fn flush(&mut self, id: u32, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
-        let c = &mut self.conns[id as usize];
-        if c.failed {
+    fn flush(&mut self, key: Key, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
+        let conn = ConnId(key.index);
+        let c = &mut self.conns[key.index];
+        if c.writing.failed() {
             return false;
         }
         while !c.out.is_empty() {
@@ -258,16 +268,13 @@ impl EpollEngine {
                     FileWrite::Yield => {
                         // Other connections first; this one goes on next turn.
                         c.dirty = true;
-                        self.dirty.push((id, c.gen));
+                        self.dirty.push(key);
                         return false;
                     }
                     FileWrite::Failed(errno) => {
-                        c.failed = true;
+                        c.writing.fail();
                         c.out.clear();
-                        on_event(Event::SendFailed {
-                            conn: ConnId(id),
-                            errno,
-                        });
+                        on_event(Event::SendFailed { conn, errno });
                         return true;
                     }
                 }
@@ -289,36 +296,26 @@ impl EpollEngine {
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(e) => {
-                    c.failed = true;
+                    c.writing.fail();
                     c.out.clear();
                     let errno = e.raw_os_error().unwrap_or(libc::EIO);
-                    on_event(Event::SendFailed {
-                        conn: ConnId(id),
-                        errno,
-                    });
+                    on_event(Event::SendFailed { conn, errno });
                     return true;
                 }
             }
         }
-        on_event(Event::Sent { conn: ConnId(id) });
-        if c.shut == epoll::Shut::Requested {
-            c.shut = epoll::Shut::Done;
+        on_event(Event::Sent { conn });
+        if c.writing.drained() {
             let _ = transport::shutdown_write(c.fd);
         }
         true
     }
 
-    pub fn shutdown_write(&mut self, id: u32) {
-        let Some(c) = self.conns.get_mut(id as usize) else {
+    pub(in crate::engine) fn shutdown_write(&mut self, id: u32) {
+        let Some(c) = self.worker_conn(id) else {
             return;
         };
-        if !c.open || c.shut != epoll::Shut::No {
-            return;
-        }
-        if c.blocked || !c.out.is_empty() {
-            c.shut = epoll::Shut::Requested;
-        } else {
-            c.shut = epoll::Shut::Done;
+        if c.writing.shut(!c.blocked && c.out.is_empty()) {
             let _ = transport::shutdown_write(c.fd);
         }
     }

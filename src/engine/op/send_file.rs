@@ -49,10 +49,10 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use io_uring::{opcode, types};
 
-use crate::engine::epoll::{self, EpollEngine};
+use crate::engine::epoll::EpollEngine;
 use crate::engine::queue::SendQueue;
 use crate::engine::token::Kind;
-use crate::engine::uring::{self, ConnState, Pipe, Stage, UringEngine};
+use crate::engine::uring::{Pipe, Stage, UringEngine};
 use crate::sys::transport;
 
 /// Most bytes of a file one operation moves (and one epoll turn writes).
@@ -79,7 +79,7 @@ pub fn dup_fd(fd: RawFd) -> io::Result<OwnedFd> {
 }
 
 /// What to do after a step of the send in flight completed.
-pub enum Next {
+pub(in crate::engine) enum Next {
     /// Go on with what is queued (or report `Sent` when nothing is).
     Continue,
     /// The socket is full: wait until it is writable.
@@ -90,30 +90,31 @@ pub enum Next {
 // ---------------------------------------------------------------- io_uring
 
 impl UringEngine {
-    pub fn send_file(&mut self, id: u32, file: OwnedFd, offset: u64, len: u64) {
-        let Some(c) = self.conns.get_mut(id as usize) else {
+    pub(in crate::engine) fn send_file(&mut self, id: u32, file: OwnedFd, offset: u64, len: u64) {
+        let Some(c) = self.worker_conn(id) else {
             return;
         };
-        if c.state != ConnState::Open || c.failed || c.shut != uring::Shut::No {
+        if !c.writing.takes_output() {
             return;
         }
         c.out.push_file(file, offset, len);
         if !c.dirty {
             c.dirty = true;
-            self.dirty.push((id, c.gen));
+            let key = self.conns.key(id);
+            self.dirty.push(key);
         }
     }
 
     /// Start the next step for the file at the front of the queue, or wait
     /// for room for the bytes of it still in the pipe. Called by
     /// `submit_send`.
-    pub fn submit_file_step(&mut self, id: u32) {
-        if self.conns[id as usize].in_pipe > 0 {
+    pub(in crate::engine) fn submit_file_step(&mut self, id: u32) {
+        if self.conns[id].in_pipe > 0 {
             // The socket was full when the pipe was drained.
             return self.submit_wait_writable(id);
         }
         let tag = self.conn_tag(Kind::Send, id);
-        let c = &mut self.conns[id as usize];
+        let c = &mut self.conns[id];
         let Some((file, offset, left)) = c.out.front_file() else {
             return;
         };
@@ -129,24 +130,24 @@ impl UringEngine {
                 }
             }
         };
-        let sqe = if cached {
+        let (stage, sqe) = if cached {
             // In the page cache: sendfile(2) now, as epoll does. It cannot
             // wait for the disk, and saves the io-wq hand-off a splice costs.
             // A no-op carries the outcome to the completion path.
-            c.stage = match write_file(c.fd, &mut c.out, left.min(u64::from(PIECE))) {
+            let stage = match write_file(c.fd, &mut c.out, left.min(u64::from(PIECE))) {
                 FileWrite::Done | FileWrite::Yield => Stage::Sent { full: false },
                 FileWrite::Blocked => Stage::Sent { full: true },
                 FileWrite::Failed(errno) => Stage::Failed(errno),
             };
-            opcode::Nop::new().build()
+            (stage, opcode::Nop::new().build())
         } else if left <= READ_MAX && c.pipe.is_none() {
             // `left` fits in 32 bits; the buffer is new, so the kernel gets
             // memory nothing else points into.
             c.file_buf = Vec::with_capacity(left as usize);
-            c.stage = Stage::FileRead;
-            opcode::Read::new(types::Fd(file), c.file_buf.as_mut_ptr(), left as u32)
+            let sqe = opcode::Read::new(types::Fd(file), c.file_buf.as_mut_ptr(), left as u32)
                 .offset(offset)
-                .build()
+                .build();
+            (Stage::FileRead, sqe)
         } else {
             match c
                 .pipe
@@ -165,35 +166,33 @@ impl UringEngine {
                     )
                     .build();
                     c.pipe = Some(pipe);
-                    c.stage = Stage::FileToPipe;
-                    sqe
+                    (Stage::FileToPipe, sqe)
                 }
-                Err(e) => {
-                    c.stage = Stage::Failed(e.raw_os_error().unwrap_or(libc::EMFILE));
-                    opcode::Nop::new().build()
-                }
+                Err(e) => (
+                    Stage::Failed(e.raw_os_error().unwrap_or(libc::EMFILE)),
+                    opcode::Nop::new().build(),
+                ),
             }
         };
-        c.sending = true;
+        c.send.start(stage);
         c.ops += 1;
         self.push(&sqe.user_data(tag));
     }
 
     /// Wait for room in the socket, as the send in flight.
-    pub fn submit_wait_writable(&mut self, id: u32) {
+    pub(in crate::engine) fn submit_wait_writable(&mut self, id: u32) {
         let tag = self.conn_tag(Kind::Send, id);
         let sock = self.fd_of(id);
-        let c = &mut self.conns[id as usize];
-        c.stage = Stage::WaitWritable;
-        c.sending = true;
+        let c = &mut self.conns[id];
+        c.send.start(Stage::WaitWritable);
         c.ops += 1;
         let sqe = opcode::PollAdd::new(sock, libc::POLLOUT as u32).build();
         self.push(&sqe.user_data(tag));
     }
 
     /// A file step of open connection `id` completed with `res`.
-    pub fn file_step_done(&mut self, id: u32, stage: Stage, res: i32) -> Next {
-        let c = &mut self.conns[id as usize];
+    pub(in crate::engine) fn file_step_done(&mut self, id: u32, stage: Stage, res: i32) -> Next {
+        let c = &mut self.conns[id];
         match stage {
             Stage::FileToPipe if res > 0 => {
                 c.out.consume_file(res as u64);
@@ -230,7 +229,7 @@ impl UringEngine {
     /// wake-up per piece). Only the file -> pipe step, which may wait for
     /// the disk, stays with io_uring.
     fn drain_pipe(&mut self, id: u32) -> Next {
-        let c = &mut self.conns[id as usize];
+        let c = &mut self.conns[id];
         let Some(pipe) = &c.pipe else {
             return Next::Continue;
         };
@@ -253,7 +252,7 @@ impl UringEngine {
 
     /// Once a file is through its pipe, the pipe goes back to the pool.
     fn pipe_emptied(&mut self, id: u32) {
-        let c = &mut self.conns[id as usize];
+        let c = &mut self.conns[id];
         if c.in_pipe == 0 && c.out.front_file().is_none() {
             if let Some(pipe) = c.pipe.take() {
                 if self.pipes.len() < SPARE_PIPES {
@@ -264,8 +263,8 @@ impl UringEngine {
     }
 
     /// The slot of `id` is being freed: keep its pipe if it is empty.
-    pub fn release_pipe(&mut self, id: u32) {
-        let c = &mut self.conns[id as usize];
+    pub(in crate::engine) fn release_pipe(&mut self, id: u32) {
+        let c = &mut self.conns[id];
         let in_pipe = std::mem::take(&mut c.in_pipe);
         if let Some(pipe) = c.pipe.take() {
             if in_pipe == 0 && self.pipes.len() < SPARE_PIPES {
@@ -292,7 +291,7 @@ fn sendfile(sock: RawFd, file: RawFd, offset: u64, count: usize) -> io::Result<u
 }
 
 /// What writing the front file ranges of a queue by sendfile(2) came to.
-pub enum FileWrite {
+pub(in crate::engine) enum FileWrite {
     /// The ranges are written; go on with the queue.
     Done,
     /// The socket is full: wait until it is writable.
@@ -303,17 +302,18 @@ pub enum FileWrite {
 }
 
 impl EpollEngine {
-    pub fn send_file(&mut self, id: u32, file: OwnedFd, offset: u64, len: u64) {
-        let Some(c) = self.conns.get_mut(id as usize) else {
+    pub(in crate::engine) fn send_file(&mut self, id: u32, file: OwnedFd, offset: u64, len: u64) {
+        let Some(c) = self.worker_conn(id) else {
             return;
         };
-        if !c.open || c.failed || c.shut != epoll::Shut::No {
+        if !c.writing.takes_output() {
             return;
         }
         c.out.push_file(file, offset, len);
         if !c.dirty {
             c.dirty = true;
-            self.dirty.push((id, c.gen));
+            let key = self.conns.key(id);
+            self.dirty.push(key);
         }
     }
 }
@@ -322,7 +322,11 @@ impl EpollEngine {
 /// into `sock` by sendfile(2): epoll's way with every file (one piece per
 /// turn), io_uring's with a piece in the page cache (the budget is the
 /// piece, so no range after it is touched).
-pub fn write_file(sock: RawFd, out: &mut SendQueue, mut budget: u64) -> FileWrite {
+pub(in crate::engine) fn write_file(
+    sock: RawFd,
+    out: &mut SendQueue,
+    mut budget: u64,
+) -> FileWrite {
     while let Some((file, offset, left)) = out.front_file() {
         if budget == 0 {
             return FileWrite::Yield;

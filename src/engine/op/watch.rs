@@ -21,7 +21,7 @@ use crate::engine::Event;
 // ---------------------------------------------------------------- io_uring
 
 impl UringEngine {
-    pub fn watch(&mut self, fd: RawFd) -> io::Result<()> {
+    pub(in crate::engine) fn watch(&mut self, fd: RawFd) -> io::Result<()> {
         self.watches.push(Watch { fd, armed: false });
         self.arm_watch(self.watches.len() - 1);
         Ok(())
@@ -40,7 +40,7 @@ impl UringEngine {
         self.push(&sqe);
     }
 
-    pub fn on_watch(
+    pub(in crate::engine) fn on_watch(
         &mut self,
         w: usize,
         res: i32,
@@ -71,7 +71,7 @@ impl UringEngine {
 // ------------------------------------------------------------------ epoll
 
 impl EpollEngine {
-    pub fn watch(&mut self, fd: RawFd) -> io::Result<()> {
+    pub(in crate::engine) fn watch(&mut self, fd: RawFd) -> io::Result<()> {
         let tag = Token(token::encode(Kind::Watch, 0, self.watches.len() as u32) as usize);
         self.poll
             .registry()

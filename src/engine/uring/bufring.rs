@@ -24,7 +24,7 @@ use io_uring::IoUring;
 /// Page alignment the kernel requires for the ring memory.
 const PAGE: usize = 4096;
 
-pub struct BufRing {
+pub(in crate::engine) struct BufRing {
     entries: *mut BufRingEntry,
     entries_layout: Layout,
     base: *mut u8,
@@ -43,7 +43,7 @@ impl BufRing {
     /// Allocate `count` (a power of two) buffers of `size` bytes and
     /// register them with `ring` as buffer group `bgid`, consumed
     /// incrementally if `incremental` (EINVAL where the kernel cannot).
-    pub fn new(
+    pub(in crate::engine) fn new(
         ring: &IoUring,
         bgid: u16,
         count: u16,
@@ -100,16 +100,17 @@ impl BufRing {
         Ok(bufs)
     }
 
-    pub fn bgid(&self) -> u16 {
+    pub(in crate::engine) fn bgid(&self) -> u16 {
         self.bgid
     }
 
-    pub fn is_incremental(&self) -> bool {
+    #[cfg(test)]
+    pub(in crate::engine) fn is_incremental(&self) -> bool {
         !self.offsets.is_empty()
     }
 
     /// The `len` bytes a completion put in buffer `bid`.
-    pub fn data(&self, bid: u16, len: usize) -> &[u8] {
+    pub(in crate::engine) fn data(&self, bid: u16, len: usize) -> &[u8] {
         let bid = (bid & (self.count - 1)) as usize;
         let start = self.offsets.get(bid).map_or(0, |&o| o as usize);
         let len = len.min(self.size - start.min(self.size));
@@ -123,7 +124,7 @@ impl BufRing {
     /// The completion's `len` bytes of buffer `bid` were handed over; give
     /// the buffer back to the kernel unless it keeps filling it (`more`:
     /// the completion's `BUF_MORE` flag, only ever set for incremental rings).
-    pub fn consume(&mut self, bid: u16, len: usize, more: bool) {
+    pub(in crate::engine) fn consume(&mut self, bid: u16, len: usize, more: bool) {
         let bid = bid & (self.count - 1);
         if let Some(offset) = self.offsets.get_mut(bid as usize) {
             if more {

@@ -24,9 +24,10 @@
 //! its epoll counterpart in `engine/op/`; this file holds the ring, the
 //! connection slots and the wait loop. Imports only `sys` and `log`.
 
-pub mod bufring;
+mod bufring;
+mod conn;
 mod pipe;
-pub mod probe;
+pub(in crate::engine) mod probe;
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
@@ -35,10 +36,12 @@ use std::time::{Duration, Instant};
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 
 use self::bufring::BufRing;
-pub use self::pipe::{Pipe, Stage};
-use crate::engine::queue::{SendQueue, Spare};
+pub(in crate::engine) use self::conn::{Conn, Eof, Life, Loan, RecvOp};
+pub(in crate::engine) use self::pipe::{Pipe, Stage};
+use crate::engine::queue::Spare;
+use crate::engine::slab::{Key, Slab};
 use crate::engine::token::{self, Kind};
-use crate::engine::{ConnId, EngineConfig, Event, ListenerId};
+use crate::engine::{EngineConfig, Event, ListenerId};
 use crate::sys::uring::{enter, register_ring_fd, RingRef};
 
 /// Submission queue size. Large enough that a wait's worth of re-arms and
@@ -55,200 +58,86 @@ const OVERFLOW_ROUNDS: usize = 4;
 /// spends one buffer per receive, so it needs more of them. A buffer is
 /// returned right after its bytes are handed over, so the count bounds
 /// receives per batch, not open connections.
-pub const RECV_BUFFERS: u16 = 256;
-pub const RECV_BUFFER_SIZE: usize = 16 * 1024;
-pub const RECV_BUFFERS_INC: u16 = 32;
-pub const RECV_BUFFER_SIZE_INC: usize = 128 * 1024;
+pub(in crate::engine) const RECV_BUFFERS: u16 = 256;
+pub(in crate::engine) const RECV_BUFFER_SIZE: usize = 16 * 1024;
+pub(in crate::engine) const RECV_BUFFERS_INC: u16 = 32;
+pub(in crate::engine) const RECV_BUFFER_SIZE_INC: usize = 128 * 1024;
 /// The buffer group id of the receive buffer ring.
 const BGID: u16 = 0;
 /// How long dropping the engine waits for cancelled operations.
 const DRAIN_LIMIT: Duration = Duration::from_millis(500);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum ConnState {
-    #[default]
-    Free,
-    Open,
-    /// The worker called `close`; operations are still completing.
-    Closing,
-}
-
-/// Progress of `shutdown_write`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Shut {
-    #[default]
-    No,
-    /// Requested; issued once the queue drains.
-    Requested,
-    /// Issued.
-    Done,
-}
-
-pub struct Conn {
-    pub fd: RawFd,
-    pub gen: u32,
-    pub state: ConnState,
-    /// Operations issued and not yet finished (multishot receive counts
-    /// once until its last completion).
-    pub ops: u32,
-    pub recv_armed: bool,
-    /// A cancel of the receive is on its way (bytes arrived while paused).
-    pub recv_cancelling: bool,
-    pub paused: bool,
-    pub eof: bool,
-    /// Bytes (and end of stream) that arrived after `pause_recv`, until the
-    /// receive's cancellation took effect; delivered on `resume_recv`.
-    pub held: Vec<u8>,
-    pub held_eof: bool,
-    /// A buffer lent with `recv_into`; the kernel writes into its spare
-    /// capacity while `direct` is set, so it stays here until then.
-    pub target: Option<Vec<u8>>,
-    /// Bytes `target` may still take.
-    pub target_room: usize,
-    /// Its length when it was lent.
-    pub target_start: usize,
-    /// The receive into `target` is in flight.
-    pub direct: bool,
-    /// Received with bounded single receives instead of the multishot one
-    /// (the connection sends large bodies).
-    pub bounded: bool,
-    pub out: SendQueue,
-    /// The one send in flight (buffers, or a step of a file range).
-    pub sending: bool,
-    pub stage: Stage,
-    /// The pipe a file range goes through, while the connection sends one.
-    pub pipe: Option<Pipe>,
-    /// Bytes of the front file range in `pipe`, not yet in the socket.
-    pub in_pipe: u32,
-    /// The memory a small file range is read into (`Stage::FileRead`),
-    /// the kernel's until the read completes.
-    pub file_buf: Vec<u8>,
-    pub iovs: Vec<libc::iovec>,
-    pub msg: Box<libc::msghdr>,
-    pub shut: Shut,
-    pub failed: bool,
-    /// In the dirty list (a send to start at the next wait).
-    pub dirty: bool,
-    /// The worker closed the connection; the Close op goes out once every
-    /// other operation on the descriptor has completed (see `op_done`).
-    pub close_pending: bool,
-}
-
-impl Conn {
-    fn new() -> Conn {
-        Conn {
-            fd: -1,
-            gen: 0,
-            state: ConnState::Free,
-            ops: 0,
-            recv_armed: false,
-            recv_cancelling: false,
-            paused: false,
-            eof: false,
-            held: Vec::new(),
-            held_eof: false,
-            target: None,
-            target_room: 0,
-            target_start: 0,
-            direct: false,
-            bounded: false,
-            out: SendQueue::default(),
-            sending: false,
-            stage: Stage::Bytes,
-            pipe: None,
-            in_pipe: 0,
-            file_buf: Vec::new(),
-            iovs: Vec::new(),
-            // SAFETY: msghdr is plain data; all-zero is a valid empty header.
-            msg: Box::new(unsafe { std::mem::zeroed() }),
-            shut: Shut::No,
-            failed: false,
-            dirty: false,
-            close_pending: false,
-        }
-    }
-
-    pub fn is_open(&self, gen: u32) -> bool {
-        self.state == ConnState::Open && self.gen == gen
-    }
-
-    /// Something is queued or in the pipe, not yet written.
-    pub fn has_output(&self) -> bool {
-        !self.out.is_empty() || self.in_pipe > 0
-    }
-}
-
-pub struct Listener {
-    pub fd: RawFd,
-    pub unix: bool,
+pub(in crate::engine) struct Listener {
+    pub(in crate::engine) fd: RawFd,
+    pub(in crate::engine) unix: bool,
     /// TCP_NODELAY is set on each accepted socket, not inherited (see
     /// `transport::nodelay_inherited`).
-    pub nodelay_each: bool,
-    pub armed: bool,
+    pub(in crate::engine) nodelay_each: bool,
+    pub(in crate::engine) armed: bool,
     /// After a resource error (EMFILE...): re-arm no sooner than this.
-    pub retry_at: Option<Instant>,
+    pub(in crate::engine) retry_at: Option<Instant>,
 }
 
-pub struct Watch {
-    pub fd: RawFd,
-    pub armed: bool,
+pub(in crate::engine) struct Watch {
+    pub(in crate::engine) fd: RawFd,
+    pub(in crate::engine) armed: bool,
 }
 
 /// Something to deliver at the start of the next `wait`.
-pub enum Pending {
-    /// Bytes held while paused, for (conn, gen).
-    Held(u32, u32),
+pub(in crate::engine) enum Pending {
+    /// Bytes held while paused, for this connection.
+    Held(Key),
     /// A connection accepted while accepting was paused.
     Accept(ListenerId, RawFd),
 }
 
-pub struct UringEngine {
-    pub ring: IoUring,
-    pub ring_ref: RingRef,
+pub(in crate::engine) struct UringEngine {
+    pub(in crate::engine) ring: IoUring,
+    pub(in crate::engine) ring_ref: RingRef,
     /// Dropped by hand in `Drop`, after the kernel let go of it.
-    pub bufs: std::mem::ManuallyDrop<BufRing>,
-    pub conns: Vec<Conn>,
-    pub free: Vec<u32>,
-    pub listeners: Vec<Listener>,
-    pub accept_paused: bool,
+    pub(in crate::engine) bufs: std::mem::ManuallyDrop<BufRing>,
+    /// The connection slots (see "Ownership rule" for when one is freed).
+    pub(in crate::engine) conns: Slab<Conn>,
+    pub(in crate::engine) listeners: Vec<Listener>,
+    pub(in crate::engine) accept_paused: bool,
     /// Accepting stopped for good (`close_accept`).
-    pub accept_closed: bool,
+    pub(in crate::engine) accept_closed: bool,
     /// Connections accepted after `pause_accept`, before the cancel landed.
-    pub held_accepts: Vec<(ListenerId, RawFd)>,
-    pub watches: Vec<Watch>,
+    pub(in crate::engine) held_accepts: Vec<(ListenerId, RawFd)>,
+    pub(in crate::engine) watches: Vec<Watch>,
     /// Connections whose send queue has work for the next wait: (id, gen).
-    pub dirty: Vec<(u32, u32)>,
-    pub pending: Vec<Pending>,
+    pub(in crate::engine) dirty: Vec<Key>,
+    pub(in crate::engine) pending: Vec<Pending>,
     /// Empty pipes for the next file range (see `op/send_file.rs`).
-    pub pipes: Vec<Pipe>,
+    pub(in crate::engine) pipes: Vec<Pipe>,
     /// Completions copied out of the ring, so handlers can queue entries.
     cqes: Vec<cqueue::Entry>,
     /// Set while dropping: nothing is re-armed.
     stopping: bool,
     /// Rest after accept errors (EMFILE...).
-    pub accept_backoff: crate::engine::backoff::AcceptBackoff,
+    pub(in crate::engine) accept_backoff: crate::engine::backoff::AcceptBackoff,
     /// Receives that ended because the buffer ring ran dry (and were
     /// re-armed): a sign `RECV_BUFFERS` is small for the load.
-    pub recv_out_of_buffers: u64,
+    pub(in crate::engine) recv_out_of_buffers: u64,
     /// Turns that found completions waiting in the kernel's overflow list
     /// (the completion queue was full); they are flushed and handled in
     /// the same turn.
-    pub cq_overflows: u64,
+    pub(in crate::engine) cq_overflows: u64,
     /// Completions the kernel reports it dropped (never, with NODROP).
     cq_dropped: u32,
     /// Receives cancelled because bytes arrived on a paused connection.
-    pub recv_cancels: u64,
+    pub(in crate::engine) recv_cancels: u64,
     /// Connections whose receive into a lent buffer finished, or whose
     /// bounded receive ended: their receive is re-armed at the next wait
     /// unless a buffer was lent again.
-    pub rearm: Vec<(u32, u32)>,
+    pub(in crate::engine) rearm: Vec<Key>,
     /// File pieces that found the socket full (then a poll waited).
-    pub file_waits: u64,
+    pub(in crate::engine) file_waits: u64,
     /// cachestat(2) works here (Linux 6.5): file ranges in the page cache
     /// are sent by sendfile(2) (see `op/send_file.rs`).
-    pub cachestat: bool,
+    pub(in crate::engine) cachestat: bool,
     /// Written output buffers, for the next responses.
-    pub spare: Spare,
+    pub(in crate::engine) spare: Spare,
 }
 
 // SAFETY: the raw pointers inside (buffer ring memory, iovecs and msghdr in
@@ -295,7 +184,10 @@ fn build_ring() -> io::Result<IoUring> {
 }
 
 impl UringEngine {
-    pub fn new(listeners: &[RawFd], config: &EngineConfig) -> io::Result<UringEngine> {
+    pub(in crate::engine) fn new(
+        listeners: &[RawFd],
+        config: &EngineConfig,
+    ) -> io::Result<UringEngine> {
         let ring = build_ring()?;
         let ring_ref = match register_ring_fd(ring.as_raw_fd()) {
             Ok(index) => RingRef::Registered(index),
@@ -334,8 +226,7 @@ impl UringEngine {
             ring,
             ring_ref,
             bufs: std::mem::ManuallyDrop::new(bufs),
-            conns: Vec::with_capacity(slots),
-            free: Vec::with_capacity(slots),
+            conns: Slab::with_capacity(slots),
             listeners: listener_list,
             accept_paused: false,
             accept_closed: false,
@@ -363,7 +254,7 @@ impl UringEngine {
     }
 
     /// Queue one entry, submitting early if the queue is full.
-    pub fn push(&mut self, sqe: &squeue::Entry) {
+    pub(in crate::engine) fn push(&mut self, sqe: &squeue::Entry) {
         for _ in 0..8 {
             // SAFETY: every entry the engine builds points only at memory
             // covered by the ownership rule above (slot-owned send buffers,
@@ -386,68 +277,47 @@ impl UringEngine {
     }
 
     /// Take a free connection slot for `fd`.
-    pub fn alloc_conn(&mut self, fd: RawFd) -> u32 {
-        let id = match self.free.pop() {
-            Some(id) => id,
-            None => {
-                self.conns.push(Conn::new());
-                (self.conns.len() - 1) as u32
-            }
-        };
-        let c = &mut self.conns[id as usize];
-        c.fd = fd;
-        c.state = ConnState::Open;
-        c.ops = 0;
-        c.recv_armed = false;
-        c.recv_cancelling = false;
-        c.paused = false;
-        c.eof = false;
-        c.held_eof = false;
-        c.direct = false;
-        c.bounded = false;
-        c.sending = false;
-        c.stage = Stage::Bytes;
-        c.shut = Shut::No;
-        c.failed = false;
-        c.dirty = false;
-        c.close_pending = false;
-        id
+    pub(in crate::engine) fn alloc_conn(&mut self, fd: RawFd) -> u32 {
+        let (key, c) = self.conns.insert(Conn::new);
+        c.reset(fd);
+        key.index
     }
 
     /// One operation of `id` finished; free the slot once the worker closed
     /// it and nothing is outstanding (the ownership rule).
-    pub fn op_done(&mut self, id: u32) {
-        let c = &mut self.conns[id as usize];
+    pub(in crate::engine) fn op_done(&mut self, id: u32) {
+        let c = &mut self.conns[id];
         c.ops -= 1;
-        if c.state == ConnState::Closing && c.ops == 0 && c.close_pending {
-            // Everything else on the descriptor is done: now it may be
-            // closed, and its number handed out again by accept.
-            self.submit_close(id);
+        if c.ops > 0 {
             return;
         }
-        if c.state == ConnState::Closing && c.ops == 0 {
-            c.state = ConnState::Free;
-            c.gen = token::next_gen(c.gen);
-            c.fd = -1;
-            c.out.clear();
-            c.held = Vec::new();
-            // Nothing is in flight any more: the kernel is done with it.
-            c.target = None;
-            c.file_buf = Vec::new();
-            self.release_pipe(id);
-            self.free.push(id);
+        match c.life {
+            Life::Open => {}
+            // Everything else on the descriptor is done: now it may be
+            // closed, and its number handed out again by accept.
+            Life::CloseWaits => self.submit_close(id),
+            Life::Closing => {
+                c.fd = -1;
+                c.out.clear();
+                c.held = Vec::new();
+                // Nothing is in flight any more: the kernel is done with it.
+                c.loan = None;
+                c.file_buf = Vec::new();
+                self.release_pipe(id);
+                self.conns.remove(id);
+            }
         }
     }
 
     /// Ask the kernel to cancel the operation tagged `tag`.
-    pub fn cancel(&mut self, tag: u64) {
+    pub(in crate::engine) fn cancel(&mut self, tag: u64) {
         let sqe = opcode::AsyncCancel::new(tag)
             .build()
             .user_data(token::CANCEL);
         self.push(&sqe);
     }
 
-    pub fn wait(
+    pub(in crate::engine) fn wait(
         &mut self,
         timeout: Option<Duration>,
         on_event: &mut dyn FnMut(Event<'_>),
@@ -535,7 +405,7 @@ impl UringEngine {
         let mut delivered = false;
         for p in pending.drain(..) {
             match p {
-                Pending::Held(id, gen) => delivered |= self.deliver_held(id, gen, on_event),
+                Pending::Held(key) => delivered |= self.deliver_held(key, on_event),
                 Pending::Accept(l, fd) => {
                     self.admit(l, fd, on_event);
                     delivered = true;
@@ -548,26 +418,34 @@ impl UringEngine {
         delivered
     }
 
-    /// Whether `id` (any generation) may be handed to the worker.
-    pub fn conn_tag(&self, kind: Kind, id: u32) -> u64 {
-        token::encode(kind, self.conns[id as usize].gen, id)
+    /// The tag of an operation of `id`'s current holder.
+    pub(in crate::engine) fn conn_tag(&self, kind: Kind, id: u32) -> u64 {
+        token::encode(kind, self.conns.key(id).gen, id)
     }
 
-    pub fn conn_id(id: u32) -> ConnId {
-        ConnId(id)
+    /// The connection `key` names, if it still holds its slot and is open.
+    pub(in crate::engine) fn open_conn(&mut self, key: Key) -> Option<&mut Conn> {
+        self.conns.get_mut(key).filter(|c| c.is_open())
     }
 
-    pub fn fd_of(&self, id: u32) -> types::Fd {
-        types::Fd(self.conns[id as usize].fd)
+    /// The open connection in slot `id`, whichever generation: the
+    /// worker names connections by slot only (`ConnId`), and uses an id
+    /// only until it closes it.
+    pub(in crate::engine) fn worker_conn(&mut self, id: u32) -> Option<&mut Conn> {
+        self.conns.at_mut(id).filter(|c| c.is_open())
     }
 
-    pub fn is_stopping(&self) -> bool {
+    pub(in crate::engine) fn fd_of(&self, id: u32) -> types::Fd {
+        types::Fd(self.conns[id].fd)
+    }
+
+    pub(in crate::engine) fn is_stopping(&self) -> bool {
         self.stopping
     }
 
     /// Operations the kernel still owns.
     fn outstanding(&self) -> u32 {
-        let conns: u32 = self.conns.iter().map(|c| c.ops).sum();
+        let conns: u32 = self.conns.values().map(|c| c.ops).sum();
         let listeners = self.listeners.iter().filter(|l| l.armed).count() as u32;
         let watches = self.watches.iter().filter(|w| w.armed).count() as u32;
         conns + listeners + watches
@@ -578,7 +456,7 @@ impl UringEngine {
     /// Close every connection, cancel every operation and wait (bounded)
     /// for their completions; free the buffer ring if the kernel let go of
     /// everything. Returns whether it did. Runs once; `Drop` calls it.
-    pub fn stop(&mut self) -> bool {
+    pub(in crate::engine) fn stop(&mut self) -> bool {
         if self.stopping {
             return self.outstanding() == 0;
         }
@@ -595,13 +473,14 @@ impl UringEngine {
                 unsafe { crate::sys::transport::close(fd) };
             }
         }
-        for id in 0..self.conns.len() as u32 {
-            let c = &mut self.conns[id as usize];
-            if c.state == ConnState::Open {
+        let open: Vec<u32> = self.conns.indices().collect();
+        for id in open {
+            let c = &mut self.conns[id];
+            if c.is_open() {
                 // SAFETY: an open slot owns its descriptor; the slot turns
                 // Closing here, so nothing closes or uses `c.fd` again.
                 unsafe { crate::sys::transport::close(c.fd) };
-                c.state = ConnState::Closing;
+                c.life = Life::Closing;
                 if c.ops == 0 {
                     // Nothing outstanding: free it now (op_done frees at 0).
                     c.ops = 1;
@@ -642,7 +521,7 @@ impl Drop for UringEngine {
 }
 
 #[cfg(test)]
-pub mod tests {
+pub(in crate::engine) mod tests {
     use std::cell::Cell;
 
     thread_local! {

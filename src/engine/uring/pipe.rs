@@ -15,7 +15,7 @@ const PIPE_SIZE: libc::c_int = 256 << 10;
 
 /// What the io_uring send in flight of a connection is doing.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Stage {
+pub(in crate::engine) enum Stage {
     /// `Send`/`SendMsg` of queued buffers.
     #[default]
     Bytes,
@@ -34,14 +34,14 @@ pub enum Stage {
 }
 
 /// A pipe that carries file pages to a socket (io_uring).
-pub struct Pipe {
-    pub read: OwnedFd,
-    pub write: OwnedFd,
-    pub capacity: u32,
+pub(in crate::engine) struct Pipe {
+    pub(in crate::engine) read: OwnedFd,
+    pub(in crate::engine) write: OwnedFd,
+    pub(in crate::engine) capacity: u32,
 }
 
 impl Pipe {
-    pub fn new() -> io::Result<Pipe> {
+    pub(in crate::engine) fn new() -> io::Result<Pipe> {
         let (read, write) = nix::unistd::pipe2(OFlag::O_CLOEXEC)?;
         // Above the user's pipe limit the kernel refuses, and the pipe
         // keeps the size it was given.

@@ -32,7 +32,7 @@ fn unavailable(why: String) -> Unavailable {
 }
 
 /// Describe an `io_uring_setup` failure.
-pub fn setup_error(err: &std::io::Error) -> Unavailable {
+pub(in crate::engine) fn setup_error(err: &std::io::Error) -> Unavailable {
     unavailable(match err.raw_os_error() {
         Some(libc::EPERM) => "EPERM (blocked by seccomp or kernel.io_uring_disabled)".to_string(),
         Some(libc::ENOSYS) => {
@@ -44,7 +44,7 @@ pub fn setup_error(err: &std::io::Error) -> Unavailable {
     })
 }
 
-pub fn probe() -> Result<(), Unavailable> {
+pub(in crate::engine) fn probe() -> Result<(), Unavailable> {
     let release = transport::kernel_release();
     let ring = IoUring::new(8).map_err(|e| setup_error(&e))?;
     if !ring.params().is_feature_ext_arg() || !ring.params().is_feature_nodrop() {
