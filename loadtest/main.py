@@ -147,6 +147,10 @@ def parse_args(argv):
                         "alternating U,E,E,U,... (default 5, quick 1)")
     p.add_argument("--engine-seconds", type=int, default=3,
                    help="seconds of each run of the engines probe (default 3)")
+    p.add_argument("--asgi-rounds", type=int, default=3,
+                   help="interleaved rounds of the asgi probe (default 3)")
+    p.add_argument("--asgi-seconds", type=int, default=5,
+                   help="seconds of each measured run of the asgi probe (default 5)")
     p.add_argument("--h2-rounds", type=int, default=3,
                    help="interleaved rounds of the h2 probe (default 3)")
     p.add_argument("--h2-seconds", type=int, default=5,

@@ -35,10 +35,11 @@ import sys
 import threading
 import time
 
+import asgicells
 import h2cells
 import harness as H
 
-PROBES = ("memory", "rss", "startup", "profile", "alloc", "engines", "h2")
+PROBES = ("memory", "rss", "startup", "profile", "alloc", "engines", "h2", "asgi")
 ENGINES = ("uring", "epoll")
 REQUEST = b"GET / HTTP/1.1\r\nHost: %s:%d\r\n\r\n"
 
@@ -806,6 +807,8 @@ def estimate_seconds(args):
                 est += 40 + s["profile_requests"] / 7 / 100
         elif probe == "alloc":
             est += 5 if not alloc_feature_available() else 600
+        elif probe == "asgi":
+            est += 3 * (4 * 3 + args.asgi_rounds * 4 * (args.asgi_seconds + 2))
         elif probe == "h2":
             est += 2 * (3 * 3 + args.h2_rounds * 3 * (args.h2_seconds + 2))
         elif probe == "engines":
@@ -861,6 +864,8 @@ def run_selected(args, running, tmp, extra):
                 extra["engines"] = engines(args, running, tmp)
             elif probe == "h2":
                 extra["h2"] = h2cells.probe(args, running, tmp)
+            elif probe == "asgi":
+                extra["asgi"] = asgicells.probe(args, running, tmp)
         finally:
             running.stop_all()
         print(f"  {probe}: {one_line(probe, extra.get(probe))} ({time.monotonic() - started:.0f}s)",
@@ -899,6 +904,8 @@ def one_line(probe, data):
         return data.get("reason") or data.get("error") or "measured"
     if probe == "h2":
         return h2cells.one_line(data)
+    if probe == "asgi":
+        return asgicells.one_line(data)
     if probe == "engines":
         return "; ".join(
             f"{c['scenario']} w{c['workers']} {c['conn']}: "

@@ -1,0 +1,186 @@
+"""The `asgi` probe: ASGI hello, FastAPI hello and WebSocket echo against
+uvicorn, granian and gunicorn 27's asgi worker.
+
+Each server runs one worker (one process) pinned to the server core:
+
+* ferrocorn: `-k asgi -w 1 --io-engine uring`;
+* uvicorn: uvloop, httptools, the `websockets` implementation, no access log;
+* granian: `--interface asgi --workers 1`;
+* gunicorn: `-k asgi -w 1` (gunicorn 27's own asyncio worker).
+
+Cells, all servers of a cell up at once and measured in turn, the order
+reversed every other round, `--asgi-rounds` rounds:
+
+* `asgi-hello` (apps/asgi_apps.py:hello) and `fastapi-hello`
+  (apps/fastapi_app.py): wrk keep-alive as in the matrix (--connections,
+  `--asgi-seconds` per run); req/s and server CPU per request;
+* `ws-echo` (apps/asgi_apps.py:echo): loadtest/wsbench (built by
+  loadtest/run) on the client core, 50 connections, 1 KiB text messages,
+  each connection sending its next message when the echo of the last is
+  back; messages per second and server CPU per message.
+
+Medians per server, and ferrocorn's ratios to each peer.
+"""
+import json
+import os
+import statistics
+import subprocess
+import time
+
+import harness as H
+
+SERVERS = ("ferrocorn", "uvicorn", "granian", "gunicorn")
+WSBENCH = os.path.join(H.HERE, "wsbench", "target", "release", "wsbench")
+WS_CONNECTIONS = 50
+WS_SIZE = 1024
+
+CELLS = {
+    "asgi-hello": H.Scenario("asgi-hello", "raw ASGI hello", "asgi_apps:hello", H.HELLO),
+    "fastapi-hello": H.Scenario("fastapi-hello", "FastAPI hello", "fastapi_app:app", H.HELLO),
+    "ws-echo": H.Scenario("ws-echo", "WebSocket echo, 1 KiB text", "asgi_apps:echo", H.HELLO),
+}
+
+
+def argv(name, app, port):
+    bind = f"{H.HOST}:{port}"
+    if name == "ferrocorn":
+        return [f"{H.VENV_BIN}/ferrocorn", "-k", "asgi", "-w", "1", "-b", bind,
+                "--io-engine", "uring", "--chdir", H.APPS, app]
+    if name == "uvicorn":
+        return [f"{H.VENV_BIN}/uvicorn", "--host", H.HOST, "--port", str(port), "--workers", "1",
+                "--loop", "uvloop", "--http", "httptools", "--ws", "websockets",
+                "--no-access-log", "--log-level", "warning", "--app-dir", H.APPS, app]
+    if name == "granian":
+        return [f"{H.VENV_BIN}/granian", "--interface", "asgi", "--host", H.HOST,
+                "--port", str(port), "--workers", "1", "--working-dir", H.APPS, app]
+    if name == "gunicorn":
+        return [f"{H.VENV_BIN}/gunicorn", "-k", "asgi", "-w", "1", "-b", bind, "--chdir", H.APPS,
+                "--no-control-socket", app]
+    raise ValueError(name)
+
+
+def start(name, cell, args, running, tmp):
+    scen = CELLS[cell]
+    port = H.free_port()
+    log = os.path.join(tmp, f"asgi-{cell}-{name}.log")
+    cmd = ["taskset", "-c", str(args.server_cpu)] + argv(name, scen.app, port)
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=H.APPS, stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, env=H.server_env(),
+                                start_new_session=True)
+    running.add(proc)
+    deadline = time.monotonic() + args.start_timeout
+    last = "no answer"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise H.CheckFailed(f"{name} exited with {proc.returncode}:\n{H.log_tail(log)}")
+        try:
+            H.check(port, scen, H.KEEP_ALIVE, timeout=2.0)
+            if cell == "ws-echo":
+                wsbench(port, args, seconds=1, connections=2)
+            return proc, port
+        except (OSError, H.CheckFailed, subprocess.SubprocessError) as e:
+            last = f"{type(e).__name__}: {str(e)[-300:]}"
+            time.sleep(0.2)
+    raise H.CheckFailed(f"{name} not ready for {cell} within {args.start_timeout:.0f}s "
+                        f"({last}):\n{H.log_tail(log)}")
+
+
+def wsbench(port, args, seconds, connections=WS_CONNECTIONS):
+    cmd = ["taskset", "-c", str(args.client_cpu), WSBENCH, H.HOST, str(port), "/",
+           str(connections), str(seconds), str(WS_SIZE)]
+    p = subprocess.run(cmd, capture_output=True, timeout=seconds + 60, stdin=subprocess.DEVNULL)
+    if p.returncode != 0:
+        raise H.CheckFailed(f"wsbench exited {p.returncode}: "
+                            f"{p.stderr.decode('utf-8', 'replace')[-400:]}")
+    r = json.loads(p.stdout)
+    if not r["messages"]:
+        raise H.CheckFailed("no message echoed")
+    return r
+
+
+def measure_ws(proc, port, args):
+    wsbench(port, args, seconds=1)  # warm-up
+    user0, sys0, _, _ = H.tree_cpu(proc.pid)
+    r = wsbench(port, args, seconds=args.asgi_seconds)
+    user1, sys1, _, _ = H.tree_cpu(proc.pid)
+    cpu = (user1 - user0) + (sys1 - sys0)
+    return {"messages_per_s": round(r["messages"] / r["seconds"], 1),
+            "server_cpu_us_per_msg": round(cpu / r["messages"] * 1e6, 2),
+            "valid": proc.poll() is None}
+
+
+def probe(args, running, tmp):
+    out = {"rounds": args.asgi_rounds, "seconds": args.asgi_seconds, "cells": {}}
+    for cell in CELLS:
+        procs, errors = {}, {}
+        runs = {}
+        try:
+            for name in SERVERS:
+                try:
+                    procs[name] = start(name, cell, args, running, tmp)
+                except (OSError, subprocess.SubprocessError, H.CheckFailed) as e:
+                    errors[name] = f"{type(e).__name__}: {str(e)[-600:]}"
+            runs = {name: [] for name in procs}
+            for i in range(args.asgi_rounds):
+                order = list(procs) if i % 2 == 0 else list(procs)[::-1]
+                for name in order:
+                    proc, port = procs[name]
+                    try:
+                        if cell == "ws-echo":
+                            r = measure_ws(proc, port, args)
+                        else:
+                            r = H.measure(proc, port, CELLS[cell], H.KEEP_ALIVE, args,
+                                          seconds=args.asgi_seconds, warmup=1)
+                    except (OSError, subprocess.SubprocessError, H.CheckFailed) as e:
+                        r = {"valid": False, "problems": [f"{type(e).__name__}: {str(e)[-300:]}"]}
+                    r["round"] = i + 1
+                    runs[name].append(r)
+                    rate, cost = (("messages_per_s", "server_cpu_us_per_msg") if cell == "ws-echo"
+                                  else ("rps", "server_cpu_us_per_req"))
+                    print(f"  {cell} round {i + 1} {name:10} "
+                          + (f"{r[rate]:>10.0f}/s, cpu {r[cost]:.1f} us" if r["valid"]
+                             else "FAIL " + "; ".join(r.get("problems", []))[:200]), flush=True)
+        finally:
+            for proc, _ in procs.values():
+                running.stop(proc)
+        out["cells"][cell] = summarize(cell, runs, errors)
+    return out
+
+
+def summarize(cell, runs, errors):
+    rate, cost = (("messages_per_s", "server_cpu_us_per_msg") if cell == "ws-echo"
+                  else ("rps", "server_cpu_us_per_req"))
+    servers = {}
+    for name in SERVERS:
+        if name in errors:
+            servers[name] = {"error": errors[name]}
+            continue
+        good = [r for r in runs.get(name, []) if r.get("valid")]
+        if not good:
+            servers[name] = {"error": "no valid run"}
+            continue
+        servers[name] = {"rate": statistics.median_low(r[rate] for r in good),
+                         "cpu_us": statistics.median_low(r[cost] for r in good),
+                         "rounds": [{k: r.get(k) for k in (rate, cost, "valid", "round")}
+                                    for r in runs[name]]}
+    ratios = {}
+    f = servers.get("ferrocorn", {})
+    for peer in SERVERS[1:]:
+        p = servers.get(peer, {})
+        if "rate" in f and "rate" in p:
+            ratios[peer] = {"rate": round(f["rate"] / p["rate"], 2),
+                            "cpu": round(f["cpu_us"] / p["cpu_us"], 2)}
+    return {"unit": "messages" if cell == "ws-echo" else "requests", "servers": servers,
+            "ferrocorn_vs": ratios}
+
+
+def one_line(data):
+    parts = []
+    for cell, c in data.get("cells", {}).items():
+        for peer, r in c["ferrocorn_vs"].items():
+            parts.append(f"{cell} vs {peer} {r['rate']:.2f}x/s, {r['cpu']:.2f}x CPU")
+        for name, s in c["servers"].items():
+            if "error" in s:
+                parts.append(f"{cell} {name} failed: {s['error'][:160]}")
+    return "; ".join(parts) or "no result"
