@@ -203,11 +203,15 @@ impl AsgiLifespan {
 impl Config {
     /// Requests go to app threads (gthread, or sync with more than one thread).
     pub fn threaded(&self) -> bool {
-        self.threads > 1
-            || matches!(
-                self.worker_class.as_str(),
-                "gthread" | "gevent" | "gevent_wsgi" | "gevent_pywsgi"
-            )
+        !self.gevent() && (self.threads > 1 || self.worker_class == "gthread")
+    }
+
+    /// Requests run as greenlets on a gevent hub (gunicorn's gevent workers).
+    pub fn gevent(&self) -> bool {
+        matches!(
+            self.worker_class.as_str(),
+            "gevent" | "gevent_wsgi" | "gevent_pywsgi"
+        )
     }
 }
 
@@ -491,14 +495,6 @@ fn load_given(
                 if let Some(reason) = unsupported_worker_class(kind) {
                     return Err(LoadError::Invalid(bad(&r, "worker_class", kind, reason)));
                 }
-                if kind.starts_with("gevent") {
-                    warnings.push(format!(
-                        "worker_class = '{kind}': ferrocorn has no gevent worker; the app runs in \
-                         app threads instead (gthread, --threads sets how many). Code that needs \
-                         gevent's monkey-patching should move to threads or to ASGI: see \
-                         docs/gunicorn-differences.md"
-                    ));
-                }
             }
         }
         if let Support::No(reason) = s.support {
@@ -688,7 +684,7 @@ fn unsupported_worker_class(kind: &str) -> Option<&'static str> {
         "eventlet" => Some(
             "eventlet is retired upstream and gunicorn 26 removed its worker; \
              use app threads for blocking calls (--threads N, gunicorn's gthread), \
-             -k gevent (which runs as gthread here), or serve an async app with -k asgi",
+             greenlets (-k gevent), or serve an async app with -k asgi",
         ),
         _ => None,
     }

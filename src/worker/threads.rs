@@ -18,8 +18,31 @@ use crate::config::Config;
 use crate::handoff::{Flow, Job, JobQueue, Mailbox, Output, Room, Runner, Ticket};
 use crate::wsgi::{Chunk, Reply, ResponseHead, WriteSink, WsgiApp};
 
-/// What every app thread shares.
-struct Shared {
+/// How a request's task waits for the client to read (flow control) and
+/// where its early hints go: an app thread blocks with the interpreter
+/// lock released; a greenlet yields to the gevent hub (`gevent.rs`).
+pub(super) trait Park: Send + Sync {
+    /// Wait until `flow` has room or the client is gone.
+    fn wait_room(&self, py: Python<'_>, flow: &Arc<Flow>) -> Room;
+    /// Send the running request's `wsgi.early_hints` to `sink` (`None`: drop them).
+    fn hint_sink(&self, py: Python<'_>, sink: Option<Arc<dyn WriteSink>>);
+}
+
+/// An app thread's way: block the thread, detached from the interpreter.
+struct Blocking;
+
+impl Park for Blocking {
+    fn wait_room(&self, py: Python<'_>, flow: &Arc<Flow>) -> Room {
+        py.detach(|| flow.wait_room())
+    }
+
+    fn hint_sink(&self, _py: Python<'_>, sink: Option<Arc<dyn WriteSink>>) {
+        crate::wsgi::set_hint_sink(sink);
+    }
+}
+
+/// What every app thread (or greenlet) shares.
+pub(super) struct Shared {
     cfg: Arc<Config>,
     age: u64,
     app: Arc<WsgiApp>,
@@ -29,6 +52,29 @@ struct Shared {
     keep_environ: bool,
     pre_request: bool,
     max_queue_wait: Option<Duration>,
+    park: Arc<dyn Park>,
+}
+
+impl Shared {
+    pub(super) fn new(
+        cfg: &Config,
+        app: Arc<WsgiApp>,
+        mailbox: Arc<Mailbox>,
+        opts: &Options,
+        park: Arc<dyn Park>,
+    ) -> Shared {
+        Shared {
+            cfg: Arc::new(cfg.clone()),
+            age: opts.age,
+            app,
+            mailbox,
+            track: opts.track,
+            keep_environ: opts.keep_environ,
+            pre_request: opts.pre_request,
+            max_queue_wait: cfg.max_queue_wait,
+            park,
+        }
+    }
 }
 
 pub(super) struct ThreadPool {
@@ -51,16 +97,7 @@ impl ThreadPool {
         mailbox: Arc<Mailbox>,
         opts: Options,
     ) -> std::io::Result<ThreadPool> {
-        let shared = Arc::new(Shared {
-            cfg: Arc::new(cfg.clone()),
-            age: opts.age,
-            app,
-            mailbox,
-            track: opts.track,
-            keep_environ: opts.keep_environ,
-            pre_request: opts.pre_request,
-            max_queue_wait: cfg.max_queue_wait,
-        });
+        let shared = Arc::new(Shared::new(cfg, app, mailbox, &opts, Arc::new(Blocking)));
         let jobs = Arc::new(JobQueue::new());
         let mut threads = Vec::with_capacity(opts.threads);
         for i in 0..opts.threads.max(1) {
@@ -106,7 +143,9 @@ fn serve_jobs(py: Python<'_>, shared: &Shared, jobs: &JobQueue) {
     }
 }
 
-fn answer(py: Python<'_>, shared: &Shared, job: Job) {
+/// Run one request: pre_request, the app, its body, the access log line
+/// and post_request (on an app thread, or in a greenlet).
+pub(super) fn answer(py: Python<'_>, shared: &Shared, job: Job) {
     let Job {
         ticket,
         req,
@@ -150,8 +189,10 @@ fn answer(py: Python<'_>, shared: &Shared, job: Job) {
         ticket,
         flow: flow.clone(),
         sent: std::sync::atomic::AtomicU64::new(0),
+        park: shared.park.clone(),
     });
-    crate::wsgi::set_hint_sink(Some(sink.clone() as Arc<dyn WriteSink>));
+    let park = &shared.park;
+    park.hint_sink(py, Some(sink.clone() as Arc<dyn WriteSink>));
     let (reply, environ) = shared.app.call_with(
         py,
         &req,
@@ -159,7 +200,7 @@ fn answer(py: Python<'_>, shared: &Shared, job: Job) {
         shared.keep_environ,
         Some(sink.clone() as Arc<dyn WriteSink>),
     );
-    crate::wsgi::set_hint_sink(None);
+    park.hint_sink(py, None);
     let mut done = shared.track.then(|| RequestDone {
         head: req.head,
         status: crate::http::Status::from(&b"500 Internal Server Error"[..]),
@@ -198,7 +239,7 @@ fn answer(py: Python<'_>, shared: &Shared, job: Job) {
                         let mut room = flow.add(data.len());
                         mailbox.post(ticket, Output::Data(data));
                         if room == Room::Full {
-                            room = py.detach(|| flow.wait_room());
+                            room = park.wait_room(py, &flow);
                         }
                         if room == Room::Gone {
                             crate::debug!("Client went away mid-response; closing the body");
@@ -230,6 +271,7 @@ struct Sink {
     ticket: Ticket,
     flow: Arc<Flow>,
     sent: std::sync::atomic::AtomicU64,
+    park: Arc<dyn Park>,
 }
 
 impl WriteSink for Sink {
@@ -250,7 +292,7 @@ impl WriteSink for Sink {
         let mut room = self.flow.add(data.len());
         self.mailbox.post(self.ticket, Output::Data(data));
         if room == Room::Full {
-            room = py.detach(|| self.flow.wait_room());
+            room = self.park.wait_room(py, &self.flow);
         }
         room != Room::Gone
     }
