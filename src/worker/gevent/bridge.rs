@@ -214,3 +214,69 @@ impl Park for GreenletPark {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::handoff::Ticket;
+    use crate::wsgi::testing::{conn, request};
+
+    fn job(serial: u64) -> Job {
+        Job {
+            ticket: Ticket { conn: 1, serial },
+            req: request("GET", "/", &[], b""),
+            conn: conn(),
+            flow: Arc::new(Flow::new()),
+            arrived: Instant::now(),
+            closing: false,
+            websocket: None,
+        }
+    }
+
+    /// A wake is pending (the eventfd was written since the last take).
+    fn signalled(inbox: &Inbox) -> bool {
+        lock(&inbox.pending).signalled
+    }
+
+    #[test]
+    fn the_hub_is_woken_once_until_it_takes() {
+        let inbox = Inbox::new().unwrap();
+        assert!(!signalled(&inbox));
+        inbox.push_job(job(1));
+        assert!(signalled(&inbox));
+        inbox.wake_waiter(7);
+        inbox.push_job(job(2));
+        let (woken, stop) = inbox.take_notes();
+        assert_eq!((woken, stop), (vec![7], None));
+        assert!(!signalled(&inbox));
+        // Jobs wait for a free greenlet, and a waiter woken meanwhile
+        // wakes the hub again (queued jobs do not hide it).
+        assert_eq!(inbox.backlog(), 2);
+        inbox.wake_waiter(8);
+        assert!(signalled(&inbox));
+        assert_eq!(inbox.take_notes().0, vec![8]);
+    }
+
+    #[test]
+    fn jobs_are_taken_in_order_at_most_n_at_a_time() {
+        let inbox = Inbox::new().unwrap();
+        for serial in 1..=3 {
+            inbox.push_job(job(serial));
+        }
+        let serials = |jobs: Vec<Job>| jobs.iter().map(|j| j.ticket.serial).collect::<Vec<_>>();
+        assert_eq!(serials(inbox.take_jobs(2)), [1, 2]);
+        assert_eq!(serials(inbox.take_jobs(5)), [3]);
+        assert!(inbox.take_jobs(5).is_empty());
+    }
+
+    #[test]
+    fn the_first_stop_request_wins_and_stays() {
+        let inbox = Inbox::new().unwrap();
+        inbox.request_stop(Duration::from_secs(30));
+        inbox.request_stop(Duration::ZERO);
+        assert_eq!(inbox.take_notes().1, Some(Duration::from_secs(30)));
+        assert_eq!(inbox.take_notes().1, Some(Duration::from_secs(30)));
+    }
+}
