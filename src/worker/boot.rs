@@ -165,6 +165,7 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
         }
     } else if gevent {
         let opts = threads::Options {
+            // The most greenlets at once, as gunicorn's gevent Pool.
             threads: cfg.worker_connections,
             age,
             track,

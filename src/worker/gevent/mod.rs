@@ -121,6 +121,7 @@ pub(super) fn start(
     let inbox = Arc::new(Inbox::new().map_err(|e| format!("cannot create the eventfd: {e}"))?);
     let wait = glue.getattr("wait").map_err(err)?.unbind();
     let park = Arc::new(GreenletPark::new(inbox.clone(), wait));
+    // The pool's size (--worker-connections) comes as the number of tasks.
     let size = opts.threads.max(1);
     let shared = threads::Shared::new(cfg, app, mailbox.clone(), &opts, park);
     let bridge = Py::new(py, Bridge::new(inbox.clone(), shared)).map_err(err)?;
@@ -129,6 +130,12 @@ pub(super) fn start(
         .and_then(|hub| hub.call1((bridge, size)))
         .map_err(err)?
         .unbind();
+    let version = py
+        .import("gevent")
+        .and_then(|g| g.getattr("__version__"))
+        .and_then(|v| v.extract::<String>())
+        .unwrap_or_else(|_| "?".into());
+    crate::info!("Requests run as greenlets on the gevent {version} hub, at most {size} at a time");
     let runner = GeventRunner {
         inbox: inbox.clone(),
     };
