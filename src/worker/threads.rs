@@ -5,7 +5,9 @@
 //! go while it waits for a job or for the client to read (flow control).
 //! Everything that touches Python for a request happens here: pre_request,
 //! the app call, pulling the body, `close()`, the access log line and
-//! post_request. The loop thread only encodes and writes bytes.
+//! post_request. The loop thread only encodes and writes bytes. Under
+//! `-k gevent` the same `answer` runs in greenlets (`gevent/`), which wait
+//! for slow clients their own way (`Park`).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -20,7 +22,7 @@ use crate::wsgi::{Chunk, Reply, ResponseHead, WriteSink, WsgiApp};
 
 /// How a request's task waits for the client to read (flow control) and
 /// where its early hints go: an app thread blocks with the interpreter
-/// lock released; a greenlet yields to the gevent hub (`gevent.rs`).
+/// lock released; a greenlet yields to the gevent hub (`gevent/`).
 pub(super) trait Park: Send + Sync {
     /// Wait until `flow` has room or the client is gone.
     fn wait_room(&self, py: Python<'_>, flow: &Arc<Flow>) -> Room;
