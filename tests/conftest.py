@@ -18,7 +18,8 @@ Environment:
                             tests marked `ferrocorn_only` are skipped.
   FERROCORN_TEST_EXTRA_ARGS extra arguments for every server `serve` starts
                             (e.g. "--threads 4": scripts/test reruns the
-                            request and response suites with app threads).
+                            request and response suites with app threads,
+                            and with "-k gevent" with greenlets).
 """
 import os
 import shlex
@@ -296,6 +297,12 @@ def pytest_collection_modifyitems(config, items):
                                 % " ".join(EXTRA_ARGS))
         for item in items:
             if "sync_worker" in item.keywords:
+                item.add_marker(skip)
+    if "gevent" in EXTRA_ARGS:
+        skip = pytest.mark.skip(reason="requests do not queue for greenlets; running with %s"
+                                % " ".join(EXTRA_ARGS))
+        for item in items:
+            if "few_app_slots" in item.keywords:
                 item.add_marker(skip)
     if not REFERENCE:
         return

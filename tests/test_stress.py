@@ -8,7 +8,8 @@ request: the test only waits until the port accepts connections), checks
 that every request is answered, and stops the server; then it does it all
 again, `FERROCORN_STRESS_STARTS` times (default 4).
 
-The cases cover the sync worker, app threads (`--threads`) and ASGI, plain
+The cases cover the sync worker, app threads (`--threads`), greenlets
+(`-k gevent`, its views' `time.sleep` patched) and ASGI, plain
 WSGI and Flask apps, and the same again with hooks, the access log and
 statsd on, so that their locks are in the burst too. A request that is not
 answered within ANSWER_TIMEOUT is a hang: the server's --timeout is set far
@@ -55,11 +56,15 @@ CASES = {
     "threads-wsgi": ("basic:app", ["--threads", "8"], "/sleep?s=0.3", 8, False),
     "threads-flask": ("stress_flask:app", ["--threads", "8"], "/sleep?s=0.3", 8, False),
     "asgi": ("asgi_app:app", [], "/hello", 100, False),
+    "gevent-wsgi": ("basic:app", ["-k", "gevent"], "/sleep?s=0.3", 50, False),
+    "gevent-flask": ("stress_flask:app", ["-k", "gevent"], "/sleep?s=0.3", 50, False),
     "sync-wsgi-observed": ("basic:app", [], "/sleep?s=0.05", 8, True),
     "threads-wsgi-observed": ("basic:app", ["--threads", "8"], "/sleep?s=0.3", 8, True),
     "threads-flask-observed": ("stress_flask:app", ["--threads", "8"], "/sleep?s=0.3", 8,
                                True),
     "asgi-observed": ("asgi_app:app", [], "/hello", 100, True),
+    "gevent-wsgi-observed": ("basic:app", ["-k", "gevent"], "/sleep?s=0.3", 50, True),
+    "gevent-flask-observed": ("stress_flask:app", ["-k", "gevent"], "/sleep?s=0.3", 50, True),
 }
 
 

@@ -85,6 +85,7 @@ def concurrent_requests(port, targets):
     return results
 
 
+@pytest.mark.few_app_slots
 def test_requests_that_waited_too_long_get_503_with_retry_after(serve):
     server = serve("basic:app", "--max-queue-wait-ms", "300")
     t0 = time.monotonic()

@@ -11,7 +11,7 @@ pub(super) fn unsupported_worker_class(kind: &str) -> Option<&'static str> {
         "eventlet" => Some(
             "eventlet is retired upstream and gunicorn 26 removed its worker; \
              use app threads for blocking calls (--threads N, gunicorn's gthread), \
-             -k gevent (which runs as gthread here), or serve an async app with -k asgi",
+             greenlets (-k gevent), or serve an async app with -k asgi",
         ),
         _ => None,
     }

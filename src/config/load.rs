@@ -83,14 +83,6 @@ pub(super) fn load_given(
                 if let Some(reason) = unsupported_worker_class(kind) {
                     return Err(LoadError::Invalid(bad(&r, id!(worker_class), kind, reason)));
                 }
-                if kind.starts_with("gevent") {
-                    warnings.push(format!(
-                        "worker_class = '{kind}': ferrocorn has no gevent worker; the app runs in \
-                         app threads instead (gthread, --threads sets how many). Code that needs \
-                         gevent's monkey-patching should move to threads or to ASGI: see \
-                         docs/gunicorn-differences.md"
-                    ));
-                }
             }
         }
         if let Support::No(reason) = s.support {

@@ -209,11 +209,15 @@ impl AsgiLifespan {
 impl Config {
     /// Requests go to app threads (gthread, or sync with more than one thread).
     pub fn threaded(&self) -> bool {
-        self.threads > 1
-            || matches!(
-                self.worker_class.as_str(),
-                "gthread" | "gevent" | "gevent_wsgi" | "gevent_pywsgi"
-            )
+        !self.gevent() && (self.threads > 1 || self.worker_class == "gthread")
+    }
+
+    /// Requests run as greenlets on a gevent hub (gunicorn's gevent workers).
+    pub fn gevent(&self) -> bool {
+        matches!(
+            self.worker_class.as_str(),
+            "gevent" | "gevent_wsgi" | "gevent_pywsgi"
+        )
     }
 }
 

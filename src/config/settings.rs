@@ -240,8 +240,10 @@ const TABLE: &[Setting] = &[
         default: Default::Str("sync"),
         doc: "The worker type. `sync`: the app is called on the worker's event-loop thread, \
               one request at a time per worker. `gthread`: app threads (see --threads; `sync` \
-              with --threads above 1 is the same). `gevent`/`gevent_wsgi`/`gevent_pywsgi` run as \
-              `gthread` with a warning (see docs/gunicorn-differences.md). `asgi`, \
+              with --threads above 1 is the same). `gevent` (`gevent_wsgi` and `gevent_pywsgi` \
+              are the same): gevent patches the standard library before the app is imported \
+              and each request runs as a greenlet on a gevent hub, at most \
+              --worker-connections at a time; needs the gevent package. `asgi`, \
               `uvicorn.workers.UvicornWorker`, `uvicorn.workers.UvicornH11Worker`: the app is an \
               ASGI app (--interface asgi).",
         ..BASE
@@ -265,7 +267,8 @@ const TABLE: &[Setting] = &[
         kind: Kind::Int { min: 1, max: 1_000_000 },
         default: Default::Int(1000),
         meta: "INT",
-        doc: "The maximum number of open client connections per worker.",
+        doc: "The maximum number of open client connections per worker; with -k gevent also \
+              the most requests running as greenlets at once.",
         ..BASE
     },
     Setting {

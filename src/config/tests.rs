@@ -248,11 +248,21 @@ fn threads_and_gthread_select_app_threads_without_a_warning() {
     assert!(l.config.threaded());
     let l = load_with(&["-k", "gthread", "app:app"], &[], &no_file).unwrap();
     assert!(l.config.threaded() && l.config.threads == 1);
-    let l = load_with(&["-k", "gevent", "app:app"], &[], &no_file).unwrap();
-    assert!(l.config.threaded());
-    assert!(l.warnings.iter().any(|w| w.contains("no gevent worker")));
     let l = load_with(&["app:app"], &[], &no_file).unwrap();
     assert!(!l.config.threaded());
+}
+
+#[test]
+fn gevent_worker_classes_select_greenlets_not_app_threads() {
+    for kind in ["gevent", "gevent_wsgi", "gevent_pywsgi"] {
+        let l = load_with(&["-k", kind, "--threads", "4", "app:app"], &[], &no_file).unwrap();
+        assert!(l.warnings.is_empty(), "{kind}: {:?}", l.warnings);
+        assert!(l.config.gevent() && !l.config.threaded(), "{kind}");
+    }
+    for kind in ["sync", "gthread", "asgi"] {
+        let l = load_with(&["-k", kind, "app:app"], &[], &no_file).unwrap();
+        assert!(!l.config.gevent(), "{kind}");
+    }
 }
 
 #[test]

@@ -18,7 +18,7 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::threads;
+use super::{gevent, threads};
 use crate::asgi::{AsgiApp, AsgiOptions};
 use crate::config::Interface;
 use crate::handoff::{Mailbox, Runner};
@@ -74,6 +74,15 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
         }
     }
     let threaded = cfg.threaded();
+    let gevent = cfg.gevent();
+    // gunicorn's GeventWorker patches the standard library before the app
+    // is imported (with --preload the master imported it already).
+    if gevent {
+        if let Err(e) = gevent::patch(py) {
+            crate::error!("Worker failed to boot: {e}");
+            return Exit::BootError;
+        }
+    }
     let found = match preloaded {
         Some(app) => Ok(app.clone_ref(py)),
         None => WsgiApp::import(py, &app_source(cfg)),
@@ -94,20 +103,6 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
         return Exit::BootError;
     }
 
-    let fds: Vec<i32> = listeners.iter().map(|l| l.fd.as_raw_fd()).collect();
-    let engine = match Engine::new(
-        kind,
-        &fds,
-        &EngineConfig {
-            max_connections: cfg.worker_connections,
-        },
-    ) {
-        Ok(e) => e,
-        Err(e) => {
-            crate::error!("Worker failed to boot: cannot start the {kind:?} io engine: {e}");
-            return Exit::BootError;
-        }
-    };
     let app = Arc::new(app);
     let policy = super::Policy::for_worker(cfg);
     let asgi = match cfg.interface {
@@ -115,6 +110,15 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
         Interface::Wsgi => false,
         Interface::Auto => crate::asgi::is_asgi_app(py, app.app().bind(py)),
     };
+    if gevent && asgi {
+        crate::error!(
+            "Worker failed to boot: -k {} runs WSGI apps, and {:?} is an ASGI app: use -k asgi",
+            cfg.worker_class,
+            cfg.app
+        );
+        return Exit::BootError;
+    }
+    let mut hub = None;
     let (runner, mailbox) = if asgi {
         let mailbox = match Mailbox::new() {
             Ok(m) => Arc::new(m),
@@ -154,8 +158,117 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
                 return Exit::BootError;
             }
         }
+    } else if gevent {
+        let opts = threads::Options {
+            // The most greenlets at once, as gunicorn's gevent Pool.
+            threads: cfg.worker_connections,
+            age,
+            policy: policy.clone(),
+        };
+        match gevent::start(py, cfg, app.clone(), opts) {
+            Ok((r, h, mailbox)) => {
+                hub = Some(h);
+                (Some(Box::new(r) as Box<dyn Runner>), Some(mailbox))
+            }
+            Err(e) => {
+                crate::error!("Worker failed to boot: cannot start the gevent hub: {e}");
+                return Exit::BootError;
+            }
+        }
     } else {
         (None, None)
+    };
+    let booted = Booted {
+        slot,
+        cpu,
+        pinned,
+        kind,
+        listeners,
+        status,
+        wake_fd,
+        tls,
+        age,
+        app,
+        policy,
+        asgi,
+        runner,
+        mailbox,
+        signals,
+    };
+    // -k gevent: the hub keeps this thread, where gevent patched the
+    // standard library and the app was imported; the loop gets its own.
+    let code = match hub {
+        Some(hub) => gevent::serve(py, hub, move |py| serve(py, cfg, booted)),
+        None => serve(py, cfg, booted),
+    };
+    let server = crate::hooks::ServerInfo {
+        cfg,
+        pid: nix::unistd::getppid().as_raw() as u32,
+        num_workers: cfg.workers,
+    };
+    let _ = crate::hooks::call_worker_exit(
+        py,
+        &server,
+        &crate::hooks::WorkerInfo::this_process(cfg, age),
+    );
+    run_exit_functions(py);
+    crate::log::flush();
+    code
+}
+
+/// What a booted worker hands the thread that runs its loop.
+struct Booted<'a> {
+    slot: usize,
+    cpu: usize,
+    pinned: bool,
+    kind: EngineKind,
+    listeners: Vec<SlotListener>,
+    status: Option<&'a shm::Status>,
+    wake_fd: i32,
+    tls: Option<crate::tls::TlsConfig>,
+    age: u64,
+    app: Arc<WsgiApp>,
+    policy: super::Policy,
+    asgi: bool,
+    runner: Option<Box<dyn Runner>>,
+    mailbox: Option<Arc<Mailbox>>,
+    signals: SignalPipe,
+}
+
+/// Open the io engine and run the loop until the worker stops, then stop
+/// the app side. Runs on the thread that owns the engine (an io_uring ring
+/// takes submissions only from the thread that made it).
+fn serve(py: Python<'_>, cfg: &Config, booted: Booted<'_>) -> Exit {
+    let Booted {
+        slot,
+        cpu,
+        pinned,
+        kind,
+        listeners,
+        status,
+        wake_fd,
+        tls,
+        age,
+        app,
+        policy,
+        asgi,
+        runner,
+        mailbox,
+        signals,
+    } = booted;
+    let fds: Vec<i32> = listeners.iter().map(|l| l.fd.as_raw_fd()).collect();
+    let engine = match Engine::new(
+        kind,
+        &fds,
+        &EngineConfig {
+            max_connections: cfg.worker_connections,
+        },
+    ) {
+        Ok(e) => e,
+        Err(e) => {
+            crate::error!("Worker failed to boot: cannot start the {kind:?} io engine: {e}");
+            return Exit::BootError;
+        }
     };
     let templates = listeners
         .iter()
@@ -282,18 +395,6 @@ pub fn run(py: Python<'_>, cfg: &Config, ctx: WorkerContext<'_>) -> Exit {
         py.detach(|| runner.stop(wait));
     }
     crate::log::flush();
-    let server = crate::hooks::ServerInfo {
-        cfg,
-        pid: nix::unistd::getppid().as_raw() as u32,
-        num_workers: cfg.workers,
-    };
-    let _ = crate::hooks::call_worker_exit(
-        py,
-        &server,
-        &crate::hooks::WorkerInfo::this_process(cfg, age),
-    );
-    run_exit_functions(py);
-    crate::log::flush();
     code
 }
 
@@ -303,6 +404,12 @@ pub fn check_app(py: Python<'_>, cfg: &Config) -> i32 {
     if let Err(e) = extend_sys_path(py, cfg) {
         crate::error!("Cannot extend sys.path: {e}");
         return 1;
+    }
+    if cfg.gevent() {
+        if let Err(e) = gevent::check_installed(py) {
+            crate::error!("{e}");
+            return 1;
+        }
     }
     match WsgiApp::import(py, &app_source(cfg))
         .and_then(|app| WsgiApp::from_object(py, app, app_info(cfg)))
@@ -338,7 +445,8 @@ fn app_source(cfg: &Config) -> AppSource<'_> {
 fn app_info(cfg: &Config) -> WorkerInfo {
     WorkerInfo {
         multiprocess: cfg.workers > 1,
-        multithread: cfg.threaded(),
+        // gunicorn's gevent worker says multithread too.
+        multithread: cfg.threaded() || cfg.gevent(),
     }
 }
 
@@ -400,6 +508,9 @@ fn on_timeout_abort(py: Python<'_>, _signum: i32, _frame: Bound<'_, PyAny>) {
         None,
     );
     if let Some((cfg, age)) = ABORT_CONTEXT.get() {
+        if cfg.gevent() {
+            gevent::log_greenlets(py);
+        }
         let _ =
             crate::hooks::call_worker_abort(py, &crate::hooks::WorkerInfo::this_process(cfg, *age));
     }

@@ -5,7 +5,9 @@
 //! go while it waits for a job or for the client to read (flow control).
 //! Everything that touches Python for a request happens here: pre_request,
 //! the app call, pulling the body, `close()`, the access log line and
-//! post_request. The loop thread only encodes and writes bytes.
+//! post_request. The loop thread only encodes and writes bytes. Under
+//! `-k gevent` the same `answer` runs in greenlets (`gevent/`), which wait
+//! for slow clients their own way (`Park`).
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -18,13 +20,56 @@ use crate::config::Config;
 use crate::handoff::{Flow, Job, JobQueue, Mailbox, Output, Room, Runner, Ticket};
 use crate::wsgi::{Chunk, Reply, ResponseHead, WriteSink, WsgiApp};
 
-/// What every app thread shares.
-struct Shared {
+/// How a request's task waits for the client to read (flow control) and
+/// where its early hints go: an app thread blocks with the interpreter
+/// lock released; a greenlet yields to the gevent hub (`gevent/`).
+pub(super) trait Park: Send + Sync {
+    /// Wait until `flow` has room or the client is gone.
+    fn wait_room(&self, py: Python<'_>, flow: &Arc<Flow>) -> Room;
+    /// Send the running request's `wsgi.early_hints` to `sink` (`None`: drop them).
+    fn hint_sink(&self, py: Python<'_>, sink: Option<Arc<dyn WriteSink>>);
+}
+
+/// An app thread's way: block the thread, detached from the interpreter.
+struct Blocking;
+
+impl Park for Blocking {
+    fn wait_room(&self, py: Python<'_>, flow: &Arc<Flow>) -> Room {
+        py.detach(|| flow.wait_room())
+    }
+
+    fn hint_sink(&self, _py: Python<'_>, sink: Option<Arc<dyn WriteSink>>) {
+        crate::wsgi::set_hint_sink(sink);
+    }
+}
+
+/// What every app thread (or greenlet) shares.
+pub(super) struct Shared {
     cfg: Arc<Config>,
     age: u64,
     app: Arc<WsgiApp>,
     mailbox: Arc<Mailbox>,
     policy: Policy,
+    park: Arc<dyn Park>,
+}
+
+impl Shared {
+    pub(super) fn new(
+        cfg: &Config,
+        app: Arc<WsgiApp>,
+        mailbox: Arc<Mailbox>,
+        opts: &Options,
+        park: Arc<dyn Park>,
+    ) -> Shared {
+        Shared {
+            cfg: Arc::new(cfg.clone()),
+            age: opts.age,
+            app,
+            mailbox,
+            policy: opts.policy.clone(),
+            park,
+        }
+    }
 }
 
 pub(super) struct ThreadPool {
@@ -45,13 +90,7 @@ impl ThreadPool {
         mailbox: Arc<Mailbox>,
         opts: Options,
     ) -> std::io::Result<ThreadPool> {
-        let shared = Arc::new(Shared {
-            cfg: Arc::new(cfg.clone()),
-            age: opts.age,
-            app,
-            mailbox,
-            policy: opts.policy,
-        });
+        let shared = Arc::new(Shared::new(cfg, app, mailbox, &opts, Arc::new(Blocking)));
         let jobs = Arc::new(JobQueue::new());
         let mut threads = Vec::with_capacity(opts.threads);
         for i in 0..opts.threads.max(1) {
@@ -97,7 +136,9 @@ fn serve_jobs(py: Python<'_>, shared: &Shared, jobs: &JobQueue) {
     }
 }
 
-fn answer(py: Python<'_>, shared: &Shared, job: Job) {
+/// Run one request: pre_request, the app, its body, the access log line
+/// and post_request (on an app thread, or in a greenlet).
+pub(super) fn answer(py: Python<'_>, shared: &Shared, job: Job) {
     let Job {
         ticket,
         req,
@@ -140,8 +181,10 @@ fn answer(py: Python<'_>, shared: &Shared, job: Job) {
         ticket,
         flow: flow.clone(),
         sent: std::sync::atomic::AtomicU64::new(0),
+        park: shared.park.clone(),
     });
-    crate::wsgi::set_hint_sink(Some(sink.clone() as Arc<dyn WriteSink>));
+    let park = &shared.park;
+    park.hint_sink(py, Some(sink.clone() as Arc<dyn WriteSink>));
     let (reply, environ) = shared.app.call_with(
         py,
         &req,
@@ -149,7 +192,7 @@ fn answer(py: Python<'_>, shared: &Shared, job: Job) {
         shared.policy.keep_environ,
         Some(sink.clone() as Arc<dyn WriteSink>),
     );
-    crate::wsgi::set_hint_sink(None);
+    park.hint_sink(py, None);
     let status = crate::http::Status::from(&b"500 Internal Server Error"[..]);
     let mut done = begun.finish(req.head, status, Arc::new([]), environ).ok();
     match reply {
@@ -179,7 +222,7 @@ fn answer(py: Python<'_>, shared: &Shared, job: Job) {
                         let mut room = flow.add(data.len());
                         mailbox.post(ticket, Output::Data(data));
                         if room == Room::Full {
-                            room = py.detach(|| flow.wait_room());
+                            room = park.wait_room(py, &flow);
                         }
                         if room == Room::Gone {
                             crate::debug!("Client went away mid-response; closing the body");
@@ -211,6 +254,7 @@ struct Sink {
     ticket: Ticket,
     flow: Arc<Flow>,
     sent: std::sync::atomic::AtomicU64,
+    park: Arc<dyn Park>,
 }
 
 impl WriteSink for Sink {
@@ -231,7 +275,7 @@ impl WriteSink for Sink {
         let mut room = self.flow.add(data.len());
         self.mailbox.post(self.ticket, Output::Data(data));
         if room == Room::Full {
-            room = py.detach(|| self.flow.wait_room());
+            room = self.park.wait_room(py, &self.flow);
         }
         room != Room::Gone
     }

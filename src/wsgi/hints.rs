@@ -5,13 +5,16 @@
 //! The sync worker's app runs on the loop thread, whose sink is set once at
 //! start (its `write()` sink, which knows the request of the moment); an app
 //! thread sets its request's sink around the app call. So the plain request
-//! path pays nothing for the key.
+//! path pays nothing for the key. Greenlets share their thread, so each
+//! keeps its sink in a context variable instead (every greenlet runs in a
+//! context of its own): `set_task_hint_sink`.
 
 use std::cell::RefCell;
 use std::sync::Arc;
 
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyList, PyString};
 
 use super::start_response::{latin1, trim_sp_htab};
@@ -29,6 +32,40 @@ thread_local! {
 pub fn set_hint_sink(sink: Option<Arc<dyn WriteSink>>) {
     let old = SINK.with(|s| s.replace(sink));
     drop(old);
+}
+
+/// The context variable holding the running greenlet's sink, once a
+/// greenlet has set one.
+static TASK_SINK: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// A sink as a Python object, for the context variable.
+#[pyclass(frozen, module = "ferrocorn")]
+struct HintTarget(Arc<dyn WriteSink>);
+
+/// Send the early hints of the task (greenlet) running now to `sink`
+/// (`None`: drop them). For tasks that share a thread.
+pub fn set_task_hint_sink(py: Python<'_>, sink: Option<Arc<dyn WriteSink>>) -> PyResult<()> {
+    let var = TASK_SINK.get_or_try_init(py, || -> PyResult<Py<PyAny>> {
+        Ok(py
+            .import("contextvars")?
+            .getattr("ContextVar")?
+            .call1(("ferrocorn.early_hints",))?
+            .unbind())
+    })?;
+    let value = match sink {
+        Some(s) => Py::new(py, HintTarget(s))?.into_any(),
+        None => py.None(),
+    };
+    var.bind(py).call_method1("set", (value,))?;
+    Ok(())
+}
+
+/// The running task's sink, when tasks share the thread.
+fn task_sink(py: Python<'_>) -> Option<Arc<dyn WriteSink>> {
+    let var = TASK_SINK.get(py)?.bind(py);
+    let value = var.call_method1("get", (py.None(),)).ok()?;
+    let target = value.cast::<HintTarget>().ok()?;
+    Some(target.get().0.clone())
 }
 
 /// The callable behind `wsgi.early_hints`.
@@ -50,7 +87,7 @@ impl EarlyHints {
         for item in headers.try_iter().map_err(|_| not_a_list())? {
             fields.push(field(&item?)?);
         }
-        if let Some(sink) = SINK.with(|s| s.borrow().clone()) {
+        if let Some(sink) = SINK.with(|s| s.borrow().clone()).or_else(|| task_sink(py)) {
             sink.early_hints(py, fields);
         }
         Ok(())

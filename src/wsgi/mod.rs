@@ -32,7 +32,7 @@ use pyo3::types::PyBytes;
 use crate::http::{ConnInfo, HeaderList, Request, Status};
 
 pub use file_wrapper::FileWrapper;
-pub use hints::set_hint_sink;
+pub use hints::{set_hint_sink, set_task_hint_sink};
 
 use body::{Pool, Source};
 use environ::{EnvironError, Template};
