@@ -9,6 +9,7 @@
 pub mod log;
 
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod h2;
 pub mod handoff;
