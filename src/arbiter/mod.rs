@@ -8,6 +8,7 @@
 // code, each allowed where it is made.
 #![deny(unsafe_code)]
 
+mod control;
 mod listeners;
 mod upgrade;
 
@@ -75,6 +76,8 @@ const SHED_NOT_READY_MS: u64 = 1000;
 struct Child {
     pid: Pid,
     slot: usize,
+    /// Spawn order (gunicorn's `worker.age`).
+    age: u64,
     /// Index in the shared status table.
     entry: usize,
     started: Instant,
@@ -206,6 +209,11 @@ pub struct Arbiter {
     rss_recycles: u64,
     /// A stop has begun (/readyz answers 503).
     stopping: bool,
+    /// The control socket (`ferrocorn ctl`, `gunicornc`), served in this loop.
+    control: Option<control::Server>,
+    /// Reloads so far, and workers told to stop, for `show stats`.
+    reloads: u64,
+    workers_killed: u64,
 }
 
 impl Arbiter {
@@ -326,6 +334,9 @@ impl Arbiter {
             signal_deaths: 0,
             rss_recycles: 0,
             stopping: false,
+            control: None,
+            reloads: 0,
+            workers_killed: 0,
         })
     }
 
@@ -348,6 +359,7 @@ impl Arbiter {
         if let Some(addr) = self.monitor.as_ref().and_then(|m| m.local_addr()) {
             crate::info!("Metrics at: http://{addr}/metrics (health: /healthz, /readyz)");
         }
+        self.open_control();
         crate::info!(
             "Using worker: ferrocorn (io engine {}), {} worker(s)",
             match self.cfg.io_engine {
@@ -424,11 +436,13 @@ impl Arbiter {
         let ms = if waiting_for_ready { 100 } else { LOOP_WAIT_MS };
         let mut watch = vec![Interest::read(self.wake_read.as_raw_fd())];
         let ms = self.monitor_interests(&mut watch, ms);
+        let ms = self.control_interests(&mut watch, ms);
         let signals = &self.signals;
         py.detach(|| signals.wait_with(&watch, ms));
         let mut buf = [0u8; 64];
         while matches!(nix::unistd::read(&self.wake_read, &mut buf), Ok(n) if n > 0) {}
         self.serve_monitor();
+        self.serve_control(py);
     }
 
     /// Add the monitor's descriptors to `watch`; returns `ms` shortened to
@@ -656,6 +670,7 @@ impl Arbiter {
             }
         }
         self.children[i].retiring = true;
+        self.workers_killed += 1;
         process::send_signal(pid, Signal::SIGTERM);
     }
 
@@ -665,6 +680,7 @@ impl Arbiter {
         // MONOTONIC_USEC lets systemd's Type=notify-reload match this to its HUP.
         let now_us = shm::monotonic_ms() * 1000;
         notify_systemd(&format!("RELOADING=1\nMONOTONIC_USEC={now_us}"));
+        self.reloads += 1;
         let _ = hooks::call_on_reload(py, &self.server_info());
         match config::from_args_quiet(&self.argv) {
             Ok(cfg) => {
@@ -811,6 +827,7 @@ impl Arbiter {
                 // arbiter lets go of it. The monitor's are the master's alone.
                 self.listeners.clear();
                 self.monitor = None;
+                self.control = None;
                 if hooks::call_post_fork(
                     py,
                     &self.server_info(),
@@ -857,6 +874,7 @@ impl Arbiter {
                 self.children.push(Child {
                     pid,
                     slot,
+                    age,
                     entry,
                     started: Instant::now(),
                     replaced: false,
@@ -1039,6 +1057,8 @@ impl Arbiter {
     fn stop(&mut self, py: Python<'_>, how: Stop, code: i32) -> i32 {
         notify_systemd("STOPPING=1");
         self.stopping = true;
+        // As gunicorn: no more commands once the stop has begun.
+        self.close_control();
         let mut sig = match how {
             Stop::Graceful => Signal::SIGTERM,
             Stop::Quick => Signal::SIGQUIT,

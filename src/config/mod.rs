@@ -16,6 +16,8 @@
 
 mod bind;
 mod cli;
+mod control;
+use control::control_socket;
 mod docs;
 mod hooks;
 pub mod settings;
@@ -28,6 +30,7 @@ mod file;
 mod pylog;
 
 pub use bind::BindAddr;
+pub use control::default_control_socket;
 pub use docs::{print_config, settings_markdown};
 pub use hooks::{Callable, Hook, Hooks};
 pub use settings::{Setting, SETTINGS};
@@ -129,6 +132,10 @@ pub struct Config {
     pub paste: Option<Paste>,
     /// `--preload`: the master imports the app before forking workers.
     pub preload_app: bool,
+    /// The control socket's path, as given (`None`: `--no-control-socket`).
+    pub control_socket: Option<std::path::PathBuf>,
+    /// `--control-socket-mode`.
+    pub control_socket_mode: u32,
 }
 
 /// A PasteDeploy app, loaded as gunicorn does:
@@ -1034,6 +1041,8 @@ fn build(
         root_path,
         paste: paste.map(|(p, _)| p),
         preload_app: flag("preload_app"),
+        control_socket: control_socket(&r, env)?,
+        control_socket_mode: int("control_socket_mode") as u32,
         websocket_max_message_size: int("websocket_max_message_size") as u64,
         ws_ping_interval: std::time::Duration::from_secs(int("ws_ping_interval") as u64),
         ws_ping_timeout: std::time::Duration::from_secs(int("ws_ping_timeout") as u64),

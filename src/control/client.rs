@@ -193,7 +193,7 @@ impl Client {
         let mut decoder = Decoder::new(frame::MAX_REPLY);
         let mut buf = vec![0u8; 64 * 1024];
         loop {
-            if let Some(payload) = decoder.next() {
+            if let Some(payload) = decoder.next_message() {
                 let payload = payload.map_err(|e| format!("bad reply: {e}"))?;
                 return serde_json::from_slice(&payload)
                     .map_err(|e| format!("bad reply: invalid JSON: {e}"));

@@ -76,7 +76,7 @@ impl Decoder {
     /// The next whole payload, `None` while it is incomplete, or an error
     /// as soon as its prefix is over the limit (the stream cannot be read
     /// further: its end is unknown).
-    pub fn next(&mut self) -> Option<Result<Vec<u8>, FrameError>> {
+    pub fn next_message(&mut self) -> Option<Result<Vec<u8>, FrameError>> {
         let len = self.announced()?;
         if len > self.max {
             return Some(Err(FrameError::TooLarge { len, max: self.max }));
@@ -107,14 +107,14 @@ mod tests {
             let mut d = Decoder::new(MAX_MESSAGE);
             d.push(&msg[..cut]);
             if cut < msg.len() {
-                assert_eq!(d.next(), None, "cut {cut}");
+                assert_eq!(d.next_message(), None, "cut {cut}");
                 assert_eq!(d.in_progress(), cut > 0);
-                assert_eq!(d.wanted() > 0, true);
+                assert!(d.wanted() > 0);
                 d.push(&msg[cut..]);
             }
-            assert_eq!(d.next(), Some(Ok(msg[4..].to_vec())), "cut {cut}");
+            assert_eq!(d.next_message(), Some(Ok(msg[4..].to_vec())), "cut {cut}");
             assert!(!d.in_progress());
-            assert_eq!(d.next(), None);
+            assert_eq!(d.next_message(), None);
         }
     }
 
@@ -124,9 +124,9 @@ mod tests {
         both.extend(encode(b"two"));
         let mut d = Decoder::new(MAX_MESSAGE);
         d.push(&both);
-        assert_eq!(d.next(), Some(Ok(b"one".to_vec())));
-        assert_eq!(d.next(), Some(Ok(b"two".to_vec())));
-        assert_eq!(d.next(), None);
+        assert_eq!(d.next_message(), Some(Ok(b"one".to_vec())));
+        assert_eq!(d.next_message(), Some(Ok(b"two".to_vec())));
+        assert_eq!(d.next_message(), None);
     }
 
     #[test]
@@ -134,7 +134,7 @@ mod tests {
         let mut d = Decoder::new(MAX_MESSAGE);
         d.push(&((MAX_MESSAGE + 1) as u32).to_be_bytes());
         assert_eq!(
-            d.next(),
+            d.next_message(),
             Some(Err(FrameError::TooLarge {
                 len: MAX_MESSAGE + 1,
                 max: MAX_MESSAGE
@@ -142,7 +142,10 @@ mod tests {
         );
         let mut d = Decoder::new(MAX_MESSAGE);
         d.push(&u32::MAX.to_be_bytes());
-        assert!(matches!(d.next(), Some(Err(FrameError::TooLarge { .. }))));
+        assert!(matches!(
+            d.next_message(),
+            Some(Err(FrameError::TooLarge { .. }))
+        ));
     }
 
     #[test]
@@ -150,7 +153,7 @@ mod tests {
         let payload = vec![b' '; MAX_MESSAGE];
         let mut d = Decoder::new(MAX_MESSAGE);
         d.push(&encode(&payload));
-        assert_eq!(d.next(), Some(Ok(payload)));
+        assert_eq!(d.next_message(), Some(Ok(payload)));
     }
 
     #[test]

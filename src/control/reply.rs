@@ -259,7 +259,7 @@ mod tests {
     fn decode(framed: &[u8]) -> Value {
         let mut d = frame::Decoder::new(frame::MAX_REPLY);
         d.push(framed);
-        let payload = d.next().unwrap().unwrap();
+        let payload = d.next_message().unwrap().unwrap();
         serde_json::from_slice(&payload).unwrap()
     }
 
