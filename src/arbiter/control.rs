@@ -49,6 +49,8 @@ struct Client {
     deadline: Instant,
     /// Close once `out` is written (the client hung up, or sent what cannot be read).
     closing: bool,
+    /// Not allowed to control the server: its first message gets this error.
+    refused: Option<String>,
 }
 
 pub struct Server {
@@ -158,26 +160,27 @@ impl Server {
         if stream.set_nonblocking(true).is_err() {
             return;
         }
-        match peer_uid(&stream) {
-            Ok(uid) if uid == self.owner || uid == 0 => {}
+        // A refused client is answered, not cut off: its message gets the
+        // reason (and nothing runs), so a client says why it failed.
+        let refused = match peer_uid(&stream) {
+            Ok(uid) if uid == self.owner || uid == 0 => None,
             Ok(uid) => {
                 crate::warn!(
                     "Control socket: refused a client running as uid {uid} (only uid {} and root \
                      may control this server)",
                     self.owner
                 );
-                let msg = format!(
-                    "Permission denied: uid {uid} may not control this server (only uid {} and root)",
+                Some(format!(
+                    "Permission denied: uid {uid} may not control this server (only uid {} and \
+                     root)",
                     self.owner
-                );
-                let _ = (&stream).write(&reply::error(&Value::from(0), &msg));
-                return;
+                ))
             }
             Err(e) => {
                 crate::warn!("Control socket: cannot read a client's credentials: {e}");
                 return;
             }
-        }
+        };
         if self.clients.len() >= MAX_CLIENTS {
             // Make room by dropping the connection idle the longest.
             let idle = self
@@ -199,8 +202,15 @@ impl Server {
             decoder: Decoder::new(MAX_MESSAGE),
             out: Vec::new(),
             written: 0,
-            deadline: now + IDLE_TIMEOUT,
+            // A refused client gets a message's time, not an idle one's.
+            deadline: now
+                + if refused.is_some() {
+                    MESSAGE_DEADLINE
+                } else {
+                    IDLE_TIMEOUT
+                },
             closing: false,
+            refused,
         });
     }
 }
@@ -245,7 +255,7 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
-        if !self.decoder.in_progress() {
+        if !self.decoder.in_progress() && self.refused.is_none() {
             self.deadline = now + IDLE_TIMEOUT;
         }
         Ok(true)
@@ -256,6 +266,15 @@ impl Client {
     /// next message would start is unknown.
     fn answer(&mut self, run: &mut dyn FnMut(Command) -> Value) {
         while let Some(message) = self.decoder.next_message() {
+            if let Some(why) = &self.refused {
+                let id = message
+                    .ok()
+                    .and_then(|p| request::parse(&p).ok())
+                    .map_or(Value::from(0), |r| r.id);
+                self.out.extend(reply::error(&id, why));
+                self.closing = true;
+                return;
+            }
             match message {
                 Ok(payload) => match request::parse(&payload) {
                     Ok(req) => {
@@ -418,6 +437,8 @@ impl Arbiter {
     fn worker_views(&self) -> Vec<reply::WorkerView> {
         use std::sync::atomic::Ordering::Acquire;
         let now_ms = shm::monotonic_ms();
+        // Workers count their responses only when something reports them.
+        let counted = self.cfg.metrics_bind.is_some() || self.cfg.log.statsd.is_some();
         self.children
             .iter()
             .map(|c| {
@@ -432,7 +453,7 @@ impl Arbiter {
                         let ms = now_ms.saturating_sub(s.loop_ms.load(Acquire));
                         (ms as f64 / 10.0).round() / 100.0
                     }),
-                    requests: status.map_or(0, |s| s.counters().responses()),
+                    requests: status.filter(|_| counted).map(|s| s.counters().responses()),
                 }
             })
             .collect()

@@ -39,8 +39,9 @@ pub struct WorkerView {
     pub aborted: bool,
     /// Seconds since the worker's loop last turned.
     pub last_heartbeat: Option<f64>,
-    /// Responses the worker has finished.
-    pub requests: u64,
+    /// Responses the worker has finished; `None` where they are not
+    /// counted (workers count them only with `--metrics-bind` or statsd on).
+    pub requests: Option<u64>,
 }
 
 /// `show workers`: every worker, oldest first.
@@ -271,7 +272,7 @@ mod tests {
             booted: true,
             aborted: false,
             last_heartbeat: Some(0.25),
-            requests: 7,
+            requests: Some(7),
         }
     }
 
