@@ -6,6 +6,7 @@ where the socket goes by default, and that it goes away at exit.
 import json
 import os
 import shutil
+import signal
 import socket
 import stat
 import struct
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from conftest import APPS, run_cli, server_command, server_env, short_tempdir
+from servers import Detached, wait_pidfile
 from support import IO_TIMEOUT, wait_until
 
 pytestmark = pytest.mark.ferrocorn_only
@@ -476,6 +478,38 @@ def test_second_server_takes_the_path_and_the_first_leaves_it_at_exit(serve, ctl
     assert round_trip(path, {"command": "show stats"})["data"]["pid"] == second.pid
     second.stop()
     assert not path.exists()
+
+
+def pid_at(path):
+    """The pid of the master answering at `path`, or None while none does."""
+    try:
+        return round_trip(path, {"command": "show stats"})["data"]["pid"]
+    except OSError:
+        return None
+
+
+@pytest.mark.timeout(60)
+def test_usr2_new_master_takes_the_path_and_keeps_it_when_the_old_one_stops(serve, ctl_dir,
+                                                                           tmp_path):
+    path = ctl_dir / "c.ctl"
+    pidfile = tmp_path / "app.pid"
+    server = start(serve, path, "-p", str(pidfile), workers=1)
+    assert pid_at(path) == server.pid
+    new = None
+    try:
+        server.send_signal(signal.SIGUSR2)
+        new = Detached(wait_pidfile(str(pidfile) + ".2"))
+        new.wait_workers(1)
+        wait_until(lambda: pid_at(path) == new.pid, 10, what="the new master at the path")
+        server.send_signal(signal.SIGTERM)
+        assert server.wait_exit() == 0
+        assert pid_at(path) == new.pid
+        assert ask("ferrocorn-ctl", path, "show stats")["pid"] == new.pid
+        new.stop()
+        assert not path.exists()
+    finally:
+        if new is not None:
+            new.kill()
 
 
 def test_a_file_that_is_not_a_socket_is_left_alone(serve, ctl_dir):
