@@ -9,6 +9,7 @@
 pub mod log;
 
 pub mod config;
+pub mod control;
 pub mod engine;
 pub mod h2;
 pub mod handoff;
@@ -52,6 +53,10 @@ mod entry {
     /// Run the server with `argv` (as in `sys.argv`); returns the exit code.
     #[pyfunction]
     fn run(py: Python<'_>, argv: Vec<String>) -> i32 {
+        if argv.get(1).map(String::as_str) == Some("ctl") {
+            // `ferrocorn ctl ...`: a client of a running server's control socket.
+            return crate::control::client::main(&argv[2..], &config::default_control_socket());
+        }
         let (cfg, check_only) = match config::from_args(&argv) {
             Parsed::Run(cfg) => (*cfg, false),
             Parsed::Check(cfg) => (*cfg, true),

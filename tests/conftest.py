@@ -74,8 +74,15 @@ def free_port():
         return s.getsockname()[1]
 
 
+# The control socket is on by default, at $XDG_RUNTIME_DIR/ferrocorn.ctl: the
+# servers of this run put theirs in a directory of the run's own, never in
+# the user's runtime or home directory, where another run's servers are.
+_RUNTIME_DIR = tempfile.TemporaryDirectory(prefix="fc-run-", dir="/tmp")
+
+
 def server_env(extra=None):
     env = {k: v for k, v in os.environ.items() if k not in SCRUB_ENV}
+    env["XDG_RUNTIME_DIR"] = _RUNTIME_DIR.name
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["PYTHONUNBUFFERED"] = "1"
     if extra:

@@ -15,10 +15,15 @@ use std::path::{Path, PathBuf};
 /// Which top-level module may use which, top to bottom. Anything at the
 /// crate root (`crate::VERSION`) may be used by all.
 const ALLOWED: &[(&str, &[&str])] = &[
-    ("lib", &["arbiter", "worker", "config", "log", "sys"]),
+    (
+        "lib",
+        &["arbiter", "worker", "config", "control", "log", "sys"],
+    ),
     (
         "arbiter",
-        &["worker", "hooks", "config", "metrics", "tls", "log", "sys"],
+        &[
+            "worker", "hooks", "config", "control", "metrics", "tls", "log", "sys",
+        ],
     ),
     (
         "worker",
@@ -37,6 +42,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("engine", &["log", "sys"]),
     ("config", &["metrics", "tls", "py", "http", "log"]),
     ("py", &["http"]),
+    ("control", &[]),
     ("metrics", &["sys"]),
     ("log", &["http", "sys"]),
     ("tls", &[]),

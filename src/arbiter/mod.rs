@@ -8,6 +8,7 @@
 // arbiter's only unsafe code, each allowed where it is made.
 #![deny(unsafe_code)]
 
+mod control;
 mod listeners;
 mod monitor;
 mod reload;
@@ -80,6 +81,8 @@ const SHED_NOT_READY_MS: u64 = 1000;
 struct Child {
     pid: Pid,
     slot: usize,
+    /// Spawn order (gunicorn's `worker.age`).
+    age: u64,
     /// Index in the shared status table.
     entry: usize,
     started: Instant,
@@ -166,6 +169,11 @@ pub struct Arbiter {
     rss_recycles: u64,
     /// A stop has begun (/readyz answers 503).
     stopping: bool,
+    /// The control socket (`ferrocorn ctl`, `gunicornc`), served in this loop.
+    control: Option<control::Server>,
+    /// Reloads so far, and workers told to stop, for `show stats`.
+    reloads: u64,
+    workers_killed: u64,
 }
 
 impl Arbiter {
@@ -270,6 +278,9 @@ impl Arbiter {
             signal_deaths: 0,
             rss_recycles: 0,
             stopping: false,
+            control: None,
+            reloads: 0,
+            workers_killed: 0,
         })
     }
 
@@ -292,6 +303,7 @@ impl Arbiter {
         if let Some(addr) = self.monitor.as_ref().and_then(|m| m.local_addr()) {
             crate::info!("Metrics at: http://{addr}/metrics (health: /healthz, /readyz)");
         }
+        self.open_control();
         crate::info!(
             "Using worker: ferrocorn (io engine {}), {} worker(s)",
             match self.cfg.io_engine {
@@ -368,11 +380,13 @@ impl Arbiter {
         let ms = if waiting_for_ready { 100 } else { LOOP_WAIT_MS };
         let mut watch = vec![Interest::read(self.wake_read.as_raw_fd())];
         let ms = self.monitor_interests(&mut watch, ms);
+        let ms = self.control_interests(&mut watch, ms);
         let signals = &self.signals;
         py.detach(|| signals.wait_with(&watch, ms));
         let mut buf = [0u8; 64];
         while matches!(nix::unistd::read(&self.wake_read, &mut buf), Ok(n) if n > 0) {}
         self.serve_monitor();
+        self.serve_control(py);
     }
 
     /// Stop every worker (TERM for graceful, QUIT for quick), wait up to
@@ -380,6 +394,8 @@ impl Arbiter {
     fn stop(&mut self, py: Python<'_>, how: Stop, code: i32) -> i32 {
         notify_systemd("STOPPING=1");
         self.stopping = true;
+        // As gunicorn: no more commands once the stop has begun.
+        self.close_control();
         let mut sig = match how {
             Stop::Graceful => Signal::SIGTERM,
             Stop::Quick => Signal::SIGQUIT,

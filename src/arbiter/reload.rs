@@ -10,6 +10,7 @@ impl Arbiter {
         // MONOTONIC_USEC lets systemd's Type=notify-reload match this to its HUP.
         let now_us = shm::monotonic_ms() * 1000;
         notify_systemd(&format!("RELOADING=1\nMONOTONIC_USEC={now_us}"));
+        self.reloads += 1;
         let _ = hooks::call_on_reload(py, &self.server_info());
         match config::from_args_quiet(&self.argv) {
             Ok(cfg) => {

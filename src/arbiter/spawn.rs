@@ -191,6 +191,7 @@ impl Arbiter {
             }
         }
         self.children[i].retiring = true;
+        self.workers_killed += 1;
         process::send_signal(pid, Signal::SIGTERM);
     }
 
@@ -249,6 +250,7 @@ impl Arbiter {
                 // arbiter lets go of it. The monitor's are the master's alone.
                 self.listeners.clear();
                 self.monitor = None;
+                self.control = None;
                 if hooks::call_post_fork(
                     py,
                     &self.server_info(),
@@ -295,6 +297,7 @@ impl Arbiter {
                 self.children.push(Child {
                     pid,
                     slot,
+                    age,
                     entry,
                     started: Instant::now(),
                     replaced: false,

@@ -355,6 +355,8 @@ pub(super) fn build(
         root_path,
         paste: paste.map(|(p, _)| p),
         preload_app: flag(id!(preload_app)),
+        control_socket: control_socket(&r, env)?,
+        control_socket_mode: int(id!(control_socket_mode)) as u32,
         websocket_max_message_size: int(id!(websocket_max_message_size)) as u64,
         ws_ping_interval: std::time::Duration::from_secs(int(id!(ws_ping_interval)) as u64),
         ws_ping_timeout: std::time::Duration::from_secs(int(id!(ws_ping_timeout)) as u64),

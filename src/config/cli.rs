@@ -44,7 +44,9 @@ pub fn command() -> Command {
         .after_help(
             "APP_MODULE is MODULE:NAME, MODULE (meaning MODULE:application) or MODULE:factory(ARGS).\n\
              Settings also come from FERROCORN_CMD_ARGS (or GUNICORN_CMD_ARGS) and the config file;\n\
-             the command line wins, then those variables, then the config file.",
+             the command line wins, then those variables, then the config file.\n\
+             `ferrocorn ctl COMMAND` controls a running server through its control socket\n\
+             (`ferrocorn ctl --help`; gunicorn's gunicornc works too).",
         )
         .disable_version_flag(true)
         .arg(

@@ -17,6 +17,8 @@
 mod bind;
 mod build;
 mod cli;
+mod control;
+use control::control_socket;
 mod docs;
 mod hooks;
 mod load;
@@ -30,6 +32,7 @@ mod file;
 mod pylog;
 
 pub use bind::BindAddr;
+pub use control::default_control_socket;
 pub use docs::{print_config, settings_markdown};
 pub use hooks::{Callable, Hook, Hooks};
 pub(crate) use settings::{id, Id};
@@ -135,6 +138,10 @@ pub struct Config {
     pub paste: Option<Paste>,
     /// `--preload`: the master imports the app before forking workers.
     pub preload_app: bool,
+    /// The control socket's path, as given (`None`: `--no-control-socket`).
+    pub control_socket: Option<std::path::PathBuf>,
+    /// `--control-socket-mode`.
+    pub control_socket_mode: u32,
 }
 
 /// A PasteDeploy app, loaded as gunicorn does:

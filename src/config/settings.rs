@@ -862,8 +862,7 @@ const TABLE: &[Setting] = &[
         section: S::ServerMechanics,
         flags: &["--control-socket"],
         meta: "PATH",
-        doc: "gunicorn's control socket for gunicornc.",
-        support: Support::No("the control socket is not implemented; use signals"),
+        doc: "The unix socket ferrocorn ctl and gunicornc talk to. Default $XDG_RUNTIME_DIR/ferrocorn.ctl, else ~/.ferrocorn/ferrocorn.ctl.",
         ..BASE
     },
     Setting {
@@ -873,8 +872,7 @@ const TABLE: &[Setting] = &[
         kind: Kind::Octal,
         default: Default::Int(0o600),
         meta: "INT",
-        doc: "The control socket's file mode.",
-        support: Support::No("the control socket is not implemented; use signals"),
+        doc: "The control socket's file mode (only the server's user and root are answered, whatever the mode).",
         ..BASE
     },
     Setting {
@@ -882,8 +880,8 @@ const TABLE: &[Setting] = &[
         section: S::ServerMechanics,
         flags: &["--no-control-socket"],
         kind: Kind::Bool,
-        default: Default::Bool(true),
-        doc: "Turn the control socket off (it is always off in ferrocorn).",
+        default: Default::Bool(false),
+        doc: "Do not open the control socket.",
         ..BASE
     },
     // Logging

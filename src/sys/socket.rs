@@ -2,7 +2,7 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 
 use socket2::{Domain, Socket, Type};
 
@@ -140,4 +140,12 @@ pub fn unix_path(fd: &OwnedFd) -> Option<String> {
 /// Let `fd` survive exec (for the listeners handed to a new arbiter).
 pub fn set_inheritable(fd: BorrowedFd<'_>) -> io::Result<()> {
     socket2::SockRef::from(&fd).set_cloexec(false)
+}
+
+/// The effective user id of the process at the other end of a connected
+/// unix socket (SO_PEERCRED: taken when it connected, so it cannot be
+/// faked by passing the socket on).
+pub fn peer_uid(fd: &impl AsFd) -> io::Result<u32> {
+    let cred = nix::sys::socket::getsockopt(fd, nix::sys::socket::sockopt::PeerCredentials)?;
+    Ok(cred.uid())
 }
