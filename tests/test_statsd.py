@@ -4,6 +4,7 @@ import os
 import re
 import signal
 import socket
+import threading
 import time
 
 import pytest
@@ -14,29 +15,42 @@ TAGS = "env:test,svc:web"
 
 
 class Collector:
-    """Every metric line received, a datagram holding one or more lines."""
+    """Every metric line received, a datagram holding one or more lines.
+
+    A thread reads the socket from the start, so datagrams never pile up
+    unread: a unix datagram socket's queue is short (net.unix.max_dgram_qlen,
+    often 10), and the master's gauges alone can fill it while a server
+    starts, after which the sender's datagrams are dropped."""
 
     def __init__(self, sock):
         self.sock = sock
         self.sock.settimeout(0.2)
         self.lines = []
+        self.lock = threading.Lock()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
-    def drain(self):
+    def _read(self):
         while True:
             try:
                 data = self.sock.recv(65536)
             except (socket.timeout, BlockingIOError):
-                return
-            self.lines.extend(data.decode("ascii").split("\n"))
+                continue
+            except OSError:
+                return  # closed
+            with self.lock:
+                self.lines.extend(data.decode("ascii").split("\n"))
 
     def wait_for(self, predicate, timeout=5.0, what="metric"):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            self.drain()
-            found = [l for l in self.lines if predicate(l)]
-            if found:
-                return found
-        raise AssertionError("no %s in %r" % (what, self.lines[-30:]))
+            with self.lock:
+                found = [l for l in self.lines if predicate(l)]
+                if found:
+                    return found
+            time.sleep(0.02)
+        with self.lock:
+            raise AssertionError("no %s in %r" % (what, self.lines[-30:]))
 
 
 @pytest.fixture
@@ -65,7 +79,9 @@ def test_request_metrics_have_gunicorns_names_prefix_and_tags(serve, udp_collect
     timer = re.compile(r"^app\.gunicorn\.request\.duration:\d+(\.\d+)?\|ms\|#" + TAGS + "$")
     assert len(c.wait_for(timer.match, what="duration timer")) == len(requests)
     c.wait_for(lambda l: l == "app.gunicorn.workers:1|g|#" + TAGS, what="workers gauge")
-    for line in c.lines:
+    with c.lock:
+        lines = list(c.lines)
+    for line in lines:
         assert line.startswith("app.gunicorn."), line
         assert line.endswith("|#" + TAGS), line
 

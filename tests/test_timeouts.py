@@ -110,11 +110,12 @@ def test_max_worker_rss_recycles_a_growing_worker_without_failing_a_request(serv
     # serves on meanwhile, so no request waits for it.
     print("answers per worker:", load.pids)
     log = server.log()
-    m = re.search(r"Autorestarting worker \(pid:(\d+)\): resident memory (\d+) MiB is over "
+    m = re.search(r"Autorestarting worker \(pid:(\d+)\): resident memory ([\d.]+) MiB is over "
                   r"--max-worker-rss 96 MiB", log)
     assert m, log
     assert int(m.group(1)) in load.pids
-    assert int(m.group(2)) > 96
+    # Past the limit by at least a page; shown to 0.1 MiB, so 96.0 is possible.
+    assert float(m.group(2)) >= 96
     assert "asked to be replaced (--max-worker-rss)" in log
     # The worker that passed the limit is retired once its successor is
     # ready. (Which slots the clients' connections land on is up to the

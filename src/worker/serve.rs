@@ -153,9 +153,9 @@ impl Worker<'_> {
             return;
         }
         crate::info!(
-            "Autorestarting worker (pid:{}): resident memory {} MiB is over --max-worker-rss {} MiB",
+            "Autorestarting worker (pid:{}): resident memory {:.1} MiB is over --max-worker-rss {} MiB",
             std::process::id(),
-            rss >> 20,
+            rss as f64 / (1 << 20) as f64,
             limit >> 20
         );
         self.max_rss = None;
