@@ -680,6 +680,8 @@ def probe_sections(doc):
         out.extend(engines_section(pr["engines"], doc["meta"].get("settings", {})))
     if pr.get("h2"):
         out.extend(h2_section(pr["h2"]))
+    if pr.get("asgi"):
+        out.extend(asgi_section(pr["asgi"]))
     al = pr.get("alloc")
     if al:
         out.append("\n## Allocator\n")
@@ -697,6 +699,27 @@ def probe_sections(doc):
                 else:
                     out.append(f"| {h['variant']} | {h['engine']} | failed | |")
     return out
+
+
+def asgi_section(data):
+    """The asgi probe (loadtest/asgicells.py) as markdown."""
+    lines = ["### ASGI and WebSocket (asgi probe)", "",
+             f"One worker each, pinned; {data['rounds']} interleaved rounds of {data['seconds']} s; "
+             "medians. HTTP cells: wrk keep-alive. ws-echo: loadtest/wsbench, 50 connections, "
+             "1 KiB text messages, one in flight per connection. Targets: CPU per request at most "
+             "0.55x granian's and req/s ahead of every peer; WebSocket echo at least 1.5x the best "
+             "peer's messages per second.", "",
+             "| cell | server | per second | CPU µs each | ferrocorn's ratio (rate, CPU) |",
+             "|---|---|---|---|---|"]
+    for cell, c in data.get("cells", {}).items():
+        for name, srv in c["servers"].items():
+            if "error" in srv:
+                lines.append(f"| {cell} | {name} | failed: {srv['error'][:120]} | | |")
+                continue
+            r = c["ferrocorn_vs"].get(name)
+            ratio = f"{r['rate']:.2f}x, {r['cpu']:.2f}x" if r else ""
+            lines.append(f"| {cell} | {name} | {srv['rate']:,.0f} | {srv['cpu_us']:.1f} | {ratio} |")
+    return lines + [""]
 
 
 def h2_section(data):
