@@ -834,6 +834,8 @@ fn build(
         limit_request_body: int("limit_request_body") as u64,
         body_buffer_size: int("body_buffer_size") as u64,
         temp_files: body_temp_files(&r, text("chdir").as_deref(), warnings)?,
+        // Set by a worker that serves an ASGI app.
+        stream_bodies: false,
     };
 
     let user = match text("user") {

@@ -37,6 +37,10 @@ pub enum RequestBody {
     /// file. Shared so whoever reads it (e.g. `wsgi.input`) may outlive the
     /// `Request`; the file closes when the last holder drops it.
     File { file: Arc<File>, len: u64 },
+    /// The body follows the request in pieces, as it arrives
+    /// (`Config::stream_bodies`, taken with `Conn::take_body`); nothing of
+    /// it is here, and `len` is 0.
+    Streamed,
 }
 
 impl Default for RequestBody {
@@ -56,6 +60,7 @@ impl RequestBody {
         match self {
             RequestBody::Memory(v) => v.len() as u64,
             RequestBody::File { len, .. } => *len,
+            RequestBody::Streamed => 0,
         }
     }
 
@@ -67,7 +72,7 @@ impl RequestBody {
     pub fn as_bytes(&self) -> Option<&[u8]> {
         match self {
             RequestBody::Memory(v) => Some(v),
-            RequestBody::File { .. } => None,
+            RequestBody::File { .. } | RequestBody::Streamed => None,
         }
     }
 
@@ -76,6 +81,7 @@ impl RequestBody {
     pub fn to_vec(&self) -> io::Result<Vec<u8>> {
         match self {
             RequestBody::Memory(v) => Ok(v.clone()),
+            RequestBody::Streamed => Ok(Vec::new()),
             RequestBody::File { file, len } => {
                 use std::os::unix::fs::FileExt;
                 let len = usize::try_from(*len)
@@ -101,6 +107,10 @@ pub(super) struct BodyWriter {
 enum Sink {
     Memory(Vec<u8>),
     File(BufWriter<File>),
+    /// Decoded bytes the caller has not taken yet (`take_piece`).
+    Stream(Vec<u8>),
+    /// Bytes nobody wants (a body the app did not read): counted only.
+    Discard,
 }
 
 impl BodyWriter {
@@ -113,6 +123,41 @@ impl BodyWriter {
             None => Sink::Memory(Vec::new()),
         };
         Ok(BodyWriter { sink, len: 0 })
+    }
+
+    /// A writer whose bytes are taken out in pieces as they are decoded.
+    pub fn stream() -> BodyWriter {
+        BodyWriter {
+            sink: Sink::Stream(Vec::new()),
+            len: 0,
+        }
+    }
+
+    /// Decoded bytes not taken yet, at most `max` of them (in order).
+    pub fn take_piece(&mut self, max: usize) -> Option<Vec<u8>> {
+        let Sink::Stream(v) = &mut self.sink else {
+            return None;
+        };
+        if v.is_empty() {
+            return None;
+        }
+        if v.len() <= max {
+            return Some(std::mem::take(v));
+        }
+        // A piece of its own size: the queue it goes to counts bytes.
+        let piece = v[..max].to_vec();
+        v.drain(..max);
+        Some(piece)
+    }
+
+    /// Stop keeping bytes: the rest is decoded, counted and dropped.
+    pub fn discard(&mut self) {
+        self.sink = Sink::Discard;
+    }
+
+    /// Body bytes written so far (kept or not).
+    pub fn len(&self) -> u64 {
+        self.len
     }
 
     /// The decoder announced a chunk of `n` bytes: reserve memory for it
@@ -130,7 +175,7 @@ impl BodyWriter {
     pub fn take_memory(&mut self) -> Option<Vec<u8>> {
         match &mut self.sink {
             Sink::Memory(v) => Some(std::mem::take(v)),
-            Sink::File(_) => None,
+            Sink::File(_) | Sink::Stream(_) | Sink::Discard => None,
         }
     }
 
@@ -148,9 +193,18 @@ impl BodyWriter {
             return Ok(());
         }
         let len = self.len + bytes.len() as u64;
-        let limit = cfg.limit_request_body;
-        if limit > 0 && len > limit {
-            return Err(too_large(limit));
+        match &mut self.sink {
+            Sink::Discard => {
+                self.len = len;
+                return Ok(());
+            }
+            Sink::Stream(v) => {
+                check_limit(cfg, len)?;
+                v.extend_from_slice(bytes);
+                self.len = len;
+                return Ok(());
+            }
+            Sink::Memory(_) | Sink::File(_) => check_limit(cfg, len)?,
         }
         if let Sink::Memory(v) = &mut self.sink {
             if !spills(cfg, len) {
@@ -172,7 +226,8 @@ impl BodyWriter {
     /// The whole body has been written.
     pub fn finish(self) -> Result<RequestBody, HttpError> {
         match self.sink {
-            Sink::Memory(v) => Ok(RequestBody::Memory(v)),
+            Sink::Memory(v) | Sink::Stream(v) => Ok(RequestBody::Memory(v)),
+            Sink::Discard => Ok(RequestBody::Memory(Vec::new())),
             Sink::File(f) => {
                 let file = f.into_inner().map_err(|e| write_failed(e.into_error()))?;
                 Ok(RequestBody::File {
@@ -182,6 +237,15 @@ impl BodyWriter {
             }
         }
     }
+}
+
+/// `limit_request_body` holds for a body that has reached `len` bytes.
+fn check_limit(cfg: &Config, len: u64) -> Result<(), HttpError> {
+    let limit = cfg.limit_request_body;
+    if limit > 0 && len > limit {
+        return Err(too_large(limit));
+    }
+    Ok(())
 }
 
 /// Whether a body of `len` bytes is kept in a file.
