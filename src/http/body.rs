@@ -16,6 +16,9 @@ use super::Config;
 /// Reserve at most this much memory for a body ahead of its bytes arriving.
 const MAX_PREALLOC: usize = 1 << 20;
 
+/// A streamed body's buffer larger than this is let go once emptied.
+const STREAM_KEEP: usize = 256 * 1024;
+
 /// Bytes gathered before each write to a body file: 8 io_uring receive
 /// buffers, 2 epoll reads; fewer, larger writes.
 const FILE_WRITE_BUFFER: usize = 128 * 1024;
@@ -107,8 +110,8 @@ pub(super) struct BodyWriter {
 enum Sink {
     Memory(Vec<u8>),
     File(BufWriter<File>),
-    /// Decoded bytes the caller has not taken yet (`take_piece`).
-    Stream(Vec<u8>),
+    /// Decoded bytes; those from `taken` on are not taken yet (`take_piece`).
+    Stream { buf: Vec<u8>, taken: usize },
     /// Bytes nobody wants (a body the app did not read): counted only.
     Discard,
 }
@@ -128,25 +131,37 @@ impl BodyWriter {
     /// A writer whose bytes are taken out in pieces as they are decoded.
     pub fn stream() -> BodyWriter {
         BodyWriter {
-            sink: Sink::Stream(Vec::new()),
+            sink: Sink::Stream {
+                buf: Vec::new(),
+                taken: 0,
+            },
             len: 0,
         }
     }
 
-    /// Decoded bytes not taken yet, at most `max` of them (in order).
+    /// Decoded bytes not taken yet, at most `max` of them (in order), in
+    /// memory of their own size: the piece may wait in a queue, and must
+    /// not hold a large receive's memory there.
     pub fn take_piece(&mut self, max: usize) -> Option<Vec<u8>> {
-        let Sink::Stream(v) = &mut self.sink else {
+        let Sink::Stream { buf, taken } = &mut self.sink else {
             return None;
         };
-        if v.is_empty() {
+        let rest = &buf[*taken..];
+        if rest.is_empty() {
             return None;
         }
-        if v.len() <= max {
-            return Some(std::mem::take(v));
+        let n = rest.len().min(max);
+        let piece = rest[..n].to_vec();
+        *taken += n;
+        if *taken == buf.len() {
+            *taken = 0;
+            if buf.capacity() > STREAM_KEEP {
+                // A large receive went through: do not keep its memory.
+                *buf = Vec::new();
+            } else {
+                buf.clear();
+            }
         }
-        // A piece of its own size: the queue it goes to counts bytes.
-        let piece = v[..max].to_vec();
-        v.drain(..max);
         Some(piece)
     }
 
@@ -175,7 +190,7 @@ impl BodyWriter {
     pub fn take_memory(&mut self) -> Option<Vec<u8>> {
         match &mut self.sink {
             Sink::Memory(v) => Some(std::mem::take(v)),
-            Sink::File(_) | Sink::Stream(_) | Sink::Discard => None,
+            Sink::File(_) | Sink::Stream { .. } | Sink::Discard => None,
         }
     }
 
@@ -198,9 +213,15 @@ impl BodyWriter {
                 self.len = len;
                 return Ok(());
             }
-            Sink::Stream(v) => {
+            Sink::Stream { buf, taken } => {
                 check_limit(cfg, len)?;
-                v.extend_from_slice(bytes);
+                if *taken > 0 && *taken >= buf.len() / 2 {
+                    // Taken bytes go before the buffer would grow (each
+                    // byte moves at most once on average).
+                    buf.drain(..*taken);
+                    *taken = 0;
+                }
+                buf.extend_from_slice(bytes);
                 self.len = len;
                 return Ok(());
             }
@@ -226,7 +247,11 @@ impl BodyWriter {
     /// The whole body has been written.
     pub fn finish(self) -> Result<RequestBody, HttpError> {
         match self.sink {
-            Sink::Memory(v) | Sink::Stream(v) => Ok(RequestBody::Memory(v)),
+            Sink::Memory(v) => Ok(RequestBody::Memory(v)),
+            Sink::Stream { mut buf, taken } => {
+                buf.drain(..taken);
+                Ok(RequestBody::Memory(buf))
+            }
             Sink::Discard => Ok(RequestBody::Memory(Vec::new())),
             Sink::File(f) => {
                 let file = f.into_inner().map_err(|e| write_failed(e.into_error()))?;

@@ -43,7 +43,8 @@ impl Worker<'_> {
         // unless pipelined requests pile up.
         let backed_up = c.stream.is_some()
             || c.pending_output() >= OUTPUT_HIGH_WATER
-            || (c.inflight.is_some() && c.http.buffered() >= OUTPUT_HIGH_WATER);
+            || (c.inflight.is_some() && c.http.buffered() >= OUTPUT_HIGH_WATER)
+            || upload::holds_back(c);
         if backed_up && !c.recv_paused {
             c.recv_paused = true;
             self.engine.pause_recv(id);
@@ -68,6 +69,8 @@ impl Worker<'_> {
         loop {
             let Some(c) = self.state.get(id) else { return };
             if c.inflight.is_some() {
+                // An ASGI app's request body still arriving goes to it.
+                self.pass_body(id);
                 break;
             }
             if c.stream.is_some() {
