@@ -89,9 +89,12 @@ impl Worker<'_> {
                 http::Event::SendContinue => c.out.extend_from_slice(http::CONTINUE),
                 http::Event::Request(req) => {
                     c.request_started = (c.http.buffered() > 0).then(Instant::now);
-                    if req.body.len() >= LEND_BODY_MIN && c.tls.is_none() {
+                    let streamed = matches!(req.body, http::RequestBody::Streamed);
+                    if (req.body.len() >= LEND_BODY_MIN && c.tls.is_none()) || streamed {
                         // An uploading client: let its next bodies skip the
-                        // engine's buffers.
+                        // engine's buffers; a body streamed to an ASGI app
+                        // is received in bounded pieces, so pausing for the
+                        // app leaves little held in the engine.
                         self.engine.recv_bounded(id);
                     }
                     self.respond(py, id, req)
