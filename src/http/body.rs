@@ -111,7 +111,10 @@ enum Sink {
     Memory(Vec<u8>),
     File(BufWriter<File>),
     /// Decoded bytes; those from `taken` on are not taken yet (`take_piece`).
-    Stream { buf: Vec<u8>, taken: usize },
+    Stream {
+        buf: Vec<u8>,
+        taken: usize,
+    },
     /// Bytes nobody wants (a body the app did not read): counted only.
     Discard,
 }
