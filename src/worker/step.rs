@@ -97,7 +97,10 @@ impl Worker<'_> {
                         // app leaves little held in the engine.
                         self.engine.recv_bounded(id);
                     }
-                    self.respond(py, id, req)
+                    self.respond(py, id, req);
+                    if streamed {
+                        self.unclaimed_body(id);
+                    }
                 }
                 http::Event::Error(e) => {
                     let ip = c.peer_ip();

@@ -73,6 +73,15 @@ pub(super) fn after_response(c: &mut Connection) -> bool {
 }
 
 impl Worker<'_> {
+    /// A request whose body streams was answered by the loop itself (shed
+    /// with 503, a refused upgrade): its body is dropped like an unread one.
+    pub(super) fn unclaimed_body(&mut self, id: ConnId) {
+        let Some(c) = self.state.get(id) else { return };
+        if c.inflight.is_none() && !after_response(c) {
+            c.phase = Phase::CloseAfterSend;
+        }
+    }
+
     /// Move the body bytes the parser decoded into the request's flow, in
     /// pieces, while its queue has room.
     pub(super) fn pass_body(&mut self, id: ConnId) {
