@@ -254,6 +254,26 @@ def test_a_chunked_body_over_the_limit_is_413_and_the_app_sees_http_disconnect(s
     assert seen(server, "big")["events"][-1] == "http.disconnect"
 
 
+def test_a_streamed_request_shed_with_503_has_its_body_drained(serve, tmp_path):
+    server = serve("asgi_body:app", "--interface", "asgi", "--max-queued-requests", "1")
+    mark = tmp_path / "blocking"
+    with server.connect() as blocker, server.connect() as queued, server.connect() as conn:
+        blocker.send(request_bytes("GET", "/block?s=2&mark=%s" % mark, headers=HEAD))
+        wait_until(mark.exists, IO_TIMEOUT, what="the event loop to block")
+        # One request waits for the blocked loop: the next one is shed.
+        queued.send(request_bytes("GET", "/noread", headers=HEAD))
+        conn.send(post_head("/read?id=shed", 10000) + b"s" * 1000)
+        assert conn.read_response().status == 503
+        conn.send(b"s" * 9000)
+        assert blocker.read_response().status == 200
+        assert queued.read_response().status == 200
+        # The rest of the shed body was dropped: the connection goes on.
+        conn.send(post_head("/read?id=next", 2) + b"ok")
+        resp = conn.read_response()
+        assert resp.status == 200 and json.loads(resp.body)["total"] == 2
+    assert seen(server, "shed") is None
+
+
 def test_starlette_request_stream_gets_the_body_from_a_generator(asgi):
     blocks = [bytes([i]) * 100003 for i in range(20)]
     resp = requests.post(asgi.url + "/starlette/hash", data=iter(blocks), timeout=60)

@@ -12,11 +12,14 @@ event loop: the answer is live while the request is still running).
   /noread         answers at once without calling receive()
   /until-disconnect?id=  reads pieces until http.disconnect, then stops
   /seen?id=       what request NAME saw so far (pieces, events, done)
+  /block?s=&mark= creates the file MARK, then blocks the event loop for S seconds
   /starlette/...  the Starlette app below
 """
 import asyncio
 import hashlib
 import json
+import time
+from urllib.parse import unquote
 
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
@@ -75,6 +78,10 @@ async def raw(scope, receive, send):
         return await _answer(send, 200, "released")
     if path == "/noread":
         return await _answer(send, 200, "not read")
+    if path == "/block":
+        open(unquote(q["mark"]), "w").close()
+        time.sleep(float(q["s"]))
+        return await _answer(send, 200, "blocked")
     rec = _record(name)
     rec["events"].append("started")
     try:
