@@ -21,7 +21,8 @@ HEAD = [("Host", "x")]
 
 @pytest.fixture
 def asgi(serve):
-    return serve("asgi_body:app", "--interface", "asgi")
+    # No flag: the coroutine function is recognised as an ASGI app.
+    return serve("asgi_body:app")
 
 
 def seen(server, name):
@@ -230,8 +231,9 @@ def test_a_client_leaving_mid_body_gives_the_app_http_disconnect(asgi):
     assert seen(asgi, "gone")["events"][-1] == "http.disconnect"
 
 
+@pytest.mark.ferrocorn_only
 def test_a_client_silent_mid_body_gets_408_and_the_app_http_disconnect(serve):
-    server = serve("asgi_body:app", "--interface", "asgi", "--body-timeout", "1")
+    server = serve("asgi_body:app", "--body-timeout", "1")
     with server.connect() as conn:
         conn.send(post_head("/until-disconnect?id=silent", 1 << 20) + b"x" * 1000)
         resp = conn.read_response()
@@ -241,8 +243,9 @@ def test_a_client_silent_mid_body_gets_408_and_the_app_http_disconnect(serve):
     assert seen(server, "silent")["events"][-1] == "http.disconnect"
 
 
+@pytest.mark.ferrocorn_only
 def test_a_chunked_body_over_the_limit_is_413_and_the_app_sees_http_disconnect(serve):
-    server = serve("asgi_body:app", "--interface", "asgi", "--limit-request-body", "100000")
+    server = serve("asgi_body:app", "--limit-request-body", "100000")
     with server.connect() as conn:
         conn.send(post_head("/until-disconnect?id=big") + b"%x\r\n%s\r\n" % (60000, b"a" * 60000))
         wait_until(lambda: (seen(server, "big") or {}).get("pieces"), IO_TIMEOUT,
@@ -254,8 +257,9 @@ def test_a_chunked_body_over_the_limit_is_413_and_the_app_sees_http_disconnect(s
     assert seen(server, "big")["events"][-1] == "http.disconnect"
 
 
+@pytest.mark.ferrocorn_only
 def test_a_streamed_request_shed_with_503_has_its_body_drained(serve, tmp_path):
-    server = serve("asgi_body:app", "--interface", "asgi", "--max-queued-requests", "1")
+    server = serve("asgi_body:app", "--max-queued-requests", "1")
     mark = tmp_path / "blocking"
     with server.connect() as blocker, server.connect() as queued, server.connect() as conn:
         blocker.send(request_bytes("GET", "/block?s=2&mark=%s" % mark, headers=HEAD))
