@@ -10,8 +10,8 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyDict};
 
-use super::inbox::{Shared, NOTE_HANGUP, NOTE_ROOM};
-use crate::handoff::{Flow, Job, Mailbox, Output, Room, Ticket};
+use super::inbox::{Shared, NOTE_HANGUP, NOTE_INBOUND, NOTE_ROOM};
+use crate::handoff::{Flow, Inbound, Job, Mailbox, Output, Room, Ticket};
 use crate::http::{self, ConnInfo, Request, RequestBody};
 
 pyo3::create_exception!(
@@ -50,6 +50,13 @@ pub(crate) struct Cycle {
     /// Body bytes already handed to the app.
     body_given: usize,
     body_done: bool,
+    /// The body streams in through the flow's inbound queue as it arrives
+    /// (`RequestBody::Streamed`), instead of being all in `req`.
+    streamed: bool,
+    /// The app called `receive()` (the loop was told, for `100 Continue`).
+    asked: bool,
+    /// The body was lost (the client left): `receive()` gives `http.disconnect`.
+    lost: bool,
     stage: Stage,
     status: u16,
     headers: crate::http::HeaderList,
@@ -68,9 +75,13 @@ impl Cycle {
         shared: Arc<Shared>,
         mailbox: Arc<Mailbox>,
     ) -> Cycle {
+        let streamed = matches!(job.req.body, RequestBody::Streamed);
         Cycle {
             id,
             scope: Some(scope),
+            streamed,
+            asked: false,
+            lost: false,
             ticket: job.ticket,
             req: job.req,
             conn: job.conn,
@@ -103,9 +114,51 @@ impl Cycle {
                 file.read_exact_at(&mut buf, start)?;
                 buf
             }
+            RequestBody::Streamed => Vec::new(),
         };
         self.body_given = end as usize;
         Ok((piece, end < total))
+    }
+
+    /// `receive()` while the body streams in: the next piece the loop
+    /// queued, or None (wait for `NOTE_INBOUND`).
+    fn receive_piece<'py>(
+        &mut self,
+        py: Python<'py>,
+        event: Bound<'py, PyDict>,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        if !self.asked {
+            self.asked = true;
+            // The app wants the body: the loop answers a waiting
+            // `Expect: 100-continue` now, not when the head arrived.
+            self.post(Output::Resume);
+        }
+        let (body, more) = match self.flow.take_inbound() {
+            Some((item, resume)) => {
+                if resume {
+                    // The queue has room again: the loop reads on.
+                    self.post(Output::Resume);
+                }
+                match item {
+                    Inbound::Body(piece) => (piece, true),
+                    Inbound::BodyEnd => (Vec::new(), false),
+                    Inbound::BodyLost | Inbound::Closed { .. } | Inbound::Message(_) => {
+                        self.lost = true;
+                        return disconnect(py, event);
+                    }
+                }
+            }
+            None if self.flow.room() == Room::Gone => {
+                self.lost = true;
+                return disconnect(py, event);
+            }
+            None => return Ok(None),
+        };
+        self.body_done = !more;
+        event.set_item(intern!(py, "type"), intern!(py, "http.request"))?;
+        event.set_item(intern!(py, "body"), PyBytes::new(py, &body))?;
+        event.set_item(intern!(py, "more_body"), more)?;
+        Ok(Some(event))
     }
 
     fn post(&self, out: Output) {
@@ -267,6 +320,12 @@ impl Cycle {
     /// was delivered and the client is still there).
     fn receive<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
         let event = PyDict::new(py);
+        if self.lost {
+            return disconnect(py, event);
+        }
+        if !self.body_done && self.streamed {
+            return self.receive_piece(py, event);
+        }
         if !self.body_done {
             let (piece, more) = self.next_body_piece().map_err(|e| {
                 PyOSError::new_err(format!("cannot read the request body back: {e}"))
@@ -315,9 +374,17 @@ impl Cycle {
             .on_room(Box::new(move || shared.note(NOTE_ROOM, id)));
     }
 
-    /// Nothing arrives on an HTTP request after its body: `receive` waits
-    /// for the hang-up (`watch_hangup`) alone.
-    fn watch_inbound(&self) {}
+    /// While the body streams in: note this cycle (`NOTE_INBOUND`) once a
+    /// piece arrives or the client is gone. After the body nothing
+    /// arrives: `receive` waits for the hang-up (`watch_hangup`) alone.
+    fn watch_inbound(&self) {
+        if self.streamed && !self.body_done {
+            let shared = self.shared.clone();
+            let id = self.id;
+            self.flow
+                .on_inbound(Box::new(move || shared.note(NOTE_INBOUND, id)));
+        }
+    }
 
     /// Note this cycle (`NOTE_HANGUP`) once the client hangs up or is gone.
     fn watch_hangup(&self) {
@@ -372,10 +439,13 @@ impl Cycle {
         match self.stage {
             Stage::Complete => {}
             Stage::Waiting => {
-                crate::error!(
-                    "{}: the ASGI app returned without starting a response",
-                    self.context()
-                );
+                // An app whose client left mid-body may just stop.
+                if self.flow.room() != Room::Gone {
+                    crate::error!(
+                        "{}: the ASGI app returned without starting a response",
+                        self.context()
+                    );
+                }
                 self.fail();
             }
             Stage::Started | Stage::Streaming => {
@@ -389,6 +459,15 @@ impl Cycle {
             }
         }
     }
+}
+
+/// `event` as `{"type": "http.disconnect"}`.
+fn disconnect<'py>(
+    py: Python<'py>,
+    event: Bound<'py, PyDict>,
+) -> PyResult<Option<Bound<'py, PyDict>>> {
+    event.set_item(intern!(py, "type"), intern!(py, "http.disconnect"))?;
+    Ok(Some(event))
 }
 
 /// An ASGI message's `headers`: `[name, value]` pairs of bytes, validated.

@@ -518,6 +518,40 @@ async def app(scope, receive, send):
         rig.stop();
     }
 
+    #[test]
+    fn a_streamed_body_comes_as_it_is_queued_and_the_first_receive_asks_for_it() {
+        use crate::handoff::Inbound;
+        let mut rig = start(ECHO);
+        let mut req = request("POST", "/", &[], b"");
+        req.body = crate::http::RequestBody::Streamed;
+        let (id, flow) = rig.submit(req);
+        // The first receive() tells the loop (100 Continue, read on).
+        let outs = rig.wait_for(id, |o| !o.is_empty());
+        assert!(matches!(outs, [Output::Resume]), "{outs:?}");
+        flow.push_inbound(Inbound::Body(vec![1; 10]));
+        flow.push_inbound(Inbound::Body(vec![2; 20]));
+        flow.push_inbound(Inbound::BodyEnd);
+        let v = json_body(rig.finished(id));
+        assert_eq!(v["events"], 3);
+        assert_eq!(v["body_len"], 30);
+        rig.stop();
+    }
+
+    #[test]
+    fn a_streamed_body_that_is_lost_gives_http_disconnect() {
+        use crate::handoff::Inbound;
+        let mut rig = start(DISCONNECT);
+        let mut req = request("POST", "/wait", &[], b"");
+        req.body = crate::http::RequestBody::Streamed;
+        let (id, flow) = rig.submit(req);
+        flow.push_inbound(Inbound::Body(b"part".to_vec()));
+        flow.push_inbound(Inbound::BodyLost);
+        let outs = rig.finished(id);
+        assert!(matches!(outs.last(), Some(Output::End)), "{outs:?}");
+        assert_eq!(rig.eval("seen"), "['http.request', 'http.disconnect']");
+        rig.stop();
+    }
+
     const FAILING: &str = r#"
 async def app(scope, receive, send):
     if scope["type"] != "http":

@@ -315,6 +315,10 @@ impl WsCycle {
                     Inbound::Closed { code, reason } => {
                         disconnect(&event, code, &reason)?;
                     }
+                    // Request-body items never go to a WebSocket's queue.
+                    Inbound::Body(_) | Inbound::BodyEnd | Inbound::BodyLost => {
+                        disconnect(&event, ABNORMAL_CLOSURE, "")?;
+                    }
                 }
                 Ok(Some(event))
             }

@@ -155,6 +155,8 @@ pub(super) fn build(
         limit_request_body: int(id!(limit_request_body)) as u64,
         body_buffer_size: int(id!(body_buffer_size)) as u64,
         temp_files: body_temp_files(&r, text(id!(chdir)).as_deref(), warnings)?,
+        // Set by a worker that serves an ASGI app.
+        stream_bodies: false,
     };
 
     let user = match text(id!(user)) {

@@ -73,7 +73,8 @@ impl Message {
     }
 }
 
-/// What the loop hands the app side of a WebSocket, in order.
+/// What the loop hands the app side of a WebSocket, or of a request whose
+/// body streams (ASGI), in order.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Inbound {
     Message(Message),
@@ -83,12 +84,34 @@ pub enum Inbound {
         code: u16,
         reason: String,
     },
+    /// HTTP: the next piece of the request body.
+    Body(Vec<u8>),
+    /// HTTP: the request body is complete.
+    BodyEnd,
+    /// HTTP: the body will not be complete (the client left, went silent,
+    /// or broke its framing): the app's `receive()` gives `http.disconnect`.
+    BodyLost,
+}
+
+impl Inbound {
+    /// The bytes it holds, for the queue's bound.
+    fn len(&self) -> usize {
+        match self {
+            Inbound::Message(m) => m.len(),
+            Inbound::Body(b) => b.len(),
+            Inbound::Closed { .. } | Inbound::BodyEnd | Inbound::BodyLost => 0,
+        }
+    }
 }
 
 /// The loop stops reading a WebSocket while this many bytes, or
 /// `INBOUND_MAX_MESSAGES` messages, wait for the app to take them.
 pub const INBOUND_HIGH_WATER: usize = 64 * 1024;
 pub const INBOUND_MAX_MESSAGES: usize = 64;
+/// A request body streams through the same queue, whose bound is then
+/// four of its 64 KiB pieces: the app takes one while the loop reads the
+/// next, and a request holds at most this much of its body in the queue.
+pub const BODY_HIGH_WATER: usize = 4 * 64 * 1024;
 
 /// What the app side says about one request, in order: `Head`, any number
 /// of `Data`, then `End`; or `Failed` at any point.
@@ -190,12 +213,19 @@ struct FlowInner {
     /// WebSocket: what arrived and the app has not taken, and its bytes.
     inbound: VecDeque<Inbound>,
     inbound_bytes: usize,
+    /// The queue carries a request body (its bound is `BODY_HIGH_WATER`).
+    body: bool,
     /// Called once when something arrives, or the client is gone.
     on_inbound: Option<Box<dyn FnOnce() + Send>>,
 }
 
 fn inbound_full(f: &FlowInner) -> bool {
-    f.inbound_bytes >= INBOUND_HIGH_WATER || f.inbound.len() >= INBOUND_MAX_MESSAGES
+    let mark = if f.body {
+        BODY_HIGH_WATER
+    } else {
+        INBOUND_HIGH_WATER
+    };
+    f.inbound_bytes >= mark || f.inbound.len() >= INBOUND_MAX_MESSAGES
 }
 
 /// What the app side may do next.
@@ -295,9 +325,7 @@ impl Flow {
         let mut f = lock(&self.inner);
         let was_full = inbound_full(&f);
         let item = f.inbound.pop_front()?;
-        if let Inbound::Message(m) = &item {
-            f.inbound_bytes -= m.len();
-        }
+        f.inbound_bytes -= item.len();
         Some((item, was_full && !inbound_full(&f)))
     }
 
@@ -315,13 +343,12 @@ impl Flow {
 
     // ---- loop side ----
 
-    /// WebSocket: hand the app what arrived; says whether the queue is
-    /// now full (stop reading).
+    /// Hand the app what arrived (a WebSocket message, a piece of a
+    /// request body); says whether the queue is now full (stop reading).
     pub fn push_inbound(&self, item: Inbound) -> bool {
         let mut f = lock(&self.inner);
-        if let Inbound::Message(m) = &item {
-            f.inbound_bytes += m.len();
-        }
+        f.inbound_bytes += item.len();
+        f.body |= matches!(item, Inbound::Body(_));
         f.inbound.push_back(item);
         let full = inbound_full(&f);
         let wake = f.on_inbound.take();
@@ -332,7 +359,7 @@ impl Flow {
         full
     }
 
-    /// WebSocket: too much waits for the app; do not read more.
+    /// Too much waits for the app; do not read more.
     pub fn inbound_full(&self) -> bool {
         inbound_full(&lock(&self.inner))
     }
@@ -607,6 +634,23 @@ mod tests {
             code: 1000,
             reason: String::new()
         }));
+    }
+
+    #[test]
+    fn a_request_body_queue_holds_four_pieces() {
+        let f = Flow::new();
+        let piece = || Inbound::Body(vec![0; 64 * 1024]);
+        for _ in 0..3 {
+            assert!(!f.push_inbound(piece()));
+        }
+        assert!(f.push_inbound(piece()));
+        assert!(matches!(f.take_inbound(), Some((Inbound::Body(_), true))));
+        assert!(!f.inbound_full());
+        assert!(!f.push_inbound(Inbound::BodyEnd));
+        for _ in 0..3 {
+            assert!(matches!(f.take_inbound(), Some((Inbound::Body(_), false))));
+        }
+        assert_eq!(f.take_inbound(), Some((Inbound::BodyEnd, false)));
     }
 
     #[test]

@@ -16,6 +16,9 @@ use super::Config;
 /// Reserve at most this much memory for a body ahead of its bytes arriving.
 const MAX_PREALLOC: usize = 1 << 20;
 
+/// A streamed body's buffer larger than this is let go once emptied.
+const STREAM_KEEP: usize = 256 * 1024;
+
 /// Bytes gathered before each write to a body file: 8 io_uring receive
 /// buffers, 2 epoll reads; fewer, larger writes.
 const FILE_WRITE_BUFFER: usize = 128 * 1024;
@@ -37,6 +40,10 @@ pub enum RequestBody {
     /// file. Shared so whoever reads it (e.g. `wsgi.input`) may outlive the
     /// `Request`; the file closes when the last holder drops it.
     File { file: Arc<File>, len: u64 },
+    /// The body follows the request in pieces, as it arrives
+    /// (`Config::stream_bodies`, taken with `Conn::take_body`); nothing of
+    /// it is here, and `len` is 0.
+    Streamed,
 }
 
 impl Default for RequestBody {
@@ -56,6 +63,7 @@ impl RequestBody {
         match self {
             RequestBody::Memory(v) => v.len() as u64,
             RequestBody::File { len, .. } => *len,
+            RequestBody::Streamed => 0,
         }
     }
 
@@ -67,7 +75,7 @@ impl RequestBody {
     pub fn as_bytes(&self) -> Option<&[u8]> {
         match self {
             RequestBody::Memory(v) => Some(v),
-            RequestBody::File { .. } => None,
+            RequestBody::File { .. } | RequestBody::Streamed => None,
         }
     }
 
@@ -76,6 +84,7 @@ impl RequestBody {
     pub fn to_vec(&self) -> io::Result<Vec<u8>> {
         match self {
             RequestBody::Memory(v) => Ok(v.clone()),
+            RequestBody::Streamed => Ok(Vec::new()),
             RequestBody::File { file, len } => {
                 use std::os::unix::fs::FileExt;
                 let len = usize::try_from(*len)
@@ -101,6 +110,13 @@ pub(super) struct BodyWriter {
 enum Sink {
     Memory(Vec<u8>),
     File(BufWriter<File>),
+    /// Decoded bytes; those from `taken` on are not taken yet (`take_piece`).
+    Stream {
+        buf: Vec<u8>,
+        taken: usize,
+    },
+    /// Bytes nobody wants (a body the app did not read): counted only.
+    Discard,
 }
 
 impl BodyWriter {
@@ -113,6 +129,53 @@ impl BodyWriter {
             None => Sink::Memory(Vec::new()),
         };
         Ok(BodyWriter { sink, len: 0 })
+    }
+
+    /// A writer whose bytes are taken out in pieces as they are decoded.
+    pub fn stream() -> BodyWriter {
+        BodyWriter {
+            sink: Sink::Stream {
+                buf: Vec::new(),
+                taken: 0,
+            },
+            len: 0,
+        }
+    }
+
+    /// Decoded bytes not taken yet, at most `max` of them (in order), in
+    /// memory of their own size: the piece may wait in a queue, and must
+    /// not hold a large receive's memory there.
+    pub fn take_piece(&mut self, max: usize) -> Option<Vec<u8>> {
+        let Sink::Stream { buf, taken } = &mut self.sink else {
+            return None;
+        };
+        let rest = &buf[*taken..];
+        if rest.is_empty() {
+            return None;
+        }
+        let n = rest.len().min(max);
+        let piece = rest[..n].to_vec();
+        *taken += n;
+        if *taken == buf.len() {
+            *taken = 0;
+            if buf.capacity() > STREAM_KEEP {
+                // A large receive went through: do not keep its memory.
+                *buf = Vec::new();
+            } else {
+                buf.clear();
+            }
+        }
+        Some(piece)
+    }
+
+    /// Stop keeping bytes: the rest is decoded, counted and dropped.
+    pub fn discard(&mut self) {
+        self.sink = Sink::Discard;
+    }
+
+    /// Body bytes written so far (kept or not).
+    pub fn len(&self) -> u64 {
+        self.len
     }
 
     /// The decoder announced a chunk of `n` bytes: reserve memory for it
@@ -130,7 +193,7 @@ impl BodyWriter {
     pub fn take_memory(&mut self) -> Option<Vec<u8>> {
         match &mut self.sink {
             Sink::Memory(v) => Some(std::mem::take(v)),
-            Sink::File(_) => None,
+            Sink::File(_) | Sink::Stream { .. } | Sink::Discard => None,
         }
     }
 
@@ -148,9 +211,24 @@ impl BodyWriter {
             return Ok(());
         }
         let len = self.len + bytes.len() as u64;
-        let limit = cfg.limit_request_body;
-        if limit > 0 && len > limit {
-            return Err(too_large(limit));
+        match &mut self.sink {
+            Sink::Discard => {
+                self.len = len;
+                return Ok(());
+            }
+            Sink::Stream { buf, taken } => {
+                check_limit(cfg, len)?;
+                if *taken > 0 && *taken >= buf.len() / 2 {
+                    // Taken bytes go before the buffer would grow (each
+                    // byte moves at most once on average).
+                    buf.drain(..*taken);
+                    *taken = 0;
+                }
+                buf.extend_from_slice(bytes);
+                self.len = len;
+                return Ok(());
+            }
+            Sink::Memory(_) | Sink::File(_) => check_limit(cfg, len)?,
         }
         if let Sink::Memory(v) = &mut self.sink {
             if !spills(cfg, len) {
@@ -173,6 +251,11 @@ impl BodyWriter {
     pub fn finish(self) -> Result<RequestBody, HttpError> {
         match self.sink {
             Sink::Memory(v) => Ok(RequestBody::Memory(v)),
+            Sink::Stream { mut buf, taken } => {
+                buf.drain(..taken);
+                Ok(RequestBody::Memory(buf))
+            }
+            Sink::Discard => Ok(RequestBody::Memory(Vec::new())),
             Sink::File(f) => {
                 let file = f.into_inner().map_err(|e| write_failed(e.into_error()))?;
                 Ok(RequestBody::File {
@@ -182,6 +265,15 @@ impl BodyWriter {
             }
         }
     }
+}
+
+/// `limit_request_body` holds for a body that has reached `len` bytes.
+fn check_limit(cfg: &Config, len: u64) -> Result<(), HttpError> {
+    let limit = cfg.limit_request_body;
+    if limit > 0 && len > limit {
+        return Err(too_large(limit));
+    }
+    Ok(())
 }
 
 /// Whether a body of `len` bytes is kept in a file.

@@ -90,8 +90,41 @@ enum State {
     Failed(HttpError),
 }
 
+/// Where a body's decoded bytes go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Delivery {
+    /// Collected whole and returned with its request (`Event::Request`).
+    Whole,
+    /// The request was returned already (`RequestBody::Streamed`): the
+    /// bytes wait to be taken with `take_body`.
+    Pieces,
+    /// The request was answered without reading all of its body: the rest
+    /// is decoded and dropped, until the body has `limit` bytes in all
+    /// (past that the connection ends).
+    Skip { limit: u64 },
+}
+
+/// What `Conn::take_body` found for a body delivered in pieces.
+#[derive(Debug, PartialEq, Eq)]
+pub enum BodyEvent {
+    /// The next decoded bytes, in order.
+    Data(Vec<u8>),
+    /// The body is complete; the connection goes on with the next request.
+    End,
+    /// Nothing decoded is waiting: feed more bytes.
+    NeedMore,
+    /// The body is broken (bad framing, over `limit_request_body`, or the
+    /// peer closed before its end). Answer `error.status()` if nothing was
+    /// answered yet, and close the connection.
+    Error(HttpError),
+}
+
 struct BodyState {
     head: Head,
+    delivery: Delivery,
+    /// An error met while delivering in pieces, reported by `take_body`
+    /// once the bytes before it are taken.
+    error: Option<HttpError>,
     decoder: Decoder,
     body: BodyWriter,
     keep_alive: bool,
@@ -107,7 +140,7 @@ struct BodyState {
 impl BodyState {
     /// Decode body bytes from the start of `input`; returns how many were used.
     fn advance(&mut self, input: &[u8], cfg: &Config, limits: &Limits) -> Result<usize, HttpError> {
-        if self.done || self.lent.is_some() {
+        if self.done || self.lent.is_some() || self.error.is_some() {
             return Ok(0);
         }
         let progress = self.decoder.decode(input, &mut self.body, cfg, limits)?;
@@ -197,7 +230,20 @@ impl Conn {
         };
         match decoded {
             Ok(used) => self.pos = used,
-            Err(e) => self.state = State::Failed(e),
+            Err(e) => self.body_failed(e),
+        }
+    }
+
+    /// A body's bytes are broken: the error is the next event (for a body
+    /// in pieces, once the bytes before it are taken); a skipped body just
+    /// ends the connection (its request was answered).
+    fn body_failed(&mut self, e: HttpError) {
+        match &mut self.state {
+            State::Body(b) if b.delivery == Delivery::Pieces => b.error = Some(e),
+            State::Body(b) if matches!(b.delivery, Delivery::Skip { .. }) => {
+                self.state = State::Finished
+            }
+            _ => self.state = State::Failed(e),
         }
     }
 
@@ -329,9 +375,16 @@ impl Conn {
                         BodyKind::Length(n) => (Decoder::length(n), Some(n)),
                         BodyKind::Chunked => (Decoder::chunked(), None),
                     };
-                    let body = BodyWriter::new(expected, &self.config)?;
+                    let streamed = self.config.stream_bodies;
+                    let (body, delivery) = if streamed {
+                        (BodyWriter::stream(), Delivery::Pieces)
+                    } else {
+                        (BodyWriter::new(expected, &self.config)?, Delivery::Whole)
+                    };
                     self.state = State::Body(Box::new(BodyState {
                         head: parsed.head,
+                        delivery,
+                        error: None,
                         decoder,
                         body,
                         keep_alive: framing.keep_alive,
@@ -339,9 +392,40 @@ impl Conn {
                         done: false,
                         lent: None,
                     }));
+                    if streamed {
+                        return self.start_pieces();
+                    }
                     continue;
                 }
                 State::Body(b) => {
+                    match b.delivery {
+                        Delivery::Whole => {}
+                        Delivery::Pieces => return Ok(Event::NeedMore),
+                        Delivery::Skip { limit } => {
+                            match b.advance(input, &self.config, &self.limits) {
+                                Ok(used) => {
+                                    self.pos += used;
+                                    if b.done {
+                                        self.state = if b.keep_alive {
+                                            State::Head
+                                        } else {
+                                            State::Finished
+                                        };
+                                        continue;
+                                    }
+                                    if b.body.len() <= limit && !self.eof {
+                                        return Ok(Event::NeedMore);
+                                    }
+                                    self.state = State::Finished;
+                                    continue;
+                                }
+                                Err(_) => {
+                                    self.state = State::Finished;
+                                    continue;
+                                }
+                            }
+                        }
+                    }
                     if b.lent.is_some() {
                         return Ok(Event::NeedMore);
                     }
@@ -376,6 +460,125 @@ impl Conn {
                 Ok(Event::NeedMore)
             }
         }
+    }
+
+    /// A head whose body is delivered in pieces was parsed (the state is
+    /// its `Body`): decode what is buffered; a body that is all there
+    /// already comes whole with its request, as without streaming. Else
+    /// the request comes now with `RequestBody::Streamed`, and its bytes
+    /// through `take_body`.
+    fn start_pieces(&mut self) -> Result<Event, HttpError> {
+        let State::Body(b) = &mut self.state else {
+            return Ok(Event::NeedMore);
+        };
+        self.pos += b.advance(&self.buf[self.pos..], &self.config, &self.limits)?;
+        if !b.done {
+            if self.eof {
+                return Err(b.decoder.eof_error());
+            }
+            let head = mem::replace(&mut b.head, Head::placeholder());
+            return Ok(Event::Request(Request {
+                head,
+                body: RequestBody::Streamed,
+                keep_alive: b.keep_alive,
+                proxy: self.proxy.clone(),
+            }));
+        }
+        match mem::replace(&mut self.state, State::Head) {
+            State::Body(b) => {
+                let BodyState {
+                    head,
+                    body,
+                    keep_alive,
+                    ..
+                } = *b;
+                let body = body.finish()?;
+                Ok(self.request(head, body, keep_alive))
+            }
+            other => {
+                self.state = other;
+                Ok(Event::NeedMore)
+            }
+        }
+    }
+
+    /// A body delivered in pieces is arriving (`Config::stream_bodies`):
+    /// its request was returned, and `take_body` gives its bytes.
+    pub fn streaming_body(&self) -> bool {
+        matches!(&self.state, State::Body(b) if b.delivery == Delivery::Pieces)
+    }
+
+    /// The rest of an answered request's body is being dropped (`skip_body`).
+    pub fn skipping_body(&self) -> bool {
+        matches!(&self.state, State::Body(b) if matches!(b.delivery, Delivery::Skip { .. }))
+    }
+
+    /// The next piece of a body delivered in pieces: at most `max` decoded
+    /// bytes, then `End` once (the state is the next request's), or the
+    /// error that broke the body. Outside such a body: `NeedMore`.
+    pub fn take_body(&mut self, max: usize) -> BodyEvent {
+        let State::Body(b) = &mut self.state else {
+            return BodyEvent::NeedMore;
+        };
+        if b.delivery != Delivery::Pieces {
+            return BodyEvent::NeedMore;
+        }
+        if let Some(piece) = b.body.take_piece(max.max(1)) {
+            return BodyEvent::Data(piece);
+        }
+        let error = if let Some(e) = b.error.take() {
+            e
+        } else if b.done {
+            self.state = if b.keep_alive {
+                State::Head
+            } else {
+                State::Finished
+            };
+            return BodyEvent::End;
+        } else if self.eof {
+            b.decoder.eof_error()
+        } else {
+            return BodyEvent::NeedMore;
+        };
+        self.state = State::Failed(error.clone());
+        BodyEvent::Error(error)
+    }
+
+    /// The request whose body arrives in pieces announced
+    /// `Expect: 100-continue`, and no `100 Continue` was sent for it.
+    pub fn awaits_continue(&self) -> bool {
+        matches!(&self.state, State::Body(b) if b.delivery == Delivery::Pieces && b.wants_continue)
+    }
+
+    /// `awaits_continue`, once: the caller sends `CONTINUE` now.
+    pub fn take_continue(&mut self) -> bool {
+        match &mut self.state {
+            State::Body(b) if b.delivery == Delivery::Pieces => mem::take(&mut b.wants_continue),
+            _ => false,
+        }
+    }
+
+    /// The request whose body arrives in pieces was answered: drop the
+    /// rest of the body as it comes, then go on with the next request.
+    /// Returns false when that cannot be done within `max` more bytes (a
+    /// longer announced length, a broken body, or a client still waiting
+    /// for its `100 Continue`, which may never send the body): the caller
+    /// closes the connection. Outside such a body: true, nothing to do.
+    pub fn skip_body(&mut self, max: u64) -> bool {
+        let State::Body(b) = &mut self.state else {
+            return true;
+        };
+        if b.delivery != Delivery::Pieces {
+            return true;
+        }
+        let fits = b.error.is_none()
+            && !b.wants_continue
+            && b.decoder.length_remaining().is_none_or(|rest| rest <= max);
+        b.body.discard();
+        b.delivery = Delivery::Skip {
+            limit: b.body.len().saturating_add(max),
+        };
+        fits
     }
 
     /// The `end` bytes of a complete head, consumed. When they are all
@@ -1192,5 +1395,300 @@ mod tests {
         );
         assert!(matches!(conn.poll(), Event::NeedMore));
         assert!(conn.lend_body(1).is_some(), "decoded, then lent");
+    }
+
+    // ---- bodies delivered in pieces (Config::stream_bodies) ----
+
+    /// What a streaming caller sees: each request with its body, however
+    /// it came (whole, or in pieces), and how the input ended.
+    #[derive(Debug, PartialEq, Eq)]
+    struct Streamed {
+        reqs: Vec<(String, Vec<u8>, bool)>,
+        end: End,
+    }
+
+    /// Feed `pieces`, polling after each; a streamed body is taken in
+    /// pieces of at most `max` bytes as they come. With `skip`, a streamed
+    /// request is answered at once without reading (`skip_body(skip)`);
+    /// a body that does not fit ends the run with `Closed`.
+    fn stream_run(
+        cfg: &Arc<Config>,
+        pieces: &[&[u8]],
+        eof: bool,
+        max: usize,
+        skip: Option<u64>,
+    ) -> Streamed {
+        let mut conn = Conn::new(cfg.clone(), trusted());
+        let mut reqs = Vec::new();
+        // The request whose body is still coming.
+        let mut open: Option<usize> = None;
+        let mut step = |conn: &mut Conn, reqs: &mut Vec<(String, Vec<u8>, bool)>| -> Option<End> {
+            loop {
+                if let Some(i) = open {
+                    match conn.take_body(max) {
+                        BodyEvent::Data(d) => {
+                            assert!(!d.is_empty() && d.len() <= max, "piece of {}", d.len());
+                            let r: &mut (String, Vec<u8>, bool) = &mut reqs[i];
+                            r.1.extend_from_slice(&d);
+                            continue;
+                        }
+                        BodyEvent::End => open = None,
+                        BodyEvent::NeedMore => return None,
+                        BodyEvent::Error(e) => return Some(End::Error(e.kind)),
+                    }
+                }
+                match conn.poll() {
+                    Event::NeedMore => return None,
+                    Event::SendContinue => panic!("no SendContinue when streaming"),
+                    Event::Request(r) => {
+                        let streamed = matches!(r.body, RequestBody::Streamed);
+                        let body = r.body.to_vec().expect("memory");
+                        reqs.push((text(r.head.target()), body, r.keep_alive));
+                        if streamed {
+                            assert!(conn.streaming_body());
+                            match skip {
+                                Some(max) => {
+                                    if !conn.skip_body(max) {
+                                        return Some(End::Closed);
+                                    }
+                                }
+                                None => open = Some(reqs.len() - 1),
+                            }
+                        }
+                    }
+                    Event::Error(e) => return Some(End::Error(e.kind)),
+                    Event::Closed => return Some(End::Closed),
+                }
+            }
+        };
+        for piece in pieces {
+            conn.feed(piece);
+            if let Some(end) = step(&mut conn, &mut reqs) {
+                return Streamed { reqs, end };
+            }
+        }
+        if !eof {
+            return Streamed {
+                reqs,
+                end: End::NeedMore,
+            };
+        }
+        conn.feed_eof();
+        let end = step(&mut conn, &mut reqs).unwrap_or(End::NeedMore);
+        Streamed { reqs, end }
+    }
+
+    /// `stream_run` on `input` whole, one byte at a time, and split in two
+    /// at every boundary: what `key` keeps of each run agrees (how far a
+    /// request got before an error, or the bodies of skipped requests,
+    /// depend on the split by design).
+    fn stream_everywhere(
+        cfg: Config,
+        input: &[u8],
+        eof: bool,
+        max: usize,
+        skip: Option<u64>,
+        key: fn(&Streamed) -> String,
+    ) -> Streamed {
+        let cfg = Arc::new(Config {
+            stream_bodies: true,
+            ..cfg
+        });
+        let whole = stream_run(&cfg, &[input], eof, max, skip);
+        let bytes: Vec<&[u8]> = input.chunks(1).collect();
+        let one = stream_run(&cfg, &bytes, eof, max, skip);
+        assert_eq!(key(&one), key(&whole), "one byte at a time");
+        for k in 0..=input.len() {
+            let (a, b) = input.split_at(k);
+            let split = stream_run(&cfg, &[a, b], eof, max, skip);
+            assert_eq!(key(&split), key(&whole), "split at {k}");
+        }
+        whole
+    }
+
+    fn all(s: &Streamed) -> String {
+        format!("{s:?}")
+    }
+
+    fn targets_and_end(s: &Streamed) -> String {
+        let targets: Vec<&str> = s.reqs.iter().map(|r| r.0.as_str()).collect();
+        format!("{targets:?} {:?}", s.end)
+    }
+
+    fn end_of(s: &Streamed) -> String {
+        format!("{:?}", s.end)
+    }
+
+    fn req(target: &str, body: &[u8]) -> (String, Vec<u8>, bool) {
+        (target.into(), body.to_vec(), true)
+    }
+
+    #[test]
+    fn streamed_bodies_come_in_bounded_pieces_however_the_input_is_split() {
+        let input = b"POST /a HTTP/1.1\r\nContent-Length: 11\r\n\r\nhello world\
+POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nchunk\r\n3\r\nabc\r\n0\r\nX-Trailer: t\r\n\r\n\
+POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n\
+POST /d HTTP/1.1\r\nContent-Length: 0\r\n\r\n\
+GET /e HTTP/1.1\r\n\r\n";
+        let got = stream_everywhere(Config::default(), input, true, 4, None, all);
+        assert_eq!(
+            got,
+            Streamed {
+                reqs: vec![
+                    req("/a", b"hello world"),
+                    req("/b", b"chunkabc"),
+                    req("/c", b""),
+                    req("/d", b""),
+                    req("/e", b""),
+                ],
+                end: End::Closed,
+            }
+        );
+    }
+
+    #[test]
+    fn a_streamed_request_comes_before_its_body_and_a_body_with_its_head_comes_whole() {
+        let cfg = Arc::new(Config {
+            stream_bodies: true,
+            ..Config::default()
+        });
+        let mut conn = Conn::new(cfg.clone(), trusted());
+        conn.feed(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nabc");
+        assert!(
+            matches!(conn.poll(), Event::Request(r) if matches!(r.body, RequestBody::Streamed))
+        );
+        // Nothing more from poll until the body is taken to its end.
+        assert!(matches!(conn.poll(), Event::NeedMore));
+        assert_eq!(conn.take_body(2), BodyEvent::Data(b"ab".to_vec()));
+        assert_eq!(conn.take_body(2), BodyEvent::Data(b"c".to_vec()));
+        assert_eq!(conn.take_body(2), BodyEvent::NeedMore);
+        conn.feed(b"defghijGET / HTTP/1.1\r\n\r\n");
+        assert_eq!(conn.take_body(100), BodyEvent::Data(b"defghij".to_vec()));
+        assert!(conn.reading_body() && conn.streaming_body());
+        assert_eq!(conn.take_body(100), BodyEvent::End);
+        assert!(!conn.streaming_body());
+        assert!(matches!(conn.poll(), Event::Request(r) if r.head.method() == b"GET"));
+
+        let mut conn = Conn::new(cfg, trusted());
+        conn.feed(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc");
+        assert!(matches!(conn.poll(), Event::Request(r) if r.body.as_bytes() == Some(&b"abc"[..])));
+        assert!(!conn.streaming_body());
+    }
+
+    #[test]
+    fn expect_continue_is_left_to_the_caller_when_streaming() {
+        let cfg = Arc::new(Config {
+            stream_bodies: true,
+            ..Config::default()
+        });
+        let mut conn = Conn::new(cfg.clone(), trusted());
+        conn.feed(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+        assert!(matches!(conn.poll(), Event::Request(_)));
+        assert!(matches!(conn.poll(), Event::NeedMore), "no SendContinue");
+        assert!(conn.awaits_continue());
+        assert!(conn.take_continue());
+        assert!(!conn.awaits_continue() && !conn.take_continue(), "once");
+        conn.feed(b"ok");
+        assert_eq!(conn.take_body(10), BodyEvent::Data(b"ok".to_vec()));
+        assert_eq!(conn.take_body(10), BodyEvent::End);
+
+        // Answered while the client still waits for its 100: the client
+        // may never send the body, so the connection cannot go on.
+        let mut conn = Conn::new(cfg, trusted());
+        conn.feed(b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+        assert!(matches!(conn.poll(), Event::Request(_)));
+        assert!(!conn.skip_body(1 << 16));
+    }
+
+    #[test]
+    fn an_unread_body_is_skipped_and_the_next_request_parsed_however_split() {
+        let input = b"POST /a HTTP/1.1\r\nContent-Length: 6\r\n\r\nskip-1\
+POST /b HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nskip\r\n0\r\n\r\n\
+GET /c HTTP/1.1\r\n\r\n";
+        let got = stream_everywhere(Config::default(), input, true, 4, Some(10), targets_and_end);
+        // A body that came with its head is whole; a skipped one is empty here.
+        assert_eq!(got.end, End::Closed);
+        assert_eq!(got.reqs.len(), 3);
+        assert_eq!(got.reqs[2], req("/c", b""));
+
+        // Past the budget: a known length is refused at once, chunks when they pass it.
+        let cfg = Arc::new(Config {
+            stream_bodies: true,
+            ..Config::default()
+        });
+        let long = b"POST / HTTP/1.1\r\nContent-Length: 100\r\n\r\nab";
+        let got = stream_run(&cfg, &[&long[..]], false, 4, Some(10));
+        assert_eq!(got.end, End::Closed);
+        let chunked = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let mut conn = Conn::new(cfg, trusted());
+        conn.feed(chunked);
+        assert!(matches!(conn.poll(), Event::Request(_)));
+        assert!(conn.skip_body(10));
+        assert!(conn.skipping_body());
+        conn.feed(b"8\r\n12345678\r\n");
+        assert!(matches!(conn.poll(), Event::NeedMore));
+        conn.feed(b"8\r\n12345678\r\n");
+        assert!(matches!(conn.poll(), Event::Closed));
+        // Broken framing while skipping: just the end (the request was answered).
+        let mut conn = Conn::new(
+            Arc::new(Config {
+                stream_bodies: true,
+                ..Config::default()
+            }),
+            trusted(),
+        );
+        conn.feed(chunked);
+        assert!(matches!(conn.poll(), Event::Request(_)));
+        assert!(conn.skip_body(10));
+        conn.feed(b"zz\r\n");
+        assert!(matches!(conn.poll(), Event::Closed));
+    }
+
+    #[test]
+    fn eof_or_bad_framing_inside_a_streamed_body_comes_after_its_bytes() {
+        let input = b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\nhalf";
+        let got = stream_everywhere(Config::default(), input, true, 3, None, all);
+        assert_eq!(got.end, End::Error(HttpErrorKind::NoMoreData));
+        // The bytes before the end come first, however split.
+        assert_eq!(got.reqs, [req("/", b"half")]);
+        let cfg = Arc::new(Config {
+            stream_bodies: true,
+            ..Config::default()
+        });
+
+        let input = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nxyz\r\n";
+        let got = stream_everywhere(Config::default(), input, false, 3, None, end_of);
+        assert_eq!(got.end, End::Error(HttpErrorKind::InvalidChunkSize));
+        // Split before the bad size line: the good chunk arrives first.
+        let (a, b) = input.split_at(input.len() - 5);
+        let got = stream_run(&cfg, &[a, b], false, 3, None);
+        assert_eq!(got.reqs, [req("/", b"abc")]);
+    }
+
+    #[test]
+    fn limit_request_body_holds_for_streamed_chunks() {
+        let cfg = Config {
+            limit_request_body: 5,
+            ..Config::default()
+        };
+        let input = b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n4\r\nefgh\r\n0\r\n\r\n";
+        let got = stream_everywhere(cfg.clone(), input, true, 8, None, end_of);
+        assert_eq!(got.end, End::Error(HttpErrorKind::RequestBodyTooLarge));
+        // A known length over the limit is refused before the request is returned.
+        let got = stream_everywhere(
+            cfg,
+            b"POST / HTTP/1.1\r\nContent-Length: 6\r\n\r\n",
+            false,
+            8,
+            None,
+            all,
+        );
+        assert_eq!(
+            got,
+            Streamed {
+                reqs: vec![],
+                end: End::Error(HttpErrorKind::RequestBodyTooLarge)
+            }
+        );
     }
 }

@@ -42,7 +42,7 @@ mod target;
 
 pub use body::{RequestBody, TempFiles};
 pub use conn::CONTINUE;
-pub use conn::{Conn, ParserPool};
+pub use conn::{BodyEvent, Conn, ParserPool};
 pub use date::DateCache;
 pub use encode::{
     decimal, early_hints, error_response, RequestInfo, ResponseFraming, ResponseWriter,
@@ -88,6 +88,11 @@ pub struct Config {
     /// `temp_files` (none: every body stays in memory).
     pub body_buffer_size: u64,
     pub temp_files: Option<Arc<dyn TempFiles>>,
+    /// Hand a request over as soon as its head is parsed, and its body in
+    /// pieces as it arrives (`RequestBody::Streamed`, `Conn::take_body`)
+    /// instead of whole: for ASGI apps. A body that arrived with its head
+    /// still comes whole.
+    pub stream_bodies: bool,
 }
 
 impl Default for Config {
@@ -112,6 +117,7 @@ impl Default for Config {
             limit_request_body: 0,
             body_buffer_size: 1 << 20,
             temp_files: None,
+            stream_bodies: false,
         }
     }
 }
@@ -236,6 +242,20 @@ pub struct Head {
 }
 
 impl Head {
+    /// A head with nothing in it, left where a real one was moved out.
+    pub(crate) fn placeholder() -> Head {
+        Head {
+            buf: Vec::new(),
+            method: 0..0,
+            target: 0..0,
+            path: 0..0,
+            query: 0..0,
+            version: Version::Http11,
+            headers: Vec::new(),
+            https_forwarded: false,
+        }
+    }
+
     pub fn slice(&self, span: &Span) -> &[u8] {
         &self.buf[span.start as usize..span.end as usize]
     }
@@ -286,7 +306,10 @@ pub enum Event {
     /// Returned at most once per request.
     SendContinue,
     /// A whole request. The next `poll` looks at the bytes after it
-    /// (pipelining); answer requests in the order they are returned.
+    /// (pipelining); answer requests in the order they are returned. With
+    /// `Config::stream_bodies`, a request whose body is still arriving
+    /// comes with `RequestBody::Streamed`: its bytes come from
+    /// `Conn::take_body`, and `poll` gives nothing more until it ends.
     Request(Request),
     /// The bytes are not acceptable HTTP. Answer with `error.status()`
     /// (unless `None`: close without answering) and close the connection;

@@ -8,7 +8,7 @@ use pyo3::types::PyList;
 use super::{Exit, State, Worker, WorkerContext, WORKER_SIGNALS};
 use crate::config::{Config, EngineChoice};
 use crate::engine::{Engine, EngineConfig, EngineKind};
-use crate::http::{ConnInfo, DateCache, ParserPool};
+use crate::http::{self, ConnInfo, DateCache, ParserPool};
 use crate::sys::shm;
 use crate::sys::signal::{SignalPipe, ARBITER_SIGNALS};
 use crate::sys::socket::SlotListener;
@@ -300,7 +300,15 @@ fn serve(py: Python<'_>, cfg: &Config, booted: Booted<'_>) -> Exit {
             listeners: templates,
             ready: Vec::new(),
             open: 0,
-            http: cfg.http.clone(),
+            // An ASGI app gets request bodies as they arrive (`upload`).
+            http: if asgi {
+                Arc::new(http::Config {
+                    stream_bodies: true,
+                    ..(*cfg.http).clone()
+                })
+            } else {
+                cfg.http.clone()
+            },
             trust_forwarded: cfg.forwarded_allow_ips.clone(),
             trust_proxy: cfg.proxy_allow_from.clone(),
             signal_fd: signals.fd(),

@@ -133,6 +133,8 @@ pub struct Connection {
     pub wire: Vec<u8>,
     /// An upgraded connection: its WebSocket (boxed: rare, and large).
     pub ws: Option<Box<super::websocket::WsConn>>,
+    /// An unread ASGI request body is being dropped until then (`upload`).
+    pub drain_until: Option<Instant>,
 }
 
 impl Connection {
@@ -158,6 +160,7 @@ impl Connection {
             tls: None,
             wire: Vec::new(),
             ws: None,
+            drain_until: None,
         }
     }
 

@@ -101,8 +101,10 @@ impl State {
             }
             Event::Eof { conn } => {
                 if let Some(c) = self.get(conn) {
-                    // A WebSocket's app hears of it after the frames before it.
-                    if let Some(f) = c.inflight.as_ref().filter(|_| c.ws.is_none()) {
+                    // A WebSocket's app hears of it after the frames before
+                    // it, and an app reading a body after the body (upload).
+                    let later = c.ws.is_some() || c.http.streaming_body();
+                    if let Some(f) = c.inflight.as_ref().filter(|_| !later) {
                         f.flow.hang_up();
                     }
                     c.eof = true;

@@ -41,7 +41,9 @@ impl Worker<'_> {
                         &status,
                         &headers,
                         known_len,
-                        f.force_close || self.stopping.is_some(),
+                        f.force_close
+                            || self.stopping.is_some()
+                            || upload::head_must_close(&c.http),
                     ));
                 }
                 Output::EarlyHints(headers) => {
@@ -94,7 +96,10 @@ impl Worker<'_> {
                         ws.close(code, &reason, &mut c.out);
                     }
                 }
-                Output::Resume => {}
+                Output::Resume => {
+                    let head_sent = f.writer.is_some();
+                    upload::resumed(c, head_sent);
+                }
                 Output::Failed => {
                     if f.writer.is_none() {
                         http::error_response(&mut c.out, 500, "Internal Server Error");
@@ -104,6 +109,8 @@ impl Worker<'_> {
                 }
             }
             if let Some((keep, code)) = ended {
+                // Before the flow goes: an unread request body is dropped or closes.
+                let keep = upload::after_response(c) && keep;
                 if let Some(mut f) = c.inflight.take() {
                     // The app side is done: whatever it handed over no longer needs counting.
                     f.body_unflushed = 0;

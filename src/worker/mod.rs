@@ -23,6 +23,7 @@ mod sendfile;
 mod serve;
 mod step;
 mod threads;
+mod upload;
 mod websocket;
 
 pub use boot::{check_app, preload, run};

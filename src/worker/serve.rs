@@ -220,7 +220,10 @@ impl Worker<'_> {
                 }
                 Phase::Open if c.stream.is_none() && c.inflight.is_none() && c.queued == 0 => {
                     // In the middle of receiving a request.
-                    let late = if c.http.reading_body() {
+                    let late = if c.http.skipping_body() {
+                        // An unread body being dropped (`sweep_uploads`).
+                        false
+                    } else if c.http.reading_body() {
                         idle_for >= self.body_timeout
                     } else {
                         c.request_started.is_some_and(|t| {
@@ -236,6 +239,7 @@ impl Worker<'_> {
         }
         if self.asgi {
             expired.extend(self.sweep_websockets(now));
+            self.sweep_uploads(py, now);
         }
         for id in expired {
             self.close(py, id);

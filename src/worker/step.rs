@@ -43,7 +43,8 @@ impl Worker<'_> {
         // unless pipelined requests pile up.
         let backed_up = c.stream.is_some()
             || c.pending_output() >= OUTPUT_HIGH_WATER
-            || (c.inflight.is_some() && c.http.buffered() >= OUTPUT_HIGH_WATER);
+            || (c.inflight.is_some() && c.http.buffered() >= OUTPUT_HIGH_WATER)
+            || upload::holds_back(c);
         if backed_up && !c.recv_paused {
             c.recv_paused = true;
             self.engine.pause_recv(id);
@@ -68,6 +69,8 @@ impl Worker<'_> {
         loop {
             let Some(c) = self.state.get(id) else { return };
             if c.inflight.is_some() {
+                // An ASGI app's request body still arriving goes to it.
+                self.pass_body(id);
                 break;
             }
             if c.stream.is_some() {
@@ -86,12 +89,18 @@ impl Worker<'_> {
                 http::Event::SendContinue => c.out.extend_from_slice(http::CONTINUE),
                 http::Event::Request(req) => {
                     c.request_started = (c.http.buffered() > 0).then(Instant::now);
-                    if req.body.len() >= LEND_BODY_MIN && c.tls.is_none() {
+                    let streamed = matches!(req.body, http::RequestBody::Streamed);
+                    if (req.body.len() >= LEND_BODY_MIN && c.tls.is_none()) || streamed {
                         // An uploading client: let its next bodies skip the
-                        // engine's buffers.
+                        // engine's buffers; a body streamed to an ASGI app
+                        // is received in bounded pieces, so pausing for the
+                        // app leaves little held in the engine.
                         self.engine.recv_bounded(id);
                     }
-                    self.respond(py, id, req)
+                    self.respond(py, id, req);
+                    if streamed {
+                        self.unclaimed_body(id);
+                    }
                 }
                 http::Event::Error(e) => {
                     let ip = c.peer_ip();

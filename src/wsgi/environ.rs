@@ -500,8 +500,9 @@ impl Template {
                 let input = Input::from_file(file.clone(), *len);
                 env.set_item(intern!(py, "wsgi.input"), Py::new(py, input)?)?;
             }
-            // The template's shared empty input stays.
-            RequestBody::Memory(_) => {}
+            // The template's shared empty input stays (a WSGI app's
+            // bodies always come whole).
+            RequestBody::Memory(_) | RequestBody::Streamed => {}
         }
         Ok(env)
     }
