@@ -313,6 +313,7 @@ impl WsCycle {
                         }
                     }
                     Inbound::Closed { code, reason } => {
+                        self.post(Output::DisconnectTaken);
                         disconnect(&event, code, &reason)?;
                     }
                 }

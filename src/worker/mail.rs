@@ -95,6 +95,12 @@ impl Worker<'_> {
                     }
                 }
                 Output::Resume => {}
+                Output::DisconnectTaken => {
+                    if let Some(ws) = c.ws.as_deref_mut() {
+                        conn::reuse_output(&mut c.out, &mut self.engine);
+                        ws.disconnect_taken(&mut c.out);
+                    }
+                }
                 Output::Failed => {
                     if f.writer.is_none() {
                         http::error_response(&mut c.out, 500, "Internal Server Error");
