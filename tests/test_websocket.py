@@ -325,6 +325,79 @@ def test_malformed_frame_closes_with_its_code(wsapp, bad, code):
     wait_until(lambda: code in codes(wsapp), IO_TIMEOUT, what="%d recorded" % code)
 
 
+def rsv(bits, raw):
+    """`raw` (one frame) with RSV `bits` (1-7) set."""
+    return bytes([raw[0] | bits << 4]) + raw[1:]
+
+
+def server_frames(conn):
+    """(opcode, payload) of every server frame up to its close, then check
+    that the server closes TCP."""
+    frames = []
+    while not frames or frames[-1][0] != 0x8:
+        _, _, opcode, payload = read_frame(conn)
+        frames.append((opcode, payload))
+    assert conn.closed_by_server(), "TCP stays open after the close"
+    return frames
+
+
+def close_of(code):
+    return lambda frames: frames[-1][0] == 0x8 and frames[-1][1][:2] == struct.pack("!H", code)
+
+
+@pytest.mark.parametrize("bad,code", [
+    (rsv(2, frame(b"x")), 1002),
+    (rsv(3, frame(b"x")), 1002),
+    (frame(b"", opcode=0x5), 1002),
+    (frame(b"", opcode=0xB), 1002),
+    (frame(b"stray", opcode=0x0), 1002),
+    (frame(b"\xc0\xaf"), 1007),
+], ids=["rsv2", "rsv3", "opcode5", "opcode11", "stray-continuation", "bad-utf8"])
+def test_messages_before_a_protocol_error_are_answered_before_the_close(wsapp, bad, code):
+    # One write: a message, the bad frame, a ping, a message. The echo of
+    # the first goes out, then the close; nothing after the bad frame is
+    # read (no pong, no second echo).
+    conn, _ = raw_upgrade(wsapp, "/journal")
+    with conn:
+        conn.send(frame(b"Hello") + bad + frame(b"p", opcode=0x9) + frame(b"after"))
+        frames = server_frames(conn)
+    assert frames[0] == (0x1, b"Hello")
+    assert len(frames) == 2, frames
+    assert close_of(code)(frames), frames
+    journal = lambda: requests.get(wsapp.url + "/journal", timeout=IO_TIMEOUT).json()
+    wait_until(lambda: len(journal()) == 2, IO_TIMEOUT, what="the disconnect")
+    assert journal() == [["receive", "Hello"], ["disconnect", code]]
+
+
+def test_fragmented_message_then_a_stray_continuation(wsapp):
+    conn, _ = raw_upgrade(wsapp, "/echo")
+    with conn:
+        conn.send(frame(b"frag1", fin=False) + frame(b"frag2", opcode=0x0)
+                  + frame(b"frag3", opcode=0x0, fin=False) + frame(b"frag4"))
+        frames = server_frames(conn)
+    assert frames[0] == (0x1, b"frag1frag2")
+    assert len(frames) == 2 and close_of(1002)(frames), frames
+    wait_until(lambda: 1002 in codes(wsapp), IO_TIMEOUT, what="1002 recorded")
+
+
+def test_error_alone_closes_and_later_frames_are_not_read(wsapp):
+    conn, _ = raw_upgrade(wsapp, "/echo")
+    with conn:
+        conn.send(rsv(4, frame(b"x")) + frame(b"p", opcode=0x9) + frame(b"after") * 1000)
+        frames = server_frames(conn)
+    assert len(frames) == 1 and close_of(1002)(frames), frames
+    wait_until(lambda: 1002 in codes(wsapp), IO_TIMEOUT, what="1002 recorded")
+
+
+def test_app_that_does_not_receive_still_gets_the_connection_failed(wsapp):
+    # /sleeper never calls receive(): the close does not wait for it forever.
+    conn, _ = raw_upgrade(wsapp, "/sleeper")
+    with conn:
+        conn.send(frame(b"Hello") + rsv(2, frame(b"x")) + frame(b"p", opcode=0x9))
+        frames = server_frames(conn)
+    assert len(frames) == 1 and close_of(1002)(frames), frames
+
+
 def test_wsgi_app_answers_an_upgrade_as_plain_http(serve):
     server = serve("basic:app")
     with server.connect() as conn:

@@ -3,8 +3,9 @@
 //! permessage-deflate parameters; every message that comes out is sent
 //! back, so the compressor runs too. Checked: no panic, a bounded number of
 //! polls per piece (no busy loop), errors and the end of the close
-//! handshake are sticky, no message is over the size limit, and nothing can
-//! be sent once the connection is closing.
+//! handshake are sticky, no message is over the size limit, answers can be
+//! sent after an error until the connection is failed, and nothing can be
+//! sent once it is closing.
 
 #![no_main]
 
@@ -52,6 +53,12 @@ fn drain(conn: &mut Connection, fed: usize, limit: usize, out: &mut Vec<u8>) -> 
             Event::Pong(payload) => assert!(payload.len() <= 125),
             Event::Close { .. } => assert_eq!(conn.state(), State::Closed),
             Event::Error(e) => {
+                assert_eq!(conn.error(), Some(e));
+                // Answers to what came before the error still go out; then
+                // the connection is failed.
+                let open = conn.state() == State::Open;
+                assert_eq!(conn.send_text("x", out).is_ok(), open, "answer before fail");
+                conn.fail();
                 assert_eq!(conn.state(), State::Closed);
                 return Outcome::Error(e.close_code());
             }

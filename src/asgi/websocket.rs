@@ -313,6 +313,7 @@ impl WsCycle {
                         }
                     }
                     Inbound::Closed { code, reason } => {
+                        self.post(Output::DisconnectTaken);
                         disconnect(&event, code, &reason)?;
                     }
                     // Request-body items never go to a WebSocket's queue.

@@ -143,6 +143,10 @@ pub enum Output {
     Close { code: u16, reason: String },
     /// WebSocket: the app took messages; the loop may read again.
     Resume,
+    /// WebSocket: the app's `receive()` took its `websocket.disconnect`,
+    /// so what it sent before is ahead of this. A connection the peer
+    /// broke waits for it to send its close after the app's answers.
+    DisconnectTaken,
     /// The app failed. Before `Head`: answer 500. After: close the
     /// connection (the response cannot be completed).
     Failed,

@@ -100,6 +100,12 @@ impl Worker<'_> {
                     let head_sent = f.writer.is_some();
                     upload::resumed(c, head_sent);
                 }
+                Output::DisconnectTaken => {
+                    if let Some(ws) = c.ws.as_deref_mut() {
+                        conn::reuse_output(&mut c.out, &mut self.engine);
+                        ws.disconnect_taken(&mut c.out);
+                    }
+                }
                 Output::Failed => {
                     if f.writer.is_none() {
                         http::error_response(&mut c.out, 500, "Internal Server Error");

@@ -16,6 +16,14 @@ use crate::ws;
 /// anyway (websockets' and uvicorn's `close_timeout` is 10 s; shorter
 /// here because a worker stopping has `--graceful-timeout` in all).
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection whose peer broke the protocol stays up for the
+/// app to take the messages that came before the error and answer them:
+/// the close goes out when the app's `receive()` takes the disconnect, or
+/// after this (checked by the sweep, so up to 250 ms later). Short: the
+/// peer is owed a prompt failure (RFC 6455 §7.1.7), an app that answers at
+/// all answers in far less, and it is what Autobahn's strict cases wait
+/// for the server to fail the connection (1 s).
+const FAIL_GRACE: Duration = Duration::from_secs(1);
 /// A stopping worker closes its WebSockets this long before its graceful
 /// timeout ends, so the close handshake fits in it.
 pub(super) const STOP_CLOSE_MARGIN: Duration = Duration::from_secs(1);
@@ -75,6 +83,10 @@ pub(super) struct WsConn {
     last_ping: Instant,
     /// When we sent our close frame.
     close_sent: Option<Instant>,
+    /// When the peer broke the protocol, while the app still has messages
+    /// from before the error (and then its disconnect) to take: reading
+    /// has stopped and the close waits (`FAIL_GRACE`).
+    failing: Option<Instant>,
 }
 
 impl WsConn {
@@ -85,6 +97,7 @@ impl WsConn {
             ping_sent: None,
             last_ping: Instant::now(),
             close_sent: None,
+            failing: None,
         }
     }
 
@@ -138,13 +151,36 @@ impl WsConn {
         }
     }
 
-    /// Start the close handshake (no-op unless open).
+    /// Start the close handshake (no-op unless open). A connection the
+    /// peer broke is failed instead: its close carries the error's code,
+    /// whatever the app (which has not heard of it yet) says.
     pub fn close(&mut self, code: u16, reason: &str, out: &mut Vec<u8>) {
+        if self.failing.is_some() {
+            return self.fail(out);
+        }
         if let WsPhase::Open(c) = &mut self.phase {
             if c.close(code, reason, out).is_ok() {
                 self.close_sent = Some(Instant::now());
             }
         }
+    }
+
+    /// The app's `receive()` gave it the disconnect, and what it sent
+    /// before is in `out`: a connection the peer broke is failed now.
+    pub fn disconnect_taken(&mut self, out: &mut Vec<u8>) {
+        if self.failing.is_some() {
+            self.fail(out);
+        }
+    }
+
+    /// Fail the connection the peer broke: its close frame goes after what
+    /// `out` holds (the app's answers to the messages before the error).
+    fn fail(&mut self, out: &mut Vec<u8>) {
+        if let WsPhase::Open(c) = &mut self.phase {
+            c.fail();
+            c.drain_outgoing(out);
+        }
+        self.failing = None;
     }
 }
 
@@ -194,16 +230,30 @@ impl Worker<'_> {
                         }
                         ws::Event::Error(e) => {
                             crate::debug!("WebSocket error from {:?}: {e}", c.peer);
-                            if !ws.reported {
+                            // The app hears of it after the messages before
+                            // it. The close goes out when its receive() has
+                            // taken the disconnect (`disconnect_taken`), so
+                            // its answers to them go first; at once if it
+                            // has closed itself (or was told already).
+                            if ws.reported || ws.close_sent.is_some() {
+                                conn.fail();
+                            } else {
                                 ws.reported = true;
                                 flow.push_inbound(Inbound::Closed {
                                     code: e.close_code(),
                                     reason: String::new(),
                                 });
+                                ws.failing = Some(Instant::now());
                             }
                             break;
                         }
                     }
+                }
+                if ws.failing.is_some() && c.eof {
+                    // Gone (or half-closed) meanwhile: as for any EOF, no
+                    // waiting for the app's answers.
+                    conn.fail();
+                    ws.failing = None;
                 }
                 conn.drain_outgoing(&mut c.out);
                 if conn.state() == ws::State::Closed {
@@ -214,7 +264,9 @@ impl Worker<'_> {
                     ws.report(&flow, ABNORMAL_CLOSURE, String::new());
                     c.phase = Phase::CloseAfterSend;
                 }
-                full || c.pending_output() >= OUTPUT_HIGH_WATER
+                // After a protocol error nothing more is read.
+                let failing = ws.failing.is_some();
+                full || failing || c.pending_output() >= OUTPUT_HIGH_WATER
             }
         };
         if pause && !c.recv_paused {
@@ -251,6 +303,8 @@ impl Worker<'_> {
             if ws.close_sent.is_none() {
                 ws.close(code, "", &mut c.out);
                 self.flush(id);
+                // One being failed is closed now: step it to the end.
+                self.state.mark_ready(id);
             }
         }
     }
@@ -279,6 +333,21 @@ impl Worker<'_> {
                 dead.push(id);
                 continue;
             }
+            if ws
+                .failing
+                .is_some_and(|t| now.saturating_duration_since(t) >= FAIL_GRACE)
+            {
+                crate::debug!(
+                    "WebSocket {:?}: the app did not take its disconnect in time",
+                    c.peer
+                );
+                reuse_output(&mut c.out, &mut self.engine);
+                ws.fail(&mut c.out);
+                c.phase = Phase::CloseAfterSend;
+                self.flush(id);
+                self.state.mark_ready(id);
+                continue;
+            }
             let late = ws
                 .ping_sent
                 .zip(timeout)
@@ -300,7 +369,7 @@ impl Worker<'_> {
             }
             let due =
                 interval.is_some_and(|every| now.saturating_duration_since(ws.last_ping) >= every);
-            if due && ws.ping_sent.is_none() && ws.close_sent.is_none() {
+            if due && ws.ping_sent.is_none() && ws.close_sent.is_none() && ws.failing.is_none() {
                 if let WsPhase::Open(conn) = &mut ws.phase {
                     reuse_output(&mut c.out, &mut self.engine);
                     if conn.send_ping(b"", &mut c.out).is_ok() {

@@ -13,14 +13,15 @@ use super::extension::DeflateParams;
 use super::frame::{apply_mask, parse_header, write_header, Header, Opcode, MAX_CONTROL_PAYLOAD};
 use super::{close_code, is_valid_close_code, Config, ErrorKind, ProtocolError};
 
-/// Where the close handshake is (RFC 6455 §7).
+/// Where the close handshake is (RFC 6455 §7). A protocol error does not
+/// change it: the caller moves to `Closed` with `fail`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
     Open,
     /// Our close frame is out; waiting for the peer's.
     CloseSent,
-    /// Both closes were exchanged (or the connection failed): write what
-    /// is queued, then close TCP.
+    /// Both closes were exchanged (or the connection was failed): write
+    /// what is queued, then close TCP.
     Closed,
 }
 
@@ -39,8 +40,11 @@ pub enum Event {
         code: u16,
         reason: String,
     },
-    /// The peer broke the protocol. A close frame with `close_code()` is
-    /// queued; write it and close TCP. Returned again by every later poll.
+    /// The peer broke the protocol. Nothing after the bad frame is read
+    /// (not even a ping), but the events before it stand and may still be
+    /// answered: call `fail` once they are handled, which queues a close
+    /// frame with `close_code()`; then write it and close TCP. Returned
+    /// again by every later poll.
     Error(ProtocolError),
     /// The close handshake is over: nothing more will come.
     Closed,
@@ -141,9 +145,11 @@ impl Connection {
         self.state
     }
 
-    /// Bytes from the peer. Ignored once the connection is `Closed`.
+    /// Bytes from the peer. Ignored once the connection is `Closed` or
+    /// the peer broke the protocol, so a peer that keeps sending costs no
+    /// memory.
     pub fn receive_data(&mut self, data: &[u8]) {
-        if self.state != State::Closed {
+        if self.state != State::Closed && self.error.is_none() {
             // What was read is dropped here too, so a caller that feeds
             // after each event (not only after `NeedMore`) keeps the input small.
             self.input.drain(..self.pos);
@@ -167,8 +173,26 @@ impl Connection {
                 self.pos = 0;
                 Event::NeedMore
             }
-            Err(e) => self.fail(e),
+            Err(e) => self.stop_reading(e),
         }
+    }
+
+    /// Fail the connection after a protocol error (RFC 6455 §7.1.7): queue
+    /// a close frame with the error's status code (unless our close is
+    /// already out) and move to `Closed`. A caller that hands messages on
+    /// calls it once those before the error are handled, so its answers to
+    /// them go out before the close. No-op without an error.
+    pub fn fail(&mut self) {
+        let Some(e) = self.error else { return };
+        if self.state == State::Open {
+            write_close(&mut self.pending, Some(e.close_code()), e.detail.as_bytes());
+        }
+        self.state = State::Closed;
+    }
+
+    /// The protocol error the peer made, if it did (see `Event::Error`).
+    pub fn error(&self) -> Option<ProtocolError> {
+        self.error
     }
 
     /// Frames the module queued (pongs, the answer to a close) are waiting.
@@ -265,11 +289,9 @@ impl Connection {
         Ok(())
     }
 
-    fn fail(&mut self, e: ProtocolError) -> Event {
-        if self.state == State::Open {
-            write_close(&mut self.pending, Some(e.close_code()), e.detail.as_bytes());
-        }
-        self.state = State::Closed;
+    /// The peer broke the protocol: drop the rest of the input and read
+    /// nothing more; the close waits for `fail`.
+    fn stop_reading(&mut self, e: ProtocolError) -> Event {
         self.error = Some(e);
         self.finish_input();
         Event::Error(e)
@@ -563,7 +585,8 @@ mod tests {
 
     /// The events of `bytes` fed whole, checked to be the same when the
     /// bytes are cut in two at each of `cuts` and when fed one at a time
-    /// (short inputs only). Also returns the queued outgoing bytes.
+    /// (short inputs only). Also returns the queued outgoing bytes, with
+    /// the close of a failed connection (`fail` once the events are handled).
     fn events_split(
         make: impl Fn() -> Connection,
         bytes: &[u8],
@@ -572,12 +595,14 @@ mod tests {
         let mut c = make();
         let whole = run(&mut c, &[bytes]);
         let mut out = Vec::new();
+        c.fail();
         c.drain_outgoing(&mut out);
         for cut in cuts {
             let mut c = make();
             let got = run(&mut c, &[&bytes[..cut], &bytes[cut..]]);
             assert_eq!(got, whole, "cut at {cut}");
             let mut got_out = Vec::new();
+            c.fail();
             c.drain_outgoing(&mut got_out);
             assert_eq!(got_out, out, "outgoing, cut at {cut}");
         }
@@ -635,6 +660,11 @@ mod tests {
         let mut c = conn();
         let events = run(&mut c, &[&[0x81, 0x02, b'h', b'i']]);
         assert_eq!(error_code(&events), Some(1002));
+        assert_eq!(c.error().map(|e| e.close_code()), Some(1002));
+        // The close waits for the caller.
+        assert_eq!(c.state(), State::Open);
+        assert!(!c.wants_write());
+        c.fail();
         assert_eq!(c.state(), State::Closed);
         let mut out = Vec::new();
         c.drain_outgoing(&mut out);
@@ -643,6 +673,64 @@ mod tests {
         // Sticky, and later bytes are ignored.
         c.receive_data(&frame(0x81, b"x"));
         assert_eq!(c.poll(), events[0]);
+        c.fail();
+        assert!(!c.wants_write(), "one close only");
+    }
+
+    #[test]
+    fn events_before_an_error_stand_and_nothing_after_it_is_read() {
+        // One read: a message, a ping, a frame with RSV2, another ping, a message.
+        let mut bytes = frame(0x81, b"Hello");
+        bytes.extend(frame(0x89, b"p1"));
+        bytes.extend(frame(0xA1, b"bad"));
+        bytes.extend(frame(0x89, b"p2"));
+        bytes.extend(frame(0x81, b"after"));
+        for cut in every_cut(&bytes) {
+            let mut c = conn();
+            let events = run(&mut c, &[&bytes[..cut], &bytes[cut..]]);
+            assert_eq!(events[0], Event::Text("Hello".into()), "cut at {cut}");
+            assert_eq!(events.len(), 2, "cut at {cut}: {events:?}");
+            assert_eq!(error_code(&events), Some(1002));
+            // The answer to the message goes out after the first pong and
+            // before the close; the second ping is never answered.
+            let mut out = Vec::new();
+            c.send_text("Hello", &mut out).unwrap();
+            c.fail();
+            c.drain_outgoing(&mut out);
+            assert_eq!(out[..4], [0x8A, 0x02, b'p', b'1'], "cut at {cut}");
+            assert_eq!(out[4..11], [0x81, 0x05, b'H', b'e', b'l', b'l', b'o']);
+            assert_eq!(out[11], 0x88);
+            assert_eq!(out[13..15], [0x03, 0xEA]);
+            assert_eq!(out.len(), 13 + out[12] as usize, "nothing after the close");
+            assert_eq!(c.state(), State::Closed);
+            assert_eq!(c.send_text("late", &mut out), Err(SendError::Closed));
+        }
+    }
+
+    #[test]
+    fn bytes_after_an_error_are_dropped_unread() {
+        let mut c = conn();
+        run(&mut c, &[&frame(0x83, b"")]);
+        let flood = frame(0x82, &[0; 4096]);
+        for _ in 0..100 {
+            c.receive_data(&flood);
+            assert!(c.input.is_empty());
+            assert_eq!(error_code(&[c.poll()]), Some(1002));
+        }
+        assert!(!c.wants_write());
+    }
+
+    #[test]
+    fn an_error_after_our_close_adds_no_second_close() {
+        let mut c = conn();
+        let mut out = Vec::new();
+        c.close(1001, "", &mut out).unwrap();
+        let events = run(&mut c, &[&frame(0x80, b"stray")]);
+        assert_eq!(error_code(&events), Some(1002));
+        assert_eq!(c.state(), State::CloseSent);
+        c.fail();
+        assert_eq!(c.state(), State::Closed);
+        assert!(!c.wants_write());
     }
 
     #[test]

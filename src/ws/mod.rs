@@ -16,8 +16,10 @@
 //!   and the connection is then `Closed`; after our own close it is
 //!   `CloseSent` until the peer's close arrives. The caller writes the queued
 //!   bytes and closes TCP once the state is `Closed`.
-//! * A protocol violation queues a close frame with its status code (1002,
-//!   1007, 1009), moves to `Closed` and is returned as a sticky `Error`.
+//! * A protocol violation is returned as a sticky `Error` and nothing after
+//!   the bad frame is read. The events before it stand: the caller hands
+//!   them on, sends its answers, then calls `fail`, which queues a close
+//!   frame with the status code (1002, 1007, 1009) and moves to `Closed`.
 //! * A message larger than `Config::max_message_size` (counted after
 //!   decompression) fails with 1009; no more than the limit is ever buffered.
 

@@ -12,6 +12,8 @@
   /refuse          closes before accepting (a 403)
   /recorder        waits for the disconnect and records its code; GET
                    /codes answers the recorded codes
+  /journal         echoes like /echo and records every event it receives;
+                   GET /journal answers them, in order
   /idle            accepts and waits for the disconnect (no echo)
   /sleeper         accepts and never receives
   /flood?n=N       sends N binary messages of 64 KiB, counting them; GET
@@ -26,6 +28,7 @@ from fastapi.responses import PlainTextResponse
 app = FastAPI()
 room = {}
 codes = []
+journal = []
 sent = {"n": 0}
 
 
@@ -111,6 +114,26 @@ async def deny(ws: WebSocket):
 @app.websocket("/refuse")
 async def refuse(ws: WebSocket):
     await ws.close(code=1008)
+
+
+@app.get("/journal")
+def get_journal():
+    return journal
+
+
+@app.websocket("/journal")
+async def echo_journal(ws: WebSocket):
+    await ws.accept()
+    while True:
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            journal.append(["disconnect", message["code"]])
+            return
+        data = message.get("text")
+        if data is None:
+            data = message["bytes"].decode("latin-1")
+        journal.append(["receive", data])
+        await ws.send_text(data)
 
 
 @app.websocket("/recorder")
