@@ -26,6 +26,12 @@ checked. A connection the server closes with 1012 (a worker handing over on
 HUP or --max-requests) or 1001 (going away) is opened again and the message
 it did not echo is sent again (counted as a retry, not a failure).
 
+Both servers also speak cleartext HTTP/2 (`--http-protocols h2,h1
+--http2-cleartext both`), and against each, two HTTP/2 clients (httpx with
+prior knowledge, one connection each) GET /pid and POST 2 MiB uploads. An
+HTTP/2 connection the server ends (GOAWAY on HUP or --max-requests) is
+opened again and the request sent again (a retry, not a failure).
+
 Meanwhile both masters get HUP every 30 s, and every 60 s one worker picked
 at random (of either server, in turn) is killed with SIGKILL. Every 30 s
 each worker's RSS and open descriptors are sampled.
@@ -243,6 +249,44 @@ def pipelined(run, kind, port):
 WS_HANDOVER = (1001, 1012)
 
 
+def http2_client(run, kind, port, upload_too):
+    """Requests over one HTTP/2 connection at a time (httpx, prior knowledge)."""
+    import httpx
+
+    base = "http://127.0.0.1:%d" % port
+    client = None
+    n = 0
+    while not run.done():
+        fresh = client is None
+        if fresh:
+            client = httpx.Client(http1=False, http2=True, timeout=IO_TIMEOUT)
+        n += 1
+        try:
+            if upload_too and n % 4 == 0:
+                r = client.post(base + "/upload", content=UPLOAD,
+                                headers={"Content-Type": "application/octet-stream"})
+                if r.status_code != 200 or r.content != UPLOAD_ANSWER:
+                    raise AssertionError("upload: status %d, %r" % (r.status_code, r.content[:80]))
+            else:
+                r = client.get(base + "/pid")
+                if r.status_code != 200 or not r.content.isdigit():
+                    raise AssertionError("status %d, %r" % (r.status_code, r.content[:80]))
+                if r.http_version != "HTTP/2":
+                    raise AssertionError("answered over %s" % r.http_version)
+            run.success(kind)
+        except Exception as e:  # noqa: BLE001
+            client.close()
+            client = None
+            if not fresh and isinstance(e, (httpx.RemoteProtocolError, httpx.ReadError,
+                                            httpx.WriteError)):
+                run.retry(kind)
+                continue
+            run.failure(kind, "%s: %s" % (type(e).__name__, e))
+            time.sleep(0.05)
+    if client is not None:
+        client.close()
+
+
 def websocket_client(run, kind, port, sizes):
     """Echo messages of the given sizes, alternately text and bytes, on one
     long-lived WebSocket; every answer must equal what was sent."""
@@ -338,6 +382,7 @@ def main():
         port = free_port()
         cmd = [args.server, "-b", "127.0.0.1:%d" % port, "-w", "2", "--io-engine", args.io_engine,
                "--max-requests", "100000", "--max-requests-jitter", "10000", "--timeout", "30",
+               "--http-protocols", "h2,h1", "--http2-cleartext", "both",
                "--chdir", str(APPS), *extra, app]
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                 start_new_session=True)
@@ -356,6 +401,10 @@ def main():
                                                 args=(run, "%s %s" % (name, kind), once, port)))
             threads.append(threading.Thread(target=pipelined, daemon=True,
                                             args=(run, "%s pipelined" % name, port)))
+            threads.append(threading.Thread(target=http2_client, daemon=True,
+                                            args=(run, "%s h2" % name, port, False)))
+            threads.append(threading.Thread(target=http2_client, daemon=True,
+                                            args=(run, "%s h2 upload" % name, port, True)))
         asgi_port = servers["asgi"][1]
         threads.append(threading.Thread(target=websocket_client, daemon=True,
                                         args=(run, "asgi websocket", asgi_port, [1024, 2048, 4096])))
