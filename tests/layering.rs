@@ -23,8 +23,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "worker",
         &[
-            "asgi", "wsgi", "handoff", "engine", "hooks", "config", "tls", "ws", "http", "log",
-            "sys",
+            "asgi", "wsgi", "handoff", "engine", "hooks", "config", "tls", "ws", "h2", "http",
+            "log", "sys",
         ],
     ),
     (

@@ -18,6 +18,7 @@ mod bind;
 mod cli;
 mod docs;
 mod hooks;
+mod http2;
 pub mod settings;
 mod temp_dir;
 mod value;
@@ -30,6 +31,7 @@ mod pylog;
 pub use bind::BindAddr;
 pub use docs::{print_config, settings_markdown};
 pub use hooks::{Callable, Hook, Hooks};
+pub use http2::{Cleartext, Http2};
 pub use settings::{Setting, SETTINGS};
 pub use value::{Origin, Raw, Value};
 
@@ -87,6 +89,8 @@ pub struct Config {
     pub http: Arc<http::Config>,
     /// TLS on every listener when a certificate or key is given.
     pub tls: crate::tls::TlsSettings,
+    /// `--http-protocols` and the `--http2-*` settings.
+    pub http2: Http2,
     /// `threads` (app threads per worker).
     pub threads: usize,
     /// `worker_class` as given (`sync`, `gthread`, ...).
@@ -915,6 +919,12 @@ fn build(
         cert_reqs: crate::tls::CertReqs::from_int(int("cert_reqs"))
             .map_err(|e| bad(&r, "cert_reqs", &int("cert_reqs").to_string(), e))?,
         ciphers: text("ciphers"),
+        alpn: Vec::new(),
+    };
+    let http2 = http2::resolve(&r, tls.is_enabled(), warnings)?;
+    let tls = crate::tls::TlsSettings {
+        alpn: http2.alpn(),
+        ..tls
     };
     for name in ["logconfig", "logconfig_json"] {
         if let Some(p) = text(name) {
@@ -1016,6 +1026,7 @@ fn build(
         proxy_allow_from,
         http: Arc::new(http),
         tls,
+        http2,
         threads: int("threads") as usize,
         worker_class: text("worker_class").unwrap_or_else(|| "sync".into()),
         sendfile: flag("sendfile"),

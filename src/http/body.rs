@@ -92,7 +92,7 @@ impl RequestBody {
 /// `limit_request_body`, and moves to a file once `body_buffer_size` is
 /// passed.
 #[derive(Debug)]
-pub(super) struct BodyWriter {
+pub struct BodyWriter {
     sink: Sink,
     len: u64,
 }

@@ -40,7 +40,7 @@ mod scan;
 mod status;
 mod target;
 
-pub use body::{RequestBody, TempFiles};
+pub use body::{BodyWriter, RequestBody, TempFiles};
 pub use conn::CONTINUE;
 pub use conn::{Conn, ParserPool};
 pub use date::DateCache;

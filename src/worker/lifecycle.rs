@@ -95,6 +95,9 @@ pub(super) fn response_ended(status: Option<&Status>, code: u16, started: Instan
 
 impl Worker<'_> {
     pub(super) fn respond(&mut self, py: Python<'_>, id: ConnId, req: http::Request) {
+        let Some(req) = self.upgrade_h2c(py, id, req) else {
+            return;
+        };
         let stopping = self.stopping.is_some();
         let force_close = stopping || self.keep_alive.is_zero();
         let Some(c) = self.state.get(id) else {

@@ -13,6 +13,7 @@ mod conn;
 mod direct;
 mod events;
 mod exit;
+mod http2;
 mod lifecycle;
 mod mail;
 mod output;

@@ -176,6 +176,7 @@ impl Worker<'_> {
             // Our copy of each listener goes, so a slot the arbiter gave up
             // (fewer workers) stops receiving connections nobody will accept.
             self.listener_fds.clear();
+            self.shutdown_h2();
         }
     }
 
@@ -218,7 +219,12 @@ impl Worker<'_> {
                         expired.push(id);
                     }
                 }
-                Phase::Open if c.stream.is_none() && c.inflight.is_none() && c.queued == 0 => {
+                Phase::Open
+                    if c.stream.is_none()
+                        && c.inflight.is_none()
+                        && c.h2.is_none()
+                        && c.queued == 0 =>
+                {
                     // In the middle of receiving a request.
                     let late = if c.http.reading_body() {
                         idle_for >= self.body_timeout
@@ -237,6 +243,7 @@ impl Worker<'_> {
         if self.asgi {
             expired.extend(self.sweep_websockets(now));
         }
+        self.sweep_h2(now);
         for id in expired {
             self.close(py, id);
         }
