@@ -53,6 +53,8 @@ class Client:
         self.goaway = None
         self.pings = []
         self.closed = False
+        # Streams whose data is taken without giving the window back.
+        self.hold = set()
 
     def flush(self):
         data = self.h2.data_to_send()
@@ -91,7 +93,8 @@ class Client:
                 r["headers"] = dict((k.decode(), v.decode()) for k, v in ev.headers)
             elif isinstance(ev, h2.events.DataReceived):
                 self.responses.setdefault(ev.stream_id, {"body": b""})["body"] += ev.data
-                self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                if ev.stream_id not in self.hold:
+                    self.h2.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
             elif isinstance(ev, h2.events.StreamEnded):
                 self.ended.append(ev.stream_id)
             elif isinstance(ev, h2.events.ConnectionTerminated):
@@ -283,18 +286,56 @@ def test_streams_of_one_connection_run_concurrently(serve, mode):
     c.close()
 
 
+@pytest.mark.parametrize("mode", ["threads", "asgi"])
+def test_a_stream_stalled_on_its_window_does_not_block_the_others(serve, mode):
+    if mode == "threads":
+        server = serve(APPS["wsgi"], *H2C, "--threads", "4")
+    else:
+        server = serve(APPS["asgi"], *H2C)
+    c = Client(server.port)
+    # The connection window is wide open; only the stream's own stays shut.
+    c.h2.increment_flow_control_window(16 * 1024 * 1024)
+    c.flush()
+    big = c.request("/big?n=1000000")
+    c.hold.add(big)
+    c.until(lambda: len(c.responses.get(big, {}).get("body", b"")) >= 65535)
+    assert big not in c.ended
+    small = c.request("/version")
+    c.until(lambda: small in c.ended)
+    assert c.responses[small]["headers"][":status"] == "200"
+    # Given its window back, the stalled stream finishes.
+    c.hold.discard(big)
+    c.h2.increment_flow_control_window(2_000_000, stream_id=big)
+    c.flush()
+    c.until(lambda: big in c.ended)
+    assert len(c.responses[big]["body"]) == 1_000_000
+    c.close()
+
+
 @pytest.mark.sync_worker
 def test_sync_worker_serves_streams_in_order_and_answers_ping(serve):
     server = serve(APPS["wsgi"], *H2C)
     c = Client(server.port)
-    first = c.request("/sleep?s=0.3")
+    c.h2.increment_flow_control_window(16 * 1024 * 1024)
+    c.flush()
+    first = c.request("/big?n=1000000")
+    c.hold.add(first)
     second = c.request("/version")
+    c.until(lambda: len(c.responses.get(first, {}).get("body", b"")) >= 65535)
+    # The first body is stalled on its window: PING is still answered, and
+    # the second stream waits its turn.
     c.h2.ping(b"pingpong")
     c.flush()
-    c.until(lambda: second in c.ended and c.pings)
-    assert c.ended.index(first) < c.ended.index(second)
-    assert c.responses[first]["body"] == b"slept"
+    c.until(lambda: c.pings)
     assert c.pings == [b"pingpong"]
+    assert second not in c.ended
+    c.hold.discard(first)
+    c.h2.increment_flow_control_window(2_000_000, stream_id=first)
+    c.flush()
+    c.until(lambda: second in c.ended)
+    assert c.ended.index(first) < c.ended.index(second)
+    assert len(c.responses[first]["body"]) == 1_000_000
+    assert c.responses[second]["body"] == b"HTTP/2.0"
     c.close()
 
 
