@@ -165,6 +165,10 @@ def test_h2c_prior_knowledge_reports_http2_to_the_app(serve, kind):
     r = c.get("/version")
     assert r["headers"][":status"] == "200"
     assert r["body"] == (b"HTTP/2.0" if kind == "wsgi" else b"2")
+    head = c.request("/big?n=5000", method="HEAD")
+    c.until(lambda: head in c.ended)
+    assert c.responses[head]["headers"]["content-length"] == "5000"
+    assert c.responses[head]["body"] == b""
     body = b"x" * 200_000  # more than one window: the credit comes back
     sid = c.h2.get_next_available_stream_id()
     c.h2.send_headers(sid, [(":method", "POST"), (":scheme", "http"),
@@ -207,6 +211,45 @@ def test_curl_prior_knowledge_and_upgrade(serve):
     out = subprocess.run(["curl", "-sS", "--max-time", "10", "--http1.1", url],
                          capture_output=True, text=True, timeout=20)
     assert out.stdout == "HTTP/1.1"
+
+
+UPGRADE = (b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+           b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+           b"HTTP2-Settings: AAMAAABkAARAAAAA\r\n\r\nhello")
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_upgrade_makes_the_request_stream_1(serve, kind, trusted):
+    allow = "127.0.0.1" if trusted else "10.9.9.9"
+    server = serve(APPS[kind], "--http-protocols", "h2,h1", "--http2-cleartext", "upgrade",
+                   "--forwarded-allow-ips", allow)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as s:
+        s.sendall(UPGRADE)
+        head = b""
+        while b"\r\n\r\n" not in head:
+            data = s.recv(65536)
+            assert data, head
+            head += data
+        if not trusted:
+            # Served as HTTP/1.1, the upgrade ignored.
+            assert head.startswith(b"HTTP/1.1 200"), head
+            return
+        assert head.startswith(b"HTTP/1.1 101"), head
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(SETTINGS, 0, 0))
+        rest = head.split(b"\r\n\r\n", 1)[1]
+        frames = read_frames(s, lambda fs: any(f[0] == DATA and f[1] & END_STREAM for f in fs),
+                             initial=rest)
+    assert b"".join(f[3] for f in frames if f[0] == DATA and f[2] == 1) == b"hello"
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="no h2load (nghttp2-client)")
+def test_h2load_requests_all_succeed(serve, kind):
+    server = serve(APPS[kind], *H2C, *(["--threads", "4"] if kind == "wsgi" else []))
+    out = subprocess.run(["h2load", "-n", "400", "-c", "4", "-m", "10", "-T", "10", "-N", "10",
+                          "http://127.0.0.1:%d/version" % server.port],
+                         capture_output=True, text=True, timeout=60)
+    assert "400 succeeded, 0 failed, 0 errored" in out.stdout, out.stdout + out.stderr
+    assert "status codes: 400 2xx" in out.stdout, out.stdout
 
 
 def test_h2c_from_an_untrusted_peer_is_http1(serve):
@@ -339,20 +382,14 @@ def test_sync_worker_serves_streams_in_order_and_answers_ping(serve):
     c.close()
 
 
-def read_frames(sock, until, timeout=IO_TIMEOUT):
+def read_frames(sock, until, timeout=IO_TIMEOUT, initial=b""):
     """Read frames [(type, flags, stream, payload)] until `until(frames)`
     or EOF; PINGs are answered (raw: the `h2` package stops reading at the
     first GOAWAY, and a graceful stop sends two)."""
     frames, buf = [], b""
     deadline = time.monotonic() + timeout
-    while not until(frames):
-        assert time.monotonic() < deadline, frames
-        try:
-            data = sock.recv(65536)
-        except ConnectionResetError:
-            data = b""
-        if not data:
-            break
+    data = initial
+    while True:
         buf += data
         while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
             length = int.from_bytes(buf[:3], "big")
@@ -363,7 +400,15 @@ def read_frames(sock, until, timeout=IO_TIMEOUT):
             frames.append((kind, flags, stream, payload))
             if kind == PING and not flags & ACK:
                 sock.sendall(frame(PING, ACK, 0, payload))
-    return frames
+        if until(frames):
+            return frames
+        assert time.monotonic() < deadline, frames
+        try:
+            data = sock.recv(65536)
+        except ConnectionResetError:
+            data = b""
+        if not data:
+            return frames
 
 
 def test_term_sends_goaway_and_finishes_the_stream_in_flight(serve, kind, tmp_path):

@@ -54,6 +54,8 @@ enum Answer {
         handed: usize,
         reported: usize,
         head_sent: bool,
+        /// A HEAD request: the response has no body.
+        is_head: bool,
         code: u16,
         metric_start: Option<Instant>,
     },
@@ -375,6 +377,14 @@ impl Worker<'_> {
         if self.runner.is_none() {
             self.serve_inline_h2(py, id);
         } else {
+            // The request of an `Upgrade: h2c` waits here for its job.
+            let upgraded = match self.state.get(id).and_then(|c| c.h2.as_deref_mut()) {
+                Some(h) => std::mem::take(&mut h.waiting),
+                None => VecDeque::new(),
+            };
+            for (stream, req) in upgraded {
+                self.submit_h2(id, stream, req);
+            }
             self.credit_h2(id);
         }
         let Some(c) = self.state.get(id) else { return };
@@ -418,6 +428,7 @@ impl Worker<'_> {
             }
             Instant::now()
         });
+        let is_head = req.head.is_head();
         let job = Job {
             ticket: Ticket { conn: id.0, serial },
             req,
@@ -436,6 +447,7 @@ impl Worker<'_> {
                     handed: 0,
                     reported: 0,
                     head_sent: false,
+                    is_head,
                     code: 0,
                     metric_start,
                 },
@@ -462,7 +474,7 @@ impl Worker<'_> {
                 ..
             } = answer
             {
-                let gone = *handed - h.conn.queued(*stream);
+                let gone = handed.saturating_sub(h.conn.queued(*stream));
                 if gone > *reported {
                     flow.written(gone - *reported);
                     *reported = gone;
@@ -482,8 +494,11 @@ impl Worker<'_> {
         });
         let Some(stream) = found else { return };
         let Some(Answer::Job {
+            flow,
             handed,
+            reported,
             head_sent,
+            is_head,
             code,
             ..
         }) = h.answers.get_mut(&stream)
@@ -498,18 +513,22 @@ impl Worker<'_> {
                 *code = status_code(&status);
                 *head_sent = h
                     .conn
-                    .send_response(stream, *code, fields(&headers), false)
+                    .send_response(stream, *code, fields(&headers), *is_head)
                     .is_ok();
             }
             Output::Data(data) => {
                 *handed += data.len();
-                if h.conn.send_data(stream, &data, false).is_err() {
-                    // Reset meanwhile: count it written so the app side ends.
-                    *handed -= data.len();
+                if *is_head || h.conn.send_data(stream, &data, false).is_err() {
+                    // Not sent (no body for HEAD, or the stream is gone):
+                    // written as far as the app side is concerned.
+                    *reported += data.len();
+                    flow.written(data.len());
                 }
             }
             Output::End => {
-                if *head_sent {
+                if *is_head && *head_sent {
+                    // The head ended the stream.
+                } else if *head_sent {
                     let _ = h.conn.send_data(stream, &[], true);
                 } else {
                     internal_error(&mut h.conn, stream);
@@ -665,8 +684,9 @@ impl Worker<'_> {
             }
             Reply::Response { head, body } => {
                 let code = status_code(&head.status);
+                let is_head = req.head.is_head();
                 if h.conn
-                    .send_response(stream, code, fields(&head.headers), false)
+                    .send_response(stream, code, fields(&head.headers), is_head)
                     .is_err()
                 {
                     body.close(py);
@@ -689,14 +709,20 @@ impl Worker<'_> {
                         environ,
                     })
                 });
-                h.answers.insert(
-                    stream,
-                    Answer::Inline {
-                        body,
-                        done,
-                        metric: metric_start.map(|t| (code, t)),
-                    },
-                );
+                let metric = metric_start.map(|t| (code, t));
+                if is_head {
+                    // No body for HEAD: the head ended the stream.
+                    body.close(py);
+                    if let Some((code, t)) = metric {
+                        response_ended(self.status, code, t);
+                    }
+                    if let Some(d) = done {
+                        d.report(py, self.cfg, self.age);
+                    }
+                    return;
+                }
+                h.answers
+                    .insert(stream, Answer::Inline { body, done, metric });
             }
         }
     }
@@ -857,6 +883,14 @@ impl Worker<'_> {
             self.flush(id);
         }
         let Some(c) = self.state.get(id) else { return };
+        if c.eof && c.phase == Phase::Open {
+            // HTTP/2 clients do not half-close: the client has left, and
+            // its streams' work stops.
+            if let Some(h) = c.h2.as_deref_mut() {
+                drop_answers(py, h, self.status);
+            }
+            c.phase = Phase::CloseAfterSend;
+        }
         if c.recv_paused {
             // Control frames (PING, WINDOW_UPDATE, RST_STREAM) keep coming.
             c.recv_paused = false;
