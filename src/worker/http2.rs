@@ -105,6 +105,13 @@ impl H2Conn {
         }
     }
 
+    /// The connection left: stop whatever the app side is doing for it.
+    pub fn drop_answers(&mut self, py: Python<'_>, status: Option<&shm::Status>) {
+        for (_, answer) in self.answers.drain() {
+            end_answer(py, answer, status);
+        }
+    }
+
     /// The PING of a graceful stop has had its round trip: final GOAWAY.
     pub fn shutdown_due(&mut self, now: Instant) -> bool {
         match self.stop_sent {
@@ -114,13 +121,6 @@ impl H2Conn {
             }
             _ => false,
         }
-    }
-}
-
-/// The connection left: stop whatever the app side is doing for it.
-pub(super) fn drop_answers(py: Python<'_>, h: &mut H2Conn, status: Option<&shm::Status>) {
-    for (_, answer) in h.answers.drain() {
-        end_answer(py, answer, status);
     }
 }
 
@@ -390,12 +390,12 @@ impl Worker<'_> {
         let Some(c) = self.state.get(id) else { return };
         let Some(h) = c.h2.as_deref_mut() else { return };
         if closed || h.conn.is_done() {
-            drop_answers(py, h, self.status);
+            h.drop_answers(py, self.status);
             c.phase = Phase::CloseAfterSend;
         }
         let out = h.conn.output();
         if !out.is_empty() {
-            super::conn::reuse_output(&mut c.out, &mut self.engine);
+            super::reuse_output(&mut c.out, &mut self.engine);
             c.out.extend_from_slice(out);
             let n = out.len();
             h.conn.consume_output(n);
@@ -887,7 +887,7 @@ impl Worker<'_> {
             // HTTP/2 clients do not half-close: the client has left, and
             // its streams' work stops.
             if let Some(h) = c.h2.as_deref_mut() {
-                drop_answers(py, h, self.status);
+                h.drop_answers(py, self.status);
             }
             c.phase = Phase::CloseAfterSend;
         }

@@ -173,7 +173,7 @@ impl Worker<'_> {
             }
         }
         if let Some(h) = c.h2.as_deref_mut() {
-            super::http2::drop_answers(py, h, self.status);
+            h.drop_answers(py, self.status);
         }
         self.state.parsers.keep(&mut c.http);
         *slot = None;
