@@ -1,8 +1,8 @@
 //! HTTP/2 connections, the loop thread's side: when a connection becomes
-//! HTTP/2 (ALPN `h2`, the h2c preface from a trusted peer), its streams'
-//! requests, handed to the app one at a time in the sync worker or each
-//! as its own job with `--threads` and ASGI, and their responses framed
-//! under the stream and connection windows (`h2::Connection`).
+//! HTTP/2 (ALPN `h2`, the h2c preface or `Upgrade: h2c` from a trusted
+//! peer), its frames through `h2::Connection`, its streams' requests
+//! gathered (body included) and handed to `http2_app.rs`, the graceful
+//! stop's GOAWAYs, and the connection's end.
 //!
 //! A request is the same `http::Request` the HTTP/1.1 parser gives, so
 //! the bridges, hooks, access log and metrics serve it unchanged.
@@ -13,15 +13,14 @@ use std::time::{Duration, Instant};
 
 use pyo3::prelude::*;
 
-use super::lifecycle::{response_ended, status_code, RequestDone};
-use super::{Phase, Worker, OUTPUT_HIGH_WATER};
+use super::lifecycle::RequestDone;
+use super::{Phase, Worker};
 use crate::config::Http2;
 use crate::engine::ConnId;
 use crate::h2::{self, h2c, Event, Reason};
-use crate::handoff::{Flow, Job, Output, Ticket};
+use crate::handoff::Flow;
 use crate::http;
 use crate::sys::shm;
-use crate::wsgi::{Chunk, Reply};
 
 /// A graceful stop sends the final GOAWAY this long after the first one
 /// when the client has not answered the PING (RFC 9113 6.8: "at least one
@@ -45,7 +44,7 @@ struct Incoming {
 }
 
 /// A stream whose response is being produced.
-enum Answer {
+pub(super) enum Answer {
     /// By an app thread or the asyncio loop (`--threads`, ASGI).
     Job {
         serial: u64,
@@ -72,8 +71,8 @@ pub(super) struct H2Conn {
     pub conn: h2::Connection,
     incoming: HashMap<u32, Incoming>,
     /// Complete requests the sync worker has not started, in order.
-    waiting: VecDeque<(u32, http::Request)>,
-    answers: HashMap<u32, Answer>,
+    pub waiting: VecDeque<(u32, http::Request)>,
+    pub answers: HashMap<u32, Answer>,
     /// When a graceful stop sent its first GOAWAY.
     stop_sent: Option<Instant>,
 }
@@ -143,11 +142,6 @@ fn end_answer(py: Python<'_>, answer: Answer, status: Option<&shm::Status>) {
             }
         }
     }
-}
-
-/// The response fields of an app's head, for `send_response`.
-fn fields(headers: &http::HeaderList) -> impl Iterator<Item = (&[u8], &[u8])> {
-    headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice()))
 }
 
 impl Worker<'_> {
@@ -403,405 +397,6 @@ impl Worker<'_> {
         self.flush(id);
     }
 
-    /// `--threads` / ASGI: each stream is a job of its own.
-    fn submit_h2(&mut self, id: ConnId, stream: u32, req: http::Request) {
-        let Some(runner) = &self.runner else { return };
-        let Some(c) = self.state.get(id) else { return };
-        c.requests += 1;
-        let queued = runner.backlog();
-        if self.max_queued_requests > 0 && queued >= self.max_queued_requests {
-            if let Some(s) = self.status {
-                s.record_shed(shm::coarse_monotonic_ms());
-            }
-            if let Some(h) = c.h2.as_deref_mut() {
-                overloaded(&mut h.conn, stream);
-            }
-            return;
-        }
-        self.next_serial += 1;
-        let serial = self.next_serial;
-        let flow = Arc::new(Flow::new());
-        let metric_start = self.metrics.then(|| {
-            if let Some(s) = self.status {
-                s.in_flight
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            Instant::now()
-        });
-        let is_head = req.head.is_head();
-        let job = Job {
-            ticket: Ticket { conn: id.0, serial },
-            req,
-            conn: c.info.clone(),
-            flow: flow.clone(),
-            arrived: Instant::now(),
-            closing: false,
-            websocket: None,
-        };
-        if let Some(h) = c.h2.as_deref_mut() {
-            h.answers.insert(
-                stream,
-                Answer::Job {
-                    serial,
-                    flow,
-                    handed: 0,
-                    reported: 0,
-                    head_sent: false,
-                    is_head,
-                    code: 0,
-                    metric_start,
-                },
-            );
-        }
-        runner.submit(job);
-        self.count_request();
-    }
-
-    /// Tell each job's app side how much of what it handed over has left
-    /// its stream (the stream's window is its backpressure), while the
-    /// connection's own output is not backed up.
-    fn credit_h2(&mut self, id: ConnId) {
-        let Some(c) = self.state.get(id) else { return };
-        if c.queued + c.out.len() >= OUTPUT_HIGH_WATER {
-            return;
-        }
-        let Some(h) = c.h2.as_deref_mut() else { return };
-        for (stream, answer) in h.answers.iter_mut() {
-            if let Answer::Job {
-                flow,
-                handed,
-                reported,
-                ..
-            } = answer
-            {
-                let gone = handed.saturating_sub(h.conn.queued(*stream));
-                if gone > *reported {
-                    flow.written(gone - *reported);
-                    *reported = gone;
-                }
-            }
-        }
-    }
-
-    /// What an app thread or the asyncio loop posted for a stream.
-    pub(super) fn h2_mail(&mut self, id: ConnId, ticket: Ticket, out: Output) {
-        let status = self.status;
-        let Some(c) = self.state.get(id) else { return };
-        let Some(h) = c.h2.as_deref_mut() else { return };
-        let found = h.answers.iter().find_map(|(s, a)| match a {
-            Answer::Job { serial, .. } if *serial == ticket.serial => Some(*s),
-            _ => None,
-        });
-        let Some(stream) = found else { return };
-        let Some(Answer::Job {
-            flow,
-            handed,
-            reported,
-            head_sent,
-            is_head,
-            code,
-            ..
-        }) = h.answers.get_mut(&stream)
-        else {
-            return;
-        };
-        let mut ended = None;
-        match out {
-            Output::Head {
-                status, headers, ..
-            } => {
-                *code = status_code(&status);
-                *head_sent = h
-                    .conn
-                    .send_response(stream, *code, fields(&headers), *is_head)
-                    .is_ok();
-            }
-            Output::Data(data) => {
-                *handed += data.len();
-                if *is_head || h.conn.send_data(stream, &data, false).is_err() {
-                    // Not sent (no body for HEAD, or the stream is gone):
-                    // written as far as the app side is concerned.
-                    *reported += data.len();
-                    flow.written(data.len());
-                }
-            }
-            Output::End => {
-                if *is_head && *head_sent {
-                    // The head ended the stream.
-                } else if *head_sent {
-                    let _ = h.conn.send_data(stream, &[], true);
-                } else {
-                    internal_error(&mut h.conn, stream);
-                    *code = 500;
-                }
-                ended = Some(*code);
-            }
-            Output::Failed => {
-                if *head_sent {
-                    h.conn.reset(stream, Reason::INTERNAL_ERROR);
-                } else {
-                    internal_error(&mut h.conn, stream);
-                    *code = 500;
-                }
-                ended = Some(*code);
-            }
-            // HTTP/2 has no 101: WebSocket messages and early hints do not apply.
-            Output::EarlyHints(_)
-            | Output::Accept { .. }
-            | Output::Message(_)
-            | Output::Close { .. }
-            | Output::Resume => {}
-        }
-        if let Some(code) = ended {
-            if let Some(Answer::Job {
-                flow,
-                handed,
-                reported,
-                metric_start,
-                ..
-            }) = h.answers.remove(&stream)
-            {
-                flow.written(handed.saturating_sub(reported));
-                if let Some(t) = metric_start {
-                    response_ended(status, code, t);
-                }
-            }
-            c.last_active = Instant::now();
-        }
-        self.state.mark_ready(id);
-    }
-
-    /// The sync worker: serve waiting streams one at a time, pulling the
-    /// current body while its stream and the connection have room.
-    fn serve_inline_h2(&mut self, py: Python<'_>, id: ConnId) {
-        loop {
-            let Some(c) = self.state.get(id) else { return };
-            let Some(h) = c.h2.as_deref_mut() else { return };
-            let current = h
-                .answers
-                .iter()
-                .find_map(|(s, a)| matches!(a, Answer::Inline { .. }).then_some(*s));
-            match current {
-                Some(stream) => {
-                    if !self.pump_h2(py, id, stream) {
-                        return;
-                    }
-                }
-                None => {
-                    let Some((stream, req)) = h.waiting.pop_front() else {
-                        return;
-                    };
-                    self.call_h2(py, id, stream, req);
-                }
-            }
-        }
-    }
-
-    /// Call the app for one stream (sync worker).
-    fn call_h2(&mut self, py: Python<'_>, id: ConnId, stream: u32, req: http::Request) {
-        let Some(c) = self.state.get(id) else { return };
-        c.requests += 1;
-        let scheme = if c.info.https(&req.head) {
-            "https"
-        } else {
-            "http"
-        };
-        let waited = c.last_active.elapsed();
-        let shed = (self.max_queued_requests > 0 && self.batch_calls >= self.max_queued_requests)
-            || self.max_queue_wait.is_some_and(|w| waited > w);
-        if shed {
-            if let Some(s) = self.status {
-                s.record_shed(shm::coarse_monotonic_ms());
-            }
-            if let Some(h) = c.h2.as_deref_mut() {
-                overloaded(&mut h.conn, stream);
-            }
-            return;
-        }
-        self.batch_calls += 1;
-        let started = self
-            .track
-            .then(|| (std::time::SystemTime::now(), Instant::now(), c.peer_ip()));
-        if self.pre_request {
-            let ip = c.peer_ip();
-            let info = crate::hooks::RequestInfo::from_head(&req.head, &ip, scheme);
-            if crate::hooks::call_pre_request(
-                py,
-                &crate::hooks::WorkerInfo::this_process(self.cfg, self.age),
-                &info,
-            )
-            .is_err()
-            {
-                if let Some(h) = c.h2.as_deref_mut() {
-                    internal_error(&mut h.conn, stream);
-                }
-                return;
-            }
-        }
-        let metric_start = self.metrics.then(|| {
-            if let Some(s) = self.status {
-                s.in_flight
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            started.as_ref().map_or_else(Instant::now, |t| t.1)
-        });
-        if let Some(s) = self.status {
-            s.begin_call(
-                shm::coarse_monotonic_ms(),
-                req.head.method(),
-                req.head.target(),
-            );
-        }
-        let (reply, environ) = self
-            .app
-            .call_with(py, &req, &c.info, self.keep_environ, None);
-        if let Some(s) = self.status {
-            s.end_call();
-        }
-        self.count_request();
-        let Some(c) = self.state.get(id) else { return };
-        let Some(h) = c.h2.as_deref_mut() else { return };
-        match reply {
-            Reply::Failed => {
-                internal_error(&mut h.conn, stream);
-                if let Some(t) = metric_start {
-                    response_ended(self.status, 500, t);
-                }
-                if let Some((start_sys, start, peer)) = started {
-                    let done = RequestDone {
-                        head: req.head,
-                        status: http::Status::from(&b"500 Internal Server Error"[..]),
-                        headers: Arc::new([]),
-                        start_sys,
-                        start,
-                        sent: 0,
-                        peer,
-                        scheme,
-                        environ,
-                    };
-                    done.report(py, self.cfg, self.age);
-                }
-            }
-            Reply::Response { head, body } => {
-                let code = status_code(&head.status);
-                let is_head = req.head.is_head();
-                if h.conn
-                    .send_response(stream, code, fields(&head.headers), is_head)
-                    .is_err()
-                {
-                    body.close(py);
-                    if let (Some(_), Some(s)) = (metric_start, self.status) {
-                        s.in_flight
-                            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    return;
-                }
-                let done = started.map(|(start_sys, start, peer)| {
-                    Box::new(RequestDone {
-                        head: req.head,
-                        status: head.status,
-                        headers: head.headers,
-                        start_sys,
-                        start,
-                        sent: 0,
-                        peer,
-                        scheme,
-                        environ,
-                    })
-                });
-                let metric = metric_start.map(|t| (code, t));
-                if is_head {
-                    // No body for HEAD: the head ended the stream.
-                    body.close(py);
-                    if let Some((code, t)) = metric {
-                        response_ended(self.status, code, t);
-                    }
-                    if let Some(d) = done {
-                        d.report(py, self.cfg, self.age);
-                    }
-                    return;
-                }
-                h.answers
-                    .insert(stream, Answer::Inline { body, done, metric });
-            }
-        }
-    }
-
-    /// Pull the inline body of `stream` while there is room. Returns true
-    /// when the response ended (the next stream may start).
-    fn pump_h2(&mut self, py: Python<'_>, id: ConnId, stream: u32) -> bool {
-        let status = self.status;
-        let (cfg, age) = (self.cfg, self.age);
-        let Some(c) = self.state.get(id) else {
-            return false;
-        };
-        let pending_out = c.queued + c.out.len();
-        let Some(h) = c.h2.as_deref_mut() else {
-            return false;
-        };
-        let Some(Answer::Inline {
-            mut body,
-            done,
-            metric,
-        }) = h.answers.remove(&stream)
-        else {
-            return false;
-        };
-        let mut done = done;
-        if let Some(s) = status {
-            s.call_ms.store(
-                shm::coarse_monotonic_ms(),
-                std::sync::atomic::Ordering::Release,
-            );
-        }
-        let _call = super::output::CallGuard(status);
-        loop {
-            let room = h.conn.queued(stream) == 0
-                && pending_out + h.conn.output().len() < OUTPUT_HIGH_WATER;
-            if !room {
-                h.answers
-                    .insert(stream, Answer::Inline { body, done, metric });
-                return false;
-            }
-            match body.next_piece(py) {
-                Chunk::Data(piece) => {
-                    let data = piece.bytes(py);
-                    if let Some(d) = &mut done {
-                        d.sent += data.len() as u64;
-                    }
-                    if h.conn.send_data(stream, data, false).is_err() {
-                        // The client reset the stream.
-                        body.close(py);
-                        if let (Some(_), Some(s)) = (metric, status) {
-                            s.in_flight
-                                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
-                        }
-                        return true;
-                    }
-                }
-                Chunk::End => {
-                    let _ = h.conn.send_data(stream, &[], true);
-                    body.close(py);
-                    if let Some((code, t)) = metric {
-                        response_ended(status, code, t);
-                    }
-                    if let Some(d) = done {
-                        d.report(py, cfg, age);
-                    }
-                    return true;
-                }
-                Chunk::Failed => {
-                    h.conn.reset(stream, Reason::INTERNAL_ERROR);
-                    body.close(py);
-                    if let Some((_, t)) = metric {
-                        response_ended(status, 500, t);
-                    }
-                    return true;
-                }
-            }
-        }
-    }
-
     /// A graceful stop: every HTTP/2 connection gets its first GOAWAY.
     pub(super) fn shutdown_h2(&mut self) {
         let now = Instant::now();
@@ -848,28 +443,6 @@ fn finish_incoming(
             crate::error!("Cannot store the request body from ip={ip}: {e}");
             h.conn.reset(stream, Reason::INTERNAL_ERROR);
         }
-    }
-}
-
-/// 500 on a stream whose app failed before its head.
-fn internal_error(conn: &mut h2::Connection, stream: u32) {
-    const BODY: &[u8] = b"Internal Server Error";
-    let len = BODY.len().to_string();
-    let fields = [
-        (&b"content-type"[..], &b"text/plain"[..]),
-        (&b"content-length"[..], len.as_bytes()),
-    ];
-    if conn.send_response(stream, 500, fields, false).is_ok() {
-        let _ = conn.send_data(stream, BODY, true);
-    }
-}
-
-/// 503 for a stream shed by admission control.
-fn overloaded(conn: &mut h2::Connection, stream: u32) {
-    let headers = super::lifecycle::overloaded_headers();
-    let fields = headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice()));
-    if conn.send_response(stream, 503, fields, false).is_ok() {
-        let _ = conn.send_data(stream, super::lifecycle::OVERLOADED_BODY, true);
     }
 }
 

@@ -14,6 +14,7 @@ mod direct;
 mod events;
 mod exit;
 mod http2;
+mod http2_app;
 mod lifecycle;
 mod mail;
 mod output;
