@@ -55,6 +55,7 @@ class Client:
         self.closed = False
         # Streams whose data is taken without giving the window back.
         self.hold = set()
+        self.resets = []
 
     def flush(self):
         data = self.h2.data_to_send()
@@ -99,6 +100,8 @@ class Client:
                 self.ended.append(ev.stream_id)
             elif isinstance(ev, h2.events.ConnectionTerminated):
                 self.goaway = ev
+            elif isinstance(ev, h2.events.StreamReset):
+                self.resets.append(ev.stream_id)
             elif isinstance(ev, h2.events.PingAckReceived):
                 self.pings.append(ev.ping_data)
         self.flush()
@@ -352,6 +355,20 @@ def test_a_stream_stalled_on_its_window_does_not_block_the_others(serve, mode):
     c.flush()
     c.until(lambda: big in c.ended)
     assert len(c.responses[big]["body"]) == 1_000_000
+    c.close()
+
+
+def test_a_response_stalled_past_body_timeout_is_reset(serve, kind):
+    server = serve(APPS[kind], *H2C, "--body-timeout", "1")
+    c = Client(server.port)
+    c.h2.increment_flow_control_window(16 * 1024 * 1024)
+    c.flush()
+    big = c.request("/big?n=1000000")
+    c.hold.add(big)
+    c.until(lambda: big in c.resets, timeout=15)
+    assert big not in c.ended
+    # The connection, and the worker, go on serving.
+    assert c.get("/version")["headers"][":status"] == "200"
     c.close()
 
 

@@ -485,7 +485,7 @@ pub static SETTINGS: &[Setting] = &[
         kind: Kind::Int { min: 1, max: 86400 },
         default: Default::Int(60),
         meta: "INT",
-        doc: "Seconds a request body may go without a byte arriving; then 408.",
+        doc: "Seconds a request body may go without a byte arriving (then 408), and an HTTP/2 response may wait on a shut flow-control window (then RST_STREAM).",
         ..BASE
     },
     Setting {

@@ -75,6 +75,9 @@ pub(super) struct H2Conn {
     pub answers: HashMap<u32, Answer>,
     /// When a graceful stop sent its first GOAWAY.
     stop_sent: Option<Instant>,
+    /// Streams whose response data waits for the client's window: since
+    /// when, and how much was waiting then.
+    stalled: HashMap<u32, (Instant, usize)>,
 }
 
 impl H2Conn {
@@ -85,6 +88,7 @@ impl H2Conn {
             waiting: VecDeque::new(),
             answers: HashMap::new(),
             stop_sent: None,
+            stalled: HashMap::new(),
         }
     }
 
@@ -109,6 +113,43 @@ impl H2Conn {
         for (_, answer) in self.answers.drain() {
             end_answer(py, answer, status);
         }
+    }
+
+    /// Reset streams whose queued response data has not moved for `limit`
+    /// (the client keeps their window shut): their app work ends, and a
+    /// client cannot hold a worker's answer forever. True if any was reset.
+    pub fn reset_stalled(
+        &mut self,
+        py: Python<'_>,
+        now: Instant,
+        limit: Duration,
+        status: Option<&shm::Status>,
+    ) -> bool {
+        let mut expired = Vec::new();
+        for &stream in self.answers.keys() {
+            let queued = self.conn.queued(stream);
+            if queued == 0 {
+                self.stalled.remove(&stream);
+                continue;
+            }
+            let (since, seen) = self.stalled.entry(stream).or_insert((now, queued));
+            if *seen != queued {
+                *since = now;
+                *seen = queued;
+            } else if now.saturating_duration_since(*since) >= limit {
+                expired.push(stream);
+            }
+        }
+        self.stalled.retain(|s, _| self.answers.contains_key(s));
+        for &stream in &expired {
+            crate::debug!("HTTP/2 stream {stream} stalled on a closed window: reset");
+            self.conn.reset(stream, Reason::CANCEL);
+            self.stalled.remove(&stream);
+            if let Some(answer) = self.answers.remove(&stream) {
+                end_answer(py, answer, status);
+            }
+        }
+        !expired.is_empty()
     }
 
     /// The PING of a graceful stop has had its round trip: final GOAWAY.
@@ -413,12 +454,15 @@ impl Worker<'_> {
     }
 
     /// Timers of HTTP/2 connections at each sweep: the final GOAWAY of a
-    /// graceful stop.
-    pub(super) fn sweep_h2(&mut self, now: Instant) {
+    /// graceful stop, and responses stalled on the client's window.
+    pub(super) fn sweep_h2(&mut self, py: Python<'_>, now: Instant) {
         let mut due = Vec::new();
+        let limit = self.body_timeout;
         for (i, c) in self.state.conns.iter_mut().enumerate() {
             if let Some(h) = c.as_mut().and_then(|c| c.h2.as_deref_mut()) {
-                if h.shutdown_due(now) {
+                let mut touched = h.shutdown_due(now);
+                touched |= h.reset_stalled(py, now, limit, self.status);
+                if touched {
                     due.push(ConnId(i as u32));
                 }
             }

@@ -243,7 +243,7 @@ impl Worker<'_> {
         if self.asgi {
             expired.extend(self.sweep_websockets(now));
         }
-        self.sweep_h2(now);
+        self.sweep_h2(py, now);
         for id in expired {
             self.close(py, id);
         }
