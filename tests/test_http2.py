@@ -255,6 +255,50 @@ def test_h2load_requests_all_succeed(serve, kind):
     assert "status codes: 400 2xx" in out.stdout, out.stdout
 
 
+@pytest.mark.parametrize("trusted", [True, False])
+def test_secure_scheme_headers_apply_to_trusted_peers(serve, kind, trusted):
+    allow = "127.0.0.1" if trusted else "10.9.9.9"
+    args = ["--http-protocols", "h2,h1", "--http2-cleartext", "both", "--forwarded-allow-ips",
+            allow]
+    server = serve(APPS[kind], *args)
+    if not trusted:
+        # No h2c for this peer: the forwarded header is ignored over HTTP/1.1 too.
+        with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as s:
+            s.sendall(b"GET /scheme HTTP/1.1\r\nHost: x\r\nX-Forwarded-Proto: https\r\n"
+                      b"Connection: close\r\n\r\n")
+            data = b""
+            while True:
+                more = s.recv(65536)
+                if not more:
+                    break
+                data += more
+        assert data.endswith(b"\r\n\r\nhttp"), data
+        return
+    c = Client(server.port)
+    sid = c.h2.get_next_available_stream_id()
+    c.h2.send_headers(sid, [(":method", "GET"), (":scheme", "http"), (":authority", "x"),
+                            (":path", "/scheme"), ("x-forwarded-proto", "https")],
+                      end_stream=True)
+    c.flush()
+    c.until(lambda: sid in c.ended)
+    assert c.responses[sid]["body"] == b"https"
+    bad = c.h2.get_next_available_stream_id()
+    c.h2.send_headers(bad, [(":method", "GET"), (":scheme", "http"), (":authority", "x"),
+                            (":path", "/scheme"), ("x-forwarded-proto", "https"),
+                            ("x-forwarded-ssl", "off")], end_stream=True)
+    c.flush()
+    c.until(lambda: bad in c.ended)
+    assert c.responses[bad]["headers"][":status"] == "400"
+    # An underscore in a name is dropped (header_map), as over HTTP/1.1.
+    user = c.h2.get_next_available_stream_id()
+    c.h2.send_headers(user, [(":method", "GET"), (":scheme", "http"), (":authority", "x"),
+                             (":path", "/user"), ("x_user", "admin")], end_stream=True)
+    c.flush()
+    c.until(lambda: user in c.ended)
+    assert c.responses[user]["body"] == b"-"
+    c.close()
+
+
 def test_h2c_from_an_untrusted_peer_is_http1(serve):
     server = serve(APPS["wsgi"], *H2C, "--forwarded-allow-ips", "10.9.9.9")
     with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as s:

@@ -396,7 +396,25 @@ impl Worker<'_> {
                 }
             }
         }
-        for (stream, head, body) in ready {
+        let trusted = {
+            let peer = self.state.get(id).and_then(|c| c.peer);
+            match self.state.get(id) {
+                Some(_) => self.state.trust_for(peer).forwarded,
+                None => return,
+            }
+        };
+        for (stream, mut head, body) in ready {
+            // Underscores in names and `secure_scheme_headers`, as an
+            // HTTP/1.1 head gets them.
+            if let Err(e) = http::apply_field_policy(&mut head, trusted, &body_cfg) {
+                if let Some(c) = self.state.get(id) {
+                    crate::warn!("Invalid request from ip={}: {e}", c.peer_ip());
+                    if let Some(h) = c.h2.as_deref_mut() {
+                        plain_response(&mut h.conn, stream, 400, &e.detail);
+                    }
+                }
+                continue;
+            }
             let req = http::Request {
                 head,
                 body,
@@ -470,6 +488,18 @@ impl Worker<'_> {
         for id in due {
             self.state.mark_ready(id);
         }
+    }
+}
+
+/// A short text answer the server makes itself (errors).
+pub(super) fn plain_response(conn: &mut h2::Connection, stream: u32, status: u16, text: &str) {
+    let len = text.len().to_string();
+    let fields = [
+        (&b"content-type"[..], &b"text/plain; charset=utf-8"[..]),
+        (&b"content-length"[..], len.as_bytes()),
+    ];
+    if conn.send_response(stream, status, fields, false).is_ok() {
+        let _ = conn.send_data(stream, text.as_bytes(), true);
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use pyo3::prelude::*;
 
-use super::http2::Answer;
+use super::http2::{plain_response, Answer};
 use super::lifecycle::{response_ended, status_code, RequestDone};
 use super::{Worker, OUTPUT_HIGH_WATER};
 use crate::engine::ConnId;
@@ -426,15 +426,7 @@ impl Worker<'_> {
 
 /// 500 on a stream whose app failed before its head.
 fn internal_error(conn: &mut h2::Connection, stream: u32) {
-    const BODY: &[u8] = b"Internal Server Error";
-    let len = BODY.len().to_string();
-    let fields = [
-        (&b"content-type"[..], &b"text/plain"[..]),
-        (&b"content-length"[..], len.as_bytes()),
-    ];
-    if conn.send_response(stream, 500, fields, false).is_ok() {
-        let _ = conn.send_data(stream, BODY, true);
-    }
+    plain_response(conn, stream, 500, "Internal Server Error");
 }
 
 /// 503 for a stream shed by admission control.

@@ -1,6 +1,8 @@
 """Apps for tests/test_http2.py, WSGI (`app`) and ASGI (`asgi`).
 
   /version         the protocol the server reported (SERVER_PROTOCOL, http_version)
+  /scheme          wsgi.url_scheme / the scope's scheme
+  /user            the X_USER header ("-" when absent)
   /echo            the request body
   /big?n=N         N bytes
   /meet?n=N        waits (at most 5 s) until N requests are inside at once:
@@ -27,6 +29,10 @@ def app(environ, start_response):
     status, body = "200 OK", b""
     if path == "/version":
         body = environ["SERVER_PROTOCOL"].encode()
+    elif path == "/scheme":
+        body = environ["wsgi.url_scheme"].encode()
+    elif path == "/user":
+        body = environ.get("HTTP_X_USER", "-").encode()
     elif path == "/echo":
         body = environ["wsgi.input"].read()
     elif path == "/big":
@@ -72,6 +78,10 @@ async def asgi(scope, receive, send):
     status, out = 200, path.encode()
     if path == "/version":
         out = scope["http_version"].encode()
+    elif path == "/scheme":
+        out = scope["scheme"].encode()
+    elif path == "/user":
+        out = dict(scope["headers"]).get(b"x_user", b"-")
     elif path == "/echo":
         out = body
     elif path == "/big":
