@@ -7,7 +7,7 @@
 //! A request is the same `http::Request` the HTTP/1.1 parser gives, so
 //! the bridges, hooks, access log and metrics serve it unchanged.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -78,6 +78,9 @@ pub(super) struct H2Conn {
     /// Streams whose response data waits for the client's window: since
     /// when, and how much was waiting then.
     stalled: HashMap<u32, (Instant, usize)>,
+    /// Streams whose app side has finished while their data still waits
+    /// for the client's window.
+    pub draining: HashSet<u32>,
 }
 
 impl H2Conn {
@@ -89,6 +92,7 @@ impl H2Conn {
             answers: HashMap::new(),
             stop_sent: None,
             stalled: HashMap::new(),
+            draining: HashSet::new(),
         }
     }
 
@@ -126,7 +130,9 @@ impl H2Conn {
         status: Option<&shm::Status>,
     ) -> bool {
         let mut expired = Vec::new();
-        for &stream in self.answers.keys() {
+        let conn = &self.conn;
+        self.draining.retain(|&s| conn.queued(s) > 0);
+        for &stream in self.answers.keys().chain(self.draining.iter()) {
             let queued = self.conn.queued(stream);
             if queued == 0 {
                 self.stalled.remove(&stream);
@@ -140,11 +146,13 @@ impl H2Conn {
                 expired.push(stream);
             }
         }
-        self.stalled.retain(|s, _| self.answers.contains_key(s));
+        self.stalled
+            .retain(|s, _| self.answers.contains_key(s) || self.draining.contains(s));
         for &stream in &expired {
             crate::debug!("HTTP/2 stream {stream} stalled on a closed window: reset");
             self.conn.reset(stream, Reason::CANCEL);
             self.stalled.remove(&stream);
+            self.draining.remove(&stream);
             if let Some(answer) = self.answers.remove(&stream) {
                 end_answer(py, answer, status);
             }

@@ -187,6 +187,10 @@ impl Worker<'_> {
                     response_ended(status, code, t);
                 }
             }
+            if h.conn.queued(stream) > 0 {
+                // Still timed while its data waits for the client's window.
+                h.draining.insert(stream);
+            }
             c.last_active = Instant::now();
         }
         self.state.mark_ready(id);
