@@ -68,6 +68,12 @@ ensure_server_package() {
 ensure_nginx() { ensure_server_package nginx; }
 ensure_haproxy() { ensure_server_package haproxy; }
 
+# h2load, from Debian's nghttp2-client: an HTTP/2 client of tests/test_http2.py.
+ensure_h2load() {
+    command -v h2load >/dev/null && return
+    apt_install nghttp2-client || die "installing nghttp2-client failed"
+}
+
 require_tools() {
     command -v python3 >/dev/null || die "python3 not found: install Python 3.10 or newer"
     command -v cargo >/dev/null || die "cargo not found: install Rust (rustup) first"

@@ -28,8 +28,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "worker",
         &[
-            "asgi", "wsgi", "handoff", "engine", "hooks", "config", "tls", "ws", "py", "http",
-            "log", "sys",
+            "asgi", "wsgi", "handoff", "engine", "hooks", "config", "tls", "ws", "h2", "py",
+            "http", "log", "sys",
         ],
     ),
     (

@@ -30,11 +30,12 @@ pub(crate) fn build<'py>(
     asgi.set_item(intern!(py, "version"), intern!(py, "3.0"))?;
     asgi.set_item(intern!(py, "spec_version"), intern!(py, "2.4"))?;
     scope.set_item(intern!(py, "asgi"), asgi)?;
-    let version = head.version.as_str();
-    scope.set_item(
-        intern!(py, "http_version"),
-        version.strip_prefix("HTTP/").unwrap_or(version),
-    )?;
+    let version = match head.version.as_str() {
+        // The ASGI spec's name for HTTP/2 (gunicorn 27, hypercorn: "2").
+        "HTTP/2.0" => "2",
+        v => v.strip_prefix("HTTP/").unwrap_or(v),
+    };
+    scope.set_item(intern!(py, "http_version"), version)?;
     let https = conn.https(head);
     let scheme = match (websocket, https) {
         (Some(protocols), secure) => {

@@ -238,6 +238,12 @@ pub(super) fn build(
         cert_reqs: crate::tls::CertReqs::from_int(int(id!(cert_reqs)))
             .map_err(|e| bad(&r, id!(cert_reqs), &int(id!(cert_reqs)).to_string(), e))?,
         ciphers: text(id!(ciphers)),
+        alpn: Vec::new(),
+    };
+    let http2 = http2::resolve(&r, tls.is_enabled(), warnings)?;
+    let tls = crate::tls::TlsSettings {
+        alpn: http2.alpn(),
+        ..tls
     };
     for id in [id!(logconfig), id!(logconfig_json)] {
         if let Some(p) = text(id) {
@@ -339,6 +345,7 @@ pub(super) fn build(
         proxy_allow_from,
         http: Arc::new(http),
         tls,
+        http2,
         threads: int(id!(threads)) as usize,
         worker_class: text(id!(worker_class)).unwrap_or_else(|| "sync".into()),
         sendfile: flag(id!(sendfile)),

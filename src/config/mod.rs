@@ -21,6 +21,7 @@ mod control;
 use control::control_socket;
 mod docs;
 mod hooks;
+mod http2;
 mod load;
 pub mod settings;
 mod temp_dir;
@@ -35,6 +36,7 @@ pub use bind::BindAddr;
 pub use control::default_control_socket;
 pub use docs::{print_config, settings_markdown};
 pub use hooks::{Callable, Hook, Hooks};
+pub use http2::{Cleartext, Http2};
 pub(crate) use settings::{id, Id};
 pub use settings::{Setting, SETTINGS};
 pub use value::{Origin, Raw, Value};
@@ -96,6 +98,8 @@ pub struct Config {
     pub http: Arc<http::Config>,
     /// TLS on every listener when a certificate or key is given.
     pub tls: crate::tls::TlsSettings,
+    /// `--http-protocols` and the `--http2-*` settings.
+    pub http2: Http2,
     /// `threads` (app threads per worker).
     pub threads: usize,
     /// `worker_class` as given (`sync`, `gthread`, ...).

@@ -151,7 +151,6 @@ const fn hook(arity: u8) -> Kind {
 /// 2^31-1: the largest count or number of seconds any setting needs.
 const INT_MAX: i64 = i32::MAX as i64;
 
-const NO_HTTP2: Support = Support::No("ferrocorn speaks HTTP/1.x only");
 const NO_TLS: Support = Support::No("ferrocorn's TLS (rustls) has no equivalent");
 const NO_DIRTY: Support = Support::No("dirty arbiters are not implemented");
 
@@ -492,7 +491,7 @@ const TABLE: &[Setting] = &[
         kind: Kind::Int { min: 1, max: 86400 },
         default: Default::Int(60),
         meta: "INT",
-        doc: "Seconds a request body may go without a byte arriving; then 408.",
+        doc: "Seconds a request body may go without a byte arriving (then 408), and an HTTP/2 response may wait on a shut flow-control window (then RST_STREAM).",
         ..BASE
     },
     Setting {
@@ -1162,8 +1161,8 @@ const TABLE: &[Setting] = &[
         section: S::Http2,
         flags: &["--http-protocols"],
         default: Default::Str("h1"),
-        doc: "HTTP versions to offer, in ALPN preference order.",
-        support: NO_HTTP2,
+        meta: "LIST",
+        doc: "HTTP versions to offer, comma-separated, in ALPN preference order: h1, h2 (h2 needs TLS or --http2-cleartext).",
         ..BASE
     },
     Setting {
@@ -1172,19 +1171,20 @@ const TABLE: &[Setting] = &[
         flags: &["--http2-cleartext"],
         kind: Kind::Choice(&["off", "prior-knowledge", "upgrade", "both"]),
         default: Default::Str("off"),
-        doc: "Accept HTTP/2 over cleartext TCP (h2c).",
-        support: NO_HTTP2,
+        doc: "Cleartext HTTP/2 (h2c), for peers in forwarded_allow_ips only: by the connection preface, by Upgrade: h2c, or both.",
         ..BASE
     },
     Setting {
         name: "http2_max_concurrent_streams",
         section: S::Http2,
         flags: &["--http2-max-concurrent-streams"],
-        kind: uint(INT_MAX),
+        kind: Kind::Int {
+            min: 1,
+            max: INT_MAX,
+        },
         default: Default::Int(100),
         meta: "INT",
-        doc: "HTTP/2 streams per connection.",
-        support: NO_HTTP2,
+        doc: "HTTP/2 streams a client may have open at once on one connection.",
         ..BASE
     },
     Setting {
@@ -1194,8 +1194,7 @@ const TABLE: &[Setting] = &[
         kind: uint(INT_MAX),
         default: Default::Int(65535),
         meta: "INT",
-        doc: "HTTP/2 initial flow-control window.",
-        support: NO_HTTP2,
+        doc: "HTTP/2 flow-control window for request bodies, per stream, in bytes (at most 2147483647).",
         ..BASE
     },
     Setting {
@@ -1208,8 +1207,7 @@ const TABLE: &[Setting] = &[
         },
         default: Default::Int(16384),
         meta: "INT",
-        doc: "HTTP/2 maximum frame payload.",
-        support: NO_HTTP2,
+        doc: "Largest HTTP/2 frame payload accepted, 16384 to 16777215 bytes.",
         ..BASE
     },
     Setting {
@@ -1219,8 +1217,7 @@ const TABLE: &[Setting] = &[
         kind: uint(INT_MAX),
         default: Default::Int(65536),
         meta: "INT",
-        doc: "HTTP/2 maximum header list size (0 = unlimited).",
-        support: NO_HTTP2,
+        doc: "Largest HTTP/2 request header list after HPACK decoding, in bytes (0: no limit but 1 MiB of encoded block).",
         ..BASE
     },
     Setting {

@@ -101,7 +101,7 @@ impl RequestBody {
 /// `limit_request_body`, and moves to a file once `body_buffer_size` is
 /// passed.
 #[derive(Debug)]
-pub(super) struct BodyWriter {
+pub struct BodyWriter {
     sink: Sink,
     len: u64,
 }
@@ -176,6 +176,11 @@ impl BodyWriter {
     /// Body bytes written so far (kept or not).
     pub fn len(&self) -> u64 {
         self.len
+    }
+
+    /// No body byte written yet.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
     }
 
     /// The decoder announced a chunk of `n` bytes: reserve memory for it

@@ -321,6 +321,12 @@ impl Conn {
         rest
     }
 
+    /// The bytes received and not yet consumed by a returned request (to
+    /// look for the HTTP/2 preface before parsing).
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.pos..]
+    }
+
     /// Bytes received and not yet consumed by a returned request; the
     /// worker stops reading while this is large (pipelining floods).
     pub fn buffered(&self) -> usize {

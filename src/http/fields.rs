@@ -395,9 +395,117 @@ fn apply_scheme_header(
     }
 }
 
+/// The field rules of a request head that are not HTTP/1.1 syntax, for a
+/// head whose fields came already decoded (HTTP/2): a name with an
+/// underscore follows `header_map` (unless a trusted peer sends one of
+/// `forwarder_headers`), and a trusted peer's `secure_scheme_headers` set
+/// `https_forwarded` (the first decides; a disagreeing one is an error).
+pub fn apply_field_policy(
+    head: &mut super::Head,
+    trusted: bool,
+    cfg: &Config,
+) -> Result<(), HttpError> {
+    let forwarder = |name: &[u8]| {
+        trusted
+            && cfg
+                .forwarder_headers
+                .iter()
+                .any(|f| f == "*" || name.eq_ignore_ascii_case(f.as_bytes()))
+    };
+    let at = |span: &super::Span| span.start as usize..span.end as usize;
+    if cfg.header_map != HeaderMapPolicy::Dangerous {
+        let buf = &head.buf;
+        let dropped = |h: &super::Header| {
+            let name = &buf[at(&h.name)];
+            name.contains(&b'_') && !forwarder(name)
+        };
+        if head.headers.iter().any(dropped) {
+            if cfg.header_map == HeaderMapPolicy::Refuse {
+                return Err(err(
+                    HttpErrorKind::InvalidHeaderName,
+                    "underscore in field name",
+                ));
+            }
+            head.headers.retain(|h| !dropped(h));
+        }
+    }
+    let mut https = None;
+    if trusted {
+        for h in &head.headers {
+            apply_scheme_header(
+                &mut https,
+                &head.buf[at(&h.name)],
+                &head.buf[at(&h.value)],
+                cfg,
+            )?;
+        }
+    }
+    head.https_forwarded = https == Some(true);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn decoded_head(fields: &[(&str, &str)]) -> super::super::Head {
+        let mut buf = b"GET/".to_vec();
+        let mut headers = Vec::new();
+        for (n, v) in fields {
+            let s = buf.len() as u32;
+            buf.extend_from_slice(n.as_bytes());
+            let m = buf.len() as u32;
+            buf.extend_from_slice(v.as_bytes());
+            headers.push(super::super::Header {
+                name: s..m,
+                value: m..buf.len() as u32,
+            });
+        }
+        super::super::Head {
+            buf,
+            method: 0..3,
+            target: 3..4,
+            path: 3..4,
+            query: 4..4,
+            version: super::super::Version::Other(2, 0),
+            headers,
+            https_forwarded: false,
+        }
+    }
+
+    #[test]
+    fn decoded_fields_follow_the_head_policy() {
+        let cfg = Config::default();
+        let policy = |fields: &[(&str, &str)], trusted: bool, cfg: &Config| {
+            let mut head = decoded_head(fields);
+            apply_field_policy(&mut head, trusted, cfg)
+                .map(|()| (head.https_forwarded, head.headers.len()))
+                .map_err(|e| e.kind)
+        };
+        let proto = ("x-forwarded-proto", "https");
+        assert_eq!(policy(&[proto], true, &cfg), Ok((true, 1)));
+        assert_eq!(policy(&[proto], false, &cfg), Ok((false, 1)));
+        assert_eq!(
+            policy(&[proto, ("x-forwarded-ssl", "off")], true, &cfg),
+            Err(HttpErrorKind::InvalidSchemeHeaders)
+        );
+        // Underscores: dropped by default, kept for a trusted forwarder header.
+        let under = [
+            ("x_user", "admin"),
+            ("script_name", "/app"),
+            ("accept", "*/*"),
+        ];
+        assert_eq!(policy(&under, false, &cfg), Ok((false, 1)));
+        assert_eq!(policy(&under, true, &cfg), Ok((false, 2)));
+        let refuse = Config {
+            header_map: HeaderMapPolicy::Refuse,
+            ..Config::default()
+        };
+        assert_eq!(
+            policy(&under, false, &refuse),
+            Err(HttpErrorKind::InvalidHeaderName)
+        );
+    }
 
     type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
 

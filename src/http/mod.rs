@@ -40,7 +40,7 @@ mod scan;
 mod status;
 mod target;
 
-pub use body::{RequestBody, TempFiles};
+pub use body::{BodyWriter, RequestBody, TempFiles};
 pub use conn::CONTINUE;
 pub use conn::{BodyEvent, Conn, ParserPool};
 pub use date::DateCache;
@@ -49,6 +49,7 @@ pub use encode::{
 };
 pub use error::{HttpError, HttpErrorKind};
 pub use exchange::{ConnInfo, HeaderList, Status};
+pub use fields::apply_field_policy;
 pub use latin1::{latin1_bytes, latin1_string};
 pub use proxy::ProxyInfo;
 pub use status::{

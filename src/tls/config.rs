@@ -59,7 +59,11 @@ impl TlsConfig {
             None => builder.with_no_client_auth(),
         };
         let mut config = builder.with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
-        config.alpn_protocols = vec![ALPN_HTTP11.to_vec(), ALPN_HTTP10.to_vec()];
+        config.alpn_protocols = if settings.alpn.is_empty() {
+            vec![ALPN_HTTP11.to_vec(), ALPN_HTTP10.to_vec()]
+        } else {
+            settings.alpn.clone()
+        };
         // Python's server context (and so gunicorn) prefers the server's order.
         config.ignore_client_order = true;
         // Stateless resumption tickets, as OpenSSL issues by default. The key

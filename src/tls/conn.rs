@@ -209,6 +209,7 @@ mod tests {
             ca_certs: Some(ca_certs),
             cert_reqs,
             ciphers: ciphers.map(String::from),
+            alpn: Vec::new(),
         })
         .expect("load server config");
         Server {
@@ -473,6 +474,30 @@ mod tests {
         cfg.alpn_protocols = vec![b"h2".to_vec()];
         let mut p = Pair::new(&s.config, std::sync::Arc::new(cfg), 300);
         assert!(matches!(p.handshake(), Err(Failure::Server(_))));
+    }
+
+    #[test]
+    fn server_order_picks_h2_or_http11_as_offered() {
+        let dir = TempDir::new();
+        let ca = Ca::new("Test CA");
+        let (certfile, keyfile) = write_server_files(&dir, &ca.server());
+        let config = TlsConfig::load(&TlsSettings {
+            certfile: Some(certfile),
+            keyfile: Some(keyfile),
+            alpn: vec![b"h2".to_vec(), b"http/1.1".to_vec()],
+            ..TlsSettings::default()
+        })
+        .expect("load");
+        for (offered, chosen) in [
+            (vec![b"http/1.1".to_vec(), b"h2".to_vec()], &b"h2"[..]),
+            (vec![b"http/1.1".to_vec()], &b"http/1.1"[..]),
+        ] {
+            let mut cfg = (*client_config(&ca, None, None)).clone();
+            cfg.alpn_protocols = offered;
+            let mut p = Pair::new(&config, std::sync::Arc::new(cfg), 300);
+            p.handshake().expect("handshake");
+            assert_eq!(p.server.alpn(), Some(chosen));
+        }
     }
 
     #[test]

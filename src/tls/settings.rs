@@ -54,6 +54,9 @@ pub struct TlsSettings {
     pub cert_reqs: CertReqs,
     /// Colon-separated cipher suite names (see `ciphers.rs` for the accepted names).
     pub ciphers: Option<String>,
+    /// The ALPN protocol names offered, in preference order; empty means
+    /// HTTP/1.1 then HTTP/1.0 (`--http-protocols` decides).
+    pub alpn: Vec<Vec<u8>>,
 }
 
 impl TlsSettings {

@@ -135,6 +135,8 @@ pub struct Connection {
     pub ws: Option<Box<super::websocket::WsConn>>,
     /// An unread ASGI request body is being dropped until then (`upload`).
     pub drain_until: Option<Instant>,
+    /// An HTTP/2 connection (ALPN h2, or h2c).
+    pub h2: Option<Box<super::http2::H2Conn>>,
 }
 
 impl Connection {
@@ -161,6 +163,7 @@ impl Connection {
             wire: Vec::new(),
             ws: None,
             drain_until: None,
+            h2: None,
         }
     }
 
@@ -173,12 +176,16 @@ impl Connection {
             && self.out.is_empty()
             && self.http.buffered() == 0
             && !self.http.reading_body()
+            && self.h2.as_ref().is_none_or(|h| h.is_idle())
     }
 
     /// Bytes from the peer (decrypted on TLS): to the HTTP parser, or to
-    /// the WebSocket once upgraded.
+    /// the WebSocket or HTTP/2 once upgraded.
     #[inline]
-    pub fn feed(&mut self, data: &[u8]) {
+    pub fn feed(&mut self, data: &[u8], now: Instant) {
+        if let Some(h) = &mut self.h2 {
+            return h.conn.feed(data, now);
+        }
         match &mut self.ws {
             None => self.http.feed(data),
             Some(ws) => ws.feed(data),

@@ -66,11 +66,8 @@ impl State {
                         plain.clear();
                         match tls.receive(data, plain) {
                             Ok(()) => {
-                                match &mut c.ws {
-                                    None => c.http.feed(plain),
-                                    Some(ws) => ws.feed(plain),
-                                }
-                                if tls.peer_closed() {
+                                c.feed(plain, now);
+                                if c.tls.as_ref().is_some_and(|t| t.peer_closed()) {
                                     c.eof = true;
                                     c.http.feed_eof();
                                 }
@@ -87,7 +84,7 @@ impl State {
                             }
                         }
                     } else {
-                        c.feed(data);
+                        c.feed(data, now);
                     }
                     self.mark_ready(conn);
                 }

@@ -19,6 +19,9 @@ use super::*;
 
 impl Worker<'_> {
     pub(super) fn respond(&mut self, py: Python<'_>, id: ConnId, req: http::Request) {
+        let Some(req) = self.upgrade_h2c(py, id, req) else {
+            return;
+        };
         let stopping = self.stopping.is_some();
         let force_close = stopping || self.keep_alive.is_zero();
         let Some(c) = self.state.get(id) else {

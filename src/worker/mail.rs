@@ -21,6 +21,10 @@ impl Worker<'_> {
             let Some(c) = self.state.get(id) else {
                 continue;
             };
+            if c.h2.is_some() {
+                self.h2_mail(id, ticket, out);
+                continue;
+            }
             let Some(f) = c.inflight.as_mut().filter(|f| f.serial == ticket.serial) else {
                 // A message for a connection that has closed since.
                 continue;

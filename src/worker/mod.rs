@@ -14,6 +14,8 @@ mod direct;
 mod events;
 mod exit;
 mod gevent;
+mod http2;
+mod http2_app;
 mod lifecycle;
 mod mail;
 mod output;

@@ -21,7 +21,7 @@ impl AsRef<[u8]> for Prefix {
 }
 
 /// Marks the end of an app call when dropped (whatever path leaves the pump).
-pub(super) struct CallGuard<'a>(Option<&'a Status>);
+pub(super) struct CallGuard<'a>(pub(super) Option<&'a Status>);
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
@@ -171,6 +171,9 @@ impl Worker<'_> {
                 s.in_flight
                     .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             }
+        }
+        if let Some(h) = c.h2.as_deref_mut() {
+            h.drop_answers(py, self.status);
         }
         self.state.parsers.keep(&mut c.http);
         *slot = None;

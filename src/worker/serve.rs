@@ -176,6 +176,7 @@ impl Worker<'_> {
             // Our copy of each listener goes, so a slot the arbiter gave up
             // (fewer workers) stops receiving connections nobody will accept.
             self.listener_fds.clear();
+            self.shutdown_h2();
         }
     }
 
@@ -218,7 +219,12 @@ impl Worker<'_> {
                         expired.push(id);
                     }
                 }
-                Phase::Open if c.stream.is_none() && c.inflight.is_none() && c.queued == 0 => {
+                Phase::Open
+                    if c.stream.is_none()
+                        && c.inflight.is_none()
+                        && c.h2.is_none()
+                        && c.queued == 0 =>
+                {
                     // In the middle of receiving a request.
                     let late = if c.http.skipping_body() {
                         // An unread body being dropped (`sweep_uploads`).
@@ -241,6 +247,7 @@ impl Worker<'_> {
             expired.extend(self.sweep_websockets(now));
             self.sweep_uploads(py, now);
         }
+        self.sweep_h2(py, now);
         for id in expired {
             self.close(py, id);
         }

@@ -31,7 +31,11 @@ impl Worker<'_> {
                 return;
             }
             Phase::Open if c.ws.is_some() => return self.step_ws(id),
+            Phase::Open if c.h2.is_some() => return self.run_h2(py, id),
             Phase::Open => {}
+        }
+        if self.start_h2(id) {
+            return self.run_h2(py, id);
         }
         self.process(py, id);
         let Some(c) = self.state.get(id) else { return };
@@ -68,6 +72,9 @@ impl Worker<'_> {
     pub(super) fn process(&mut self, py: Python<'_>, id: ConnId) {
         loop {
             let Some(c) = self.state.get(id) else { return };
+            if c.h2.is_some() {
+                break;
+            }
             if c.inflight.is_some() {
                 // An ASGI app's request body still arriving goes to it.
                 self.pass_body(id);

@@ -1,0 +1,411 @@
+//! The app side of HTTP/2 streams: each stream a job for app threads or
+//! the asyncio loop (`--threads`, ASGI), whose messages become frames on
+//! its stream; or, in the sync worker, one stream at a time called in the
+//! loop thread with its body pulled while the stream has window.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use pyo3::prelude::*;
+
+use super::http2::{plain_response, Answer};
+use super::request::{response_ended, status_code};
+use super::{Worker, OUTPUT_HIGH_WATER};
+use crate::engine::ConnId;
+use crate::h2::{self, Reason};
+use crate::handoff::{Flow, Job, Output, Ticket};
+use crate::http;
+use crate::sys::shm;
+use crate::wsgi::{Chunk, Reply};
+
+/// The response fields of an app's head, for `send_response`.
+fn fields(headers: &http::HeaderList) -> impl Iterator<Item = (&[u8], &[u8])> {
+    headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice()))
+}
+
+impl Worker<'_> {
+    /// `--threads` / ASGI: each stream is a job of its own.
+    pub(super) fn submit_h2(&mut self, id: ConnId, stream: u32, req: http::Request) {
+        let Some(runner) = &self.runner else { return };
+        let Some(c) = self.state.get(id) else { return };
+        c.requests += 1;
+        let queued = runner.backlog();
+        if self.policy.max_queued_requests > 0 && queued >= self.policy.max_queued_requests {
+            if let Some(s) = self.status {
+                s.record_shed(shm::coarse_monotonic_ms());
+            }
+            if let Some(h) = c.h2.as_deref_mut() {
+                overloaded(&mut h.conn, stream);
+            }
+            return;
+        }
+        self.next_serial += 1;
+        let serial = self.next_serial;
+        let flow = Arc::new(Flow::new());
+        let metric_start = self.policy.metrics.then(|| {
+            if let Some(s) = self.status {
+                s.in_flight
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            Instant::now()
+        });
+        let is_head = req.head.is_head();
+        let job = Job {
+            ticket: Ticket { conn: id.0, serial },
+            req,
+            conn: c.info.clone(),
+            flow: flow.clone(),
+            arrived: Instant::now(),
+            closing: false,
+            websocket: None,
+        };
+        if let Some(h) = c.h2.as_deref_mut() {
+            h.answers.insert(
+                stream,
+                Answer::Job {
+                    serial,
+                    flow,
+                    handed: 0,
+                    reported: 0,
+                    head_sent: false,
+                    is_head,
+                    code: 0,
+                    metric_start,
+                },
+            );
+        }
+        runner.submit(job);
+        self.count_request();
+    }
+
+    /// Tell each job's app side how much of what it handed over has left
+    /// its stream (the stream's window is its backpressure), while the
+    /// connection's own output is not backed up.
+    pub(super) fn credit_h2(&mut self, id: ConnId) {
+        let Some(c) = self.state.get(id) else { return };
+        if c.queued + c.out.len() >= OUTPUT_HIGH_WATER {
+            return;
+        }
+        let Some(h) = c.h2.as_deref_mut() else { return };
+        for (stream, answer) in h.answers.iter_mut() {
+            if let Answer::Job {
+                flow,
+                handed,
+                reported,
+                ..
+            } = answer
+            {
+                let gone = handed.saturating_sub(h.conn.queued(*stream));
+                if gone > *reported {
+                    flow.written(gone - *reported);
+                    *reported = gone;
+                }
+            }
+        }
+    }
+
+    /// What an app thread or the asyncio loop posted for a stream.
+    pub(super) fn h2_mail(&mut self, id: ConnId, ticket: Ticket, out: Output) {
+        let status = self.status;
+        let Some(c) = self.state.get(id) else { return };
+        let Some(h) = c.h2.as_deref_mut() else { return };
+        let found = h.answers.iter().find_map(|(s, a)| match a {
+            Answer::Job { serial, .. } if *serial == ticket.serial => Some(*s),
+            _ => None,
+        });
+        let Some(stream) = found else { return };
+        let Some(Answer::Job {
+            flow,
+            handed,
+            reported,
+            head_sent,
+            is_head,
+            code,
+            ..
+        }) = h.answers.get_mut(&stream)
+        else {
+            return;
+        };
+        let mut ended = None;
+        match out {
+            Output::Head {
+                status, headers, ..
+            } => {
+                *code = status_code(&status);
+                *head_sent = h
+                    .conn
+                    .send_response(stream, *code, fields(&headers), *is_head)
+                    .is_ok();
+            }
+            Output::Data(data) => {
+                *handed += data.len();
+                if *is_head || h.conn.send_data(stream, &data, false).is_err() {
+                    // Not sent (no body for HEAD, or the stream is gone):
+                    // written as far as the app side is concerned.
+                    *reported += data.len();
+                    flow.written(data.len());
+                }
+            }
+            Output::End => {
+                if *is_head && *head_sent {
+                    // The head ended the stream.
+                } else if *head_sent {
+                    let _ = h.conn.send_data(stream, &[], true);
+                } else {
+                    internal_error(&mut h.conn, stream);
+                    *code = 500;
+                }
+                ended = Some(*code);
+            }
+            Output::Failed => {
+                if *head_sent {
+                    h.conn.reset(stream, Reason::INTERNAL_ERROR);
+                } else {
+                    internal_error(&mut h.conn, stream);
+                    *code = 500;
+                }
+                ended = Some(*code);
+            }
+            // HTTP/2 has no 101: WebSocket messages and early hints do not apply.
+            Output::EarlyHints(_)
+            | Output::Accept { .. }
+            | Output::Message(_)
+            | Output::Close { .. }
+            | Output::Resume
+            | Output::DisconnectTaken => {}
+        }
+        if let Some(code) = ended {
+            if let Some(Answer::Job {
+                flow,
+                handed,
+                reported,
+                metric_start,
+                ..
+            }) = h.answers.remove(&stream)
+            {
+                flow.written(handed.saturating_sub(reported));
+                if let Some(t) = metric_start {
+                    response_ended(status, code, t);
+                }
+            }
+            if h.conn.queued(stream) > 0 {
+                // Still timed while its data waits for the client's window.
+                h.draining.insert(stream);
+            }
+            c.last_active = Instant::now();
+        }
+        self.state.mark_ready(id);
+    }
+
+    /// The sync worker: serve waiting streams one at a time, pulling the
+    /// current body while its stream and the connection have room.
+    pub(super) fn serve_inline_h2(&mut self, py: Python<'_>, id: ConnId) {
+        loop {
+            let Some(c) = self.state.get(id) else { return };
+            let Some(h) = c.h2.as_deref_mut() else { return };
+            let current = h
+                .answers
+                .iter()
+                .find_map(|(s, a)| matches!(a, Answer::Inline { .. }).then_some(*s));
+            match current {
+                Some(stream) => {
+                    if !self.pump_h2(py, id, stream) {
+                        return;
+                    }
+                }
+                None => {
+                    let Some((stream, req)) = h.waiting.pop_front() else {
+                        return;
+                    };
+                    self.call_h2(py, id, stream, req);
+                }
+            }
+        }
+    }
+
+    /// Call the app for one stream (sync worker).
+    fn call_h2(&mut self, py: Python<'_>, id: ConnId, stream: u32, req: http::Request) {
+        let Some(c) = self.state.get(id) else { return };
+        c.requests += 1;
+        let waited = c.last_active.elapsed();
+        if self.policy.sheds(self.batch_calls, waited) {
+            if let Some(s) = self.status {
+                s.record_shed(shm::coarse_monotonic_ms());
+            }
+            if let Some(h) = c.h2.as_deref_mut() {
+                overloaded(&mut h.conn, stream);
+            }
+            return;
+        }
+        self.batch_calls += 1;
+        let https = c.info.https(&req.head);
+        let begun = match self
+            .policy
+            .begin(py, self.cfg, self.age, &req.head, https, || c.peer_ip())
+        {
+            Ok(begun) => begun,
+            Err(_) => {
+                if let Some(h) = c.h2.as_deref_mut() {
+                    internal_error(&mut h.conn, stream);
+                }
+                return;
+            }
+        };
+        let metric_start = self.policy.metrics.then(|| {
+            if let Some(s) = self.status {
+                s.in_flight
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            begun.started()
+        });
+        if let Some(s) = self.status {
+            s.begin_call(
+                shm::coarse_monotonic_ms(),
+                req.head.method(),
+                req.head.target(),
+            );
+        }
+        let (reply, environ) =
+            self.app
+                .call_with(py, &req, &c.info, self.policy.keep_environ, None);
+        if let Some(s) = self.status {
+            s.end_call();
+        }
+        self.count_request();
+        let Some(c) = self.state.get(id) else { return };
+        let Some(h) = c.h2.as_deref_mut() else { return };
+        match reply {
+            Reply::Failed => {
+                internal_error(&mut h.conn, stream);
+                if let Some(t) = metric_start {
+                    response_ended(self.status, 500, t);
+                }
+                let status = http::Status::from(&b"500 Internal Server Error"[..]);
+                if let Ok(done) = begun.finish(req.head, status, Arc::new([]), environ) {
+                    done.report(py, self.cfg, self.age);
+                }
+            }
+            Reply::Response { head, body } => {
+                let code = status_code(&head.status);
+                let is_head = req.head.is_head();
+                if h.conn
+                    .send_response(stream, code, fields(&head.headers), is_head)
+                    .is_err()
+                {
+                    body.close(py);
+                    if let (Some(_), Some(s)) = (metric_start, self.status) {
+                        s.in_flight
+                            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    return;
+                }
+                let done = begun
+                    .finish(req.head, head.status, head.headers, environ)
+                    .ok();
+                let metric = metric_start.map(|t| (code, t));
+                if is_head {
+                    // No body for HEAD: the head ended the stream.
+                    body.close(py);
+                    if let Some((code, t)) = metric {
+                        response_ended(self.status, code, t);
+                    }
+                    if let Some(d) = done {
+                        d.report(py, self.cfg, self.age);
+                    }
+                    return;
+                }
+                h.answers
+                    .insert(stream, Answer::Inline { body, done, metric });
+            }
+        }
+    }
+
+    /// Pull the inline body of `stream` while there is room. Returns true
+    /// when the response ended (the next stream may start).
+    fn pump_h2(&mut self, py: Python<'_>, id: ConnId, stream: u32) -> bool {
+        let status = self.status;
+        let (cfg, age) = (self.cfg, self.age);
+        let Some(c) = self.state.get(id) else {
+            return false;
+        };
+        let pending_out = c.queued + c.out.len();
+        let Some(h) = c.h2.as_deref_mut() else {
+            return false;
+        };
+        let Some(Answer::Inline {
+            mut body,
+            done,
+            metric,
+        }) = h.answers.remove(&stream)
+        else {
+            return false;
+        };
+        let mut done = done;
+        if let Some(s) = status {
+            s.call_ms.store(
+                shm::coarse_monotonic_ms(),
+                std::sync::atomic::Ordering::Release,
+            );
+        }
+        let _call = super::output::CallGuard(status);
+        loop {
+            let room = h.conn.queued(stream) == 0
+                && pending_out + h.conn.output().len() < OUTPUT_HIGH_WATER;
+            if !room {
+                h.answers
+                    .insert(stream, Answer::Inline { body, done, metric });
+                return false;
+            }
+            match body.next_piece(py) {
+                Chunk::Data(piece) => {
+                    let data = piece.bytes(py);
+                    if let Some(d) = &mut done {
+                        d.sent += data.len() as u64;
+                    }
+                    if h.conn.send_data(stream, data, false).is_err() {
+                        // The client reset the stream.
+                        body.close(py);
+                        if let (Some(_), Some(s)) = (metric, status) {
+                            s.in_flight
+                                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        return true;
+                    }
+                }
+                Chunk::End => {
+                    let _ = h.conn.send_data(stream, &[], true);
+                    body.close(py);
+                    if let Some((code, t)) = metric {
+                        response_ended(status, code, t);
+                    }
+                    if let Some(d) = done {
+                        d.report(py, cfg, age);
+                    }
+                    return true;
+                }
+                Chunk::Failed => {
+                    h.conn.reset(stream, Reason::INTERNAL_ERROR);
+                    body.close(py);
+                    if let Some((_, t)) = metric {
+                        response_ended(status, 500, t);
+                    }
+                    return true;
+                }
+            }
+        }
+    }
+}
+
+/// 500 on a stream whose app failed before its head.
+fn internal_error(conn: &mut h2::Connection, stream: u32) {
+    plain_response(conn, stream, 500, "Internal Server Error");
+}
+
+/// 503 for a stream shed by admission control.
+fn overloaded(conn: &mut h2::Connection, stream: u32) {
+    let headers = super::request::overloaded_headers();
+    let fields = headers.iter().map(|(n, v)| (n.as_slice(), v.as_slice()));
+    if conn.send_response(stream, 503, fields, false).is_ok() {
+        let _ = conn.send_data(stream, super::request::OVERLOADED_BODY, true);
+    }
+}
