@@ -277,8 +277,12 @@ def http2_client(run, kind, port, upload_too):
         except Exception as e:  # noqa: BLE001
             client.close()
             client = None
-            if not fresh and isinstance(e, (httpx.RemoteProtocolError, httpx.ReadError,
-                                            httpx.WriteError)):
+            # A connection the server ended with GOAWAY: sent again on a new
+            # one. Python's h2 (under httpx) refuses any frame after a GOAWAY,
+            # even the rest of a response in flight, and says so as a local
+            # protocol error; that request is sent again too.
+            if not fresh and isinstance(e, (httpx.RemoteProtocolError, httpx.LocalProtocolError,
+                                            httpx.ReadError, httpx.WriteError)):
                 run.retry(kind)
                 continue
             run.failure(kind, "%s: %s" % (type(e).__name__, e))

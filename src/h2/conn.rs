@@ -299,8 +299,10 @@ impl Connection {
         if self.state == State::Closed || self.stopping != Stopping::No {
             return;
         }
-        frame::write_goaway(&mut self.out, frame::MAX_STREAM_ID, Reason::NO_ERROR, b"");
+        // The PING goes first: some clients (Python's h2) refuse every frame
+        // that follows a GOAWAY, a PING included, but answer one before it.
         frame::write_ping(&mut self.out, false, SHUTDOWN_PING);
+        frame::write_goaway(&mut self.out, frame::MAX_STREAM_ID, Reason::NO_ERROR, b"");
         self.stopping = Stopping::Announced;
     }
 
@@ -1098,13 +1100,14 @@ mod tests {
         c.feed(&b);
         c.conn.shutdown();
         let frames = c.frames();
-        assert_eq!(frames[0].kind, kind::GOAWAY);
-        assert_eq!(frames[0].goaway_last(), frame::MAX_STREAM_ID);
-        assert_eq!(frames[0].reason(), Reason::NO_ERROR);
+        // The PING before the GOAWAY, in the same write.
         assert_eq!(
-            (frames[1].kind, &frames[1].payload[..]),
+            (frames[0].kind, &frames[0].payload[..]),
             (kind::PING, &SHUTDOWN_PING[..])
         );
+        assert_eq!(frames[1].kind, kind::GOAWAY);
+        assert_eq!(frames[1].goaway_last(), frame::MAX_STREAM_ID);
+        assert_eq!(frames[1].reason(), Reason::NO_ERROR);
         // A stream opened in flight is still served.
         let b = c.get(3, "/");
         c.feed(&b);
