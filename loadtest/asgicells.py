@@ -20,9 +20,16 @@ reversed every other round, `--asgi-rounds` rounds:
   back; messages per second and server CPU per message.
 
 Medians per server, and ferrocorn's ratios to each peer.
+
+Then `ws-idle`: each server in turn (ferrocorn with `--worker-connections
+11000`) takes 10,000 WebSocket connections from wsbench, which needs every
+one upgraded and echoing before it counts, and then holds them idle; the
+server's resident memory (its whole process tree) before and while they
+are held gives the cost of one idle WebSocket.
 """
 import json
 import os
+import resource
 import statistics
 import subprocess
 import time
@@ -33,6 +40,7 @@ SERVERS = ("ferrocorn", "uvicorn", "granian", "gunicorn")
 WSBENCH = os.path.join(H.HERE, "wsbench", "target", "release", "wsbench")
 WS_CONNECTIONS = 50
 WS_SIZE = 1024
+IDLE_CONNECTIONS = 10_000
 
 CELLS = {
     "asgi-hello": H.Scenario("asgi-hello", "raw ASGI hello", "asgi_apps:hello", H.HELLO),
@@ -41,11 +49,11 @@ CELLS = {
 }
 
 
-def argv(name, app, port):
+def argv(name, app, port, extra=()):
     bind = f"{H.HOST}:{port}"
     if name == "ferrocorn":
         return [f"{H.VENV_BIN}/ferrocorn", "-k", "asgi", "-w", "1", "-b", bind,
-                "--io-engine", "uring", "--chdir", H.APPS, app]
+                "--io-engine", "uring", "--chdir", H.APPS, *extra, app]
     if name == "uvicorn":
         return [f"{H.VENV_BIN}/uvicorn", "--host", H.HOST, "--port", str(port), "--workers", "1",
                 "--loop", "uvloop", "--http", "httptools", "--ws", "websockets",
@@ -59,11 +67,11 @@ def argv(name, app, port):
     raise ValueError(name)
 
 
-def start(name, cell, args, running, tmp):
+def start(name, cell, args, running, tmp, extra=()):
     scen = CELLS[cell]
     port = H.free_port()
     log = os.path.join(tmp, f"asgi-{cell}-{name}.log")
-    cmd = ["taskset", "-c", str(args.server_cpu)] + argv(name, scen.app, port)
+    cmd = ["taskset", "-c", str(args.server_cpu)] + argv(name, scen.app, port, extra)
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=H.APPS, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, env=H.server_env(),
@@ -110,6 +118,51 @@ def measure_ws(proc, port, args):
             "valid": proc.poll() is None}
 
 
+def tree_rss_kib(root):
+    total = 0
+    for pid in H.tree(root):
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                total += next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
+        except (OSError, StopIteration):
+            pass
+    return total
+
+
+def idle(name, args, running, tmp):
+    """RSS per idle WebSocket over IDLE_CONNECTIONS connections."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = IDLE_CONNECTIONS * 2 + 1000
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
+    extra = ["--worker-connections", str(IDLE_CONNECTIONS + 1000)] if name == "ferrocorn" else []
+    proc, port = start(name, "ws-echo", args, running, tmp, extra)
+    try:
+        wsbench(port, args, seconds=1)  # warm-up, then the baseline
+        time.sleep(0.5)
+        before = tree_rss_kib(proc.pid)
+        cmd = ["taskset", "-c", str(args.client_cpu), WSBENCH, H.HOST, str(port), "/",
+               str(IDLE_CONNECTIONS), "2", "16", "6"]
+        client = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  stdin=subprocess.DEVNULL)
+        try:
+            line = client.stdout.readline()  # printed once every connection echoed
+            if not line:
+                raise H.CheckFailed("wsbench: " + client.stderr.read().decode("utf-8", "replace")[-400:])
+            r = json.loads(line)
+            time.sleep(2)  # idle now
+            during = tree_rss_kib(proc.pid)
+            alive = proc.poll() is None
+        finally:
+            client.wait(timeout=120)
+        return {"connections": IDLE_CONNECTIONS, "echoed": r["messages"],
+                "rss_before_kib": before, "rss_held_kib": during,
+                "kib_per_connection": round((during - before) / IDLE_CONNECTIONS, 2),
+                "server_alive": alive}
+    finally:
+        running.stop(proc)
+
+
 def probe(args, running, tmp):
     out = {"rounds": args.asgi_rounds, "seconds": args.asgi_seconds, "cells": {}}
     for cell in CELLS:
@@ -145,6 +198,13 @@ def probe(args, running, tmp):
             for proc, _ in procs.values():
                 running.stop(proc)
         out["cells"][cell] = summarize(cell, runs, errors)
+    out["ws_idle"] = {}
+    for name in SERVERS:
+        try:
+            out["ws_idle"][name] = idle(name, args, running, tmp)
+        except (OSError, subprocess.SubprocessError, H.CheckFailed, ValueError) as e:
+            out["ws_idle"][name] = {"error": f"{type(e).__name__}: {str(e)[-400:]}"}
+        print(f"  ws-idle {name:10} {out['ws_idle'][name]}", flush=True)
     return out
 
 
@@ -177,6 +237,9 @@ def summarize(cell, runs, errors):
 
 def one_line(data):
     parts = []
+    for name, m in data.get("ws_idle", {}).items():
+        parts.append(f"ws-idle {name} " + (m["error"][:120] if "error" in m else
+                                            f"{m['kib_per_connection']} KiB/conn"))
     for cell, c in data.get("cells", {}).items():
         for peer, r in c["ferrocorn_vs"].items():
             parts.append(f"{cell} vs {peer} {r['rate']:.2f}x/s, {r['cpu']:.2f}x CPU")

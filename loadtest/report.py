@@ -719,6 +719,19 @@ def asgi_section(data):
             r = c["ferrocorn_vs"].get(name)
             ratio = f"{r['rate']:.2f}x, {r['cpu']:.2f}x" if r else ""
             lines.append(f"| {cell} | {name} | {srv['rate']:,.0f} | {srv['cpu_us']:.1f} | {ratio} |")
+    idle = data.get("ws_idle") or {}
+    if idle:
+        lines += ["", "Idle WebSockets: each server takes 10,000 connections (every one upgraded "
+                  "and echoing), then holds them idle; its resident memory (whole process tree) "
+                  "before and while held. Target for ferrocorn: at most 32 KiB each.", "",
+                  "| server | connections | RSS before → held | KiB per idle WebSocket |",
+                  "|---|---|---|---|"]
+        for name, m in idle.items():
+            if "error" in m:
+                lines.append(f"| {name} | failed: {m['error'][:120]} | | |")
+            else:
+                lines.append(f"| {name} | {m['connections']:,} | {m['rss_before_kib'] / 1024:.1f} → "
+                             f"{m['rss_held_kib'] / 1024:.1f} MiB | {m['kib_per_connection']:.1f} |")
     return lines + [""]
 
 

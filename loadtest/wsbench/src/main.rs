@@ -2,7 +2,11 @@
 //! sending a text message of SIZE bytes and waiting for its echo before the
 //! next, for SECONDS. Prints one line of JSON with the messages echoed.
 //!
-//!     wsbench HOST PORT PATH CONNECTIONS SECONDS SIZE
+//!     wsbench HOST PORT PATH CONNECTIONS SECONDS SIZE [HOLD]
+//!
+//! With HOLD, every connection then stays open and idle for HOLD more
+//! seconds before the client exits (for measuring what idle connections
+//! cost the server); the JSON line is printed when the echo part ends.
 //!
 //! Its own cost per message is a few hundred nanoseconds (one write and one
 //! read per message per connection, masking precomputed), so the server
@@ -35,12 +39,12 @@ fn main() {
 }
 
 fn usage() -> io::Error {
-    io::Error::other("usage: wsbench HOST PORT PATH CONNECTIONS SECONDS SIZE")
+    io::Error::other("usage: wsbench HOST PORT PATH CONNECTIONS SECONDS SIZE [HOLD]")
 }
 
 fn run() -> io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() != 6 {
+    if args.len() != 6 && args.len() != 7 {
         return Err(usage());
     }
     let num = |i: usize| args[i].parse::<u64>().map_err(|_| usage());
@@ -150,6 +154,13 @@ fn run() -> io::Result<()> {
     println!(
         "{{\"messages\": {messages}, \"seconds\": {elapsed:.3}, \"connections\": {conns_n}, \"size\": {size}}}"
     );
+    if args.len() == 7 {
+        use std::io::Write as _;
+        io::stdout().flush()?;
+        // Idle: nothing is sent; the connections stay open until the end.
+        std::thread::sleep(Duration::from_secs(num(6)?));
+    }
+    drop(conns);
     Ok(())
 }
 
