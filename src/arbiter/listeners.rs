@@ -94,7 +94,12 @@ impl Listener {
 
     /// Take over an open listening socket (fd://N, systemd).
     fn adopt(fd: RawFd, backlog: i32, unlink_at_exit: bool) -> io::Result<Listener> {
-        let owned = socket::adopt_listener(fd, backlog).map_err(|e| {
+        // SAFETY: an fd://N bind or systemd's LISTEN_FDS names a descriptor
+        // the server was started with to listen on; nothing else in the
+        // process uses it.
+        #[allow(unsafe_code)]
+        let adopted = unsafe { socket::adopt_listener(fd, backlog) };
+        let owned = adopted.map_err(|e| {
             io::Error::new(
                 e.kind(),
                 format!("fd://{fd} is not a usable listening socket: {e}"),
@@ -120,7 +125,12 @@ impl Listener {
                 let fd: RawFd = fd
                     .parse()
                     .map_err(|_| io::Error::other(format!("{FDS_ENV}: bad descriptor {fd:?}")))?;
-                owned.push(socket::adopt_listener(fd, cfg.backlog)?);
+                // SAFETY: the listeners the previous arbiter or systemd passed
+                // (FERROCORN_FDS, LISTEN_FDS) are this process's alone, each
+                // named once.
+                #[allow(unsafe_code)]
+                let adopted = unsafe { socket::adopt_listener(fd, cfg.backlog) };
+                owned.push(adopted?);
             }
             let Some(first) = owned.first() else { continue };
             let (bind, local) = describe(first);

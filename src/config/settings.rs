@@ -1065,7 +1065,7 @@ const TABLE: &[Setting] = &[
         kind: Kind::Bool,
         default: Default::Bool(false),
         doc: "Emit the socket backlog as a statsd metric.",
-        support: Support::No("statsd is not implemented yet"),
+        support: Support::No("the listen backlog is not sampled for statsd"),
         ..BASE
     },
     // Process naming

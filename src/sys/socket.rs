@@ -101,13 +101,19 @@ pub fn local_addr(fd: &OwnedFd) -> Option<SocketAddr> {
 /// Take ownership of an inherited descriptor (`fd://N`, systemd, an
 /// upgrading arbiter) that must be a stream socket; listen on it if it is
 /// not listening yet, and make it non-blocking and close-on-exec.
-pub fn adopt_listener(fd: RawFd, backlog: i32) -> io::Result<OwnedFd> {
+///
+/// # Safety
+///
+/// `fd` must have been handed to this process to own (fd://N, LISTEN_FDS,
+/// FERROCORN_FDS), and nothing else in the process may use or close it
+/// afterwards: the returned `OwnedFd` closes it. A closed `fd` is an
+/// error, not undefined behaviour (it is checked first).
+pub unsafe fn adopt_listener(fd: RawFd, backlog: i32) -> io::Result<OwnedFd> {
     use std::os::fd::FromRawFd;
     // Check the descriptor is open before taking ownership of it.
     nix::fcntl::fcntl(unsafe_borrow(fd), nix::fcntl::FcntlArg::F_GETFD)?;
-    // SAFETY: the descriptor is open (checked above) and was handed to this
-    // process to own (fd://N, LISTEN_FDS, FERROCORN_FDS): nothing else in
-    // the process uses or closes it.
+    // SAFETY: the descriptor is open (checked above) and, as the caller
+    // promises, this process's to own: nothing else uses or closes it.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
     let s = socket2::SockRef::from(&owned);
     if s.r#type()? != Type::STREAM {
