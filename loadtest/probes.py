@@ -436,7 +436,7 @@ def profile(engine, requests, args, running, tmp):
     # The master is python (the console script's interpreter): callgrind
     # runs it and follows the fork into the worker. Only the worker's serve
     # loop is counted (not start-up, not the master): collection is on
-    # inside ferrocorn::worker::Worker::serve. A long --timeout: the worker
+    # inside the worker's serve loop. A long --timeout: the worker
     # runs ~50x slower under valgrind. Callgrind's options go through
     # VALGRIND_OPTS, not argv: ferrocorn rewrites its argument area for its
     # process title, and under valgrind that area holds valgrind's own
@@ -485,7 +485,9 @@ def profile(engine, requests, args, running, tmp):
     return result
 
 
-SERVE_LOOP = "ferrocorn::worker::Worker::serve"
+# The worker's serve loop (`impl Worker` in worker/serve.rs); a pattern, as
+# callgrind demangles it `ferrocorn::worker::serve::<impl ...Worker>::serve`.
+SERVE_LOOP = "ferrocorn::worker::serve::*::serve"
 
 
 def inprocess_ir(app, environ_file, args, tmp):
