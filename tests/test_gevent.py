@@ -158,14 +158,20 @@ def test_a_hub_blocked_by_cpu_bound_code_is_aborted_with_the_greenlets_stacks(se
                what="a greenlet asleep in the app")
     spinner = threading.Thread(target=lambda: _quietly(server, "/spin?s=60"), daemon=True)
     spinner.start()
-    wait_until(lambda: "The greenlets' stacks follow" in server.log(), 30,
-               what="the greenlets' stacks in the log")
-    log = server.log()
+    marker = "The greenlets' stacks follow"
+
+    def dumped():
+        # The dump is written over time: wait for all of it, and for the
+        # master's account of the abort, which may come a moment later.
+        log = server.log()
+        if marker not in log or "Worker aborted after the timeout" not in log:
+            return None
+        stacks = log[log.index(marker):]
+        # The parked greenlet and the one blocking the hub, by their views.
+        return log if "sleeping_view" in stacks and "spinning_view" in stacks else None
+
+    log = wait_until(dumped, 30, what="the greenlets' stacks and the abort in the log")
     assert "WORKER TIMEOUT" in log
-    assert "Worker aborted after the timeout" in log
-    stacks = log[log.index("The greenlets' stacks follow"):]
-    # The parked greenlet and the one blocking the hub, by their views.
-    assert "sleeping_view" in stacks and "spinning_view" in stacks, stacks[:4000]
     # A new worker serves.
     wait_until(lambda: (lambda w: w if w and worker not in w else None)(server.workers()), 20,
                what="a replacement worker")
