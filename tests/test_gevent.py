@@ -150,7 +150,9 @@ def test_outbound_requests_calls_run_concurrently(serve, upstream):
 
 
 def test_a_hub_blocked_by_cpu_bound_code_is_aborted_with_the_greenlets_stacks(serve):
-    server = gevent_server(serve, "--timeout", "2", workers=1)
+    # Room for a slow boot on a busy machine: a worker still importing when
+    # the timeout passes is replaced too, before the test's hub is blocked.
+    server = gevent_server(serve, "--timeout", "5", workers=1)
     (worker,) = server.wait_workers(1)
     parked = threading.Thread(target=lambda: _quietly(server, "/sleep?s=60"), daemon=True)
     parked.start()
