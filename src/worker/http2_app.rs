@@ -9,7 +9,7 @@ use std::time::Instant;
 use pyo3::prelude::*;
 
 use super::http2::{plain_response, Answer};
-use super::request::{response_ended, status_code};
+use super::request::{response_ended, response_started, status_code};
 use super::{Worker, OUTPUT_HIGH_WATER};
 use crate::engine::ConnId;
 use crate::h2::{self, Reason};
@@ -42,13 +42,10 @@ impl Worker<'_> {
         self.next_serial += 1;
         let serial = self.next_serial;
         let flow = Arc::new(Flow::new());
-        let metric_start = self.policy.metrics.then(|| {
-            if let Some(s) = self.status {
-                s.in_flight
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            Instant::now()
-        });
+        let metric_start = self
+            .policy
+            .metrics
+            .then(|| response_started(self.status, Instant::now()));
         let is_head = req.head.is_head();
         let job = Job {
             ticket: Ticket { conn: id.0, serial },
@@ -251,13 +248,10 @@ impl Worker<'_> {
                 return;
             }
         };
-        let metric_start = self.policy.metrics.then(|| {
-            if let Some(s) = self.status {
-                s.in_flight
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            begun.started()
-        });
+        let metric_start = self
+            .policy
+            .metrics
+            .then(|| response_started(self.status, begun.started()));
         if let Some(s) = self.status {
             s.begin_call(
                 shm::coarse_monotonic_ms(),

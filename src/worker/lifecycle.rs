@@ -74,13 +74,8 @@ impl Worker<'_> {
             let serial = self.next_serial;
             let flow = Arc::new(Flow::new());
             // A WebSocket is not a response in flight for the metrics.
-            let metric_start = (self.policy.metrics && websocket.is_none()).then(|| {
-                if let Some(s) = self.status {
-                    s.in_flight
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                }
-                Instant::now()
-            });
+            let metric_start = (self.policy.metrics && websocket.is_none())
+                .then(|| response_started(self.status, Instant::now()));
             let subprotocols = websocket.as_ref().map(|u| u.subprotocols.clone());
             if let Some(upgrade) = websocket {
                 // The connection leaves HTTP: what follows the request is
@@ -134,13 +129,10 @@ impl Worker<'_> {
                 return;
             }
         };
-        let metric_start = self.policy.metrics.then(|| {
-            if let Some(s) = self.status {
-                s.in_flight
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            begun.started()
-        });
+        let metric_start = self
+            .policy
+            .metrics
+            .then(|| response_started(self.status, begun.started()));
         if let Some(s) = self.status {
             s.begin_call(
                 shm::coarse_monotonic_ms(),

@@ -57,7 +57,8 @@ use crate::wsgi::WsgiApp;
 use conn::{reuse_output, Connection, InFlight, Phase, Stream};
 pub(crate) use request::RequestDone;
 use request::{
-    overloaded_headers, response_ended, status_code, write_overloaded, Policy, OVERLOADED_BODY,
+    overloaded_headers, response_ended, response_started, status_code, write_overloaded, Policy,
+    OVERLOADED_BODY,
 };
 
 /// Stop pulling a response body or answering pipelined requests while this

@@ -226,6 +226,16 @@ pub(super) fn status_code(status: &[u8]) -> u16 {
     }
 }
 
+/// A response began (metrics on): count it in flight; returns `at`, the
+/// time its duration is measured from.
+pub(super) fn response_started(status: Option<&Status>, at: Instant) -> Instant {
+    if let Some(s) = status {
+        s.in_flight
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    at
+}
+
 /// A response ended (metrics on): count it in the status table and for statsd.
 pub(super) fn response_ended(status: Option<&Status>, code: u16, started: Instant) {
     let took = started.elapsed();
