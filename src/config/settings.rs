@@ -1169,9 +1169,9 @@ const TABLE: &[Setting] = &[
         name: "http2_cleartext",
         section: S::Http2,
         flags: &["--http2-cleartext"],
-        kind: Kind::Choice(&["off", "prior-knowledge", "upgrade", "both"]),
+        kind: Kind::Choice(&["off", "prior-knowledge", "upgrade", "both", "true", "false"]),
         default: Default::Str("off"),
-        doc: "Cleartext HTTP/2 (h2c), for peers in forwarded_allow_ips only: by the connection preface, by Upgrade: h2c, or both.",
+        doc: "Cleartext HTTP/2 (h2c), for peers in forwarded_allow_ips only: by the connection preface, by Upgrade: h2c, or both (true: prior-knowledge, false: off).",
         ..BASE
     },
     Setting {
