@@ -41,6 +41,8 @@ pub(super) fn settings(cfg: &Http2) -> h2::Settings {
 struct Incoming {
     head: http::Head,
     body: http::BodyWriter,
+    /// When its last body bytes (or its head) came.
+    last: Instant,
 }
 
 /// A stream whose response is being produced.
@@ -64,6 +66,14 @@ pub(super) enum Answer {
         done: Option<Box<RequestDone>>,
         metric: Option<(u16, Instant)>,
     },
+}
+
+/// What `H2Conn::take_events` found.
+#[derive(Default)]
+struct Taken {
+    ready: Vec<(u32, http::Head, http::RequestBody)>,
+    ended: Vec<Answer>,
+    closed: bool,
 }
 
 /// One HTTP/2 connection of the worker.
@@ -120,15 +130,10 @@ impl H2Conn {
     }
 
     /// Reset streams whose queued response data has not moved for `limit`
-    /// (the client keeps their window shut): their app work ends, and a
-    /// client cannot hold a worker's answer forever. True if any was reset.
-    pub fn reset_stalled(
-        &mut self,
-        py: Python<'_>,
-        now: Instant,
-        limit: Duration,
-        status: Option<&shm::Status>,
-    ) -> bool {
+    /// (the client keeps their window shut), so a client cannot hold a
+    /// worker's answer forever. Returns the streams reset, with the app
+    /// work to stop for those still being answered.
+    pub fn reset_stalled(&mut self, now: Instant, limit: Duration) -> Vec<(u32, Option<Answer>)> {
         let mut expired = Vec::new();
         let conn = &self.conn;
         self.draining.retain(|&s| conn.queued(s) > 0);
@@ -148,16 +153,129 @@ impl H2Conn {
         }
         self.stalled
             .retain(|s, _| self.answers.contains_key(s) || self.draining.contains(s));
-        for &stream in &expired {
+        let mut reset = Vec::with_capacity(expired.len());
+        for stream in expired {
             crate::debug!("HTTP/2 stream {stream} stalled on a closed window: reset");
             self.conn.reset(stream, Reason::CANCEL);
             self.stalled.remove(&stream);
             self.draining.remove(&stream);
-            if let Some(answer) = self.answers.remove(&stream) {
-                end_answer(py, answer, status);
+            reset.push((stream, self.answers.remove(&stream)));
+        }
+        reset
+    }
+
+    /// Take the core's events: heads and bodies gathered into requests
+    /// (`ready` once complete), the work of streams the client reset
+    /// (`ended`: to be stopped), and whether the connection is over.
+    fn take_events(&mut self, body_cfg: &http::Config, ip: &str, now: Instant) -> Taken {
+        let mut taken = Taken::default();
+        while let Some(ev) = self.conn.poll() {
+            match ev {
+                Event::Request {
+                    stream,
+                    head,
+                    end_stream,
+                } => {
+                    if end_stream {
+                        taken
+                            .ready
+                            .push((stream, head, http::RequestBody::default()));
+                        continue;
+                    }
+                    match http::BodyWriter::new(None, body_cfg) {
+                        Ok(body) => {
+                            let last = now;
+                            self.incoming.insert(stream, Incoming { head, body, last });
+                        }
+                        Err(e) => {
+                            crate::error!("Cannot store a request body from ip={ip}: {e}");
+                            self.conn.reset(stream, Reason::INTERNAL_ERROR);
+                        }
+                    }
+                }
+                Event::Data {
+                    stream,
+                    data,
+                    end_stream,
+                } => {
+                    self.conn.release(stream, data.len());
+                    let Some(inc) = self.incoming.get_mut(&stream) else {
+                        continue;
+                    };
+                    if !data.is_empty() {
+                        inc.last = now;
+                    }
+                    if let Err(e) = inc.body.write(&data, body_cfg) {
+                        crate::warn!("Invalid request from ip={ip}: {e}");
+                        self.incoming.remove(&stream);
+                        self.conn.reset(stream, Reason::REFUSED_STREAM);
+                        continue;
+                    }
+                    if end_stream {
+                        if let Some(inc) = self.incoming.remove(&stream) {
+                            self.finish_incoming(stream, inc, &mut taken.ready, ip);
+                        }
+                    }
+                }
+                Event::Trailers { stream, .. } => {
+                    // Request trailers: no interface carries them to the app.
+                    if let Some(inc) = self.incoming.remove(&stream) {
+                        self.finish_incoming(stream, inc, &mut taken.ready, ip);
+                    }
+                }
+                Event::Reset { stream, .. } => {
+                    self.incoming.remove(&stream);
+                    self.waiting.retain(|(s, _)| *s != stream);
+                    if let Some(answer) = self.answers.remove(&stream) {
+                        taken.ended.push(answer);
+                    }
+                }
+                Event::Writable { .. } | Event::GoAway { .. } => {}
+                Event::Closed { error } => {
+                    if let Some(e) = error {
+                        crate::debug!("HTTP/2 connection error from ip={ip}: {e}");
+                    }
+                    taken.closed = true;
+                }
             }
         }
-        !expired.is_empty()
+        taken
+    }
+
+    /// A request whose body is complete: on to the app.
+    fn finish_incoming(
+        &mut self,
+        stream: u32,
+        inc: Incoming,
+        ready: &mut Vec<(u32, http::Head, http::RequestBody)>,
+        ip: &str,
+    ) {
+        match inc.body.finish() {
+            Ok(body) => ready.push((stream, inc.head, body)),
+            Err(e) => {
+                crate::error!("Cannot store the request body from ip={ip}: {e}");
+                self.conn.reset(stream, Reason::INTERNAL_ERROR);
+            }
+        }
+    }
+
+    /// Reset streams whose request body has had no byte for `limit`: the
+    /// app was not called for them (a body is gathered first), as an
+    /// HTTP/1.1 request whose body stops is never seen by the app. True if
+    /// any was reset.
+    pub fn reset_silent_bodies(&mut self, now: Instant, limit: Duration) -> bool {
+        let silent: Vec<u32> = self
+            .incoming
+            .iter()
+            .filter(|(_, inc)| now.saturating_duration_since(inc.last) >= limit)
+            .map(|(&s, _)| s)
+            .collect();
+        for &stream in &silent {
+            crate::debug!("HTTP/2 stream {stream}: the request body stopped arriving: reset");
+            self.incoming.remove(&stream);
+            self.conn.reset(stream, Reason::CANCEL);
+        }
+        !silent.is_empty()
     }
 
     /// The PING of a graceful stop has had its round trip: final GOAWAY.
@@ -334,76 +452,16 @@ impl Worker<'_> {
     /// complete, pull inline bodies, and write what the core framed.
     pub(super) fn step_h2(&mut self, py: Python<'_>, id: ConnId) {
         let body_cfg = self.state.http.clone();
-        let mut ready = Vec::new();
-        let mut closed = false;
-        {
+        let taken = {
             let Some(c) = self.state.get(id) else { return };
             let ip = c.peer_ip();
             let Some(h) = c.h2.as_deref_mut() else { return };
-            while let Some(ev) = h.conn.poll() {
-                match ev {
-                    Event::Request {
-                        stream,
-                        head,
-                        end_stream,
-                    } => {
-                        if end_stream {
-                            ready.push((stream, head, http::RequestBody::default()));
-                            continue;
-                        }
-                        match http::BodyWriter::new(None, &body_cfg) {
-                            Ok(body) => {
-                                h.incoming.insert(stream, Incoming { head, body });
-                            }
-                            Err(e) => {
-                                crate::error!("Cannot store a request body from ip={ip}: {e}");
-                                h.conn.reset(stream, Reason::INTERNAL_ERROR);
-                            }
-                        }
-                    }
-                    Event::Data {
-                        stream,
-                        data,
-                        end_stream,
-                    } => {
-                        h.conn.release(stream, data.len());
-                        let Some(inc) = h.incoming.get_mut(&stream) else {
-                            continue;
-                        };
-                        if let Err(e) = inc.body.write(&data, &body_cfg) {
-                            crate::warn!("Invalid request from ip={ip}: {e}");
-                            h.incoming.remove(&stream);
-                            h.conn.reset(stream, Reason::REFUSED_STREAM);
-                            continue;
-                        }
-                        if end_stream {
-                            if let Some(inc) = h.incoming.remove(&stream) {
-                                finish_incoming(h, stream, inc, &mut ready, &ip);
-                            }
-                        }
-                    }
-                    Event::Trailers { stream, .. } => {
-                        if let Some(inc) = h.incoming.remove(&stream) {
-                            finish_incoming(h, stream, inc, &mut ready, &ip);
-                        }
-                    }
-                    Event::Reset { stream, .. } => {
-                        h.incoming.remove(&stream);
-                        h.waiting.retain(|(s, _)| *s != stream);
-                        if let Some(answer) = h.answers.remove(&stream) {
-                            end_answer(py, answer, self.status);
-                        }
-                    }
-                    Event::Writable { .. } | Event::GoAway { .. } => {}
-                    Event::Closed { error } => {
-                        if let Some(e) = error {
-                            crate::debug!("HTTP/2 connection error from ip={ip}: {e}");
-                        }
-                        closed = true;
-                    }
-                }
-            }
+            h.take_events(&body_cfg, &ip, Instant::now())
+        };
+        for answer in taken.ended {
+            end_answer(py, answer, self.status);
         }
+        let (ready, closed) = (taken.ready, taken.closed);
         let trusted = {
             let peer = self.state.get(id).and_then(|c| c.peer);
             match self.state.get(id) {
@@ -483,11 +541,23 @@ impl Worker<'_> {
     /// graceful stop, and responses stalled on the client's window.
     pub(super) fn sweep_h2(&mut self, py: Python<'_>, now: Instant) {
         let mut due = Vec::new();
+        let mut dead = Vec::new();
         let limit = self.body_timeout;
+        let (silence, answer_within) = liveness_bounds(self.keep_alive, self.cfg.timeout);
         for (i, c) in self.state.conns.iter_mut().enumerate() {
             if let Some(h) = c.as_mut().and_then(|c| c.h2.as_deref_mut()) {
                 let mut touched = h.shutdown_due(now);
-                touched |= h.reset_stalled(py, now, limit, self.status);
+                let stalled = h.reset_stalled(now, limit);
+                touched |= !stalled.is_empty();
+                for answer in stalled.into_iter().filter_map(|(_, a)| a) {
+                    end_answer(py, answer, self.status);
+                }
+                touched |= h.reset_silent_bodies(now, limit);
+                match answer_within.map(|bound| h.conn.check_liveness(now, silence, bound)) {
+                    Some(h2::Probe::Dead) => dead.push(ConnId(i as u32)),
+                    Some(h2::Probe::Sent) => touched = true,
+                    _ => {}
+                }
                 if touched {
                     due.push(ConnId(i as u32));
                 }
@@ -496,7 +566,27 @@ impl Worker<'_> {
         for id in due {
             self.state.mark_ready(id);
         }
+        for id in dead {
+            if let Some(c) = self.state.get(id) {
+                crate::debug!(
+                    "HTTP/2 client ip={} did not answer a PING: closing",
+                    c.peer_ip()
+                );
+            }
+            self.close(py, id);
+        }
     }
+}
+
+/// Our PING's bounds: a connection with streams open and a silent client
+/// is pinged after `--keep-alive` seconds (at least one: a kept-alive
+/// HTTP/1.1 client is given that long to speak), and is closed when the
+/// answer has not come within `--timeout` (the bound on a silent worker;
+/// 0, no bound, sends no PING).
+fn liveness_bounds(keep_alive: Duration, timeout: u32) -> (Duration, Option<Duration>) {
+    let silence = keep_alive.max(Duration::from_secs(1));
+    let answer_within = (timeout > 0).then(|| Duration::from_secs(u64::from(timeout)));
+    (silence, answer_within)
 }
 
 /// A short text answer the server makes itself (errors).
@@ -508,23 +598,6 @@ pub(super) fn plain_response(conn: &mut h2::Connection, stream: u32, status: u16
     ];
     if conn.send_response(stream, status, fields, false).is_ok() {
         let _ = conn.send_data(stream, text.as_bytes(), true);
-    }
-}
-
-/// A request whose body is complete: on to the app.
-fn finish_incoming(
-    h: &mut H2Conn,
-    stream: u32,
-    inc: Incoming,
-    ready: &mut Vec<(u32, http::Head, http::RequestBody)>,
-    ip: &str,
-) {
-    match inc.body.finish() {
-        Ok(body) => ready.push((stream, inc.head, body)),
-        Err(e) => {
-            crate::error!("Cannot store the request body from ip={ip}: {e}");
-            h.conn.reset(stream, Reason::INTERNAL_ERROR);
-        }
     }
 }
 
@@ -554,5 +627,218 @@ impl Worker<'_> {
         if c.phase == Phase::CloseAfterSend && c.pending_output() == 0 {
             self.finish_close(py, id);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::h2::frame::{flag, kind};
+    use crate::h2::testing::{frame, frames_of, Client, Out};
+
+    const LIMIT: Duration = Duration::from_secs(5);
+
+    /// A worker-side connection past the preface, and a client to write
+    /// its frames.
+    fn rig() -> (Client, H2Conn) {
+        let mut client = Client::new();
+        let spare = h2::Connection::new(h2::Settings::default(), client.now);
+        let conn = std::mem::replace(&mut client.conn, spare);
+        (client, H2Conn::new(conn))
+    }
+
+    fn post(client: &mut Client, stream: u32) -> Vec<u8> {
+        let fields = [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":authority", "x"),
+            (":path", "/upload"),
+        ];
+        client.headers(stream, &fields, false)
+    }
+
+    fn data(stream: u32, bytes: &[u8], end: bool) -> Vec<u8> {
+        frame(
+            kind::DATA,
+            if end { flag::END_STREAM } else { 0 },
+            stream,
+            bytes,
+        )
+    }
+
+    fn take(h: &mut H2Conn, now: Instant) -> Taken {
+        h.take_events(&http::Config::default(), "127.0.0.1", now)
+    }
+
+    fn resets(frames: &[Out]) -> Vec<(u32, Reason)> {
+        frames
+            .iter()
+            .filter(|f| f.kind == kind::RST_STREAM)
+            .map(|f| (f.stream, f.reason()))
+            .collect()
+    }
+
+    fn job(serial: u64, flow: &Arc<Flow>) -> Answer {
+        Answer::Job {
+            serial,
+            flow: flow.clone(),
+            handed: 0,
+            reported: 0,
+            head_sent: false,
+            is_head: false,
+            code: 0,
+            metric_start: None,
+        }
+    }
+
+    #[test]
+    fn a_body_in_pieces_becomes_one_request() {
+        let (mut client, mut h) = rig();
+        let now = client.now;
+        h.conn.feed(&post(&mut client, 1), now);
+        let taken = take(&mut h, now);
+        assert!(taken.ready.is_empty() && !taken.closed);
+        assert!(!h.is_idle(), "a body on its way is not idle");
+        let mut bytes = data(1, b"hello ", false);
+        bytes.extend(data(1, b"world", true));
+        h.conn.feed(&bytes, now);
+        let taken = take(&mut h, now);
+        assert_eq!(taken.ready.len(), 1);
+        let (stream, head, body) = &taken.ready[0];
+        assert_eq!((*stream, head.method()), (1, &b"POST"[..]));
+        assert_eq!(body.len(), 11);
+        assert!(h.incoming.is_empty());
+    }
+
+    #[test]
+    fn a_client_reset_hands_back_the_stream_work() {
+        let (mut client, mut h) = rig();
+        let now = client.now;
+        let get = client.get(1, "/slow");
+        h.conn.feed(&get, now);
+        let _ = take(&mut h, now);
+        let flow = Arc::new(Flow::new());
+        h.answers.insert(1, job(7, &flow));
+        let rst = frame(kind::RST_STREAM, 0, 1, &Reason::CANCEL.0.to_be_bytes());
+        h.conn.feed(&rst, now);
+        let taken = take(&mut h, now);
+        assert!(matches!(taken.ended[..], [Answer::Job { serial: 7, .. }]));
+        assert!(h.answers.is_empty());
+        assert!(h.is_idle());
+    }
+
+    #[test]
+    fn a_silent_request_body_is_reset_and_the_others_go_on() {
+        let (mut client, mut h) = rig();
+        let t0 = client.now;
+        let mut bytes = post(&mut client, 1);
+        bytes.extend(post(&mut client, 3));
+        h.conn.feed(&bytes, t0);
+        let _ = take(&mut h, t0);
+        let _ = frames_of(&mut h.conn);
+        // Stream 3 keeps sending; stream 1 says nothing more.
+        let t1 = t0 + Duration::from_secs(3);
+        h.conn.feed(&data(3, b"more", false), t1);
+        let _ = take(&mut h, t1);
+        assert!(!h.reset_silent_bodies(t0 + LIMIT - Duration::from_millis(1), LIMIT));
+        assert!(h.reset_silent_bodies(t0 + LIMIT, LIMIT));
+        let frames = frames_of(&mut h.conn);
+        assert_eq!(resets(&frames), [(1, Reason::CANCEL)]);
+        assert!(h.incoming.contains_key(&3) && !h.incoming.contains_key(&1));
+        // Stream 3 still completes.
+        h.conn.feed(&data(3, b"!", true), t1);
+        let taken = take(&mut h, t1);
+        assert_eq!(taken.ready.len(), 1);
+        assert_eq!(taken.ready[0].0, 3);
+    }
+
+    #[test]
+    fn a_graceful_stop_sends_the_final_goaway_after_the_grace() {
+        let (mut client, mut h) = rig();
+        let now = client.now;
+        let get = client.get(1, "/");
+        h.conn.feed(&get, now);
+        let _ = take(&mut h, now);
+        h.shutdown(now);
+        let frames = frames_of(&mut h.conn);
+        let kinds: Vec<u8> = frames.iter().map(|f| f.kind).collect();
+        assert_eq!(kinds, [kind::PING, kind::GOAWAY]);
+        assert_eq!(frames[1].goaway_last(), 0x7FFF_FFFF);
+        // A second stop signal changes nothing.
+        h.shutdown(now + Duration::from_millis(10));
+        assert!(!h.shutdown_due(now + GOAWAY_GRACE - Duration::from_millis(1)));
+        assert!(frames_of(&mut h.conn).is_empty());
+        assert!(h.shutdown_due(now + GOAWAY_GRACE));
+        let frames = frames_of(&mut h.conn);
+        assert_eq!(frames.len(), 1);
+        assert_eq!((frames[0].kind, frames[0].goaway_last()), (kind::GOAWAY, 1));
+        // Stream 1 is still served; then the connection is done.
+        assert!(!h.conn.is_done());
+        h.conn
+            .send_response(1, 200, std::iter::empty(), true)
+            .unwrap();
+        assert!(h.conn.is_done());
+    }
+
+    #[test]
+    fn a_response_stalled_on_a_shut_window_is_reset_after_the_limit() {
+        let (mut client, mut h) = rig();
+        let t0 = client.now;
+        let get = client.get(1, "/big");
+        h.conn.feed(&get, t0);
+        let _ = take(&mut h, t0);
+        let flow = Arc::new(Flow::new());
+        h.answers.insert(1, job(1, &flow));
+        h.conn
+            .send_response(1, 200, std::iter::empty(), false)
+            .unwrap();
+        let queued = h.conn.send_data(1, &[0u8; 100_000], false).unwrap();
+        assert!(queued > 0);
+        // The timer starts when the stall is first seen.
+        assert!(h.reset_stalled(t0, LIMIT).is_empty());
+        assert!(h.reset_stalled(t0 + LIMIT / 2, LIMIT).is_empty());
+        let reset = h.reset_stalled(t0 + LIMIT, LIMIT);
+        assert!(matches!(reset[..], [(1, Some(Answer::Job { .. }))]));
+        let frames = frames_of(&mut h.conn);
+        assert_eq!(resets(&frames), [(1, Reason::CANCEL)]);
+        assert!(h.answers.is_empty() && h.stalled.is_empty());
+    }
+
+    #[test]
+    fn moving_data_restarts_the_stall_timer() {
+        let (mut client, mut h) = rig();
+        let t0 = client.now;
+        let get = client.get(1, "/big");
+        h.conn.feed(&get, t0);
+        let _ = take(&mut h, t0);
+        let flow = Arc::new(Flow::new());
+        h.answers.insert(1, job(1, &flow));
+        h.conn
+            .send_response(1, 200, std::iter::empty(), false)
+            .unwrap();
+        h.conn.send_data(1, &[0u8; 100_000], false).unwrap();
+        assert!(h.reset_stalled(t0, LIMIT).is_empty());
+        // Some window comes back at t1: data moves, the timer restarts.
+        let t1 = t0 + LIMIT - Duration::from_secs(1);
+        let update = frame(kind::WINDOW_UPDATE, 0, 1, &1000u32.to_be_bytes());
+        let conn_update = frame(kind::WINDOW_UPDATE, 0, 0, &1000u32.to_be_bytes());
+        h.conn.feed(&[update, conn_update].concat(), t1);
+        assert!(h.reset_stalled(t1, LIMIT).is_empty());
+        assert!(h.reset_stalled(t0 + LIMIT, LIMIT).is_empty());
+        assert_eq!(h.reset_stalled(t1 + LIMIT, LIMIT).len(), 1);
+    }
+
+    #[test]
+    fn liveness_follows_keep_alive_and_timeout() {
+        let (silence, bound) = liveness_bounds(Duration::from_secs(2), 30);
+        assert_eq!(silence, Duration::from_secs(2));
+        assert_eq!(bound, Some(Duration::from_secs(30)));
+        // Keep-alive 0 still leaves the client a second of silence.
+        assert_eq!(
+            liveness_bounds(Duration::ZERO, 30).0,
+            Duration::from_secs(1)
+        );
+        // No --timeout: no PING.
+        assert_eq!(liveness_bounds(Duration::from_secs(2), 0).1, None);
     }
 }
