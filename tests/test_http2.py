@@ -56,6 +56,9 @@ class Client:
         # Streams whose data is taken without giving the window back.
         self.hold = set()
         self.resets = []
+        # (event, stream) in arrival order: "103", "head", "trailers".
+        self.heads = []
+        self.server_pings = []
 
     def flush(self):
         data = self.h2.data_to_send()
@@ -89,7 +92,19 @@ class Client:
         except h2.exceptions.ProtocolError:
             events = []
         for ev in events:
-            if isinstance(ev, h2.events.ResponseReceived):
+            if isinstance(ev, h2.events.InformationalResponseReceived):
+                r = self.responses.setdefault(ev.stream_id, {"body": b""})
+                r.setdefault("informational", []).append(
+                    dict((k.decode(), v.decode()) for k, v in ev.headers))
+                self.heads.append(("1xx", ev.stream_id))
+            elif isinstance(ev, h2.events.TrailersReceived):
+                r = self.responses.setdefault(ev.stream_id, {"body": b""})
+                r["trailers"] = dict((k.decode(), v.decode()) for k, v in ev.headers)
+                self.heads.append(("trailers", ev.stream_id))
+            elif isinstance(ev, h2.events.PingReceived):
+                self.server_pings.append(ev.ping_data)
+            elif isinstance(ev, h2.events.ResponseReceived):
+                self.heads.append(("head", ev.stream_id))
                 r = self.responses.setdefault(ev.stream_id, {"body": b""})
                 r["headers"] = dict((k.decode(), v.decode()) for k, v in ev.headers)
             elif isinstance(ev, h2.events.DataReceived):
@@ -572,3 +587,164 @@ def test_oversized_frame_is_a_frame_size_error(serve):
     c = Client(server.port)
     assert c.get("/version")["body"] == b"HTTP/2.0"
     c.close()
+
+
+# ------------------------------------------------- trailers, hints, timers
+
+def test_asgi_trailers_go_out_as_a_final_headers_frame(serve):
+    server = serve(APPS["asgi"], *H2C)
+    c = Client(server.port)
+    r = c.get("/trailers")
+    assert r["headers"][":status"] == "200"
+    assert r["body"] == b"data"
+    assert r["trailers"] == {"grpc-status": "0", "x-checksum": "abc"}
+    sid = max(c.responses)
+    assert c.heads[-2:] == [("head", sid), ("trailers", sid)]
+    # The stream ended with the trailers, and the connection goes on.
+    assert c.get("/version")["body"] == b"2"
+    c.close()
+
+
+def test_a_forbidden_trailer_resets_the_stream(serve):
+    server = serve(APPS["asgi"], *H2C)
+    c = Client(server.port)
+    sid = c.request("/bad-trailers")
+    c.until(lambda: sid in c.resets)
+    assert "trailers" not in c.responses.get(sid, {})
+    assert c.get("/version")["headers"][":status"] == "200"
+    c.close()
+    assert "not allowed in trailers" in server.log()
+
+
+def http11_get(port, path, extra=b""):
+    with socket.create_connection(("127.0.0.1", port), timeout=IO_TIMEOUT) as s:
+        s.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + extra
+                  + b"\r\n")
+        data = b""
+        while True:
+            more = s.recv(65536)
+            if not more:
+                return data
+            data += more
+
+
+@pytest.mark.parametrize("te", [True, False])
+def test_asgi_trailers_over_http11_need_te_trailers(serve, te):
+    server = serve(APPS["asgi"])
+    data = http11_get(server.port, b"/trailers", b"TE: trailers\r\n" if te else b"")
+    head, body = data.split(b"\r\n\r\n", 1)
+    assert b"Transfer-Encoding: chunked" in head, head
+    if te:
+        assert body == b"2\r\nda\r\n2\r\nta\r\n0\r\ngrpc-status: 0\r\nx-checksum: abc\r\n\r\n"
+    else:
+        assert body == b"2\r\nda\r\n2\r\nta\r\n0\r\n\r\n"
+
+
+@pytest.mark.parametrize("mode", [pytest.param("sync", marks=pytest.mark.sync_worker), "threads"])
+def test_early_hints_arrive_as_103_before_the_response(serve, mode):
+    server = serve(APPS["wsgi"], *H2C, *(["--threads", "4"] if mode == "threads" else []))
+    c = Client(server.port)
+    r = c.get("/hints")
+    sid = max(c.responses)
+    assert r["informational"] == [{":status": "103",
+                                   "link": "</style.css>; rel=preload; as=style"}]
+    assert [e for e in c.heads if e[1] == sid] == [("1xx", sid), ("head", sid)]
+    assert r["headers"][":status"] == "200"
+    assert r["body"] == b"hinted"
+    c.close()
+
+
+def open_upload(c, path="/echo"):
+    """A POST whose body has begun and not ended."""
+    sid = c.h2.get_next_available_stream_id()
+    c.h2.send_headers(sid, [(":method", "POST"), (":scheme", "http"),
+                            (":authority", "localhost"), (":path", path)])
+    c.h2.send_data(sid, b"start")
+    c.flush()
+    return sid
+
+
+def test_a_request_body_that_stops_is_reset_after_body_timeout(serve, kind):
+    server = serve(APPS[kind], *H2C, "--body-timeout", "1")
+    c = Client(server.port)
+    stalled = open_upload(c)
+    # Another stream is served meanwhile.
+    assert c.get("/version")["headers"][":status"] == "200"
+    c.until(lambda: stalled in c.resets, timeout=15)
+    assert stalled not in c.responses or "headers" not in c.responses[stalled]
+    # The connection and the worker go on.
+    assert c.get("/echo")["headers"][":status"] == "200"
+    c.close()
+
+
+def test_a_silent_client_with_a_stream_open_gets_a_ping(serve, kind):
+    server = serve(APPS[kind], *H2C, "--keep-alive", "2")
+    c = Client(server.port)
+    sid = open_upload(c)
+    # While the client keeps talking, no PING (at most 3 s, bounded).
+    deadline = time.monotonic() + 3
+    c.sock.settimeout(0.2)
+    while time.monotonic() < deadline:
+        c.h2.send_data(sid, b".")
+        c.flush()
+        try:
+            c.pump()
+        except socket.timeout:
+            pass
+    assert c.server_pings == []
+    c.sock.settimeout(IO_TIMEOUT)
+    # Silent, with the stream open: a PING comes (the h2 package answers it).
+    c.until(lambda: c.server_pings, timeout=15)
+    assert c.server_pings[0] == b"ferro-rt"
+    c.h2.end_stream(sid)
+    c.flush()
+    c.until(lambda: sid in c.ended)
+    assert c.responses[sid]["body"].startswith(b"start.")
+    c.close()
+
+
+def test_an_unanswered_ping_closes_the_connection(serve, kind):
+    import hpack
+    server = serve(APPS[kind], *H2C, "--keep-alive", "1", "--timeout", "3")
+    block = hpack.Encoder().encode([(":method", "POST"), (":scheme", "http"),
+                                    (":authority", "x"), (":path", "/echo")])
+    with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as s:
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(SETTINGS, 0, 0)
+                  + frame(HEADERS, END_HEADERS, 1, block))
+        frames, buf = [], b""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                data = s.recv(65536)
+            except ConnectionResetError:
+                data = b""
+            if not data:
+                break
+            buf += data
+            while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+                length = int.from_bytes(buf[:3], "big")
+                frames.append((buf[3], buf[4], buf[9:9 + length]))
+                buf = buf[9 + length:]
+        else:
+            pytest.fail("the connection stayed open: %r" % frames)
+    # The PING went unanswered (never ACKed here), then the server closed.
+    assert (PING, 0, b"ferro-rt") in frames, frames
+    assert server.proc.poll() is None
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_http2_cleartext_boolean_in_a_config_file(serve, tmp_path, value):
+    conf = tmp_path / "h2.conf.py"
+    conf.write_text('http_protocols = "h2,h1"\nhttp2_cleartext = %r\n' % value)
+    server = serve(APPS["wsgi"], "-c", str(conf))
+    if value:
+        # True is prior-knowledge: the preface starts HTTP/2.
+        c = Client(server.port)
+        assert c.get("/version")["body"] == b"HTTP/2.0"
+        c.close()
+    else:
+        # False is off: HTTP/1.1 is served, and the preface is not HTTP/2.
+        assert http11_get(server.port, b"/version").endswith(b"\r\n\r\nHTTP/1.1")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=IO_TIMEOUT) as s:
+            s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(SETTINGS, 0, 0))
+            assert s.recv(65536).startswith(b"HTTP/1.1 4")

@@ -34,6 +34,9 @@ enum Stage {
     Started,
     /// The head is posted, more body to come.
     Streaming,
+    /// The body is complete; `http.response.trailers` messages to come
+    /// (the app announced `"trailers": True`).
+    Trailing,
     /// `End` (or `Failed`) posted.
     Complete,
 }
@@ -58,6 +61,10 @@ pub(crate) struct Cycle {
     /// The body was lost (the client left): `receive()` gives `http.disconnect`.
     lost: bool,
     stage: Stage,
+    /// `http.response.start` said `"trailers": True`.
+    trailers: bool,
+    /// Trailer fields gathered over `more_trailers` messages.
+    trailer_fields: Vec<(Vec<u8>, Vec<u8>)>,
     status: u16,
     headers: crate::http::HeaderList,
     sent: u64,
@@ -89,6 +96,8 @@ impl Cycle {
             body_given: 0,
             body_done: false,
             stage: Stage::Waiting,
+            trailers: false,
+            trailer_fields: Vec::new(),
             status: 0,
             headers: Arc::new([]),
             sent: 0,
@@ -180,7 +189,7 @@ impl Cycle {
             return;
         }
         self.post(Output::Failed);
-        if self.stage != Stage::Streaming {
+        if !matches!(self.stage, Stage::Streaming | Stage::Trailing) {
             self.status = 500;
             self.headers = Arc::new([]);
         }
@@ -231,10 +240,73 @@ impl Cycle {
             Some(list) => headers_of(&list)?,
             None => Vec::new(),
         };
+        self.trailers = match message.get_item(intern!(py, "trailers"))? {
+            Some(t) => t.is_truthy()?,
+            None => false,
+        };
         self.status = status;
         self.headers = headers.into();
         self.stage = Stage::Started;
         Ok(())
+    }
+
+    /// `http.response.trailers` (the ASGI HTTP Trailers extension): fields
+    /// gathered until `more_trailers` is false, then the response ends.
+    fn trailers_message(&mut self, message: &Bound<'_, PyDict>) -> PyResult<()> {
+        let py = message.py();
+        if self.stage != Stage::Trailing {
+            return Err(PyRuntimeError::new_err(
+                "Unexpected ASGI message 'http.response.trailers' sent, before the last body of a response started with 'trailers': True.",
+            ));
+        }
+        let fields = match message.get_item(intern!(py, "headers"))? {
+            Some(list) => headers_of(&list)?,
+            None => Vec::new(),
+        };
+        if let Some((name, _)) = fields.iter().find(|(n, _)| http::forbidden_in_trailers(n)) {
+            return Err(PyValueError::new_err(format!(
+                "{:?} is not allowed in trailers",
+                String::from_utf8_lossy(name)
+            )));
+        }
+        self.trailer_fields.extend(fields);
+        let more = match message.get_item(intern!(py, "more_trailers"))? {
+            Some(m) => m.is_truthy()?,
+            None => false,
+        };
+        if !more {
+            if self.flow.room() == Room::Gone {
+                return Err(ClientDisconnected::new_err("the client disconnected"));
+            }
+            let fields = std::mem::take(&mut self.trailer_fields);
+            if !fields.is_empty() && self.client_takes_trailers() {
+                self.post(Output::Trailers(fields));
+            }
+            self.post(Output::End);
+            self.stage = Stage::Complete;
+            self.log_access();
+        }
+        Ok(())
+    }
+
+    /// HTTP/2 always carries trailers; HTTP/1.1 only in a chunked body to
+    /// a client that said `TE: trailers` (RFC 9110 6.5.1). Looked up only
+    /// when an app sends trailers.
+    fn client_takes_trailers(&self) -> bool {
+        let head = &self.req.head;
+        match head.version.as_str() {
+            "HTTP/2.0" => true,
+            "HTTP/1.1" => head
+                .header_pairs()
+                .filter(|(n, _)| n.eq_ignore_ascii_case(b"te"))
+                .flat_map(|(_, v)| v.split(|&b| b == b','))
+                .any(|t| {
+                    let t = t.trim_ascii();
+                    let token = t.split(|&b| b == b';').next().unwrap_or_default();
+                    token.trim_ascii().eq_ignore_ascii_case(b"trailers")
+                }),
+            _ => false,
+        }
     }
 
     /// Returns whether the caller must wait for room before sending more.
@@ -246,7 +318,7 @@ impl Cycle {
                     "Unexpected ASGI message 'http.response.body' sent, before 'http.response.start'.",
                 ))
             }
-            Stage::Complete => {
+            Stage::Complete | Stage::Trailing => {
                 return Err(PyRuntimeError::new_err(
                     "Unexpected ASGI message 'http.response.body' sent, after response already completed.",
                 ))
@@ -273,7 +345,9 @@ impl Cycle {
         if self.stage == Stage::Started {
             // A response whose whole body comes in its first message gets a
             // Content-Length instead of chunked framing.
-            let known_len = (!more && !self.req.head.is_head()).then_some(body.len() as u64);
+            // Trailers need a chunked body on HTTP/1.1.
+            let known_len =
+                (!more && !self.trailers && !self.req.head.is_head()).then_some(body.len() as u64);
             let reason = http::reason_phrase(self.status);
             self.post(Output::Head {
                 status: format!("{} {reason}", self.status).into_bytes().into(),
@@ -290,6 +364,10 @@ impl Cycle {
             }
             self.sent += body.len() as u64;
             self.post(Output::Data(body));
+        }
+        if !more && self.trailers {
+            self.stage = Stage::Trailing;
+            return Ok(false);
         }
         if !more {
             self.post(Output::End);
@@ -360,6 +438,7 @@ impl Cycle {
         match kind.as_str() {
             "http.response.start" => self.start_response(message).map(|()| false),
             "http.response.body" => self.body_message(message),
+            "http.response.trailers" => self.trailers_message(message).map(|()| false),
             other => Err(PyRuntimeError::new_err(format!(
                 "Unexpected ASGI message '{other}' sent for an http request."
             ))),
@@ -448,7 +527,7 @@ impl Cycle {
                 }
                 self.fail();
             }
-            Stage::Started | Stage::Streaming => {
+            Stage::Started | Stage::Streaming | Stage::Trailing => {
                 if self.flow.room() != Room::Gone {
                     crate::error!(
                         "{}: the ASGI app returned without completing its response",

@@ -600,6 +600,74 @@ async def app(scope, receive, send):
         rig.stop();
     }
 
+    const TRAILERS: &str = r#"
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        raise RuntimeError("no lifespan here")
+    path = scope["path"]
+    assert "http.response.trailers" in scope["extensions"]
+    await send({"type": "http.response.start", "status": 200, "headers": [],
+                "trailers": path != "/unannounced"})
+    if path == "/early":
+        await send({"type": "http.response.trailers", "headers": [(b"a", b"1")]})
+    await send({"type": "http.response.body", "body": b"all"})
+    headers = [(b"te", b"x")] if path == "/forbidden" else [(b"grpc-status", b"0")]
+    await send({"type": "http.response.trailers", "headers": headers, "more_trailers": True})
+    await send({"type": "http.response.trailers", "headers": [(b"x-sum", b"abc")]})
+"#;
+
+    #[test]
+    fn trailers_follow_the_body_when_the_client_takes_them() {
+        let mut rig = start(TRAILERS);
+        let (id, _flow) = rig.submit(request("GET", "/", &[("TE", "gzip, trailers")], b""));
+        let outs = rig.finished(id);
+        assert!(
+            matches!(outs, [Output::Head { known_len: None, .. }, Output::Data(d), Output::Trailers(t), Output::End]
+                if d == b"all" && t.len() == 2 && t[0].0 == b"grpc-status" && t[1].1 == b"abc"),
+            "{outs:?}"
+        );
+        // No `TE: trailers`: the body ends without them.
+        let (id, _flow) = rig.submit(request("GET", "/", &[], b""));
+        let outs = rig.finished(id);
+        assert!(
+            matches!(
+                outs,
+                [
+                    Output::Head {
+                        known_len: None,
+                        ..
+                    },
+                    Output::Data(_),
+                    Output::End
+                ]
+            ),
+            "{outs:?}"
+        );
+        rig.stop();
+    }
+
+    #[test]
+    fn trailers_out_of_order_or_forbidden_fail_the_response() {
+        let mut rig = start(TRAILERS);
+        // Without `"trailers": True` the last body completed the response:
+        // the trailers message after it is the app's error alone.
+        for (path, failed) in [
+            ("/early", true),
+            ("/forbidden", true),
+            ("/unannounced", false),
+        ] {
+            let (id, _flow) = rig.submit(request("GET", path, &[("TE", "trailers")], b""));
+            let outs = rig.finished(id);
+            let last_failed = matches!(outs.last(), Some(Output::Failed));
+            assert_eq!(last_failed, failed, "{path}: {outs:?}");
+            assert!(
+                !outs.iter().any(|o| matches!(o, Output::Trailers(_))),
+                "{path}: {outs:?}"
+            );
+        }
+        rig.stop();
+    }
+
     const STREAM: &str = r#"
 progress = []
 

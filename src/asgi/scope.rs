@@ -52,6 +52,12 @@ pub(crate) fn build<'py>(
         }
         (None, secure) => {
             scope.set_item(intern!(py, "method"), latin1(py, head.method()))?;
+            // Response trailers (`http.response.trailers`): always offered;
+            // an HTTP/1.1 client that did not send `TE: trailers` gets the
+            // body without them.
+            let extensions = PyDict::new(py);
+            extensions.set_item(intern!(py, "http.response.trailers"), PyDict::new(py))?;
+            scope.set_item(intern!(py, "extensions"), extensions)?;
             if secure {
                 intern!(py, "https")
             } else {

@@ -85,6 +85,17 @@ pub fn protocols(value: &str) -> Result<Vec<&'static str>, String> {
     Ok(out)
 }
 
+/// The h2c mode a `http2_cleartext` choice names. gunicorn 27 also takes a
+/// boolean in a config file: `True` is `prior-knowledge`, `False` is `off`.
+fn cleartext_mode(choice: &str) -> Cleartext {
+    match choice {
+        "prior-knowledge" | "true" => Cleartext::PriorKnowledge,
+        "upgrade" => Cleartext::Upgrade,
+        "both" => Cleartext::Both,
+        _ => Cleartext::Off,
+    }
+}
+
 /// Read and check the HTTP/2 settings; `tls`: the listeners serve TLS.
 pub(super) fn resolve(
     r: &Resolved,
@@ -98,12 +109,7 @@ pub(super) fn resolve(
         .to_string();
     let protocols = protocols(&given).map_err(|e| bad(r, id!(http_protocols), &given, e))?;
     let h2 = protocols.contains(&"h2");
-    let asked = match r.get(id!(http2_cleartext)).as_str() {
-        Some("prior-knowledge") => Cleartext::PriorKnowledge,
-        Some("upgrade") => Cleartext::Upgrade,
-        Some("both") => Cleartext::Both,
-        _ => Cleartext::Off,
-    };
+    let asked = cleartext_mode(r.get(id!(http2_cleartext)).as_str().unwrap_or("off"));
     if h2 && !tls && asked == Cleartext::Off {
         warnings.push(
             "http_protocols includes h2 but there is no TLS and http2_cleartext is off, so \
@@ -148,6 +154,16 @@ mod tests {
         assert!(e.contains("'h3'") && e.contains("h1, h2"), "{e}");
         assert!(protocols("http/1.1").is_err());
         assert!(protocols("h2,h2").unwrap_err().contains("twice"));
+    }
+
+    #[test]
+    fn a_boolean_cleartext_is_prior_knowledge_or_off() {
+        assert_eq!(cleartext_mode("true"), Cleartext::PriorKnowledge);
+        assert_eq!(cleartext_mode("false"), Cleartext::Off);
+        assert_eq!(cleartext_mode("prior-knowledge"), Cleartext::PriorKnowledge);
+        assert_eq!(cleartext_mode("upgrade"), Cleartext::Upgrade);
+        assert_eq!(cleartext_mode("both"), Cleartext::Both);
+        assert_eq!(cleartext_mode("off"), Cleartext::Off);
     }
 
     #[test]

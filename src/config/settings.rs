@@ -307,7 +307,7 @@ const TABLE: &[Setting] = &[
         kind: uint(INT_MAX),
         default: Default::Int(30),
         meta: "INT",
-        doc: "Workers silent (or stuck in one app call) for more than this many seconds are killed and replaced. 0 disables.",
+        doc: "Workers silent (or stuck in one app call) for more than this many seconds are killed and replaced, and an HTTP/2 client has this long to answer our PING. 0 disables both.",
         ..BASE
     },
     Setting {
@@ -327,7 +327,7 @@ const TABLE: &[Setting] = &[
         kind: uint(INT_MAX),
         default: Default::Int(2),
         meta: "INT",
-        doc: "Seconds to wait for the next request on a kept-alive connection (0 disables keep-alive).",
+        doc: "Seconds to wait for the next request on a kept-alive connection (0 disables keep-alive); an HTTP/2 connection with streams open whose client is silent this long (at least 1 s) gets a PING.",
         ..BASE
     },
     Setting {
@@ -491,7 +491,7 @@ const TABLE: &[Setting] = &[
         kind: Kind::Int { min: 1, max: 86400 },
         default: Default::Int(60),
         meta: "INT",
-        doc: "Seconds a request body may go without a byte arriving (then 408), and an HTTP/2 response may wait on a shut flow-control window (then RST_STREAM).",
+        doc: "Seconds a request body may go without a byte arriving (then 408, or RST_STREAM on HTTP/2), and an HTTP/2 response may wait on a shut flow-control window (then RST_STREAM).",
         ..BASE
     },
     Setting {
@@ -1169,9 +1169,9 @@ const TABLE: &[Setting] = &[
         name: "http2_cleartext",
         section: S::Http2,
         flags: &["--http2-cleartext"],
-        kind: Kind::Choice(&["off", "prior-knowledge", "upgrade", "both"]),
+        kind: Kind::Choice(&["off", "prior-knowledge", "upgrade", "both", "true", "false"]),
         default: Default::Str("off"),
-        doc: "Cleartext HTTP/2 (h2c), for peers in forwarded_allow_ips only: by the connection preface, by Upgrade: h2c, or both.",
+        doc: "Cleartext HTTP/2 (h2c), for peers in forwarded_allow_ips only: by the connection preface, by Upgrade: h2c, or both (true: prior-knowledge, false: off).",
         ..BASE
     },
     Setting {

@@ -99,6 +99,15 @@ pub(super) enum Stopping {
     Final(u32),
 }
 
+/// Where the liveness check of a connection is (liveness.rs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Liveness {
+    /// Nothing asked.
+    Quiet,
+    /// A PING went out at this time and has not come back.
+    Asked(Instant),
+}
+
 /// A header block still taking CONTINUATION frames.
 #[derive(Debug)]
 pub(super) struct PartialBlock {
@@ -142,6 +151,9 @@ pub struct Connection {
     pub(super) settings_acked: bool,
     pub(super) floods: Floods,
     pub(super) now: Instant,
+    /// When bytes last came from the client.
+    pub(super) last_recv: Instant,
+    pub(super) liveness: Liveness,
 }
 
 impl std::fmt::Debug for Connection {
@@ -184,6 +196,8 @@ impl Connection {
             settings_acked: false,
             floods: Floods::default(),
             now,
+            last_recv: now,
+            liveness: Liveness::Quiet,
             settings,
         };
         let s = &c.settings;
@@ -239,6 +253,9 @@ impl Connection {
     /// Bytes received from the client, at `now`.
     pub fn feed(&mut self, data: &[u8], now: Instant) {
         self.now = now;
+        if !data.is_empty() {
+            self.last_recv = now;
+        }
         if self.state == State::Closed {
             return;
         }

@@ -18,13 +18,17 @@
 //!   byte count once it is taken, which is what lets the client send
 //!   more), `Trailers`, `Reset` (drop that stream's work), `Writable`,
 //!   `GoAway`, `Closed`.
-//! * Answer with `send_response`, then `send_data` (it returns the bytes
-//!   left queued: when not 0, stop producing for that stream until
-//!   `Writable`), `send_trailers`, or `reset`.
+//! * Answer with `send_informational` (a 103) if any, `send_response`,
+//!   then `send_data` (it returns the bytes left queued: when not 0, stop
+//!   producing for that stream until `Writable`), `send_trailers`, or
+//!   `reset`.
 //! * Write `output()` and `consume_output(n)` what went out; after
 //!   `is_done()`, close once the output is written.
 //! * Graceful stop: `shutdown()`, then `shutdown_now()` if the client has
 //!   not answered its PING within a round trip or so.
+//! * Now and then, `check_liveness(now, silence, bound)`: a connection with
+//!   streams open and a silent client gets a PING, and is `Dead` when it
+//!   goes unanswered.
 
 #![forbid(unsafe_code)]
 
@@ -37,13 +41,15 @@ pub use error::{H2Error, Reason};
 mod conn;
 mod flood;
 pub mod h2c;
+mod liveness;
 mod recv;
 mod request;
 mod send;
 mod stream;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 
 pub use conn::{Connection, Event, Settings, HEADER_TABLE_SIZE, UNLIMITED_HEADER_BLOCK};
+pub use liveness::{Probe, LIVENESS_PING};
 pub use request::{Refusal, Trailers};
 pub use send::SendError;

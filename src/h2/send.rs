@@ -70,6 +70,44 @@ impl Connection {
             return Err(SendError::OutOfOrder("response head already sent"));
         }
         s.send = Send::Open;
+        self.write_head(stream, status, fields, end_stream);
+        if end_stream {
+            self.end_sent(stream);
+        }
+        Ok(())
+    }
+
+    /// Send an informational head (1xx, such as `103 Early Hints`) before
+    /// the response: a HEADERS frame without END_STREAM that leaves the
+    /// stream waiting for its final head (RFC 9113 8.1).
+    pub fn send_informational<'a>(
+        &mut self,
+        stream: u32,
+        status: u16,
+        fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+    ) -> Result<(), SendError> {
+        if !(100..200).contains(&status) || status == 101 {
+            return Err(SendError::OutOfOrder("not an informational status"));
+        }
+        if !self.is_open() {
+            return Err(SendError::StreamGone);
+        }
+        let s = self.streams.get(&stream).ok_or(SendError::StreamGone)?;
+        if s.send != Send::Idle {
+            return Err(SendError::OutOfOrder("response head already sent"));
+        }
+        self.write_head(stream, status, fields, false);
+        Ok(())
+    }
+
+    /// A head's HEADERS (and CONTINUATION) frames, encoded now.
+    fn write_head<'a>(
+        &mut self,
+        stream: u32,
+        status: u16,
+        fields: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
+        end_stream: bool,
+    ) {
         let mut block = std::mem::take(&mut self.block);
         block.clear();
         self.encoder.start_block(&mut block);
@@ -89,10 +127,6 @@ impl Connection {
             self.peer.max_frame as usize,
         );
         self.block = block;
-        if end_stream {
-            self.end_sent(stream);
-        }
-        Ok(())
     }
 
     /// Send body bytes (and END_STREAM with the last). What the windows
@@ -329,6 +363,51 @@ mod tests {
             c.conn.send_data(1, b"more", true),
             Err(SendError::StreamGone)
         );
+    }
+
+    #[test]
+    fn an_informational_head_leaves_the_stream_waiting_for_its_response() {
+        let mut c = Client::new();
+        let b = c.get(1, "/");
+        c.feed(&b);
+        let link = [(&b"Link"[..], &b"</a.css>; rel=preload"[..])];
+        c.conn.send_informational(1, 103, link).unwrap();
+        c.conn.send_informational(1, 103, link).unwrap();
+        c.conn
+            .send_response(1, 200, std::iter::empty(), true)
+            .unwrap();
+        let frames = c.frames();
+        let flags: Vec<u8> = frames.iter().map(|f| f.flags).collect();
+        assert_eq!(
+            flags,
+            [
+                flag::END_HEADERS,
+                flag::END_HEADERS,
+                flag::END_HEADERS | flag::END_STREAM
+            ]
+        );
+        assert_eq!(
+            c.fields(&frames[0].payload),
+            [
+                (":status".to_string(), "103".to_string()),
+                ("link".into(), "</a.css>; rel=preload".into()),
+            ]
+        );
+        assert_eq!(c.fields(&frames[2].payload)[0].1, "200");
+        // After the head, or for a final status, it is refused.
+        assert!(matches!(
+            c.conn.send_informational(1, 103, std::iter::empty()),
+            Err(SendError::StreamGone)
+        ));
+        let b = c.get(3, "/");
+        c.feed(&b);
+        for status in [101, 200, 99] {
+            assert!(matches!(
+                c.conn.send_informational(3, status, std::iter::empty()),
+                Err(SendError::OutOfOrder(_))
+            ));
+        }
+        assert!(c.frames().is_empty());
     }
 
     #[test]

@@ -20,6 +20,26 @@ pub fn settings(pairs: &[(u16, u32)]) -> Vec<u8> {
     out
 }
 
+/// Take a connection's output as frames.
+pub fn frames_of(conn: &mut Connection) -> Vec<Out> {
+    let out = conn.output().to_vec();
+    conn.consume_output(out.len());
+    let mut frames = Vec::new();
+    let mut at = 0;
+    while at < out.len() {
+        let head = FrameHead::parse(out[at..at + 9].try_into().unwrap());
+        let end = at + 9 + head.len as usize;
+        frames.push(Out {
+            kind: head.kind,
+            flags: head.flags,
+            stream: head.stream,
+            payload: out[at + 9..end].to_vec(),
+        });
+        at = end;
+    }
+    frames
+}
+
 /// A frame the server wrote.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Out {
@@ -112,22 +132,7 @@ impl Client {
 
     /// Take the server's output as frames.
     pub fn frames(&mut self) -> Vec<Out> {
-        let out = self.conn.output().to_vec();
-        self.conn.consume_output(out.len());
-        let mut frames = Vec::new();
-        let mut at = 0;
-        while at < out.len() {
-            let head = FrameHead::parse(out[at..at + 9].try_into().unwrap());
-            let end = at + 9 + head.len as usize;
-            frames.push(Out {
-                kind: head.kind,
-                flags: head.flags,
-                stream: head.stream,
-                payload: out[at + 9..end].to_vec(),
-            });
-            at = end;
-        }
-        frames
+        frames_of(&mut self.conn)
     }
 
     pub fn events(&mut self) -> Vec<Event> {

@@ -114,7 +114,7 @@ pub const INBOUND_MAX_MESSAGES: usize = 64;
 pub const BODY_HIGH_WATER: usize = 4 * 64 * 1024;
 
 /// What the app side says about one request, in order: `Head`, any number
-/// of `Data`, then `End`; or `Failed` at any point.
+/// of `Data`, `Trailers` at most once, then `End`; or `Failed` at any point.
 #[derive(Debug)]
 pub enum Output {
     /// The status line and headers (validated), and the body length when
@@ -129,6 +129,10 @@ pub enum Output {
     /// `wsgi.early_hints`: validated headers for a `103 Early Hints`, sent
     /// if the head has not been and the client speaks HTTP/1.1.
     EarlyHints(Vec<(Vec<u8>, Vec<u8>)>),
+    /// ASGI `http.response.trailers` (validated, none forbidden in a
+    /// trailer section), posted just before `End`, and only when the
+    /// client can take them (HTTP/2, or HTTP/1.1 with `TE: trailers`).
+    Trailers(Vec<(Vec<u8>, Vec<u8>)>),
     /// The body is complete.
     End,
     /// WebSocket: accept the upgrade (the 101), with the chosen

@@ -275,6 +275,28 @@ impl ResponseWriter {
         self.keep_alive
     }
 
+    /// End a chunked body with a trailer section (fields already checked
+    /// with `forbidden_in_trailers`); any other framing has no place for
+    /// trailers, and they are dropped. Returns as `finish` does.
+    pub fn finish_with_trailers(
+        &mut self,
+        out: &mut Vec<u8>,
+        trailers: &[(Vec<u8>, Vec<u8>)],
+    ) -> bool {
+        if self.framing != ResponseFraming::Chunked || trailers.is_empty() {
+            return self.finish(out);
+        }
+        out.extend_from_slice(b"0\r\n");
+        for (name, value) in trailers {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(value);
+            out.extend_from_slice(b"\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        self.keep_alive
+    }
+
     pub fn framing(&self) -> ResponseFraming {
         self.framing
     }
@@ -531,6 +553,33 @@ mod tests {
         want.extend_from_slice(&[b'x'; 26]);
         want.extend_from_slice(b"\r\n0\r\n\r\n");
         assert_eq!(out, want);
+    }
+
+    #[test]
+    fn trailers_end_a_chunked_body_and_are_dropped_otherwise() {
+        let trailers = [(b"Grpc-Status".to_vec(), b"0".to_vec())];
+        let (_, mut w) = start(
+            info(Version::Http11, false, true),
+            "200 OK",
+            &[],
+            None,
+            false,
+        );
+        let mut out = Vec::new();
+        w.body(&mut out, b"hi");
+        assert!(w.finish_with_trailers(&mut out, &trailers));
+        assert_eq!(out, b"2\r\nhi\r\n0\r\nGrpc-Status: 0\r\n\r\n");
+        let (_, mut w) = start(
+            info(Version::Http11, false, true),
+            "200 OK",
+            &[],
+            Some(2),
+            false,
+        );
+        let mut out = Vec::new();
+        w.body(&mut out, b"hi");
+        assert!(w.finish_with_trailers(&mut out, &trailers));
+        assert_eq!(out, b"hi");
     }
 
     #[test]

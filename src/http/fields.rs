@@ -27,6 +27,23 @@ const FORBIDDEN_TRAILERS: [&[u8]; 6] = [
     b"te",
 ];
 
+/// Whether `name` may not be sent in a response's trailers: the fields
+/// refused in request trailers, pseudo-header names, and the connection-
+/// specific fields HTTP/2 forbids anywhere (RFC 9113 8.2.2).
+pub fn forbidden_in_trailers(name: &[u8]) -> bool {
+    const CONNECTION_SPECIFIC: [&[u8]; 4] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"upgrade",
+    ];
+    name.first() == Some(&b':')
+        || FORBIDDEN_TRAILERS
+            .iter()
+            .chain(CONNECTION_SPECIFIC.iter())
+            .any(|f| name.eq_ignore_ascii_case(f))
+}
+
 /// What the section belongs to: head fields carry policy that trailers do not.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Section {
@@ -849,5 +866,22 @@ mod tests {
             );
         }
         assert!(run(b"Vary: *\r\nExpect: weird\r\n\r\n", &cfg, Section::Trailer).is_ok());
+    }
+
+    #[test]
+    fn response_trailers_refuse_pseudo_and_connection_fields() {
+        for name in [
+            &b":status"[..],
+            b"Connection",
+            b"keep-alive",
+            b"Upgrade",
+            b"Content-Length",
+            b"te",
+        ] {
+            assert!(forbidden_in_trailers(name), "{name:?}");
+        }
+        for name in [&b"grpc-status"[..], b"Server-Timing", b"x-checksum"] {
+            assert!(!forbidden_in_trailers(name), "{name:?}");
+        }
     }
 }

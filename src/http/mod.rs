@@ -49,7 +49,7 @@ pub use encode::{
 };
 pub use error::{HttpError, HttpErrorKind};
 pub use exchange::{ConnInfo, HeaderList, Status};
-pub use fields::apply_field_policy;
+pub use fields::{apply_field_policy, forbidden_in_trailers};
 pub use latin1::{latin1_bytes, latin1_string};
 pub use proxy::ProxyInfo;
 pub use status::{

@@ -2,14 +2,15 @@
 //! HTTP/2 (ALPN `h2`, the h2c preface or `Upgrade: h2c` from a trusted
 //! peer), its frames through `h2::Connection`, its streams' requests
 //! gathered (body included) and handed to `http2_app.rs`, the graceful
-//! stop's GOAWAYs, and the connection's end.
+//! stop's first GOAWAY, and the connection's end. Its timers are in
+//! `http2_timers.rs`.
 //!
 //! A request is the same `http::Request` the HTTP/1.1 parser gives, so
 //! the bridges, hooks, access log and metrics serve it unchanged.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use pyo3::prelude::*;
 
@@ -22,11 +23,6 @@ use crate::handoff::Flow;
 use crate::http;
 use crate::sys::shm;
 
-/// A graceful stop sends the final GOAWAY this long after the first one
-/// when the client has not answered the PING (RFC 9113 6.8: "at least one
-/// round-trip time").
-const GOAWAY_GRACE: Duration = Duration::from_secs(1);
-
 /// The core's settings from `--http2-*`.
 pub(super) fn settings(cfg: &Http2) -> h2::Settings {
     h2::Settings {
@@ -38,9 +34,11 @@ pub(super) fn settings(cfg: &Http2) -> h2::Settings {
 }
 
 /// A stream's request while its body arrives.
-struct Incoming {
+pub(super) struct Incoming {
     head: http::Head,
     body: http::BodyWriter,
+    /// When its last body bytes (or its head) came.
+    pub last: Instant,
 }
 
 /// A stream whose response is being produced.
@@ -66,18 +64,26 @@ pub(super) enum Answer {
     },
 }
 
+/// What `H2Conn::take_events` found.
+#[derive(Default)]
+pub(super) struct Taken {
+    pub ready: Vec<(u32, http::Head, http::RequestBody)>,
+    pub ended: Vec<Answer>,
+    pub closed: bool,
+}
+
 /// One HTTP/2 connection of the worker.
 pub(super) struct H2Conn {
     pub conn: h2::Connection,
-    incoming: HashMap<u32, Incoming>,
+    pub incoming: HashMap<u32, Incoming>,
     /// Complete requests the sync worker has not started, in order.
     pub waiting: VecDeque<(u32, http::Request)>,
     pub answers: HashMap<u32, Answer>,
     /// When a graceful stop sent its first GOAWAY.
-    stop_sent: Option<Instant>,
+    pub stop_sent: Option<Instant>,
     /// Streams whose response data waits for the client's window: since
     /// when, and how much was waiting then.
-    stalled: HashMap<u32, (Instant, usize)>,
+    pub stalled: HashMap<u32, (Instant, usize)>,
     /// Streams whose app side has finished while their data still waits
     /// for the client's window.
     pub draining: HashSet<u32>,
@@ -119,60 +125,103 @@ impl H2Conn {
         }
     }
 
-    /// Reset streams whose queued response data has not moved for `limit`
-    /// (the client keeps their window shut): their app work ends, and a
-    /// client cannot hold a worker's answer forever. True if any was reset.
-    pub fn reset_stalled(
-        &mut self,
-        py: Python<'_>,
-        now: Instant,
-        limit: Duration,
-        status: Option<&shm::Status>,
-    ) -> bool {
-        let mut expired = Vec::new();
-        let conn = &self.conn;
-        self.draining.retain(|&s| conn.queued(s) > 0);
-        for &stream in self.answers.keys().chain(self.draining.iter()) {
-            let queued = self.conn.queued(stream);
-            if queued == 0 {
-                self.stalled.remove(&stream);
-                continue;
-            }
-            let (since, seen) = self.stalled.entry(stream).or_insert((now, queued));
-            if *seen != queued {
-                *since = now;
-                *seen = queued;
-            } else if now.saturating_duration_since(*since) >= limit {
-                expired.push(stream);
+    /// Take the core's events: heads and bodies gathered into requests
+    /// (`ready` once complete), the work of streams the client reset
+    /// (`ended`: to be stopped), and whether the connection is over.
+    pub(super) fn take_events(&mut self, body_cfg: &http::Config, ip: &str, now: Instant) -> Taken {
+        let mut taken = Taken::default();
+        while let Some(ev) = self.conn.poll() {
+            match ev {
+                Event::Request {
+                    stream,
+                    head,
+                    end_stream,
+                } => {
+                    if end_stream {
+                        taken
+                            .ready
+                            .push((stream, head, http::RequestBody::default()));
+                        continue;
+                    }
+                    match http::BodyWriter::new(None, body_cfg) {
+                        Ok(body) => {
+                            let last = now;
+                            self.incoming.insert(stream, Incoming { head, body, last });
+                        }
+                        Err(e) => {
+                            crate::error!("Cannot store a request body from ip={ip}: {e}");
+                            self.conn.reset(stream, Reason::INTERNAL_ERROR);
+                        }
+                    }
+                }
+                Event::Data {
+                    stream,
+                    data,
+                    end_stream,
+                } => {
+                    self.conn.release(stream, data.len());
+                    let Some(inc) = self.incoming.get_mut(&stream) else {
+                        continue;
+                    };
+                    if !data.is_empty() {
+                        inc.last = now;
+                    }
+                    if let Err(e) = inc.body.write(&data, body_cfg) {
+                        crate::warn!("Invalid request from ip={ip}: {e}");
+                        self.incoming.remove(&stream);
+                        self.conn.reset(stream, Reason::REFUSED_STREAM);
+                        continue;
+                    }
+                    if end_stream {
+                        if let Some(inc) = self.incoming.remove(&stream) {
+                            self.finish_incoming(stream, inc, &mut taken.ready, ip);
+                        }
+                    }
+                }
+                Event::Trailers { stream, .. } => {
+                    // Request trailers: no interface carries them to the app.
+                    if let Some(inc) = self.incoming.remove(&stream) {
+                        self.finish_incoming(stream, inc, &mut taken.ready, ip);
+                    }
+                }
+                Event::Reset { stream, .. } => {
+                    self.incoming.remove(&stream);
+                    self.waiting.retain(|(s, _)| *s != stream);
+                    if let Some(answer) = self.answers.remove(&stream) {
+                        taken.ended.push(answer);
+                    }
+                }
+                Event::Writable { .. } | Event::GoAway { .. } => {}
+                Event::Closed { error } => {
+                    if let Some(e) = error {
+                        crate::debug!("HTTP/2 connection error from ip={ip}: {e}");
+                    }
+                    taken.closed = true;
+                }
             }
         }
-        self.stalled
-            .retain(|s, _| self.answers.contains_key(s) || self.draining.contains(s));
-        for &stream in &expired {
-            crate::debug!("HTTP/2 stream {stream} stalled on a closed window: reset");
-            self.conn.reset(stream, Reason::CANCEL);
-            self.stalled.remove(&stream);
-            self.draining.remove(&stream);
-            if let Some(answer) = self.answers.remove(&stream) {
-                end_answer(py, answer, status);
-            }
-        }
-        !expired.is_empty()
+        taken
     }
 
-    /// The PING of a graceful stop has had its round trip: final GOAWAY.
-    pub fn shutdown_due(&mut self, now: Instant) -> bool {
-        match self.stop_sent {
-            Some(t) if now.saturating_duration_since(t) >= GOAWAY_GRACE => {
-                self.conn.shutdown_now();
-                true
+    /// A request whose body is complete: on to the app.
+    fn finish_incoming(
+        &mut self,
+        stream: u32,
+        inc: Incoming,
+        ready: &mut Vec<(u32, http::Head, http::RequestBody)>,
+        ip: &str,
+    ) {
+        match inc.body.finish() {
+            Ok(body) => ready.push((stream, inc.head, body)),
+            Err(e) => {
+                crate::error!("Cannot store the request body from ip={ip}: {e}");
+                self.conn.reset(stream, Reason::INTERNAL_ERROR);
             }
-            _ => false,
         }
     }
 }
 
-fn end_answer(py: Python<'_>, answer: Answer, status: Option<&shm::Status>) {
+pub(super) fn end_answer(py: Python<'_>, answer: Answer, status: Option<&shm::Status>) {
     match answer {
         Answer::Job {
             flow, metric_start, ..
@@ -334,76 +383,16 @@ impl Worker<'_> {
     /// complete, pull inline bodies, and write what the core framed.
     pub(super) fn step_h2(&mut self, py: Python<'_>, id: ConnId) {
         let body_cfg = self.state.http.clone();
-        let mut ready = Vec::new();
-        let mut closed = false;
-        {
+        let taken = {
             let Some(c) = self.state.get(id) else { return };
             let ip = c.peer_ip();
             let Some(h) = c.h2.as_deref_mut() else { return };
-            while let Some(ev) = h.conn.poll() {
-                match ev {
-                    Event::Request {
-                        stream,
-                        head,
-                        end_stream,
-                    } => {
-                        if end_stream {
-                            ready.push((stream, head, http::RequestBody::default()));
-                            continue;
-                        }
-                        match http::BodyWriter::new(None, &body_cfg) {
-                            Ok(body) => {
-                                h.incoming.insert(stream, Incoming { head, body });
-                            }
-                            Err(e) => {
-                                crate::error!("Cannot store a request body from ip={ip}: {e}");
-                                h.conn.reset(stream, Reason::INTERNAL_ERROR);
-                            }
-                        }
-                    }
-                    Event::Data {
-                        stream,
-                        data,
-                        end_stream,
-                    } => {
-                        h.conn.release(stream, data.len());
-                        let Some(inc) = h.incoming.get_mut(&stream) else {
-                            continue;
-                        };
-                        if let Err(e) = inc.body.write(&data, &body_cfg) {
-                            crate::warn!("Invalid request from ip={ip}: {e}");
-                            h.incoming.remove(&stream);
-                            h.conn.reset(stream, Reason::REFUSED_STREAM);
-                            continue;
-                        }
-                        if end_stream {
-                            if let Some(inc) = h.incoming.remove(&stream) {
-                                finish_incoming(h, stream, inc, &mut ready, &ip);
-                            }
-                        }
-                    }
-                    Event::Trailers { stream, .. } => {
-                        if let Some(inc) = h.incoming.remove(&stream) {
-                            finish_incoming(h, stream, inc, &mut ready, &ip);
-                        }
-                    }
-                    Event::Reset { stream, .. } => {
-                        h.incoming.remove(&stream);
-                        h.waiting.retain(|(s, _)| *s != stream);
-                        if let Some(answer) = h.answers.remove(&stream) {
-                            end_answer(py, answer, self.status);
-                        }
-                    }
-                    Event::Writable { .. } | Event::GoAway { .. } => {}
-                    Event::Closed { error } => {
-                        if let Some(e) = error {
-                            crate::debug!("HTTP/2 connection error from ip={ip}: {e}");
-                        }
-                        closed = true;
-                    }
-                }
-            }
+            h.take_events(&body_cfg, &ip, Instant::now())
+        };
+        for answer in taken.ended {
+            end_answer(py, answer, self.status);
         }
+        let (ready, closed) = (taken.ready, taken.closed);
         let trusted = {
             let peer = self.state.get(id).and_then(|c| c.peer);
             match self.state.get(id) {
@@ -478,25 +467,6 @@ impl Worker<'_> {
             self.state.mark_ready(id);
         }
     }
-
-    /// Timers of HTTP/2 connections at each sweep: the final GOAWAY of a
-    /// graceful stop, and responses stalled on the client's window.
-    pub(super) fn sweep_h2(&mut self, py: Python<'_>, now: Instant) {
-        let mut due = Vec::new();
-        let limit = self.body_timeout;
-        for (i, c) in self.state.conns.iter_mut().enumerate() {
-            if let Some(h) = c.as_mut().and_then(|c| c.h2.as_deref_mut()) {
-                let mut touched = h.shutdown_due(now);
-                touched |= h.reset_stalled(py, now, limit, self.status);
-                if touched {
-                    due.push(ConnId(i as u32));
-                }
-            }
-        }
-        for id in due {
-            self.state.mark_ready(id);
-        }
-    }
 }
 
 /// A short text answer the server makes itself (errors).
@@ -508,23 +478,6 @@ pub(super) fn plain_response(conn: &mut h2::Connection, stream: u32, status: u16
     ];
     if conn.send_response(stream, status, fields, false).is_ok() {
         let _ = conn.send_data(stream, text.as_bytes(), true);
-    }
-}
-
-/// A request whose body is complete: on to the app.
-fn finish_incoming(
-    h: &mut H2Conn,
-    stream: u32,
-    inc: Incoming,
-    ready: &mut Vec<(u32, http::Head, http::RequestBody)>,
-    ip: &str,
-) {
-    match inc.body.finish() {
-        Ok(body) => ready.push((stream, inc.head, body)),
-        Err(e) => {
-            crate::error!("Cannot store the request body from ip={ip}: {e}");
-            h.conn.reset(stream, Reason::INTERNAL_ERROR);
-        }
     }
 }
 
@@ -554,5 +507,101 @@ impl Worker<'_> {
         if c.phase == Phase::CloseAfterSend && c.pending_output() == 0 {
             self.finish_close(py, id);
         }
+    }
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+    use crate::h2::frame::{flag, kind};
+    use crate::h2::testing::{frame, Client, Out};
+
+    /// A worker-side connection past the preface, and a client to write
+    /// its frames.
+    pub(in crate::worker) fn rig() -> (Client, H2Conn) {
+        let mut client = Client::new();
+        let spare = h2::Connection::new(h2::Settings::default(), client.now);
+        let conn = std::mem::replace(&mut client.conn, spare);
+        (client, H2Conn::new(conn))
+    }
+
+    pub(in crate::worker) fn post(client: &mut Client, stream: u32) -> Vec<u8> {
+        let fields = [
+            (":method", "POST"),
+            (":scheme", "http"),
+            (":authority", "x"),
+            (":path", "/upload"),
+        ];
+        client.headers(stream, &fields, false)
+    }
+
+    pub(in crate::worker) fn data(stream: u32, bytes: &[u8], end: bool) -> Vec<u8> {
+        frame(
+            kind::DATA,
+            if end { flag::END_STREAM } else { 0 },
+            stream,
+            bytes,
+        )
+    }
+
+    pub(in crate::worker) fn take(h: &mut H2Conn, now: Instant) -> Taken {
+        h.take_events(&http::Config::default(), "127.0.0.1", now)
+    }
+
+    pub(in crate::worker) fn resets(frames: &[Out]) -> Vec<(u32, Reason)> {
+        frames
+            .iter()
+            .filter(|f| f.kind == kind::RST_STREAM)
+            .map(|f| (f.stream, f.reason()))
+            .collect()
+    }
+
+    pub(in crate::worker) fn job(serial: u64, flow: &Arc<Flow>) -> Answer {
+        Answer::Job {
+            serial,
+            flow: flow.clone(),
+            handed: 0,
+            reported: 0,
+            head_sent: false,
+            is_head: false,
+            code: 0,
+            metric_start: None,
+        }
+    }
+
+    #[test]
+    fn a_body_in_pieces_becomes_one_request() {
+        let (mut client, mut h) = rig();
+        let now = client.now;
+        h.conn.feed(&post(&mut client, 1), now);
+        let taken = take(&mut h, now);
+        assert!(taken.ready.is_empty() && !taken.closed);
+        assert!(!h.is_idle(), "a body on its way is not idle");
+        let mut bytes = data(1, b"hello ", false);
+        bytes.extend(data(1, b"world", true));
+        h.conn.feed(&bytes, now);
+        let taken = take(&mut h, now);
+        assert_eq!(taken.ready.len(), 1);
+        let (stream, head, body) = &taken.ready[0];
+        assert_eq!((*stream, head.method()), (1, &b"POST"[..]));
+        assert_eq!(body.len(), 11);
+        assert!(h.incoming.is_empty());
+    }
+
+    #[test]
+    fn a_client_reset_hands_back_the_stream_work() {
+        let (mut client, mut h) = rig();
+        let now = client.now;
+        let get = client.get(1, "/slow");
+        h.conn.feed(&get, now);
+        let _ = take(&mut h, now);
+        let flow = Arc::new(Flow::new());
+        h.answers.insert(1, job(7, &flow));
+        let rst = frame(kind::RST_STREAM, 0, 1, &Reason::CANCEL.0.to_be_bytes());
+        h.conn.feed(&rst, now);
+        let taken = take(&mut h, now);
+        assert!(matches!(taken.ended[..], [Answer::Job { serial: 7, .. }]));
+        assert!(h.answers.is_empty());
+        assert!(h.is_idle());
     }
 }

@@ -62,6 +62,21 @@ impl Worker<'_> {
                         w.body(&mut c.out, &data);
                     }
                 }
+                Output::Trailers(trailers) => {
+                    // The response ends here; the `End` that follows finds
+                    // it answered.
+                    let keep = match &mut f.writer {
+                        Some(w) => {
+                            conn::reuse_output(&mut c.out, &mut self.engine);
+                            w.finish_with_trailers(&mut c.out, &trailers)
+                        }
+                        None => {
+                            http::error_response(&mut c.out, 500, "Internal Server Error");
+                            false
+                        }
+                    };
+                    ended = Some((keep, f.code));
+                }
                 Output::End => {
                     let keep = match &mut f.writer {
                         Some(w) => w.finish(&mut c.out),

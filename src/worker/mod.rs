@@ -16,6 +16,7 @@ mod exit;
 mod gevent;
 mod http2;
 mod http2_app;
+mod http2_timers;
 mod lifecycle;
 mod mail;
 mod output;

@@ -8,6 +8,10 @@
   /meet?n=N        waits (at most 5 s) until N requests are inside at once:
                    200 "met" when they were, 504 when not
   /sleep?s=S       answers after S seconds
+  /hints           (WSGI) sends a 103 through wsgi.early_hints, then answers
+  /trailers        (ASGI) a body, then trailers grpc-status and x-checksum when
+                   the server offers the trailers extension ("no-ext" if not)
+  /bad-trailers    (ASGI) announces trailers, then sends a Content-Length one
 """
 import asyncio
 import threading
@@ -48,6 +52,9 @@ def app(environ, start_response):
     elif path == "/sleep":
         time.sleep(float(q.get("s", "0.5")))
         body = b"slept"
+    elif path == "/hints":
+        environ["wsgi.early_hints"]([("Link", "</style.css>; rel=preload; as=style")])
+        body = b"hinted"
     else:
         body = path.encode()
     start_response(status, [("Content-Type", "text/plain"),
@@ -75,6 +82,22 @@ async def asgi(scope, receive, send):
             break
     path = scope["path"]
     q = _q(scope["query_string"].decode())
+    if path in ("/trailers", "/bad-trailers"):
+        if "http.response.trailers" not in scope.get("extensions", {}):
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"no-ext"})
+            return
+        await send({"type": "http.response.start", "status": 200, "trailers": True,
+                    "headers": [(b"content-type", b"text/plain"), (b"trailer", b"grpc-status")]})
+        await send({"type": "http.response.body", "body": b"da", "more_body": True})
+        await send({"type": "http.response.body", "body": b"ta"})
+        if path == "/bad-trailers":
+            await send({"type": "http.response.trailers", "headers": [(b"content-length", b"4")]})
+            return
+        await send({"type": "http.response.trailers", "headers": [(b"grpc-status", b"0")],
+                    "more_trailers": True})
+        await send({"type": "http.response.trailers", "headers": [(b"x-checksum", b"abc")]})
+        return
     status, out = 200, path.encode()
     if path == "/version":
         out = scope["http_version"].encode()
