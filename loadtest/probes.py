@@ -471,6 +471,12 @@ def profile(engine, requests, args, running, tmp):
                                            f"{H.log_tail(log)}"}
     dump = os.path.join(outdir, sorted(dumps)[0])
     result = summarize_callgrind(dump, served)
+    # Over 8 connections the worker answers a batch of requests per poll
+    # of the kernel, and how many arrive together depends on timing: a
+    # change in Ir per request with a change here is batching, not code.
+    polls = calls_to(dump, "epoll_wait")
+    if polls is not None:
+        result["polls_per_request"] = round(polls / served, 3)
     result.update({"engine": engine, "app": scen.app, "requests": served,
                    "seconds": round(time.monotonic() - t0, 1),
                    "counted": f"inside {SERVE_LOOP} only (user-space instructions; the kernel's "
@@ -551,6 +557,27 @@ def annotate_rows(dump, inclusive):
         elif in_table and rows and not line.strip():
             break
     return total, rows
+
+
+def calls_to(dump, name):
+    """How many calls the dump recorded to the function `name` (None if it has none)."""
+    names, total, target = {}, 0, False
+    try:
+        with open(dump, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                # Function names are compressed: "(id) name" the first time
+                # (in an fn= or a cfn= line), "(id)" after.
+                m = re.match(r"(c?fn)=\((\d+)\)(?: (.*))?", line.rstrip("\n"))
+                if m:
+                    if m.group(3) is not None:
+                        names[m.group(2)] = m.group(3)
+                    target = m.group(1) == "cfn" and names.get(m.group(2)) == name
+                elif line.startswith("calls=") and target:
+                    total += int(line.split("=", 1)[1].split()[0])
+                    target = False
+    except OSError:
+        return None
+    return total or None
 
 
 def summarize_callgrind(dump, requests, top=25):

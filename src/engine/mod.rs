@@ -268,8 +268,21 @@ impl Engine {
         }
     }
 
+    /// The part of a turn that never sleeps: deliver what needs no wait
+    /// for the kernel (on epoll: output written, bytes left unread by the
+    /// last turn, late accepts). `true` when this turn is done and `wait`
+    /// is not to be called; `false`: call `wait` next, which delivers the
+    /// rest. A caller that releases a lock while it sleeps (the worker and
+    /// the interpreter lock) keeps it across this call. io_uring enters
+    /// the ring every turn, so this delivers nothing there.
+    #[inline]
+    pub fn deliver(&mut self, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
+        each!(self, e => e.deliver(on_event))
+    }
+
     /// Submit queued work and wait up to `timeout` (forever if `None`) for
-    /// at least one event; call `on_event` for each event ready.
+    /// at least one event; call `on_event` for each event ready. After a
+    /// `deliver` that returned `false`, this completes the same turn.
     pub fn wait(
         &mut self,
         timeout: Option<Duration>,

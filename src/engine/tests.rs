@@ -43,6 +43,20 @@ impl Ev {
     }
 }
 
+impl From<Event<'_>> for Ev {
+    fn from(ev: Event<'_>) -> Ev {
+        match ev {
+            Event::Accepted { conn, peer, .. } => Ev::Accepted(conn, peer),
+            Event::Data { conn, data } => Ev::Data(conn, data.to_vec()),
+            Event::Filled { conn, buf } => Ev::Filled(conn, buf),
+            Event::Eof { conn } => Ev::Eof(conn),
+            Event::Sent { conn } => Ev::Sent(conn),
+            Event::SendFailed { conn, errno } => Ev::SendFailed(conn, errno),
+            Event::Readable { fd } => Ev::Readable(fd),
+        }
+    }
+}
+
 /// Should this kind be tested here? Uring must work unless skipping is asked for.
 fn available(kind: EngineKind) -> bool {
     if kind == EngineKind::Epoll {
@@ -100,18 +114,14 @@ impl Harness {
     fn turn(&mut self, timeout: Duration) {
         let log = &mut self.log;
         self.engine
-            .wait(Some(timeout), &mut |ev| {
-                log.push(match ev {
-                    Event::Accepted { conn, peer, .. } => Ev::Accepted(conn, peer),
-                    Event::Data { conn, data } => Ev::Data(conn, data.to_vec()),
-                    Event::Filled { conn, buf } => Ev::Filled(conn, buf),
-                    Event::Eof { conn } => Ev::Eof(conn),
-                    Event::Sent { conn } => Ev::Sent(conn),
-                    Event::SendFailed { conn, errno } => Ev::SendFailed(conn, errno),
-                    Event::Readable { fd } => Ev::Readable(fd),
-                })
-            })
+            .wait(Some(timeout), &mut |ev| log.push(Ev::from(ev)))
             .expect("wait");
+    }
+
+    /// The part of a turn that never sleeps (`Engine::deliver`).
+    fn deliver(&mut self) -> bool {
+        let log = &mut self.log;
+        self.engine.deliver(&mut |ev| log.push(Ev::from(ev)))
     }
 
     /// Pump until an event not seen before matches; returns it.
@@ -347,6 +357,45 @@ both!(echo_round_trip, |kind| {
         c.read_exact(&mut back).unwrap();
         assert_eq!(back, msg.as_bytes());
     }
+});
+
+both!(deliver_writes_output_and_the_next_turn_polls, |kind| {
+    let l = tcp_listener();
+    let mut h = Harness::new(kind, &[l.as_raw_fd()]);
+    let mut c = client(&l);
+    let (conn, _) = h.accept();
+    // The accepting turn polled. On epoll the next turn's queued output is
+    // written and reported with no wait at all; io_uring enters its ring
+    // every turn, so there `deliver` leaves everything to `wait`.
+    h.engine.send(conn, b"first".to_vec());
+    let before = h.log.len();
+    let done = h.deliver();
+    match kind {
+        EngineKind::Epoll => {
+            assert!(done, "output written without a poll ends the turn");
+            assert_eq!(h.log[before..], [Ev::Sent(conn)]);
+        }
+        EngineKind::Uring => {
+            assert!(!done, "io_uring always waits");
+            assert_eq!(h.log.len(), before, "nothing delivered before the wait");
+            h.expect("sent", |e| *e == Ev::Sent(conn));
+        }
+    }
+    h.seen = h.log.len();
+    let mut back = [0; 5];
+    c.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"first");
+    // A turn that skipped its poll is followed by one that polls, even
+    // with output delivered again: bytes the peer sent meanwhile are read.
+    c.write_all(b"ping").unwrap();
+    h.engine.send(conn, b"second".to_vec());
+    assert!(!h.deliver(), "the turn after a skipped poll polls");
+    h.turn(Duration::from_millis(20));
+    h.expect("sent", |e| *e == Ev::Sent(conn));
+    assert_eq!(h.read(conn, 4), b"ping");
+    let mut back = [0; 6];
+    c.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"second");
 });
 
 both!(pipelined_sends_arrive_in_order_with_one_sent, |kind| {

@@ -6,7 +6,7 @@ use std::time::Instant;
 use nix::sys::signal::Signal;
 use pyo3::prelude::*;
 
-use crate::engine::ConnId;
+use crate::engine::{ConnId, Event};
 use crate::http;
 use crate::sys::shm;
 use crate::sys::signal;
@@ -28,18 +28,25 @@ impl Worker<'_> {
                 s.loop_ms.store(alive, std::sync::atomic::Ordering::Release);
                 s.store_faults(&self.engine.faults());
             }
-            let now = Instant::now();
-            let timeout = next_sweep.saturating_duration_since(now);
             let engine = &mut self.engine;
             let state = &mut self.state;
             // One clock read for the whole batch: its events are simultaneous.
             let mut at = None;
-            let waited = py.detach(|| {
-                engine.wait(Some(timeout), &mut |ev| {
+            let waited = {
+                let mut on_event = |ev: Event<'_>| {
                     let now = *at.get_or_insert_with(Instant::now);
                     state.on_event(ev, now);
-                })
-            });
+                };
+                // What needs no sleep (output written, bytes already read)
+                // is delivered holding the interpreter lock: a turn that
+                // ends there costs no release and retake of it.
+                if engine.deliver(&mut on_event) {
+                    Ok(())
+                } else {
+                    let timeout = next_sweep.saturating_duration_since(Instant::now());
+                    py.detach(|| engine.wait(Some(timeout), &mut on_event))
+                }
+            };
             if let Err(e) = waited {
                 crate::error!("io engine failed: {e}");
                 return Exit::BootError;

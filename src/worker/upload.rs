@@ -33,8 +33,13 @@ const DRAIN_MAX: u64 = 64 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 /// The connection's reading waits for the app to take body pieces.
+/// Asked on every step of every connection: a request with nothing in
+/// flight (every sync-worker request) is answered by a field test.
+#[inline]
 pub(super) fn holds_back(c: &Connection) -> bool {
-    c.http.streaming_body() && c.inflight.as_ref().is_some_and(|f| f.flow.inbound_full())
+    c.inflight
+        .as_ref()
+        .is_some_and(|f| c.http.streaming_body() && f.flow.inbound_full())
 }
 
 /// The response head being written must say `Connection: close`: the

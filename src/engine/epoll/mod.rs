@@ -64,6 +64,8 @@ pub(in crate::engine) struct EpollEngine {
     pub(in crate::engine) rbuf: Box<[u8]>,
     /// The previous `wait` polled the kernel (see `wait`).
     polled_last: bool,
+    /// What `deliver` found this turn, for the `wait` that follows it.
+    early: Option<bool>,
     /// Written output buffers, for the next responses.
     pub(in crate::engine) spare: Spare,
 }
@@ -96,6 +98,7 @@ impl EpollEngine {
             ready: Vec::with_capacity(64),
             rbuf: vec![0; READ_BUFFER_SIZE].into_boxed_slice(),
             polled_last: false,
+            early: None,
             spare: Spare::default(),
         };
         for l in 0..engine.listeners.len() {
@@ -152,14 +155,37 @@ impl EpollEngine {
         self.conns.at_mut(id)
     }
 
+    /// Late accepts, queued output and connections left with unread
+    /// bytes: what a turn serves without asking the kernel for readiness.
+    fn serve_known(&mut self, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
+        let mut delivered = self.deliver_late_accepts(on_event);
+        delivered |= self.flush_dirty(on_event);
+        delivered |= self.read_ready(on_event);
+        delivered
+    }
+
+    /// The part of a turn that never sleeps (see `Engine::deliver`):
+    /// `true` when it delivered events and this turn skips the poll.
+    pub(in crate::engine) fn deliver(&mut self, on_event: &mut dyn FnMut(Event<'_>)) -> bool {
+        let delivered = self.serve_known(on_event);
+        if delivered && self.polled_last && !self.backed_off() {
+            self.polled_last = false;
+            self.early = None;
+            return true;
+        }
+        self.early = Some(delivered);
+        false
+    }
+
     pub(in crate::engine) fn wait(
         &mut self,
         timeout: Option<Duration>,
         on_event: &mut dyn FnMut(Event<'_>),
     ) -> io::Result<()> {
-        let mut delivered = self.deliver_late_accepts(on_event);
-        delivered |= self.flush_dirty(on_event);
-        delivered |= self.read_ready(on_event);
+        let mut delivered = match self.early.take() {
+            Some(delivered) => delivered,
+            None => self.serve_known(on_event),
+        };
         let (timeout, retried) = self.retry_backed_off(timeout, on_event);
         delivered |= retried;
         // Having delivered events already (usually `Sent` for what the last
