@@ -95,7 +95,9 @@ def recorded(serve, tmp_path):
 def test_lifecycle_hooks_run_in_order_with_server_and_worker_objects(recorded):
     server, record = recorded()
     assert server.request(target="/say/x?y=1", headers=[("X-Probe", "1")]).status == 200
-    wait_until(lambda: "post_request" in names(record), timeout=5)
+    # when_ready comes once the master has seen every worker ready, which
+    # may be after the first answer.
+    wait_until(lambda: {"post_request", "when_ready"} <= set(names(record)), timeout=10)
     server.stop()
     seen = names(record)
     for hook in ("on_starting", "when_ready", "pre_fork", "post_fork", "post_worker_init",

@@ -116,7 +116,9 @@ def start(serve, data_file, tmp_path):
     (tmp_path / "sendfile_app.py").write_text(APP)
 
     def start(*args, wait=True):
-        return serve("sendfile_app:app", *args, chdir=tmp_path, wait=wait,
+        # A Client keeps one connection across several requests: a busy
+        # machine must not see it closed by the 2 s default keep-alive.
+        return serve("sendfile_app:app", "--keep-alive", "30", *args, chdir=tmp_path, wait=wait,
                      env={"TEST_SENDFILE_DATA": str(data_file)})
     return start
 

@@ -54,7 +54,7 @@ def test_worker_stuck_holding_the_gil_leaves_its_stacks_before_it_is_killed(serv
     wait_until(lambda: (lambda w: w if len(w) == 1 and pid not in w else None)(
         server.workers()), 20, what="a replacement worker")
     assert not alive(pid, workers[pid])
-    log = logged(server, END, 5, "the stack dump")
+    log = logged(server, END, 15, "the stack dump")
     assert re.search(r"WORKER TIMEOUT \(pid:%d\)" % pid, log), log
     assert "Worker (pid:%d) did not exit after SIGABRT; asking for its stacks" % pid in log
     dump = log[log.index("==== stack dump of process %d" % pid):]

@@ -71,8 +71,10 @@ const MAX_RESPAWN_DELAY: Duration = Duration::from_secs(5);
 /// After SIGABRT (timeout), a worker gets this long to write its traceback
 /// and exit; one still there is asked for a stack dump.
 const ABORT_GRACE: Duration = Duration::from_secs(2);
-/// After the stack dump signal, this long to write it before SIGKILL.
-const DUMP_GRACE: Duration = Duration::from_secs(2);
+/// After the stack dump signal, this long to write it before SIGKILL:
+/// resolving every thread's frames reads the binary's debug information,
+/// which takes seconds on a loaded machine.
+const DUMP_GRACE: Duration = Duration::from_secs(5);
 /// Status entries in the shared table: workers plus overlapping generations.
 const STATUS_ENTRIES: usize = 4096;
 /// /readyz says "shedding load" while a worker shed a request this recently.
