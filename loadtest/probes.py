@@ -18,6 +18,12 @@ runs on 127.0.0.1 only, is bounded in time and stops every server it starts:
            both servers up at once and their measured runs interleaved
            (U,E,E,U,...), so that both see the same moments of a shared
            machine: medians per engine and the ratios.
+* h2       HTTP/2 with h2load against granian and gunicorn (h2cells.py).
+* asgi     ASGI, FastAPI and WebSocket echo against the ASGI peers
+           (asgicells.py).
+* where    `perf record` of hello and Flask on ferrocorn, the floor, bjoern
+           and the app in-process: µs per request by where the samples land
+           (perfcells.py).
 
 See loadtest/README.md and docs/performance.md for what each figure means.
 """
@@ -37,9 +43,10 @@ import time
 
 import asgicells
 import h2cells
+import perfcells
 import harness as H
 
-PROBES = ("memory", "rss", "startup", "profile", "alloc", "engines", "h2", "asgi")
+PROBES = ("memory", "rss", "startup", "profile", "alloc", "engines", "h2", "asgi", "where")
 ENGINES = ("uring", "epoll")
 REQUEST = b"GET / HTTP/1.1\r\nHost: %s:%d\r\n\r\n"
 
@@ -840,6 +847,8 @@ def estimate_seconds(args):
             est += 3 * (4 * 3 + args.asgi_rounds * 4 * (args.asgi_seconds + 2))
         elif probe == "h2":
             est += 2 * (3 * 3 + args.h2_rounds * 3 * (args.h2_seconds + 2))
+        elif probe == "where":
+            est += 7 * (args.where_seconds + max(1, args.warmup) + 8)
         elif probe == "engines":
             for _, workers, _ in engine_cells(args):
                 est += (2 * (2.0 + 0.3 * workers) + 2 * (max(1, args.warmup) + 0.5)
@@ -895,6 +904,8 @@ def run_selected(args, running, tmp, extra):
                 extra["h2"] = h2cells.probe(args, running, tmp)
             elif probe == "asgi":
                 extra["asgi"] = asgicells.probe(args, running, tmp)
+            elif probe == "where":
+                extra["where"] = perfcells.probe(args, running, tmp)
         finally:
             running.stop_all()
         print(f"  {probe}: {one_line(probe, extra.get(probe))} ({time.monotonic() - started:.0f}s)",
@@ -935,6 +946,8 @@ def one_line(probe, data):
         return h2cells.one_line(data)
     if probe == "asgi":
         return asgicells.one_line(data)
+    if probe == "where":
+        return perfcells.one_line(data)
     if probe == "engines":
         return "; ".join(
             f"{c['scenario']} w{c['workers']} {c['conn']}: "

@@ -11,6 +11,8 @@ import os
 import statistics
 import sys
 
+import perfcells
+
 BASELINE = "gunicorn-sync"
 CONN_TITLE = {"keep-alive": "keep-alive", "close": "Connection: close"}
 # Order of the rows; servers a run did not have are skipped.
@@ -682,6 +684,8 @@ def probe_sections(doc):
         out.extend(h2_section(pr["h2"]))
     if pr.get("asgi"):
         out.extend(asgi_section(pr["asgi"]))
+    if pr.get("where"):
+        out.extend(["### Where the CPU goes (where probe)", ""] + perfcells.markdown(pr["where"]))
     al = pr.get("alloc")
     if al:
         out.append("\n## Allocator\n")

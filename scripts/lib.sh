@@ -9,6 +9,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="$ROOT/.venv"
 PY="$VENV/bin/python"
 DEV_REQUIREMENTS="$ROOT/requirements-dev.txt"
+# The part of it the pythons suite installs in each other CPython's venv.
+PYTHONS_REQUIREMENTS="$ROOT/tests/requirements-pythons.txt"
 WHEEL_DIR="$ROOT/target/wheels-local"
 
 export CARGO_BUILD_JOBS="${CARGO_BUILD_JOBS:-2}"
@@ -158,8 +160,8 @@ build_and_install_wheel() {
 setup() {
     require_tools
     ensure_venv
-    ensure_requirements dev "$DEV_REQUIREMENTS" "$ROOT/examples/school/requirements.txt" \
-        "$ROOT/examples/django/requirements.txt"
+    ensure_requirements dev "$DEV_REQUIREMENTS" "$PYTHONS_REQUIREMENTS" \
+        "$ROOT/examples/school/requirements.txt" "$ROOT/examples/django/requirements.txt"
     export PYO3_PYTHON="$PY"
 }
 

@@ -80,6 +80,46 @@ def test_hup_keeps_the_old_workers_when_the_new_code_fails_to_load(serve, tmp_pa
     wait_until(lambda: settled(server, 2, old), 10, what="the old workers to be retired")
 
 
+@pytest.mark.parametrize("engine", ["uring", "epoll"])
+def test_a_worker_still_booting_at_a_failed_hup_stays_and_serves(serve, tmp_path):
+    """A HUP that comes while a worker boots, with new code that cannot load:
+    the booting worker must not be retired with the old generation, or its
+    slot's socket is left with nobody accepting (its connections hang)."""
+    appdir = tmp_path / "slowapp"
+    appdir.mkdir()
+    module = appdir / "slowapp.py"
+    slow = tmp_path / "slow"
+    module.write_text(
+        "import os, time\n"
+        "if os.path.exists(%r):\n"
+        "    open(%r, 'w').close()\n"
+        "    time.sleep(3)\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Length', '2')])\n"
+        "    return [b'v1']\n" % (str(slow), str(tmp_path / "importing")))
+    server = serve("slowapp:app", "--graceful-timeout", "5", workers=2, chdir=appdir)
+    first = server.wait_workers(2)
+    wait_until(lambda: server.log().count("Worker ready") >= 2, 15, what="both workers ready")
+
+    # One worker dies; its replacement boots slowly (it has read v1 already).
+    slow.touch()
+    victim = sorted(first)[0]
+    os.kill(victim, signal.SIGKILL)
+    wait_until(lambda: (tmp_path / "importing").exists(), 15, what="the replacement to boot")
+    module.write_text("this is not python (\n")
+    server.send_signal(signal.SIGHUP)
+    wait_until(lambda: "Reload failed" in server.log(), 15, what="the reload to fail")
+    wait_until(lambda: server.log().count("Worker ready") >= 3, 15,
+               what="the slow worker to become ready")
+    # Every slot answers with the old code: fresh connections land on both
+    # slots' sockets.
+    for _ in range(24):
+        assert server.proc.poll() is None, server.log_tail()
+        assert server.request().body == b"v1"
+    wait_until(lambda: len(server.workers()) == 2, 10, what="two workers, no failing extra")
+
+
+
 # ---------------------------------------------------------------- TERM
 
 def test_term_lets_slow_requests_finish_and_closes_kept_alive_connections(serve):

@@ -122,22 +122,29 @@ impl Arbiter {
                 })
             };
             // Of the replaced workers of a slot, only the newest ready one
-            // still has a job (serving until its successor is ready): older
-            // ones, and ones still booting, go at once, so repeated HUPs do
-            // not pile workers up.
-            let newer_ready_replaced = || {
+            // and the newest booting one still have a job (serving, or
+            // becoming able to, until a successor is ready): older ones go
+            // at once, so repeated HUPs do not pile workers up. A booting
+            // one stays because the reload may fail: then it is the slot's
+            // only worker with code that loads.
+            let newer_replaced = |ready: bool| {
                 self.children.iter().any(|d| {
                     d.slot == c.slot
                         && d.replaced
                         && !d.retiring
                         && d.started > c.started
-                        && self.status(d).is_some_and(|s| s.is_ready())
+                        && (!ready || self.status(d).is_some_and(|s| s.is_ready()))
                 })
             };
             let booting = || !self.status(c).is_some_and(|s| s.is_ready());
-            if c.slot >= self.num_workers
-                || (c.replaced && (successor_ready() || booting() || newer_ready_replaced()))
-            {
+            let superseded = || {
+                if booting() {
+                    newer_replaced(false)
+                } else {
+                    newer_replaced(true)
+                }
+            };
+            if c.slot >= self.num_workers || (c.replaced && (successor_ready() || superseded())) {
                 retire.push(c.pid);
             }
         }
