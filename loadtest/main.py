@@ -174,6 +174,10 @@ def parse_args(argv):
                    help="at most this many seconds of load per engine in the RSS probe (default 90)")
     p.add_argument("--profile-requests", type=int,
                    help="requests served under callgrind (default 20000, quick 2000)")
+    p.add_argument("--profile-connections", type=int, default=1,
+                   help="keep-alive connections driving the profile (default 1: two loop turns "
+                        "per request, so the count repeats; more batch requests per poll as "
+                        "timing allows)")
     p.add_argument("--profile-engine", choices=["uring", "epoll"], default="epoll",
                    help="io engine of the profiled worker (default epoll: under valgrind the "
                         "uring worker does not see its stop signal, so it never writes a profile)")
