@@ -282,9 +282,16 @@ def http2_client(run, kind, port, upload_too):
             # A connection the server ended with GOAWAY: sent again on a new
             # one. Python's h2 (under httpx) refuses any frame after a GOAWAY,
             # even the rest of a response in flight, and says so as a local
-            # protocol error; that request is sent again too.
-            if not fresh and isinstance(e, (httpx.RemoteProtocolError, httpx.LocalProtocolError,
-                                            httpx.ReadError, httpx.WriteError)):
+            # protocol error; that request is sent again too. A draining
+            # worker (HUP, --max-requests) sends its GOAWAY on a connection it
+            # accepts as it stops, so this happens on a fresh connection too:
+            # a frame received in the closed state is that case.
+            after_goaway = (isinstance(e, httpx.LocalProtocolError)
+                            and "Invalid input ConnectionInputs.RECV_" in str(e)
+                            and "state ConnectionState.CLOSED" in str(e))
+            if after_goaway or (not fresh and isinstance(e, (
+                    httpx.RemoteProtocolError, httpx.LocalProtocolError,
+                    httpx.ReadError, httpx.WriteError))):
                 run.retry(kind)
                 continue
             run.failure(kind, "%s: %s" % (type(e).__name__, e))
@@ -510,6 +517,8 @@ def main():
         "hups": run.hups,
         "kills": len(run.kills),
         "failed_near_a_kill": len(explained),
+        "failures_near_a_kill_first": [(round(t - (run.deadline - args.minutes * 60), 1), k, d)
+                                       for t, k, d in explained[:10]],
         "failed_per_kill_max": max(per_kill.values(), default=0),
         "failed_otherwise": len(unexplained),
         "failures_otherwise_first": [(round(t - (run.deadline - args.minutes * 60), 1), k, d)
