@@ -32,16 +32,18 @@ prior knowledge, one connection each) GET /pid and POST 2 MiB uploads. An
 HTTP/2 connection the server ends (GOAWAY on HUP or --max-requests) is
 opened again and the request sent again (a retry, not a failure).
 
-Meanwhile both masters get HUP every 30 s, and every 60 s one worker picked
-at random (of either server, in turn) is killed with SIGKILL. Every 30 s
-each worker's RSS and open descriptors are sampled.
+Meanwhile both masters get HUP every 30 s, and every 60 s, midway between
+two HUPs, one worker picked at random (of either server, in turn) is killed
+with SIGKILL. Every 30 s each worker's RSS and open descriptors are sampled.
 
-The verdict: a request that fails within KILL_WINDOW of a SIGKILL counts
-against that kill (it may have been in flight on the killed worker); any
-other failure fails the run. Worker RSS and descriptor counts must not grow
-from the first samples to the last (a bound, not a trend test). The run
-stops by itself after --minutes, prints a summary and writes it as JSON
-with --json. It only talks to 127.0.0.1.
+The verdict: a request to a server that fails within KILL_WINDOW after a
+SIGKILL of one of that server's workers counts against that kill (it may
+have been in flight on the killed worker); any other failure fails the run.
+A kill's time is taken before the signal is sent, and kills never fall on a
+HUP, so a failure a HUP causes is never put down to a kill. Worker RSS and
+descriptor counts must not grow from the first samples to the last (a
+bound, not a trend test). The run stops by itself after --minutes, prints a
+summary and writes it as JSON with --json. It only talks to 127.0.0.1.
 """
 import argparse
 import hashlib
@@ -79,7 +81,7 @@ class Run:
         self.ok = {}
         self.retries = {}
         self.failures = []  # (time, kind, detail)
-        self.kills = []     # (time, pid)
+        self.kills = []     # (time, server, pid)
         self.hups = 0
         self.samples = []   # (time, server, pid, rss_kib, fds)
 
@@ -280,9 +282,16 @@ def http2_client(run, kind, port, upload_too):
             # A connection the server ended with GOAWAY: sent again on a new
             # one. Python's h2 (under httpx) refuses any frame after a GOAWAY,
             # even the rest of a response in flight, and says so as a local
-            # protocol error; that request is sent again too.
-            if not fresh and isinstance(e, (httpx.RemoteProtocolError, httpx.LocalProtocolError,
-                                            httpx.ReadError, httpx.WriteError)):
+            # protocol error; that request is sent again too. A draining
+            # worker (HUP, --max-requests) sends its GOAWAY on a connection it
+            # accepts as it stops, so this happens on a fresh connection too:
+            # a frame received in the closed state is that case.
+            after_goaway = (isinstance(e, httpx.LocalProtocolError)
+                            and "Invalid input ConnectionInputs.RECV_" in str(e)
+                            and "state ConnectionState.CLOSED" in str(e))
+            if after_goaway or (not fresh and isinstance(e, (
+                    httpx.RemoteProtocolError, httpx.LocalProtocolError,
+                    httpx.ReadError, httpx.WriteError))):
                 run.retry(kind)
                 continue
             run.failure(kind, "%s: %s" % (type(e).__name__, e))
@@ -417,7 +426,8 @@ def main():
         for t in threads:
             t.start()
         next_hup = start + HUP_EVERY
-        next_kill = start + KILL_EVERY
+        # Midway between two HUPs: a failure at a HUP is never put down to a kill.
+        next_kill = start + KILL_EVERY - HUP_EVERY / 2
         next_sample = start
         kill_turn = 0
         while not run.done():
@@ -435,14 +445,18 @@ def main():
                 run.hups += 1
                 next_hup += HUP_EVERY
             if now >= next_kill:
-                proc = list(servers.values())[kill_turn % len(servers)][0]
+                name = list(servers)[kill_turn % len(servers)]
+                proc = servers[name][0]
                 kill_turn += 1
                 pids = workers(proc.pid)
                 if pids:
                     victim = random.choice(pids)
+                    # Taken before the signal: a client thread may see the
+                    # worker's connections end before this thread runs again.
+                    at = time.monotonic()
                     try:
                         os.kill(victim, signal.SIGKILL)
-                        run.kills.append((time.monotonic(), victim))
+                        run.kills.append((at, name, victim))
                     except ProcessLookupError:
                         pass
                 next_kill += KILL_EVERY
@@ -463,13 +477,17 @@ def main():
                 os.killpg(proc.pid, signal.SIGKILL)
         log.close()
 
+    def kills_before(f):
+        """Kills of the failed request's server at most KILL_WINDOW before it."""
+        server = f[1].split()[0]
+        return [k for k, name, _ in run.kills if name == server and k <= f[0] <= k + KILL_WINDOW]
+
     explained, unexplained = [], []
     for f in run.failures:
-        near = any(k <= f[0] <= k + KILL_WINDOW for k, _ in run.kills)
-        (explained if near else unexplained).append(f)
+        (explained if kills_before(f) else unexplained).append(f)
     per_kill = {}
     for f in explained:
-        k = max(k for k, _ in run.kills if k <= f[0])
+        k = max(kills_before(f))
         per_kill[k] = per_kill.get(k, 0) + 1
 
     def spread(values):
@@ -499,6 +517,8 @@ def main():
         "hups": run.hups,
         "kills": len(run.kills),
         "failed_near_a_kill": len(explained),
+        "failures_near_a_kill_first": [(round(t - (run.deadline - args.minutes * 60), 1), k, d)
+                                       for t, k, d in explained[:10]],
         "failed_per_kill_max": max(per_kill.values(), default=0),
         "failed_otherwise": len(unexplained),
         "failures_otherwise_first": [(round(t - (run.deadline - args.minutes * 60), 1), k, d)

@@ -5,6 +5,7 @@ support.py."""
 import os
 import signal
 import socket
+import threading
 import time
 
 import pytest
@@ -42,6 +43,121 @@ def test_ten_hups_under_load_fail_no_request(serve, keep_alive):
     assert len(load.pids) > 2, "no worker was replaced: %s" % load.pids
     for pid, start in first.items():
         assert not alive(pid, start)
+
+
+class Pipelined:
+    """Clients that write three GET /pid at once on a new connection and
+    read three answers, as loadtest/soak.py does. An answer with
+    `Connection: close` (a worker handing over) leaves the rest unanswered:
+    they are sent again on a new connection (RFC 9112 9.3.2), once per
+    answer received. A connection that ends before its first answer, a
+    reset, a timeout or another status is a failure. Bounded in batches and
+    seconds."""
+
+    BATCH = 3
+
+    def __init__(self, port, clients=6, max_batches=3000, max_seconds=45.0):
+        self.port, self.max_seconds = port, max_seconds
+        self.left = max_batches
+        self.ok = 0
+        self.resent = 0
+        self.failures = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._t0 = time.monotonic()
+        self._threads = [threading.Thread(target=self._client, daemon=True)
+                         for _ in range(clients)]
+        for t in self._threads:
+            t.start()
+
+    def _take(self):
+        with self._lock:
+            if self.left <= 0:
+                return False
+            self.left -= 1
+            return True
+
+    def _batch(self):
+        left = self.BATCH
+        while left:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+                s.sendall(request_bytes("GET", "/pid", headers=[("Host", "t")]) * left)
+                f = s.makefile("rb")
+                for i in range(left):
+                    line = f.readline()
+                    if not line:
+                        raise ConnectionError("closed before status line %d of %d"
+                                              % (i + 1, left))
+                    status = int(line.split()[1])
+                    length, closing = 0, False
+                    while True:
+                        h = f.readline()
+                        if h in (b"\r\n", b""):
+                            break
+                        name, _, value = h.decode("latin-1").partition(":")
+                        if name.lower() == "content-length":
+                            length = int(value)
+                        elif name.lower() == "connection" and "close" in value.lower():
+                            closing = True
+                    f.read(length)
+                    if status != 200:
+                        raise AssertionError("status %d" % status)
+                    left -= 1
+                    with self._lock:
+                        self.ok += 1
+                    if closing:
+                        break
+            if left:
+                with self._lock:
+                    self.resent += 1
+
+    def _client(self):
+        deadline = self._t0 + self.max_seconds
+        while not self._stop.is_set() and time.monotonic() < deadline and self._take():
+            try:
+                self._batch()
+            except Exception as e:  # noqa: BLE001 - every failure is counted
+                with self._lock:
+                    self.failures.append("%.2fs %s: %s" % (time.monotonic() - self._t0,
+                                                           type(e).__name__, e))
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(15)
+        assert not any(t.is_alive() for t in self._threads), "pipelined clients did not stop"
+
+    def summary(self):
+        return "%d answered, %d batches resent, %d failed: %s" % (
+            self.ok, self.resent, len(self.failures), self.failures[:10])
+
+
+def test_hups_in_quick_succession_fail_no_pipelined_or_kept_alive_request(serve):
+    """Each connection a worker accepted is answered before it is closed,
+    and none waiting in a listen queue is lost, while HUPs come faster than
+    workers finish booting and retiring."""
+    server = serve(PROC_APP, workers=2)
+    first = server.wait_workers(2)
+    hups = 10
+    with Load(server.host, server.port, clients=3, max_requests=20000,
+              max_seconds=45) as kept, \
+            Load(server.host, server.port, clients=3, max_requests=20000,
+                 max_seconds=45, keep_alive=False) as fresh:
+        piped = Pipelined(server.port)
+        try:
+            kept.wait_for(30)
+            for i in range(hups):
+                server.send_signal(signal.SIGHUP)
+                # Alternately before and after the new generation is ready.
+                fresh.wait_for(5 if i % 2 else 40)
+            wait_until(lambda: settled(server, 2, first), 20, what="the last generation alone")
+            fresh.wait_for(30)
+        finally:
+            piped.stop()
+    assert piped.failures == [], piped.summary()
+    assert kept.failures == [], kept.summary()
+    assert fresh.failures == [], fresh.summary()
+    assert piped.ok > 100 and piped.resent > 0, piped.summary()
 
 
 @pytest.mark.parametrize("engine", ["epoll"])
