@@ -655,6 +655,15 @@ mod tests {
     }
 
     #[test]
+    fn the_status_the_loop_answered_with_is_kept_for_the_app_side() {
+        let f = Flow::new();
+        assert_eq!(f.answered(), None);
+        f.answer(408);
+        f.close();
+        assert_eq!(f.answered(), Some(408));
+    }
+
+    #[test]
     fn a_request_body_queue_holds_four_pieces() {
         let f = Flow::new();
         let piece = || Inbound::Body(vec![0; 64 * 1024]);
