@@ -25,7 +25,9 @@ Then `ws-idle`: each server in turn (ferrocorn with `--worker-connections
 11000`) takes 10,000 WebSocket connections from wsbench, which needs every
 one upgraded and echoing before it counts, and then holds them idle; the
 server's resident memory (its whole process tree) before and while they
-are held gives the cost of one idle WebSocket.
+are held gives the cost of one idle WebSocket. Then `ws-idle-fastapi`: the
+same with 2,000 connections to a FastAPI WebSocket echo endpoint
+(apps/fastapi_app.py, /ws), the figure issue #20 sets a target for.
 """
 import json
 import os
@@ -41,6 +43,11 @@ WSBENCH = os.path.join(H.HERE, "wsbench", "target", "release", "wsbench")
 WS_CONNECTIONS = 50
 WS_SIZE = 1024
 IDLE_CONNECTIONS = 10_000
+# The idle cells: (app, WebSocket path, connections).
+IDLE = {
+    "ws-idle": ("asgi_apps:echo", "/", IDLE_CONNECTIONS),
+    "ws-idle-fastapi": ("fastapi_app:app", "/ws", 2_000),
+}
 
 CELLS = {
     "asgi-hello": H.Scenario("asgi-hello", "raw ASGI hello", "asgi_apps:hello", H.HELLO),
@@ -67,11 +74,11 @@ def argv(name, app, port, extra=()):
     raise ValueError(name)
 
 
-def start(name, cell, args, running, tmp, extra=()):
+def start(name, cell, args, running, tmp, extra=(), app=None, ws_path="/"):
     scen = CELLS[cell]
     port = H.free_port()
     log = os.path.join(tmp, f"asgi-{cell}-{name}.log")
-    cmd = ["taskset", "-c", str(args.server_cpu)] + argv(name, scen.app, port, extra)
+    cmd = ["taskset", "-c", str(args.server_cpu)] + argv(name, app or scen.app, port, extra)
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=H.APPS, stdin=subprocess.DEVNULL, stdout=out,
                                 stderr=subprocess.STDOUT, env=H.server_env(),
@@ -85,7 +92,7 @@ def start(name, cell, args, running, tmp, extra=()):
         try:
             H.check(port, scen, H.KEEP_ALIVE, timeout=2.0)
             if cell == "ws-echo":
-                wsbench(port, args, seconds=1, connections=2)
+                wsbench(port, args, seconds=1, connections=2, path=ws_path)
             return proc, port
         except (OSError, H.CheckFailed, subprocess.SubprocessError) as e:
             last = f"{type(e).__name__}: {str(e)[-300:]}"
@@ -94,8 +101,8 @@ def start(name, cell, args, running, tmp, extra=()):
                         f"({last}):\n{H.log_tail(log)}")
 
 
-def wsbench(port, args, seconds, connections=WS_CONNECTIONS):
-    cmd = ["taskset", "-c", str(args.client_cpu), WSBENCH, H.HOST, str(port), "/",
+def wsbench(port, args, seconds, connections=WS_CONNECTIONS, path="/"):
+    cmd = ["taskset", "-c", str(args.client_cpu), WSBENCH, H.HOST, str(port), path,
            str(connections), str(seconds), str(WS_SIZE)]
     p = subprocess.run(cmd, capture_output=True, timeout=seconds + 60, stdin=subprocess.DEVNULL)
     if p.returncode != 0:
@@ -129,20 +136,21 @@ def tree_rss_kib(root):
     return total
 
 
-def idle(name, args, running, tmp):
-    """RSS per idle WebSocket over IDLE_CONNECTIONS connections."""
+def idle(name, args, running, tmp, variant="ws-idle"):
+    """RSS per idle WebSocket over the variant's connections (IDLE)."""
+    app, path, conns = IDLE[variant]
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    want = IDLE_CONNECTIONS * 2 + 1000
+    want = conns * 2 + 1000
     if soft < want:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, hard), hard))
-    extra = ["--worker-connections", str(IDLE_CONNECTIONS + 1000)] if name == "ferrocorn" else []
-    proc, port = start(name, "ws-echo", args, running, tmp, extra)
+    extra = ["--worker-connections", str(conns + 1000)] if name == "ferrocorn" else []
+    proc, port = start(name, "ws-echo", args, running, tmp, extra, app=app, ws_path=path)
     try:
-        wsbench(port, args, seconds=1)  # warm-up, then the baseline
+        wsbench(port, args, seconds=1, path=path)  # warm-up, then the baseline
         time.sleep(0.5)
         before = tree_rss_kib(proc.pid)
-        cmd = ["taskset", "-c", str(args.client_cpu), WSBENCH, H.HOST, str(port), "/",
-               str(IDLE_CONNECTIONS), "2", "16", "6"]
+        cmd = ["taskset", "-c", str(args.client_cpu), WSBENCH, H.HOST, str(port), path,
+               str(conns), "2", "16", "6"]
         client = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   stdin=subprocess.DEVNULL)
         try:
@@ -155,9 +163,9 @@ def idle(name, args, running, tmp):
             alive = proc.poll() is None
         finally:
             client.wait(timeout=120)
-        return {"connections": IDLE_CONNECTIONS, "echoed": r["messages"],
+        return {"connections": conns, "app": app, "echoed": r["messages"],
                 "rss_before_kib": before, "rss_held_kib": during,
-                "kib_per_connection": round((during - before) / IDLE_CONNECTIONS, 2),
+                "kib_per_connection": round((during - before) / conns, 2),
                 "server_alive": alive}
     finally:
         running.stop(proc)
@@ -198,13 +206,15 @@ def probe(args, running, tmp):
             for proc, _ in procs.values():
                 running.stop(proc)
         out["cells"][cell] = summarize(cell, runs, errors)
-    out["ws_idle"] = {}
-    for name in SERVERS:
-        try:
-            out["ws_idle"][name] = idle(name, args, running, tmp)
-        except (OSError, subprocess.SubprocessError, H.CheckFailed, ValueError) as e:
-            out["ws_idle"][name] = {"error": f"{type(e).__name__}: {str(e)[-400:]}"}
-        print(f"  ws-idle {name:10} {out['ws_idle'][name]}", flush=True)
+    for variant in IDLE:
+        key = variant.replace("-", "_")
+        out[key] = {}
+        for name in SERVERS:
+            try:
+                out[key][name] = idle(name, args, running, tmp, variant)
+            except (OSError, subprocess.SubprocessError, H.CheckFailed, ValueError) as e:
+                out[key][name] = {"error": f"{type(e).__name__}: {str(e)[-400:]}"}
+            print(f"  {variant} {name:10} {out[key][name]}", flush=True)
     return out
 
 
@@ -237,9 +247,10 @@ def summarize(cell, runs, errors):
 
 def one_line(data):
     parts = []
-    for name, m in data.get("ws_idle", {}).items():
-        parts.append(f"ws-idle {name} " + (m["error"][:120] if "error" in m else
-                                            f"{m['kib_per_connection']} KiB/conn"))
+    for variant in IDLE:
+        for name, m in data.get(variant.replace("-", "_"), {}).items():
+            parts.append(f"{variant} {name} " + (m["error"][:120] if "error" in m else
+                                                  f"{m['kib_per_connection']} KiB/conn"))
     for cell, c in data.get("cells", {}).items():
         for peer, r in c["ferrocorn_vs"].items():
             parts.append(f"{cell} vs {peer} {r['rate']:.2f}x/s, {r['cpu']:.2f}x CPU")

@@ -231,9 +231,59 @@ def test_a_client_leaving_mid_body_gives_the_app_http_disconnect(asgi):
     assert seen(asgi, "gone")["events"][-1] == "http.disconnect"
 
 
+def access_lines(path):
+    """The access log's lines, as "STATUS PATH"."""
+    return path.read_text().splitlines() if path.exists() else []
+
+
+ACCESS = ("--access-logformat", "%(s)s %(U)s")
+
+
+def test_a_half_close_mid_body_gives_the_app_http_disconnect_and_no_response(asgi):
+    # The body can never be complete (RFC 9112 section 8: an incomplete
+    # message): the app hears http.disconnect, the client gets no response.
+    with asgi.connect() as conn:
+        conn.send(post_head("/until-disconnect?id=half", 1 << 20) + b"x" * 100000)
+        wait_until(lambda: (seen(asgi, "half") or {}).get("pieces"), IO_TIMEOUT,
+                   what="the app to read")
+        conn.sock.shutdown(socket.SHUT_WR)
+        wait_until(lambda: seen(asgi, "half")["done"], IO_TIMEOUT, what="the app's task to end")
+        assert seen(asgi, "half")["events"][-1] == "http.disconnect"
+        assert conn.read_until_closed() == b""
+
+
+@pytest.mark.parametrize("hold", [False, True], ids=["reading", "held-back"])
+def test_a_complete_body_then_a_half_close_still_gets_its_response(serve, hold):
+    # The client may shut down its sending side once its request is sent and
+    # still read the answer (RFC 9112 section 9.6), also when the app is still
+    # reading the body, or has not started to, as the half-close arrives.
+    server = serve("asgi_body:app", "--asgi-disconnect-grace-period", "1")
+    name = "halfdone-%s" % hold
+    total = 6 * PIECE + 7
+    data = bytes(range(256)) * (total // 256) + b"y" * (total % 256)
+    with server.connect() as conn:
+        path = ("/hold?id=%s" if hold else "/read?id=%s&delay=2") % name
+        conn.send(post_head(path, total) + data[:PIECE])
+        wait_until(lambda: "started" in ((seen(server, name) or {}).get("events") or []),
+                   IO_TIMEOUT, what="the app to start")
+        conn.send(data[PIECE:])
+        conn.sock.shutdown(socket.SHUT_WR)
+        if hold:
+            time.sleep(0.5)  # the half-close is seen before the app reads anything
+            requests.get(server.url + "/release", params={"id": name}, timeout=IO_TIMEOUT)
+        resp = conn.read_response()
+        assert resp.status == 200, resp
+        got = json.loads(resp.body)
+        assert got["total"] == total
+        assert got["sha256"] == hashlib.sha256(data).hexdigest()
+        assert conn.read_until_closed() == b""
+
+
 @pytest.mark.ferrocorn_only
-def test_a_client_silent_mid_body_gets_408_and_the_app_http_disconnect(serve):
-    server = serve("asgi_body:app", "--body-timeout", "1")
+def test_a_client_silent_mid_body_gets_408_and_the_app_http_disconnect(serve, tmp_path):
+    acclog = tmp_path / "access.log"
+    server = serve("asgi_body:app", "--body-timeout", "1", "--access-logfile", str(acclog),
+                   *ACCESS)
     with server.connect() as conn:
         conn.send(post_head("/until-disconnect?id=silent", 1 << 20) + b"x" * 1000)
         resp = conn.read_response()
@@ -241,11 +291,17 @@ def test_a_client_silent_mid_body_gets_408_and_the_app_http_disconnect(serve):
         assert conn.closed_by_server()
     wait_until(lambda: seen(server, "silent")["done"], IO_TIMEOUT, what="the app's task to end")
     assert seen(server, "silent")["events"][-1] == "http.disconnect"
+    # The access log says what the client got, not the 500 of an app that returned silently.
+    wait_until(lambda: "408 /until-disconnect" in access_lines(acclog), IO_TIMEOUT,
+               what="the 408 in the access log")
+    assert not [line for line in access_lines(acclog) if line.startswith("500 ")]
 
 
 @pytest.mark.ferrocorn_only
-def test_a_chunked_body_over_the_limit_is_413_and_the_app_sees_http_disconnect(serve):
-    server = serve("asgi_body:app", "--limit-request-body", "100000")
+def test_a_chunked_body_over_the_limit_is_413_and_the_app_sees_http_disconnect(serve, tmp_path):
+    acclog = tmp_path / "access.log"
+    server = serve("asgi_body:app", "--limit-request-body", "100000",
+                   "--access-logfile", str(acclog), *ACCESS)
     with server.connect() as conn:
         conn.send(post_head("/until-disconnect?id=big") + b"%x\r\n%s\r\n" % (60000, b"a" * 60000))
         wait_until(lambda: (seen(server, "big") or {}).get("pieces"), IO_TIMEOUT,
@@ -255,6 +311,9 @@ def test_a_chunked_body_over_the_limit_is_413_and_the_app_sees_http_disconnect(s
         assert resp.status == 413
     wait_until(lambda: seen(server, "big")["done"], IO_TIMEOUT, what="the app's task to end")
     assert seen(server, "big")["events"][-1] == "http.disconnect"
+    wait_until(lambda: "413 /until-disconnect" in access_lines(acclog), IO_TIMEOUT,
+               what="the 413 in the access log")
+    assert not [line for line in access_lines(acclog) if line.startswith("500 ")]
 
 
 @pytest.mark.ferrocorn_only

@@ -212,8 +212,14 @@ impl Cycle {
         let path = http::percent_decode(head.path());
         let mut rec = crate::log::AccessRecord::for_request(head, &peer, self.start_sys);
         rec.path = &path;
-        rec.status = self.status;
-        rec.response_headers = crate::log::Headers::Owned(&self.headers);
+        // A streamed body that timed out or grew too large was answered
+        // by the loop (408, 413), whatever the app did after.
+        let answered = self.streamed.then(|| self.flow.answered()).flatten();
+        rec.status = answered.unwrap_or(self.status);
+        rec.response_headers = match answered {
+            Some(_) => crate::log::Headers::None,
+            None => crate::log::Headers::Owned(&self.headers),
+        };
         rec.bytes_sent = Some(self.sent);
         rec.duration = self.start.elapsed();
         crate::log::access(&rec);
@@ -392,6 +398,12 @@ impl Cycle {
     #[getter]
     fn complete(&self) -> bool {
         self.stage == Stage::Complete
+    }
+
+    /// The connection is closed (not merely half-closed by the client).
+    #[getter]
+    fn gone(&self) -> bool {
+        self.flow.room() == Room::Gone
     }
 
     /// The next `receive()` event, or None when the app must wait (the body

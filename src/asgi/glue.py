@@ -148,8 +148,14 @@ class Exchange:
             self.room.set_result(None)
 
     def _cancel(self):
-        if self.task is not None and not self.task.done() and not self.cycle.complete:
+        if self.task is None or self.task.done() or self.cycle.complete:
+            return
+        if self.cycle.gone:
             self.task.cancel()
+        else:
+            # Only half-closed: the client may still read its response
+            # (RFC 9112 section 9.6). Look again after another period.
+            self.loop.call_later(self.server.grace, self._cancel)
 
 
 class Server:

@@ -289,6 +289,13 @@ impl WsCycle {
         self.stage == Stage::Done
     }
 
+    /// The peer cannot be talked to any more: for a WebSocket a half-close
+    /// ends the connection too (the glue cancels the app after the grace).
+    #[getter]
+    fn gone(&self) -> bool {
+        self.flow.hung_up()
+    }
+
     /// The next `receive()` event, or None when the app must wait.
     fn receive<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
         let event = PyDict::new(py);

@@ -225,6 +225,9 @@ struct FlowInner {
     body: bool,
     /// Called once when something arrives, or the client is gone.
     on_inbound: Option<Box<dyn FnOnce() + Send>>,
+    /// The status the loop answered with itself (a request body that
+    /// timed out or grew too large), for the app side's access log.
+    answered: Option<u16>,
 }
 
 fn inbound_full(f: &FlowInner) -> bool {
@@ -349,7 +352,18 @@ impl Flow {
         }
     }
 
+    /// The status the loop sent in the app's place (`answered`), if any.
+    pub fn answered(&self) -> Option<u16> {
+        lock(&self.inner).answered
+    }
+
     // ---- loop side ----
+
+    /// The loop answered the request with `status` itself: the app's
+    /// response will not be sent.
+    pub fn answer(&self, status: u16) {
+        lock(&self.inner).answered = Some(status);
+    }
 
     /// Hand the app what arrived (a WebSocket message, a piece of a
     /// request body); says whether the queue is now full (stop reading).
@@ -642,6 +656,15 @@ mod tests {
             code: 1000,
             reason: String::new()
         }));
+    }
+
+    #[test]
+    fn the_status_the_loop_answered_with_is_kept_for_the_app_side() {
+        let f = Flow::new();
+        assert_eq!(f.answered(), None);
+        f.answer(408);
+        f.close();
+        assert_eq!(f.answered(), Some(408));
     }
 
     #[test]

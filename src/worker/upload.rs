@@ -128,13 +128,15 @@ impl Worker<'_> {
     fn body_lost(&mut self, id: ConnId, status: Option<u16>, detail: &str) {
         let Some(c) = self.state.get(id) else { return };
         let Some(f) = c.inflight.take() else { return };
-        f.flow.push_inbound(Inbound::BodyLost);
-        f.flow.close();
         let mut code = f.code;
         if let (Some(status), None) = (status, &f.writer) {
             http::error_response(&mut c.out, status, detail);
             code = status;
+            // Before the app hears of it: its access log line says so.
+            f.flow.answer(status);
         }
+        f.flow.push_inbound(Inbound::BodyLost);
+        f.flow.close();
         if let Some(t) = f.metric_start {
             response_ended(self.status, code, t);
         }

@@ -5,7 +5,8 @@ saw is kept in `SEEN[NAME]` for `/seen?id=NAME` to answer (one worker, one
 event loop: the answer is live while the request is still running).
 
   /read?id=       reads the body, noting each piece's size; answers
-                  {"pieces": [...], "total": N, "sha256": hex}
+                  {"pieces": [...], "total": N, "sha256": hex} (after
+                  `delay` seconds when given)
   /hold?id=       waits until /release?id= before its first receive(), then
                   reads like /read
   /release?id=    lets /hold?id= go on
@@ -91,6 +92,7 @@ async def raw(scope, receive, send):
             result = await _read(receive, rec)
             if result is None:
                 return
+            await asyncio.sleep(float(q.get("delay", 0)))
             return await _answer(send, 200, result)
         if path == "/until-disconnect":
             while (await receive())["type"] != "http.disconnect":
