@@ -157,6 +157,10 @@ def parse_args(argv):
                    help="seconds of each h2load run of the h2 probe (default 5)")
     p.add_argument("--where-seconds", type=int, default=5,
                    help="seconds of load sampled by perf for each target of the where probe (default 5)")
+    p.add_argument("--variant-rounds", type=int, default=5,
+                   help="interleaved rounds of the variants probe (default 5)")
+    p.add_argument("--variant-seconds", type=int, default=3,
+                   help="seconds of each variant's run in a round (default 3)")
     p.add_argument("--start-timeout", type=float, default=30.0, help="seconds a server may take to answer")
     p.add_argument("--out", help="results directory (default results/<date>/, quick: results/quick/)")
     p.add_argument("--probes", type=lambda s: [] if s == "none" else parse_list(s, list(PROBES)),

@@ -24,6 +24,8 @@ runs on 127.0.0.1 only, is bounded in time and stops every server it starts:
 * where    `perf record` of hello and Flask on ferrocorn, the floor, bjoern
            and the app in-process: µs per request by where the samples land
            (perfcells.py).
+* variants ferrocorn with the collector, the allocator or mimalloc's pages
+           changed, against itself as shipped (variants.py).
 
 See loadtest/README.md and docs/performance.md for what each figure means.
 """
@@ -44,9 +46,10 @@ import time
 import asgicells
 import h2cells
 import perfcells
+import variants
 import harness as H
 
-PROBES = ("memory", "rss", "startup", "profile", "alloc", "engines", "h2", "asgi", "where")
+PROBES = ("memory", "rss", "startup", "profile", "alloc", "engines", "h2", "asgi", "where", "variants")
 ENGINES = ("uring", "epoll")
 REQUEST = b"GET / HTTP/1.1\r\nHost: %s:%d\r\n\r\n"
 
@@ -853,6 +856,8 @@ def estimate_seconds(args):
             est += 2 * (3 * 3 + args.h2_rounds * 3 * (args.h2_seconds + 2))
         elif probe == "where":
             est += 7 * (args.where_seconds + max(1, args.warmup) + 8)
+        elif probe == "variants":
+            est += 2 * (10 + args.variant_rounds * 5 * (args.variant_seconds + 0.7))
         elif probe == "engines":
             for _, workers, _ in engine_cells(args):
                 est += (2 * (2.0 + 0.3 * workers) + 2 * (max(1, args.warmup) + 0.5)
@@ -910,6 +915,8 @@ def run_selected(args, running, tmp, extra):
                 extra["asgi"] = asgicells.probe(args, running, tmp)
             elif probe == "where":
                 extra["where"] = perfcells.probe(args, running, tmp)
+            elif probe == "variants":
+                extra["variants"] = variants.probe(args, running, tmp)
         finally:
             running.stop_all()
         print(f"  {probe}: {one_line(probe, extra.get(probe))} ({time.monotonic() - started:.0f}s)",
@@ -952,6 +959,8 @@ def one_line(probe, data):
         return asgicells.one_line(data)
     if probe == "where":
         return perfcells.one_line(data)
+    if probe == "variants":
+        return variants.one_line(data)
     if probe == "engines":
         return "; ".join(
             f"{c['scenario']} w{c['workers']} {c['conn']}: "

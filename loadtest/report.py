@@ -12,6 +12,7 @@ import statistics
 import sys
 
 import perfcells
+import variants
 
 BASELINE = "gunicorn-sync"
 CONN_TITLE = {"keep-alive": "keep-alive", "close": "Connection: close"}
@@ -686,6 +687,9 @@ def probe_sections(doc):
         out.extend(asgi_section(pr["asgi"]))
     if pr.get("where"):
         out.extend(["### Where the CPU goes (where probe)", ""] + perfcells.markdown(pr["where"]))
+    if pr.get("variants"):
+        out.extend(["### The collector, the allocator, large pages (variants probe)", ""]
+                   + variants.markdown(pr["variants"]))
     al = pr.get("alloc")
     if al:
         out.append("\n## Allocator\n")
