@@ -29,6 +29,8 @@ struct Conn {
     inbuf: Vec<u8>,
     /// Bytes of the current frame still to write.
     written: usize,
+    /// Pongs that wait for a partly written message to be finished.
+    pongs: Vec<u8>,
 }
 
 fn main() {
@@ -78,6 +80,7 @@ fn run() -> io::Result<()> {
             upgrading: true,
             inbuf: Vec::with_capacity(size + 16),
             written: frame.len(),
+            pongs: Vec::new(),
         });
     }
     let mut events = Events::with_capacity(1024);
@@ -125,16 +128,11 @@ fn run() -> io::Result<()> {
                 }
             }
             // Whole echoed frames: count them; each lets the next message go.
-            while let Some(len) = frame_len(&c.inbuf) {
-                if c.inbuf[0] & 0x0f != 0x1 {
-                    return Err(io::Error::other(format!(
-                        "unexpected opcode {:#x}",
-                        c.inbuf[0]
-                    )));
-                }
-                c.inbuf.drain(..len);
+            let mid_frame = c.written > 0 && c.written < frame.len();
+            let echoes = take_frames(c, mid_frame)?;
+            if echoes > 0 {
                 if started.is_some() {
-                    messages += 1;
+                    messages += echoes;
                 }
                 c.written = 0;
             }
@@ -144,6 +142,10 @@ fn run() -> io::Result<()> {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                     Err(e) => return Err(e),
                 }
+            }
+            if !c.pongs.is_empty() && (c.written == 0 || c.written == frame.len()) {
+                let pongs = std::mem::take(&mut c.pongs);
+                write_all(&mut c.stream, &pongs)?;
             }
         }
         if started.is_none() && upgraded < conns_n {
@@ -157,11 +159,57 @@ fn run() -> io::Result<()> {
     if args.len() == 7 {
         use std::io::Write as _;
         io::stdout().flush()?;
-        // Idle: nothing is sent; the connections stay open until the end.
-        std::thread::sleep(Duration::from_secs(num(6)?));
+        // Idle: no message is sent; the connections stay open until the
+        // end, answering the server's pings (uvicorn's and ferrocorn's
+        // close a connection whose pings go unanswered).
+        let hold = Instant::now();
+        let idle = Duration::from_secs(num(6)?);
+        while hold.elapsed() < idle {
+            poll.poll(&mut events, Some(Duration::from_millis(200)))?;
+            for ev in events.iter() {
+                let c = &mut conns[ev.token().0];
+                loop {
+                    match c.stream.read(&mut buf) {
+                        Ok(0) => {
+                            // Closed by the server: nothing more to answer.
+                            poll.registry().deregister(&mut c.stream)?;
+                            break;
+                        }
+                        Ok(n) => c.inbuf.extend_from_slice(&buf[..n]),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                        Err(e) => return Err(e),
+                    }
+                }
+                take_frames(c, false)?;
+            }
+        }
     }
     drop(conns);
     Ok(())
+}
+
+/// Take the whole server frames at the start of `c.inbuf`: answer pings
+/// with pongs (kept back while a message is partly written), skip pongs,
+/// and return how many text messages (echoes) came.
+fn take_frames(c: &mut Conn, mid_frame: bool) -> io::Result<u64> {
+    let mut echoes = 0;
+    while let Some((head, len)) = frame_len(&c.inbuf) {
+        match c.inbuf[0] & 0x0f {
+            0x1 => echoes += 1,
+            0x9 => {
+                let pong = masked(0x8a, &c.inbuf[head..len]);
+                if mid_frame {
+                    c.pongs.extend_from_slice(&pong);
+                } else {
+                    write_all(&mut c.stream, &pong)?;
+                }
+            }
+            0xa => {}
+            op => return Err(io::Error::other(format!("unexpected opcode {op:#x}"))),
+        }
+        c.inbuf.drain(..len);
+    }
+    Ok(echoes)
 }
 
 fn write_all(stream: &mut TcpStream, mut data: &[u8]) -> io::Result<()> {
@@ -181,8 +229,14 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
 
 /// A masked text frame of `size` bytes of 'x' (clients must mask).
 fn text_frame(size: usize) -> Vec<u8> {
+    masked(0x81, &vec![b'x'; size])
+}
+
+/// A masked frame with this first byte and payload.
+fn masked(first: u8, payload: &[u8]) -> Vec<u8> {
     let mask = [0x37u8, 0xfa, 0x21, 0x3d];
-    let mut f = vec![0x81];
+    let size = payload.len();
+    let mut f = vec![first];
     match size {
         0..=125 => f.push(0x80 | size as u8),
         126..=65535 => {
@@ -195,12 +249,13 @@ fn text_frame(size: usize) -> Vec<u8> {
         }
     }
     f.extend_from_slice(&mask);
-    f.extend((0..size).map(|i| b'x' ^ mask[i % 4]));
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
     f
 }
 
-/// The length of the unmasked server frame at the start of `b`, once all of it is there.
-fn frame_len(b: &[u8]) -> Option<usize> {
+/// The header length and whole length of the unmasked server frame at the
+/// start of `b`, once all of it is there.
+fn frame_len(b: &[u8]) -> Option<(usize, usize)> {
     if b.len() < 2 {
         return None;
     }
@@ -210,7 +265,7 @@ fn frame_len(b: &[u8]) -> Option<usize> {
         126 | 127 => return None,
         n => (n as usize, 2),
     };
-    (b.len() >= head + len).then_some(head + len)
+    (b.len() >= head + len).then_some((head, head + len))
 }
 
 #[cfg(test)]
@@ -219,12 +274,20 @@ mod tests {
 
     #[test]
     fn frames_are_measured_whole() {
-        assert_eq!(frame_len(&[0x81, 3, b'a', b'b', b'c']), Some(5));
+        assert_eq!(frame_len(&[0x81, 3, b'a', b'b', b'c']), Some((2, 5)));
         assert_eq!(frame_len(&[0x81, 3, b'a']), None);
         let mut big = vec![0x81, 126, 0x04, 0x00];
         assert_eq!(frame_len(&big), None);
         big.resize(4 + 1024, b'x');
-        assert_eq!(frame_len(&big), Some(1028));
+        assert_eq!(frame_len(&big), Some((4, 1028)));
+    }
+
+    #[test]
+    fn a_pong_carries_the_pings_payload_masked() {
+        let p = masked(0x8a, b"hi");
+        assert_eq!(&p[..2], &[0x8a, 0x80 | 2]);
+        assert_eq!(p[6] ^ p[2], b'h');
+        assert_eq!(p[7] ^ p[3], b'i');
     }
 
     #[test]
