@@ -489,6 +489,7 @@ mod tests {
     use crate::h2::frame::{flag, kind};
     use crate::h2::testing::{frame, frames_of, Client};
     use crate::handoff::Room;
+    use crate::worker::http2::tests::job;
 
     fn rig() -> (Client, H2Conn) {
         let mut client = Client::new();
@@ -499,22 +500,6 @@ mod tests {
         h.conn.feed(&get, client.now);
         while h.conn.poll().is_some() {}
         (client, h)
-    }
-
-    fn job(h: &mut H2Conn, flow: &Arc<Flow>) {
-        h.answers.insert(
-            1,
-            Answer::Job {
-                serial: 9,
-                flow: flow.clone(),
-                handed: 0,
-                reported: 0,
-                head_sent: false,
-                is_head: false,
-                code: 0,
-                metric_start: None,
-            },
-        );
     }
 
     fn head(code: &[u8]) -> Output {
@@ -529,7 +514,7 @@ mod tests {
     fn early_hints_go_before_the_head_and_trailers_end_the_stream() {
         let (mut client, mut h) = rig();
         let flow = Arc::new(Flow::new());
-        job(&mut h, &flow);
+        h.answers.insert(1, job(9, &flow));
         let link = vec![(b"Link".to_vec(), b"</s.css>; rel=preload".to_vec())];
         assert_eq!(h.job_output(9, Output::EarlyHints(link.clone())), None);
         assert_eq!(h.job_output(9, head(b"200 OK")), None);
@@ -571,7 +556,7 @@ mod tests {
     fn a_job_is_credited_as_its_data_leaves_the_stream() {
         let (_client, mut h) = rig();
         let flow = Arc::new(Flow::new());
-        job(&mut h, &flow);
+        h.answers.insert(1, job(9, &flow));
         h.job_output(9, head(b"200 OK"));
         let body = vec![0u8; 200_000];
         assert_eq!(flow.add(body.len()), Room::Full);
@@ -603,7 +588,7 @@ mod tests {
     fn a_job_that_fails_before_its_head_is_answered_500() {
         let (mut client, mut h) = rig();
         let flow = Arc::new(Flow::new());
-        job(&mut h, &flow);
+        h.answers.insert(1, job(9, &flow));
         assert_eq!(h.job_output(9, Output::Failed), Some((500, None)));
         let frames = frames_of(&mut h.conn);
         assert_eq!(client.fields(&frames[0].payload)[0].1, "500");

@@ -201,8 +201,9 @@ mod tests {
         assert!(h.conn.is_done());
     }
 
-    #[test]
-    fn a_response_stalled_on_a_shut_window_is_reset_after_the_limit() {
+    /// Stream 1 asked for a big response, whose head is out and whose data
+    /// comes next: the connection, and the time it began.
+    fn big_response_started() -> (H2Conn, Instant) {
         let (mut client, mut h) = rig();
         let t0 = client.now;
         let get = client.get(1, "/big");
@@ -213,6 +214,12 @@ mod tests {
         h.conn
             .send_response(1, 200, std::iter::empty(), false)
             .unwrap();
+        (h, t0)
+    }
+
+    #[test]
+    fn a_response_stalled_on_a_shut_window_is_reset_after_the_limit() {
+        let (mut h, t0) = big_response_started();
         let queued = h.conn.send_data(1, &[0u8; 100_000], false).unwrap();
         assert!(queued > 0);
         // The timer starts when the stall is first seen.
@@ -227,16 +234,7 @@ mod tests {
 
     #[test]
     fn moving_data_restarts_the_stall_timer() {
-        let (mut client, mut h) = rig();
-        let t0 = client.now;
-        let get = client.get(1, "/big");
-        h.conn.feed(&get, t0);
-        let _ = take(&mut h, t0);
-        let flow = Arc::new(Flow::new());
-        h.answers.insert(1, job(1, &flow));
-        h.conn
-            .send_response(1, 200, std::iter::empty(), false)
-            .unwrap();
+        let (mut h, t0) = big_response_started();
         h.conn.send_data(1, &[0u8; 100_000], false).unwrap();
         assert!(h.reset_stalled(t0, LIMIT).is_empty());
         // Some window comes back at t1: data moves, the timer restarts.
